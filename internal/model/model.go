@@ -1,0 +1,144 @@
+// Package model is the neutral description of the mesh PKI that every source produces and the
+// collector renders: where a certificate was found, what it is, and what the analysis found about it.
+//
+// Data flows one way: sources build Objects, the analysis (package pki) turns all Objects into a
+// Snapshot, and the collector turns the Snapshot into metrics. Nothing in this package holds private
+// key material: sources must drop key blocks before they build a Bundle.
+package model
+
+import (
+	"crypto/sha256"
+	"crypto/x509"
+	"time"
+)
+
+// Mesh names the service mesh an object belongs to. The empty Mesh is a generic certificate.
+type Mesh string
+
+// The meshes the exporter understands.
+const (
+	MeshNone    Mesh = ""
+	MeshIstio   Mesh = "istio"
+	MeshLinkerd Mesh = "linkerd"
+)
+
+// Role is what a certificate is in its PKI.
+type Role string
+
+// Certificate roles, exported as the `role` label.
+const (
+	// RoleTrustAnchor is a self-signed CA certificate.
+	RoleTrustAnchor Role = "trust_anchor"
+	// RoleIntermediate is a CA certificate signed by another CA.
+	RoleIntermediate Role = "intermediate"
+	// RoleIssuer is an intermediate that a mesh calls its issuer (Linkerd's identity issuer).
+	RoleIssuer Role = "issuer"
+	// RoleLeaf is any certificate that is not a CA.
+	RoleLeaf Role = "leaf"
+)
+
+// Purpose says what a bundle is for in the object that holds it.
+type Purpose int
+
+const (
+	// PurposeCertificates is a certificate or chain presented by its owner (leaf or signing CA first).
+	PurposeCertificates Purpose = iota
+	// PurposeTrustBundle is a set of trust anchors that its owner trusts (root-cert.pem, ca.crt,
+	// ca-bundle.crt, an Envoy ROOTCA).
+	PurposeTrustBundle
+)
+
+// Certificate is a parsed certificate with the facts the analysis needs precomputed once, when the
+// object that holds it changes.
+type Certificate struct {
+	// X509 is the parsed certificate. It never carries a private key.
+	X509 *x509.Certificate
+	// Fingerprint is the SHA-256 of the DER encoding.
+	Fingerprint [sha256.Size]byte
+	// SelfSigned is true when the subject equals the issuer and the certificate's own key verifies
+	// its signature.
+	SelfSigned bool
+	// Serial is the serial number in lowercase hex (two's complement sign kept as a leading '-').
+	Serial string
+	// KeyAlgorithm is a short description of the public key, such as "ECDSA-P256" or "RSA-2048".
+	KeyAlgorithm string
+	// SPIFFEIDs are the spiffe:// URI SANs, as written.
+	SPIFFEIDs []string
+}
+
+// IsCA reports whether the certificate may act as a certificate authority.
+func (c *Certificate) IsCA() bool {
+	return c.X509.BasicConstraintsValid && c.X509.IsCA
+}
+
+// NotBefore is the start of the validity window.
+func (c *Certificate) NotBefore() time.Time { return c.X509.NotBefore }
+
+// NotAfter is the end of the validity window.
+func (c *Certificate) NotAfter() time.Time { return c.X509.NotAfter }
+
+// Bundle is the content of one key of an object (a Secret data key, a file, an SDS secret).
+type Bundle struct {
+	// Key is the data key, file name or SDS secret name.
+	Key string
+	// Purpose says whether the bundle is presented or trusted.
+	Purpose Purpose
+	// RoleHint names the role of CA certificates that are not self-signed; RoleIssuer for Linkerd's
+	// issuer. Empty means RoleIntermediate.
+	RoleHint Role
+	// Certificates in the order they appear.
+	Certificates []*Certificate
+	// Error is the bounded reason why the bundle could not be read completely, or "".
+	Error ErrorReason
+}
+
+// Identity is what a workload certificate is expected to prove.
+type Identity struct {
+	// Namespace and ServiceAccount of the workload, when known (proxy sources).
+	Namespace      string
+	ServiceAccount string
+}
+
+// Object is one place where certificates were found: a directory, a Secret, a ConfigMap, a proxy.
+type Object struct {
+	// Source names the kind of place: "file", "secret", "configmap", "envoy", ...
+	Source string
+	// Namespace of the Kubernetes object or pod; empty for files.
+	Namespace string
+	// Name of the object, pod or directory.
+	Name string
+	// Mesh the object belongs to, or MeshNone.
+	Mesh Mesh
+	// Authoritative marks an object whose trust bundles are the mesh's current trust anchors
+	// (istiod's root, Linkerd's trust roots). Copies (namespace ConfigMaps, proxies) are not.
+	Authoritative bool
+	// Expect, when set, is the workload identity the object's leaf certificates must carry.
+	Expect *Identity
+	// Bundles in a stable order.
+	Bundles []Bundle
+}
+
+// Location identifies one certificate in one bundle of one object. Together its fields are unique
+// in a Snapshot.
+type Location struct {
+	Source    string
+	Namespace string
+	Name      string
+	Key       string
+	Index     int
+}
+
+// MeshSettings are the settings of one mesh that the identity checks need.
+type MeshSettings struct {
+	// TrustDomain is the primary trust domain, "cluster.local" by default.
+	TrustDomain string
+	// TrustDomainAliases are further trust domains that are accepted (Istio).
+	TrustDomainAliases []string
+	// ControlPlaneNamespace is where the mesh's control plane runs (Linkerd identities name it).
+	ControlPlaneNamespace string
+}
+
+// TrustDomains returns the primary trust domain followed by its aliases.
+func (s MeshSettings) TrustDomains() []string {
+	return append([]string{s.TrustDomain}, s.TrustDomainAliases...)
+}

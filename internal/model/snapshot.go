@@ -1,0 +1,153 @@
+package model
+
+import "time"
+
+// ErrorReason is a bounded reason for a failed read or a failed check. It is used as a label value,
+// so only the constants below are ever exported.
+type ErrorReason string
+
+// Read errors: why certificate material could not be read.
+const (
+	ReasonNone          ErrorReason = ""
+	ReasonNoCertificate ErrorReason = "no_certificate"
+	ReasonBadPEM        ErrorReason = "bad_pem"
+	ReasonBadDER        ErrorReason = "bad_der"
+	ReasonTooLarge      ErrorReason = "too_large"
+	ReasonTooMany       ErrorReason = "too_many_certificates"
+	ReasonReadError     ErrorReason = "read_error"
+	ReasonIncomplete    ErrorReason = "incomplete_bundle"
+	ReasonBadConfig     ErrorReason = "bad_config"
+	ReasonForbidden     ErrorReason = "forbidden"
+	ReasonUnavailable   ErrorReason = "unavailable"
+	ReasonTimeout       ErrorReason = "timeout"
+	ReasonBadResponse   ErrorReason = "bad_response"
+)
+
+// Chain failures: why a certificate does not verify up to a trust anchor.
+const (
+	ReasonUnknownAuthority ErrorReason = "unknown_authority"
+	ReasonExpired          ErrorReason = "expired"
+	ReasonNotYetValid      ErrorReason = "not_yet_valid"
+	ReasonBadSignature     ErrorReason = "bad_signature"
+	ReasonNotCA            ErrorReason = "not_ca"
+	ReasonPathLenExceeded  ErrorReason = "path_len_exceeded"
+	ReasonChainTooLong     ErrorReason = "chain_too_long"
+)
+
+// Identity failures: why a certificate's mesh identity is not what is expected of it.
+const (
+	ReasonMissingIdentity      ErrorReason = "missing_identity"
+	ReasonMultipleIdentities   ErrorReason = "multiple_identities"
+	ReasonMalformedIdentity    ErrorReason = "malformed_identity"
+	ReasonWrongTrustDomain     ErrorReason = "wrong_trust_domain"
+	ReasonWrongNamespace       ErrorReason = "wrong_namespace"
+	ReasonWrongServiceAccount  ErrorReason = "wrong_service_account"
+	ReasonWrongControlPlaneNS  ErrorReason = "wrong_control_plane_namespace"
+	ReasonUnexpectedIdentity   ErrorReason = "unexpected_identity_kind"
+)
+
+// Chain is the time-independent result of path building for one certificate. Time-dependent
+// checks (validity windows) are made by Evaluate at scrape time, so a Chain can be cached until
+// the objects it was built from change.
+type Chain struct {
+	// Paths are complete paths from the certificate to a trust anchor whose signatures and CA
+	// constraints hold, shortest first. Each starts with the certificate and ends with the anchor.
+	Paths [][]*Certificate
+	// Partial is the longest path that could be built when no complete path exists.
+	Partial []*Certificate
+	// Reason is why no complete path exists; ReasonNone when Paths is not empty.
+	Reason ErrorReason
+}
+
+// ChainStatus is a Chain evaluated at one instant.
+type ChainStatus struct {
+	Valid  bool
+	Reason ErrorReason
+	// Depth is the number of certificates in the chosen path, the certificate and anchor included.
+	Depth int
+	// NotAfter is the earliest NotAfter along the chosen path.
+	NotAfter time.Time
+	// Anchor is the trust anchor the chosen path ends at, or nil.
+	Anchor *Certificate
+}
+
+// Evaluate checks the validity windows of the chain at now. It prefers the first path that is valid
+// at now; when none is, it reports the first path and why it is not valid.
+func (c *Chain) Evaluate(now time.Time) ChainStatus {
+	if len(c.Paths) == 0 {
+		return ChainStatus{Reason: c.Reason, Depth: len(c.Partial), NotAfter: earliestNotAfter(c.Partial)}
+	}
+	for _, p := range c.Paths {
+		if timeReason(p, now) == ReasonNone {
+			return ChainStatus{Valid: true, Depth: len(p), NotAfter: earliestNotAfter(p), Anchor: p[len(p)-1]}
+		}
+	}
+	p := c.Paths[0]
+	return ChainStatus{Reason: timeReason(p, now), Depth: len(p), NotAfter: earliestNotAfter(p), Anchor: p[len(p)-1]}
+}
+
+// timeReason is ReasonExpired when any certificate of the path has expired at now, else
+// ReasonNotYetValid when one is not yet valid, else ReasonNone.
+func timeReason(path []*Certificate, now time.Time) ErrorReason {
+	reason := ReasonNone
+	for _, c := range path {
+		switch {
+		case now.After(c.NotAfter()):
+			return ReasonExpired
+		case now.Before(c.NotBefore()):
+			reason = ReasonNotYetValid
+		}
+	}
+	return reason
+}
+
+func earliestNotAfter(path []*Certificate) time.Time {
+	var t time.Time
+	for i, c := range path {
+		if i == 0 || c.NotAfter().Before(t) {
+			t = c.NotAfter()
+		}
+	}
+	return t
+}
+
+// IdentityStatus is the result of checking a certificate's mesh identity.
+type IdentityStatus struct {
+	Valid  bool
+	Reason ErrorReason
+}
+
+// CertificateObservation is one certificate at one location with everything known about it.
+type CertificateObservation struct {
+	Location
+	Mesh        Mesh
+	Role        Role
+	Certificate *Certificate
+	// Chain is nil for trust anchors.
+	Chain *Chain
+	// Identity is nil when the certificate neither carries nor should carry a mesh identity.
+	Identity *IdentityStatus
+}
+
+// BundleError is a bundle that could not be read completely.
+type BundleError struct {
+	Source, Namespace, Name, Key string
+	Reason                       ErrorReason
+}
+
+// SourceStatus is the health of one source.
+type SourceStatus struct {
+	// Name is the source's label value.
+	Name string
+	// Up is true when the source's last attempt to read its material worked.
+	Up bool
+	// Errors counts read errors by reason since the exporter started.
+	Errors map[ErrorReason]uint64
+}
+
+// Snapshot is the analysed state of the whole mesh PKI at one moment.
+type Snapshot struct {
+	Certificates []CertificateObservation
+	BundleErrors []BundleError
+	Sources      []SourceStatus
+}

@@ -1,0 +1,136 @@
+package pki
+
+import (
+	"sync"
+
+	"github.com/meshcert/meshcert-exporter/internal/model"
+)
+
+// Analyzer turns the objects of every source into observations: it classifies each certificate,
+// builds its chain up to the trust anchors of its mesh and checks its identity. It keeps a cache of
+// signature checks between runs, so analysing an unchanged mesh again costs map look-ups.
+// An Analyzer is safe for concurrent use.
+type Analyzer struct {
+	mu   sync.Mutex
+	sigs signatureCache
+}
+
+// NewAnalyzer returns an Analyzer with an empty cache.
+func NewAnalyzer() *Analyzer {
+	return &Analyzer{sigs: signatureCache{current: map[sigKey]bool{}}}
+}
+
+type objectKey struct{ source, namespace, name string }
+
+// Analyze analyses objects together. Trust anchors are the self-signed CAs in the trust bundles of
+// each mesh's authoritative objects and in each object's own trust bundles (or, for an object
+// without a trust bundle, every self-signed CA it holds). Candidate issuers on the way are the other
+// certificates of the object itself and of its mesh's authoritative objects. An object that repeats the source, namespace and name of an earlier
+// one is ignored, so every Location in the result is unique.
+func (a *Analyzer) Analyze(objects []*model.Object, meshes map[model.Mesh]model.MeshSettings) ([]model.CertificateObservation, []model.BundleError) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.sigs.rotate()
+
+	objects = unique(objects)
+	meshAnchors, meshIntermediates := map[model.Mesh]*pool{}, map[model.Mesh]*pool{}
+	for _, o := range objects {
+		if !o.Authoritative || o.Mesh == model.MeshNone {
+			continue
+		}
+		anchors, intermediates := objectPools(o)
+		merge(meshAnchors, o.Mesh, anchors)
+		merge(meshIntermediates, o.Mesh, intermediates)
+	}
+
+	var (
+		observations []model.CertificateObservation
+		errs         []model.BundleError
+	)
+	for _, o := range objects {
+		anchors, intermediates := objectPools(o)
+		allAnchors, allIntermediates := pools{anchors}, pools{intermediates}
+		if p := meshAnchors[o.Mesh]; p != nil {
+			allAnchors = append(allAnchors, p)
+		}
+		if p := meshIntermediates[o.Mesh]; p != nil {
+			allIntermediates = append(allIntermediates, p)
+		}
+		keys := make(map[string]bool, len(o.Bundles))
+		for _, b := range o.Bundles {
+			if keys[b.Key] {
+				continue // a source repeated a key: keep the first, labels stay unique
+			}
+			keys[b.Key] = true
+			if b.Error != model.ReasonNone {
+				errs = append(errs, model.BundleError{Source: o.Source, Namespace: o.Namespace, Name: o.Name, Key: b.Key, Reason: b.Error})
+			}
+			for i, c := range b.Certificates {
+				obs := model.CertificateObservation{
+					Location:    model.Location{Source: o.Source, Namespace: o.Namespace, Name: o.Name, Key: b.Key, Index: i},
+					Mesh:        o.Mesh,
+					Role:        Classify(c, b.RoleHint),
+					Certificate: c,
+				}
+				if obs.Role != model.RoleTrustAnchor {
+					obs.Chain = buildChain(c, allAnchors, allIntermediates, &a.sigs)
+				}
+				if obs.Role == model.RoleLeaf && o.Mesh != model.MeshNone {
+					id := CheckIdentity(c, o.Mesh, meshes[o.Mesh], o.Expect)
+					obs.Identity = &id
+				}
+				observations = append(observations, obs)
+			}
+		}
+	}
+	return observations, errs
+}
+
+// objectPools returns the trust anchors and intermediates an object holds.
+func objectPools(o *model.Object) (anchors, intermediates *pool) {
+	anchors, intermediates = newPool(), newPool()
+	hasTrustBundle := false
+	for _, b := range o.Bundles {
+		hasTrustBundle = hasTrustBundle || b.Purpose == model.PurposeTrustBundle
+	}
+	for _, b := range o.Bundles {
+		for _, c := range b.Certificates {
+			switch {
+			case !c.IsCA() || !c.SelfSigned:
+				// Non-CA certificates are candidates too, so that a certificate signed by a
+				// leaf is reported as not_ca rather than as an unknown authority.
+				intermediates.add(c)
+			case b.Purpose == model.PurposeTrustBundle || !hasTrustBundle:
+				anchors.add(c)
+			}
+		}
+	}
+	return anchors, intermediates
+}
+
+func merge(into map[model.Mesh]*pool, mesh model.Mesh, from *pool) {
+	p := into[mesh]
+	if p == nil {
+		p = newPool()
+		into[mesh] = p
+	}
+	for _, certs := range from.bySubject {
+		for _, c := range certs {
+			p.add(c)
+		}
+	}
+}
+
+func unique(objects []*model.Object) []*model.Object {
+	seen := make(map[objectKey]bool, len(objects))
+	out := objects[:0:0]
+	for _, o := range objects {
+		k := objectKey{o.Source, o.Namespace, o.Name}
+		if seen[k] {
+			continue
+		}
+		seen[k] = true
+		out = append(out, o)
+	}
+	return out
+}

@@ -1,0 +1,277 @@
+package pki
+
+import (
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"testing"
+	"time"
+
+	"github.com/meshcert/meshcert-exporter/internal/model"
+	"github.com/meshcert/meshcert-exporter/internal/testpki"
+)
+
+var now = testpki.Date(2027, 6, 1)
+
+func cert(c *testpki.Cert) *model.Certificate { return NewCertificate(c.X509) }
+
+func certs(cs ...*testpki.Cert) []*model.Certificate {
+	out := make([]*model.Certificate, len(cs))
+	for i, c := range cs {
+		out[i] = cert(c)
+	}
+	return out
+}
+
+func obj(name string, mesh model.Mesh, bundles ...model.Bundle) *model.Object {
+	return &model.Object{Source: "test", Name: name, Mesh: mesh, Bundles: bundles}
+}
+
+func trust(key string, cs ...*testpki.Cert) model.Bundle {
+	return model.Bundle{Key: key, Purpose: model.PurposeTrustBundle, Certificates: certs(cs...)}
+}
+
+func chain(key string, cs ...*testpki.Cert) model.Bundle {
+	return model.Bundle{Key: key, Certificates: certs(cs...)}
+}
+
+// tampered returns c with one byte of its signature flipped.
+func tampered(c *testpki.Cert) *testpki.Cert {
+	raw := append([]byte{}, c.X509.Raw...)
+	raw[len(raw)-3] ^= 0xff
+	x, err := x509.ParseCertificate(raw)
+	if err != nil {
+		panic(err)
+	}
+	return &testpki.Cert{X509: x, Key: c.Key}
+}
+
+func intp(i int) *int { return &i }
+
+func TestAnalyzeChains(t *testing.T) {
+	y := func(years int) time.Time { return jan2026.AddDate(years, 0, 0) }
+	root := testpki.Issue(testpki.Spec{CommonName: "root", CA: true, Key: testpki.RSA2048, NotBefore: jan2026, NotAfter: y(10)})
+	otherRoot := testpki.Issue(testpki.Spec{CommonName: "other root", CA: true, NotBefore: jan2026, NotAfter: y(10)})
+	inter := testpki.Issue(testpki.Spec{CommonName: "inter", CA: true, Issuer: root, NotBefore: jan2026, NotAfter: y(5)})
+	leaf := testpki.Issue(testpki.Spec{CommonName: "leaf", Issuer: inter, NotBefore: jan2026, NotAfter: y(2)})
+	expiredLeaf := testpki.Issue(testpki.Spec{CommonName: "old", Issuer: inter, NotBefore: jan2026, NotAfter: testpki.Date(2026, 1, 2)})
+	futureLeaf := testpki.Issue(testpki.Spec{CommonName: "new", Issuer: inter, NotBefore: testpki.Date(2028, 1, 1), NotAfter: y(4)})
+	expiredInter := testpki.Issue(testpki.Spec{CommonName: "expired inter", CA: true, Issuer: root, NotBefore: jan2026, NotAfter: testpki.Date(2027, 1, 1)})
+	leafOfExpired := testpki.Issue(testpki.Spec{CommonName: "leaf2", Issuer: expiredInter, NotBefore: jan2026, NotAfter: y(2)})
+	notCA := testpki.Issue(testpki.Spec{CommonName: "not a ca", Issuer: root, NotBefore: jan2026, NotAfter: y(5)})
+	signedByLeaf := testpki.Issue(testpki.Spec{CommonName: "signed by leaf", Issuer: notCA, NotBefore: jan2026, NotAfter: y(2)})
+	noBC := testpki.Issue(testpki.Spec{CommonName: "ca without basic constraints", CA: true, NoBasicConstraints: true, Issuer: root, NotBefore: jan2026, NotAfter: y(5)})
+	signedByNoBC := testpki.Issue(testpki.Spec{CommonName: "signed by noBC", Issuer: noBC, NotBefore: jan2026, NotAfter: y(2)})
+	strictRoot := testpki.Issue(testpki.Spec{CommonName: "strict root", CA: true, MaxPathLen: intp(0), NotBefore: jan2026, NotAfter: y(10)})
+	strictInter := testpki.Issue(testpki.Spec{CommonName: "strict inter", CA: true, Issuer: strictRoot, NotBefore: jan2026, NotAfter: y(5)})
+	strictLeaf := testpki.Issue(testpki.Spec{CommonName: "strict leaf", Issuer: strictInter, NotBefore: jan2026, NotAfter: y(2)})
+	selfLeaf := testpki.Issue(testpki.Spec{CommonName: "self-signed leaf", NotBefore: jan2026, NotAfter: y(2)})
+	// A loop: A is signed by B and B by A (two CAs that cross-sign each other, no root).
+	aName, bName := pkix.Name{CommonName: "loop A"}, pkix.Name{CommonName: "loop B"}
+	aKey, bKey := testpki.NewKey(testpki.ECDSAP256), testpki.NewKey(testpki.ECDSAP256)
+	bSelf := testpki.Issue(testpki.Spec{Subject: &bName, CA: true, SubjectKey: bKey, NotBefore: jan2026, NotAfter: y(5)})
+	loopA := testpki.Issue(testpki.Spec{Subject: &aName, CA: true, SubjectKey: aKey, Issuer: bSelf, NotBefore: jan2026, NotAfter: y(5)})
+	loopB := testpki.Issue(testpki.Spec{Subject: &bName, CA: true, SubjectKey: bKey, Issuer: loopA, NotBefore: jan2026, NotAfter: y(5)})
+
+	type want struct {
+		role   model.Role
+		valid  bool
+		reason model.ErrorReason
+		depth  int
+		notAft time.Time
+	}
+	tests := []struct {
+		name    string
+		objects []*model.Object
+		want    want // for the first certificate of the first bundle holding certificates of the last object
+	}{
+		{"intermediate under its root", []*model.Object{obj("cacerts", model.MeshIstio, chain("ca-cert.pem", inter), trust("root-cert.pem", root))},
+			want{model.RoleIntermediate, true, "", 2, y(5)}},
+		{"chain of 3 with an external root", []*model.Object{
+			{Source: "test", Name: "root", Mesh: model.MeshIstio, Authoritative: true, Bundles: []model.Bundle{trust("root-cert.pem", root)}},
+			obj("proxy", model.MeshIstio, chain("default", leaf, inter)),
+		}, want{model.RoleLeaf, true, "", 3, y(2)}},
+		{"external root of another mesh is not trusted", []*model.Object{
+			{Source: "test", Name: "root", Mesh: model.MeshLinkerd, Authoritative: true, Bundles: []model.Bundle{trust("ca-bundle.crt", root)}},
+			obj("proxy", model.MeshIstio, chain("default", leaf, inter)),
+		}, want{model.RoleLeaf, false, model.ReasonUnknownAuthority, 2, y(2)}},
+		{"signed by a root not in the bundle", []*model.Object{obj("cacerts", model.MeshIstio, chain("ca-cert.pem", inter), chain("cert-chain.pem", inter, root), trust("root-cert.pem", otherRoot))},
+			want{model.RoleIntermediate, false, model.ReasonUnknownAuthority, 1, y(5)}},
+		{"expired leaf", []*model.Object{obj("o", "", chain("tls.crt", expiredLeaf, inter), trust("ca.crt", root))},
+			want{model.RoleLeaf, false, model.ReasonExpired, 3, testpki.Date(2026, 1, 2)}},
+		{"leaf not yet valid", []*model.Object{obj("o", "", chain("tls.crt", futureLeaf, inter), trust("ca.crt", root))},
+			want{model.RoleLeaf, false, model.ReasonNotYetValid, 3, y(4)}},
+		{"valid leaf under an expired intermediate", []*model.Object{obj("o", "", chain("tls.crt", leafOfExpired, expiredInter), trust("ca.crt", root))},
+			want{model.RoleLeaf, false, model.ReasonExpired, 3, testpki.Date(2027, 1, 1)}},
+		{"bad signature", []*model.Object{obj("o", "", chain("tls.crt", tampered(inter)), trust("ca.crt", root))},
+			want{model.RoleIntermediate, false, model.ReasonBadSignature, 1, y(5)}},
+		{"signed by a leaf", []*model.Object{obj("o", "", chain("tls.crt", signedByLeaf, notCA), trust("ca.crt", root))},
+			want{model.RoleLeaf, false, model.ReasonNotCA, 2, y(2)}},
+		{"signed by a CA without basic constraints", []*model.Object{obj("o", "", chain("tls.crt", signedByNoBC, noBC), trust("ca.crt", root))},
+			want{model.RoleLeaf, false, model.ReasonNotCA, 2, y(2)}},
+		{"path length exceeded", []*model.Object{obj("o", "", chain("tls.crt", strictLeaf, strictInter), trust("ca.crt", strictRoot))},
+			want{model.RoleLeaf, false, model.ReasonPathLenExceeded, 3, y(2)}},
+		{"path length zero allows its direct intermediate", []*model.Object{obj("o", "", chain("tls.crt", strictInter), trust("ca.crt", strictRoot))},
+			want{model.RoleIntermediate, true, "", 2, y(5)}},
+		{"self-signed leaf", []*model.Object{obj("o", "", chain("tls.crt", selfLeaf))},
+			want{model.RoleLeaf, false, model.ReasonUnknownAuthority, 1, y(2)}},
+		{"chain loop", []*model.Object{obj("o", "", chain("tls.crt", loopA, loopB))},
+			want{model.RoleIntermediate, false, model.ReasonUnknownAuthority, 2, y(5)}},
+		{"no trust bundle: a self-signed CA in the object is the anchor", []*model.Object{obj("o", "", chain("bundle.pem", leaf, inter, root))},
+			want{model.RoleLeaf, true, "", 3, y(2)}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			obs, _ := NewAnalyzer().Analyze(tt.objects, nil)
+			last := tt.objects[len(tt.objects)-1]
+			var got *model.CertificateObservation
+			for i := range obs {
+				if obs[i].Name == last.Name && obs[i].Index == 0 && obs[i].Key == firstKey(last) {
+					got = &obs[i]
+				}
+			}
+			if got == nil {
+				t.Fatalf("no observation for %s", last.Name)
+			}
+			if got.Role != tt.want.role || got.Chain == nil {
+				t.Fatalf("role %q (chain %v), want %q with a chain", got.Role, got.Chain != nil, tt.want.role)
+			}
+			st := got.Chain.Evaluate(now)
+			if st.Valid != tt.want.valid || st.Reason != tt.want.reason || st.Depth != tt.want.depth || !st.NotAfter.Equal(tt.want.notAft) {
+				t.Errorf("chain = valid %v reason %q depth %d not after %s; want %v %q %d %s",
+					st.Valid, st.Reason, st.Depth, st.NotAfter, tt.want.valid, tt.want.reason, tt.want.depth, tt.want.notAft)
+			}
+		})
+	}
+}
+
+func firstKey(o *model.Object) string {
+	for _, b := range o.Bundles {
+		if len(b.Certificates) > 0 {
+			return b.Key
+		}
+	}
+	return ""
+}
+
+func TestAnalyzeTwoRootsAndUniqueLocations(t *testing.T) {
+	oldRoot := testpki.Issue(testpki.Spec{CommonName: "old root", CA: true, NotBefore: jan2026, NotAfter: jan2036})
+	newRoot := testpki.Issue(testpki.Spec{CommonName: "new root", CA: true, NotBefore: jan2026, NotAfter: jan2036})
+	dir := obj("/etc/cacerts", model.MeshIstio, trust("root-cert.pem", oldRoot, newRoot), trust("root-cert.pem", oldRoot))
+	obs, errs := NewAnalyzer().Analyze([]*model.Object{dir, obj("/etc/cacerts", model.MeshIstio, trust("x", oldRoot))}, nil)
+	if len(errs) != 0 {
+		t.Fatalf("errors: %v", errs)
+	}
+	seen := map[model.Location]bool{}
+	for _, o := range obs {
+		if seen[o.Location] {
+			t.Errorf("duplicate location %+v", o.Location)
+		}
+		seen[o.Location] = true
+		if o.Role != model.RoleTrustAnchor || o.Chain != nil {
+			t.Errorf("%+v: role %q, chain %v; want an anchor without chain", o.Location, o.Role, o.Chain)
+		}
+	}
+	if len(obs) != 2 {
+		t.Errorf("%d observations, want both roots once", len(obs))
+	}
+}
+
+func TestAnalyzeIdentities(t *testing.T) {
+	root := testpki.Issue(testpki.Spec{CommonName: "root", CA: true, NotBefore: jan2026, NotAfter: jan2036})
+	istio := model.MeshSettings{TrustDomain: "cluster.local", TrustDomainAliases: []string{"old.example"}}
+	linkerd := model.MeshSettings{TrustDomain: "cluster.local", ControlPlaneNamespace: "linkerd"}
+	meshes := map[model.Mesh]model.MeshSettings{model.MeshIstio: istio, model.MeshLinkerd: linkerd}
+	workload := &model.Identity{Namespace: "shop", ServiceAccount: "cart"}
+
+	tests := []struct {
+		name   string
+		mesh   model.Mesh
+		uris   []string
+		dns    []string
+		expect *model.Identity
+		reason model.ErrorReason
+	}{
+		{"istio workload", model.MeshIstio, []string{"spiffe://cluster.local/ns/shop/sa/cart"}, nil, workload, ""},
+		{"istio alias trust domain", model.MeshIstio, []string{"spiffe://old.example/ns/shop/sa/cart"}, nil, workload, ""},
+		{"istio wrong trust domain", model.MeshIstio, []string{"spiffe://evil.example/ns/shop/sa/cart"}, nil, workload, model.ReasonWrongTrustDomain},
+		{"istio wrong service account", model.MeshIstio, []string{"spiffe://cluster.local/ns/shop/sa/default"}, nil, workload, model.ReasonWrongServiceAccount},
+		{"istio wrong namespace", model.MeshIstio, []string{"spiffe://cluster.local/ns/other/sa/cart"}, nil, workload, model.ReasonWrongNamespace},
+		{"istio any workload when none expected", model.MeshIstio, []string{"spiffe://cluster.local/ns/other/sa/x"}, nil, nil, ""},
+		{"istio no identity", model.MeshIstio, nil, []string{"istiod.istio-system.svc"}, nil, model.ReasonMissingIdentity},
+		{"istio three identities", model.MeshIstio, []string{"spiffe://cluster.local/ns/a/sa/b", "spiffe://cluster.local/ns/c/sa/d", "spiffe://cluster.local/ns/e/sa/f"}, nil, nil, model.ReasonMultipleIdentities},
+		{"istio not a workload path", model.MeshIstio, []string{"spiffe://cluster.local/ns/shop"}, nil, nil, model.ReasonMalformedIdentity},
+		{"istio bad trust domain characters", model.MeshIstio, []string{"spiffe://Cluster.Local/ns/shop/sa/cart"}, nil, nil, model.ReasonMalformedIdentity},
+		{"linkerd workload", model.MeshLinkerd, nil, []string{"cart.shop.serviceaccount.identity.linkerd.cluster.local"}, workload, ""},
+		{"linkerd dotted service account", model.MeshLinkerd, nil, []string{"cart.v2.shop.serviceaccount.identity.linkerd.cluster.local"}, &model.Identity{Namespace: "shop", ServiceAccount: "cart.v2"}, ""},
+		{"linkerd wrong trust domain", model.MeshLinkerd, nil, []string{"cart.shop.serviceaccount.identity.linkerd.example.org"}, workload, model.ReasonWrongTrustDomain},
+		{"linkerd wrong control plane", model.MeshLinkerd, nil, []string{"cart.shop.serviceaccount.identity.linkerd-x.cluster.local"}, workload, model.ReasonWrongControlPlaneNS},
+		{"linkerd wrong namespace", model.MeshLinkerd, nil, []string{"cart.web.serviceaccount.identity.linkerd.cluster.local"}, workload, model.ReasonWrongNamespace},
+		{"linkerd SPIRE identity", model.MeshLinkerd, []string{"spiffe://cluster.local/ns/shop/sa/cart"}, nil, workload, ""},
+		{"linkerd no identity", model.MeshLinkerd, nil, []string{"example.com"}, nil, model.ReasonMissingIdentity},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			leaf := testpki.Issue(testpki.Spec{CommonName: "leaf", Issuer: root, URIs: tt.uris, DNSNames: tt.dns, NotBefore: jan2026, NotAfter: jan2036})
+			o := obj("pod", tt.mesh, chain("default", leaf), trust("ROOTCA", root))
+			o.Expect = tt.expect
+			obs, _ := NewAnalyzer().Analyze([]*model.Object{o}, meshes)
+			id := obs[0].Identity
+			if id == nil {
+				t.Fatal("no identity result for a mesh leaf")
+			}
+			if id.Valid != (tt.reason == "") || id.Reason != tt.reason {
+				t.Errorf("identity = %+v, want reason %q", *id, tt.reason)
+			}
+			if !obs[0].Chain.Evaluate(now).Valid {
+				t.Errorf("chain invalid: %+v", obs[0].Chain.Evaluate(now))
+			}
+			if obs[1].Identity != nil {
+				t.Error("a trust anchor got an identity check")
+			}
+		})
+	}
+}
+
+func TestParseSPIFFEID(t *testing.T) {
+	tests := []struct {
+		in      string
+		td      string
+		segs    int
+		wantErr bool
+	}{
+		{"spiffe://cluster.local/ns/a/sa/b", "cluster.local", 4, false},
+		{"spiffe://cluster.local", "cluster.local", 0, false},
+		{"spiffe://td/ns/a/sa/b.c-d_E", "td", 4, false},
+		{"SPIFFE://td/ns/a", "", 0, true},
+		{"spiffe://td/ns//sa/b", "", 0, true},
+		{"spiffe://td/ns/../sa/b", "", 0, true},
+		{"spiffe://td/ns/a?x=1", "", 0, true},
+		{"spiffe://td:8080/ns/a", "", 0, true},
+		{"spiffe://user@td/ns/a", "", 0, true},
+		{"spiffe:///ns/a", "", 0, true},
+		{"spiffe://td/", "", 0, true},
+		{"https://td/ns/a", "", 0, true},
+	}
+	for _, tt := range tests {
+		id, err := ParseSPIFFEID(tt.in)
+		if (err != nil) != tt.wantErr || id.TrustDomain != tt.td || len(id.Segments) != tt.segs {
+			t.Errorf("ParseSPIFFEID(%q) = %+v, %v", tt.in, id, err)
+		}
+	}
+}
+
+func TestAnalyzeReusesSignatureChecks(t *testing.T) {
+	root := testpki.Issue(testpki.Spec{CommonName: "root", CA: true, NotBefore: jan2026, NotAfter: jan2036})
+	inter := testpki.Issue(testpki.Spec{CommonName: "inter", CA: true, Issuer: root, NotBefore: jan2026, NotAfter: jan2036})
+	a := NewAnalyzer()
+	objects := []*model.Object{obj("o", "", chain("ca-cert.pem", inter), trust("root-cert.pem", root))}
+	a.Analyze(objects, nil)
+	if len(a.sigs.current) != 1 {
+		t.Fatalf("cache holds %d checks after one analysis, want 1", len(a.sigs.current))
+	}
+	a.Analyze(nil, nil) // the inter -> root check is not used: it survives one generation...
+	a.Analyze(nil, nil) // ...and is gone after the next.
+	if n := len(a.sigs.current) + len(a.sigs.previous); n != 0 {
+		t.Errorf("cache holds %d checks for a mesh without certificates", n)
+	}
+}

@@ -1,0 +1,162 @@
+// Package pki is the one place that understands certificates: it parses bundles, classifies
+// certificates, builds and checks chains up to the mesh's trust anchors and checks mesh identities.
+// Every source uses it; no source re-implements any of it.
+package pki
+
+import (
+	"bytes"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/pem"
+	"fmt"
+	"strings"
+
+	"github.com/meshcert/meshcert-exporter/internal/model"
+)
+
+const (
+	// MaxBundleBytes is the largest bundle that is parsed. Kubernetes caps a whole Secret at about
+	// 1 MiB; anything much larger is a mistake or an attack.
+	MaxBundleBytes = 4 << 20
+	// MaxBundleCertificates is the largest number of certificates kept from one bundle.
+	MaxBundleCertificates = 5000
+)
+
+var pemBegin = []byte("-----BEGIN ")
+
+// ParseBundle parses every certificate in data, which holds concatenated PEM blocks or DER
+// certificates. Private-key blocks and other non-certificate blocks are skipped and their bytes
+// zeroed; they never reach the result. The reason is ReasonNone when everything in data was read;
+// otherwise it says what went wrong, and the certificates that could be read are still returned.
+func ParseBundle(data []byte) ([]*model.Certificate, model.ErrorReason) {
+	if len(data) > MaxBundleBytes {
+		return nil, model.ReasonTooLarge
+	}
+	if !bytes.Contains(data, pemBegin) {
+		return parseDER(data)
+	}
+	var (
+		certs  []*model.Certificate
+		reason = model.ReasonNone
+		blocks int
+	)
+	rest := data
+	for {
+		var block *pem.Block
+		block, rest = pem.Decode(rest)
+		if block == nil {
+			break
+		}
+		blocks++
+		if block.Type != "CERTIFICATE" {
+			// Keys (plain or encrypted), CSRs, CRLs and parameters are not ours to keep.
+			clear(block.Bytes)
+			continue
+		}
+		if len(certs) == MaxBundleCertificates {
+			reason = model.ReasonTooMany
+			break
+		}
+		x, err := x509.ParseCertificate(block.Bytes)
+		if err != nil {
+			reason = worse(reason, model.ReasonBadDER)
+			continue
+		}
+		certs = append(certs, NewCertificate(x))
+	}
+	// pem.Decode silently skips a block it cannot decode (bad base64, no END line, a truncated
+	// file): a BEGIN line that did not become a block is a broken bundle.
+	if reason != model.ReasonTooMany && bytes.Count(data, pemBegin) > blocks {
+		reason = worse(reason, model.ReasonBadPEM)
+	}
+	if len(certs) == 0 && reason == model.ReasonNone {
+		reason = model.ReasonNoCertificate
+	}
+	return certs, reason
+}
+
+// worse keeps the first reason found: the earliest problem in a bundle is the one worth naming.
+func worse(current, next model.ErrorReason) model.ErrorReason {
+	if current != model.ReasonNone {
+		return current
+	}
+	return next
+}
+
+// parseDER reads one or more concatenated DER certificates. Data that does not start like an ASN.1
+// SEQUENCE is not a certificate at all.
+func parseDER(data []byte) ([]*model.Certificate, model.ErrorReason) {
+	trimmed := bytes.TrimSpace(data)
+	if len(trimmed) == 0 || trimmed[0] != 0x30 {
+		return nil, model.ReasonNoCertificate
+	}
+	// The parsed certificates keep slices of their input: give them their own copy so the caller
+	// may reuse or clear its buffer.
+	xs, err := x509.ParseCertificates(bytes.Clone(data))
+	if err != nil {
+		return nil, model.ReasonBadDER
+	}
+	reason := model.ReasonNone
+	if len(xs) > MaxBundleCertificates {
+		xs, reason = xs[:MaxBundleCertificates], model.ReasonTooMany
+	}
+	certs := make([]*model.Certificate, 0, len(xs))
+	for _, x := range xs {
+		certs = append(certs, NewCertificate(x))
+	}
+	return certs, reason
+}
+
+// NewCertificate computes the facts the analysis needs about x once.
+func NewCertificate(x *x509.Certificate) *model.Certificate {
+	c := &model.Certificate{
+		X509:         x,
+		Fingerprint:  sha256.Sum256(x.Raw),
+		Serial:       x.SerialNumber.Text(16),
+		KeyAlgorithm: KeyAlgorithm(x),
+	}
+	// Self-signed means the certificate's own key verifies its signature, not only that the names
+	// match: a cross-signed CA can carry its own subject as issuer.
+	if bytes.Equal(x.RawSubject, x.RawIssuer) {
+		c.SelfSigned = x.CheckSignature(x.SignatureAlgorithm, x.RawTBSCertificate, x.Signature) == nil
+	}
+	for _, u := range x.URIs {
+		if strings.EqualFold(u.Scheme, "spiffe") {
+			c.SPIFFEIDs = append(c.SPIFFEIDs, u.String())
+		}
+	}
+	return c
+}
+
+// KeyAlgorithm describes the public key of x as the exporter labels it, e.g. "ECDSA-P256",
+// "RSA-2048" or "Ed25519".
+func KeyAlgorithm(x *x509.Certificate) string {
+	switch k := x.PublicKey.(type) {
+	case *rsa.PublicKey:
+		return fmt.Sprintf("RSA-%d", k.N.BitLen())
+	case *ecdsa.PublicKey:
+		return "ECDSA-" + strings.ReplaceAll(k.Curve.Params().Name, "-", "")
+	case ed25519.PublicKey:
+		return "Ed25519"
+	default:
+		return "unknown"
+	}
+}
+
+// Classify returns the role of c: a self-signed CA is a trust anchor, another CA an intermediate
+// (or the hint, when the holder names it otherwise), anything else a leaf.
+func Classify(c *model.Certificate, hint model.Role) model.Role {
+	switch {
+	case c.IsCA() && c.SelfSigned:
+		return model.RoleTrustAnchor
+	case c.IsCA() && hint != "":
+		return hint
+	case c.IsCA():
+		return model.RoleIntermediate
+	default:
+		return model.RoleLeaf
+	}
+}

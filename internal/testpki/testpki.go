@@ -1,0 +1,170 @@
+// Package testpki issues certificates at fixed dates for tests, benchmarks and the example PKI, so
+// nothing in the repository depends on checked-in certificates that silently expire.
+// Its functions panic on error: they are for tests and generators only, never for the exporter.
+package testpki
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"net/url"
+	"time"
+)
+
+// KeyType selects the key of a certificate.
+type KeyType int
+
+// Key types.
+const (
+	ECDSAP256 KeyType = iota
+	RSA2048
+	ECDSAP384
+)
+
+// Spec describes a certificate to issue.
+type Spec struct {
+	CommonName string
+	// NotBefore and NotAfter are the validity window; give fixed dates.
+	NotBefore, NotAfter time.Time
+	// CA makes a certificate authority (BasicConstraints CA:true, key usage cert sign).
+	CA bool
+	// NoBasicConstraints omits the BasicConstraints extension altogether.
+	NoBasicConstraints bool
+	// MaxPathLen, when not nil, sets the path length constraint of a CA (0 included).
+	MaxPathLen *int
+	Key        KeyType
+	// Serial is the serial number; 0 picks a random one.
+	Serial int64
+	// URIs and DNSNames are the subject alternative names.
+	URIs     []string
+	DNSNames []string
+	// Subject overrides the subject built from CommonName.
+	Subject *pkix.Name
+	// Issuer signs the certificate; nil makes it self-signed.
+	Issuer *Cert
+	// SubjectKey reuses a key (to re-sign a root with the same key, as istiod does).
+	SubjectKey crypto.Signer
+}
+
+// Cert is an issued certificate and its key.
+type Cert struct {
+	X509 *x509.Certificate
+	Key  crypto.Signer
+}
+
+// PEM returns the certificate in PEM.
+func (c *Cert) PEM() []byte {
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.X509.Raw})
+}
+
+// KeyPEM returns the private key in PKCS#8 PEM.
+func (c *Cert) KeyPEM() []byte {
+	der, err := x509.MarshalPKCS8PrivateKey(c.Key)
+	if err != nil {
+		panic(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
+}
+
+// Bundle concatenates the PEM of certs.
+func Bundle(certs ...*Cert) []byte {
+	var out []byte
+	for _, c := range certs {
+		out = append(out, c.PEM()...)
+	}
+	return out
+}
+
+// NewKey generates a key of type t.
+func NewKey(t KeyType) crypto.Signer {
+	var (
+		k   crypto.Signer
+		err error
+	)
+	switch t {
+	case RSA2048:
+		k, err = rsa.GenerateKey(rand.Reader, 2048)
+	case ECDSAP384:
+		k, err = ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	default:
+		k, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	}
+	if err != nil {
+		panic(err)
+	}
+	return k
+}
+
+// Issue issues a certificate as s describes.
+func Issue(s Spec) *Cert {
+	key := s.SubjectKey
+	if key == nil {
+		key = NewKey(s.Key)
+	}
+	serial := big.NewInt(s.Serial)
+	if s.Serial == 0 {
+		var err error
+		serial, err = rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 126))
+		if err != nil {
+			panic(err)
+		}
+		serial.Add(serial, big.NewInt(1))
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: serial,
+		Subject:      pkix.Name{CommonName: s.CommonName},
+		NotBefore:    s.NotBefore,
+		NotAfter:     s.NotAfter,
+		DNSNames:     s.DNSNames,
+		KeyUsage:     x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+	}
+	if s.Subject != nil {
+		tmpl.Subject = *s.Subject
+	}
+	for _, u := range s.URIs {
+		parsed, err := url.Parse(u)
+		if err != nil {
+			panic(err)
+		}
+		tmpl.URIs = append(tmpl.URIs, parsed)
+	}
+	if !s.NoBasicConstraints {
+		tmpl.BasicConstraintsValid = true
+	}
+	if s.CA {
+		tmpl.IsCA = !s.NoBasicConstraints
+		tmpl.KeyUsage = x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature
+		tmpl.ExtKeyUsage = nil
+		if s.MaxPathLen != nil {
+			tmpl.MaxPathLen = *s.MaxPathLen
+			tmpl.MaxPathLenZero = *s.MaxPathLen == 0
+		} else {
+			tmpl.MaxPathLen = -1
+		}
+	}
+	parent, signer := tmpl, key
+	if s.Issuer != nil {
+		parent, signer = s.Issuer.X509, s.Issuer.Key
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, key.Public(), signer)
+	if err != nil {
+		panic(err)
+	}
+	x, err := x509.ParseCertificate(der)
+	if err != nil {
+		panic(err)
+	}
+	return &Cert{X509: x, Key: key}
+}
+
+// Date returns midnight UTC of the given day.
+func Date(year int, month time.Month, day int) time.Time {
+	return time.Date(year, month, day, 0, 0, 0, 0, time.UTC)
+}
