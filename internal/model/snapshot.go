@@ -36,14 +36,14 @@ const (
 
 // Identity failures: why a certificate's mesh identity is not what is expected of it.
 const (
-	ReasonMissingIdentity      ErrorReason = "missing_identity"
-	ReasonMultipleIdentities   ErrorReason = "multiple_identities"
-	ReasonMalformedIdentity    ErrorReason = "malformed_identity"
-	ReasonWrongTrustDomain     ErrorReason = "wrong_trust_domain"
-	ReasonWrongNamespace       ErrorReason = "wrong_namespace"
-	ReasonWrongServiceAccount  ErrorReason = "wrong_service_account"
-	ReasonWrongControlPlaneNS  ErrorReason = "wrong_control_plane_namespace"
-	ReasonUnexpectedIdentity   ErrorReason = "unexpected_identity_kind"
+	ReasonMissingIdentity     ErrorReason = "missing_identity"
+	ReasonMultipleIdentities  ErrorReason = "multiple_identities"
+	ReasonMalformedIdentity   ErrorReason = "malformed_identity"
+	ReasonWrongTrustDomain    ErrorReason = "wrong_trust_domain"
+	ReasonWrongNamespace      ErrorReason = "wrong_namespace"
+	ReasonWrongServiceAccount ErrorReason = "wrong_service_account"
+	ReasonWrongControlPlaneNS ErrorReason = "wrong_control_plane_namespace"
+	ReasonUnexpectedIdentity  ErrorReason = "unexpected_identity_kind"
 )
 
 // Chain is the time-independent result of path building for one certificate. Time-dependent

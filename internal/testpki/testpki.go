@@ -11,6 +11,7 @@ import (
 	"crypto/rsa"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/asn1"
 	"encoding/pem"
 	"math/big"
 	"net/url"
@@ -46,6 +47,8 @@ type Spec struct {
 	DNSNames []string
 	// Subject overrides the subject built from CommonName.
 	Subject *pkix.Name
+	// RawSubject, when set, is the DER subject used as is (see T61Subject).
+	RawSubject []byte
 	// Issuer signs the certificate; nil makes it self-signed.
 	Issuer *Cert
 	// SubjectKey reuses a key (to re-sign a root with the same key, as istiod does).
@@ -128,6 +131,7 @@ func Issue(s Spec) *Cert {
 	if s.Subject != nil {
 		tmpl.Subject = *s.Subject
 	}
+	tmpl.RawSubject = s.RawSubject
 	for _, u := range s.URIs {
 		parsed, err := url.Parse(u)
 		if err != nil {
@@ -167,4 +171,25 @@ func Issue(s Spec) *Cert {
 // Date returns midnight UTC of the given day.
 func Date(year int, month time.Month, day int) time.Time {
 	return time.Date(year, month, day, 0, 0, 0, 0, time.UTC)
+}
+
+// T61Subject returns a DER subject whose common name is a T61String holding raw bytes: the way
+// old or hostile CAs get non-UTF-8 text into a certificate, which Go's encoder would refuse.
+func T61Subject(commonName string) []byte {
+	cn, err := asn1.Marshal(struct {
+		Type  asn1.ObjectIdentifier
+		Value asn1.RawValue
+	}{asn1.ObjectIdentifier{2, 5, 4, 3}, asn1.RawValue{Tag: asn1.TagT61String, Bytes: []byte(commonName)}})
+	if err != nil {
+		panic(err)
+	}
+	set, err := asn1.Marshal(asn1.RawValue{Class: asn1.ClassUniversal, Tag: asn1.TagSet, IsCompound: true, Bytes: cn})
+	if err != nil {
+		panic(err)
+	}
+	seq, err := asn1.Marshal(asn1.RawValue{Class: asn1.ClassUniversal, Tag: asn1.TagSequence, IsCompound: true, Bytes: set})
+	if err != nil {
+		panic(err)
+	}
+	return seq
 }

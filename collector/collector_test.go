@@ -1,0 +1,151 @@
+package collector
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/meshcert/meshcert-exporter/internal/model"
+	"github.com/meshcert/meshcert-exporter/internal/pki"
+	"github.com/meshcert/meshcert-exporter/internal/testpki"
+)
+
+// staticProvider analyses fixed objects once.
+type staticProvider struct{ snap *model.Snapshot }
+
+func (p staticProvider) Snapshot() *model.Snapshot { return p.snap }
+
+func analysed(objects []*model.Object, sources ...model.SourceStatus) staticProvider {
+	meshes := map[model.Mesh]model.MeshSettings{
+		model.MeshIstio: {TrustDomain: "cluster.local", ControlPlaneNamespace: "istio-system"},
+	}
+	obs, errs := pki.NewAnalyzer().Analyze(objects, meshes)
+	return staticProvider{&model.Snapshot{Certificates: obs, BundleErrors: errs, Sources: sources}}
+}
+
+func bundle(key string, purpose model.Purpose, certs ...*testpki.Cert) model.Bundle {
+	b := model.Bundle{Key: key, Purpose: purpose}
+	for _, c := range certs {
+		b.Certificates = append(b.Certificates, pki.NewCertificate(c.X509))
+	}
+	return b
+}
+
+var (
+	from   = testpki.Date(2026, 1, 1)
+	scrape = func() time.Time { return testpki.Date(2026, 6, 1) }
+)
+
+func TestCollectIstioPKI(t *testing.T) {
+	root := testpki.Issue(testpki.Spec{CommonName: "root", CA: true, Serial: 1, Key: testpki.RSA2048, NotBefore: from, NotAfter: testpki.Date(2036, 1, 1)})
+	inter := testpki.Issue(testpki.Spec{CommonName: "inter", CA: true, Serial: 2, Issuer: root, NotBefore: from, NotAfter: testpki.Date(2031, 1, 1)})
+	leaf := testpki.Issue(testpki.Spec{CommonName: "istiod", Serial: 3, Issuer: inter, NotBefore: from, NotAfter: testpki.Date(2026, 5, 1),
+		URIs: []string{"spiffe://cluster.local/ns/istio-system/sa/istiod"}})
+	objects := []*model.Object{
+		{Source: "file", Name: "/etc/cacerts", Mesh: model.MeshIstio, Authoritative: true, Bundles: []model.Bundle{
+			bundle("ca-cert.pem", model.PurposeCertificates, inter),
+			bundle("root-cert.pem", model.PurposeTrustBundle, root),
+			{Key: "junk.pem", Error: model.ReasonNoCertificate},
+		}},
+		{Source: "secret", Namespace: "istio-system", Name: "istiod-tls", Mesh: model.MeshIstio, Bundles: []model.Bundle{
+			bundle("tls.crt", model.PurposeCertificates, leaf),
+		}},
+	}
+	p := analysed(objects, model.SourceStatus{Name: "file", Up: true, Errors: map[model.ErrorReason]uint64{model.ReasonNoCertificate: 1}})
+
+	want := `
+# HELP meshcert_certificate_not_after_timestamp_seconds End of the certificate's validity window (NotAfter), as a Unix timestamp.
+# TYPE meshcert_certificate_not_after_timestamp_seconds gauge
+meshcert_certificate_not_after_timestamp_seconds{index="0",key="ca-cert.pem",mesh="istio",name="/etc/cacerts",namespace="",role="intermediate",source="file"} 1.924992e+09
+meshcert_certificate_not_after_timestamp_seconds{index="0",key="root-cert.pem",mesh="istio",name="/etc/cacerts",namespace="",role="trust_anchor",source="file"} 2.0827584e+09
+meshcert_certificate_not_after_timestamp_seconds{index="0",key="tls.crt",mesh="istio",name="istiod-tls",namespace="istio-system",role="leaf",source="secret"} 1.7775936e+09
+# HELP meshcert_certificate_not_before_timestamp_seconds Start of the certificate's validity window (NotBefore), as a Unix timestamp.
+# TYPE meshcert_certificate_not_before_timestamp_seconds gauge
+meshcert_certificate_not_before_timestamp_seconds{index="0",key="ca-cert.pem",mesh="istio",name="/etc/cacerts",namespace="",role="intermediate",source="file"} 1.7672256e+09
+meshcert_certificate_not_before_timestamp_seconds{index="0",key="root-cert.pem",mesh="istio",name="/etc/cacerts",namespace="",role="trust_anchor",source="file"} 1.7672256e+09
+meshcert_certificate_not_before_timestamp_seconds{index="0",key="tls.crt",mesh="istio",name="istiod-tls",namespace="istio-system",role="leaf",source="secret"} 1.7672256e+09
+# HELP meshcert_certificate_info Descriptive facts of a certificate; always 1.
+# TYPE meshcert_certificate_info gauge
+meshcert_certificate_info{index="0",issuer="CN=inter",key="tls.crt",key_algorithm="ECDSA-P256",mesh="istio",name="istiod-tls",namespace="istio-system",role="leaf",serial="3",source="secret",spiffe_id="spiffe://cluster.local/ns/istio-system/sa/istiod",subject="CN=istiod"} 1
+meshcert_certificate_info{index="0",issuer="CN=root",key="ca-cert.pem",key_algorithm="ECDSA-P256",mesh="istio",name="/etc/cacerts",namespace="",role="intermediate",serial="2",source="file",spiffe_id="",subject="CN=inter"} 1
+meshcert_certificate_info{index="0",issuer="CN=root",key="root-cert.pem",key_algorithm="RSA-2048",mesh="istio",name="/etc/cacerts",namespace="",role="trust_anchor",serial="1",source="file",spiffe_id="",subject="CN=root"} 1
+# HELP meshcert_chain_depth Certificates in the chain from this certificate to its trust anchor, both included; for a chain that does not verify, the longest path that could be built.
+# TYPE meshcert_chain_depth gauge
+meshcert_chain_depth{index="0",key="ca-cert.pem",mesh="istio",name="/etc/cacerts",namespace="",role="intermediate",source="file"} 2
+meshcert_chain_depth{index="0",key="tls.crt",mesh="istio",name="istiod-tls",namespace="istio-system",role="leaf",source="secret"} 3
+# HELP meshcert_chain_valid 1 when the certificate verifies now up to a current trust anchor of its mesh (signatures, validity windows, CA constraints), else 0.
+# TYPE meshcert_chain_valid gauge
+meshcert_chain_valid{index="0",key="ca-cert.pem",mesh="istio",name="/etc/cacerts",namespace="",role="intermediate",source="file"} 1
+meshcert_chain_valid{index="0",key="tls.crt",mesh="istio",name="istiod-tls",namespace="istio-system",role="leaf",source="secret"} 0
+# HELP meshcert_chain_info Why the chain does not verify (reason is empty when it does) and the serial of the trust anchor it ends at; always 1.
+# TYPE meshcert_chain_info gauge
+meshcert_chain_info{anchor_serial="1",index="0",key="ca-cert.pem",mesh="istio",name="/etc/cacerts",namespace="",reason="",role="intermediate",source="file"} 1
+meshcert_chain_info{anchor_serial="1",index="0",key="tls.crt",mesh="istio",name="istiod-tls",namespace="istio-system",reason="expired",role="leaf",source="secret"} 1
+# HELP meshcert_chain_not_after_timestamp_seconds Earliest NotAfter along the certificate's chain, as a Unix timestamp: when the chain stops verifying.
+# TYPE meshcert_chain_not_after_timestamp_seconds gauge
+meshcert_chain_not_after_timestamp_seconds{index="0",key="ca-cert.pem",mesh="istio",name="/etc/cacerts",namespace="",role="intermediate",source="file"} 1.924992e+09
+meshcert_chain_not_after_timestamp_seconds{index="0",key="tls.crt",mesh="istio",name="istiod-tls",namespace="istio-system",role="leaf",source="secret"} 1.7775936e+09
+# HELP meshcert_san_valid 1 when the certificate carries exactly the mesh identity expected of it (SPIFFE ID or Linkerd identity, trust domain, namespace, service account), else 0.
+# TYPE meshcert_san_valid gauge
+meshcert_san_valid{index="0",key="tls.crt",mesh="istio",name="istiod-tls",namespace="istio-system",role="leaf",source="secret"} 1
+# HELP meshcert_san_info Why the certificate's mesh identity is not valid (reason is empty when it is); always 1.
+# TYPE meshcert_san_info gauge
+meshcert_san_info{index="0",key="tls.crt",mesh="istio",name="istiod-tls",namespace="istio-system",reason="",role="leaf",source="secret"} 1
+# HELP meshcert_bundle_error 1 for each key of an object that could not be read completely, with the reason; the readable certificates in it are still exported.
+# TYPE meshcert_bundle_error gauge
+meshcert_bundle_error{key="junk.pem",name="/etc/cacerts",namespace="",reason="no_certificate",source="file"} 1
+# HELP meshcert_source_up 1 when the source's last attempt to read its material worked, else 0.
+# TYPE meshcert_source_up gauge
+meshcert_source_up{source="file"} 1
+# HELP meshcert_source_errors_total Read errors of a source by reason. A broken object counts once each time it starts failing; a failing source counts each attempt.
+# TYPE meshcert_source_errors_total counter
+meshcert_source_errors_total{reason="no_certificate",source="file"} 1
+`
+	if err := testutil.CollectAndCompare(NewAt(p, scrape), strings.NewReader(want)); err != nil {
+		t.Error(err)
+	}
+}
+
+// TestCollectSurvivesHostileLabels feeds values client_golang would reject or that would bloat the
+// exposition: the scrape must still succeed.
+func TestCollectSurvivesHostileLabels(t *testing.T) {
+	c := testpki.Issue(testpki.Spec{RawSubject: testpki.T61Subject("bad\xff\xfe" + strings.Repeat("x", 1000)), NotBefore: from, NotAfter: testpki.Date(9999, 12, 31)})
+	p := analysed([]*model.Object{{Source: "file", Name: "dir\xff", Bundles: []model.Bundle{bundle("a.pem", 0, c)}}})
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(NewAt(p, scrape))
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatalf("gather: %v", err)
+	}
+	for _, f := range families {
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if len(l.GetValue()) > maxLabelValueLength {
+					t.Errorf("%s %s has %d bytes", f.GetName(), l.GetName(), len(l.GetValue()))
+				}
+			}
+			if f.GetName() == "meshcert_certificate_not_after_timestamp_seconds" && m.GetGauge().GetValue() != 253402214400 {
+				t.Errorf("year 9999 NotAfter = %v", m.GetGauge().GetValue())
+			}
+		}
+	}
+}
+
+// TestCollectNoDuplicateSeries: two sources that repeat one object must not make the scrape fail.
+func TestCollectNoDuplicateSeries(t *testing.T) {
+	root := testpki.Issue(testpki.Spec{CommonName: "root", CA: true, NotBefore: from, NotAfter: testpki.Date(2036, 1, 1)})
+	o := &model.Object{Source: "secret", Namespace: "ns", Name: "a", Bundles: []model.Bundle{
+		bundle("ca.crt", model.PurposeTrustBundle, root), bundle("ca.crt", model.PurposeTrustBundle, root)}}
+	p := analysed([]*model.Object{o, o})
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(NewAt(p, scrape))
+	if _, err := reg.Gather(); err != nil {
+		t.Fatalf("gather: %v", err)
+	}
+	if n := testutil.CollectAndCount(NewAt(p, scrape), "meshcert_certificate_info"); n != 1 {
+		t.Errorf("%d info series, want 1", n)
+	}
+}

@@ -1,0 +1,59 @@
+// Command gen-examples writes the sample mesh PKI under examples/: an Istio plug-in CA directory
+// (as istiod mounts cacerts), a Linkerd trust-roots bundle and a Linkerd issuer directory. The
+// certificates are valid from 2026 for 50 to 100 years so the samples outlive the repository.
+// The keys are sample keys for a demo: never use them for anything else.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/meshcert/meshcert-exporter/internal/testpki"
+)
+
+func main() {
+	out := flag.String("out", "examples", "directory to write the sample PKI into")
+	flag.Parse()
+	if err := write(*out); err != nil {
+		fmt.Fprintln(os.Stderr, "gen-examples:", err)
+		os.Exit(1)
+	}
+}
+
+func write(out string) error {
+	from := testpki.Date(2026, 1, 1)
+	istioRoot := testpki.Issue(testpki.Spec{CommonName: "Example Istio Root CA", CA: true, Key: testpki.RSA2048,
+		NotBefore: from, NotAfter: from.AddDate(100, 0, 0)})
+	istioInter := testpki.Issue(testpki.Spec{CommonName: "Example Istio Intermediate CA", CA: true, Issuer: istioRoot,
+		NotBefore: from, NotAfter: from.AddDate(50, 0, 0)})
+	linkerdAnchor := testpki.Issue(testpki.Spec{CommonName: "root.linkerd.cluster.local", CA: true,
+		NotBefore: from, NotAfter: from.AddDate(100, 0, 0)})
+	linkerdIssuer := testpki.Issue(testpki.Spec{CommonName: "identity.linkerd.cluster.local", CA: true, Issuer: linkerdAnchor,
+		MaxPathLen: new(int), NotBefore: from, NotAfter: from.AddDate(50, 0, 0)})
+
+	files := map[string][]byte{
+		"istio-cacerts/root-cert.pem":       istioRoot.PEM(),
+		"istio-cacerts/ca-cert.pem":         istioInter.PEM(),
+		"istio-cacerts/ca-key.pem":          istioInter.KeyPEM(),
+		"istio-cacerts/cert-chain.pem":      testpki.Bundle(istioInter, istioRoot),
+		"linkerd-trust-roots/ca-bundle.crt": linkerdAnchor.PEM(),
+		"linkerd-identity-issuer/crt.pem":   linkerdIssuer.PEM(),
+		"linkerd-identity-issuer/key.pem":   linkerdIssuer.KeyPEM(),
+	}
+	for name, data := range files {
+		path := filepath.Join(out, name)
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			return err
+		}
+		mode := os.FileMode(0o644)
+		if filepath.Ext(name) == ".pem" && (filepath.Base(name) == "ca-key.pem" || filepath.Base(name) == "key.pem") {
+			mode = 0o600
+		}
+		if err := os.WriteFile(path, data, mode); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,74 @@
+// Package inventory joins the sources: it asks each for its state, runs the PKI analysis over all of
+// them together (anchors from one source verify chains from another) and hands the collector a
+// snapshot. The analysis runs again only when a source's generation moves, so a scrape of an
+// unchanged mesh does no certificate work.
+package inventory
+
+import (
+	"maps"
+	"slices"
+	"sync"
+
+	"github.com/meshcert/meshcert-exporter/internal/model"
+	"github.com/meshcert/meshcert-exporter/internal/pki"
+	"github.com/meshcert/meshcert-exporter/sources"
+)
+
+// Inventory is the current state of every source, analysed. It is safe for concurrent use.
+type Inventory struct {
+	sources  []sources.Source
+	meshes   map[model.Mesh]model.MeshSettings
+	analyzer *pki.Analyzer
+
+	mu           sync.Mutex
+	generations  []uint64
+	observations []model.CertificateObservation
+	bundleErrors []model.BundleError
+	analysed     bool
+}
+
+// New returns an inventory of srcs; meshes are the configured settings of each mesh, which
+// settings discovered by a source (a mesh's own config) override.
+func New(srcs []sources.Source, meshes map[model.Mesh]model.MeshSettings) *Inventory {
+	return &Inventory{sources: srcs, meshes: meshes, analyzer: pki.NewAnalyzer()}
+}
+
+// Snapshot returns the analysed state of all sources.
+func (inv *Inventory) Snapshot() *model.Snapshot {
+	states := make([]sources.State, len(inv.sources))
+	generations := make([]uint64, len(inv.sources))
+	snap := &model.Snapshot{}
+	for i, s := range inv.sources {
+		st := s.State()
+		states[i], generations[i] = st, st.Generation
+		snap.Sources = append(snap.Sources, model.SourceStatus{Name: s.Name(), Up: st.Up, Errors: st.Errors})
+	}
+
+	inv.mu.Lock()
+	defer inv.mu.Unlock()
+	if !inv.analysed || !slices.Equal(generations, inv.generations) {
+		var objects []*model.Object
+		meshes := maps.Clone(inv.meshes)
+		if meshes == nil {
+			meshes = map[model.Mesh]model.MeshSettings{}
+		}
+		for _, st := range states {
+			objects = append(objects, st.Objects...)
+			maps.Copy(meshes, st.Meshes)
+		}
+		inv.observations, inv.bundleErrors = inv.analyzer.Analyze(objects, meshes)
+		inv.generations, inv.analysed = generations, true
+	}
+	snap.Certificates, snap.BundleErrors = inv.observations, inv.bundleErrors
+	return snap
+}
+
+// Ready reports whether every source has read its material at least once.
+func (inv *Inventory) Ready() bool {
+	for _, s := range inv.sources {
+		if !s.State().Synced {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,244 @@
+// Command meshcert-exporter exports the certificate health of a service mesh (Istio, Linkerd) as one
+// connected PKI: trust anchors, issuers, the bundles handed to workloads and the certificates
+// proxies serve.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
+
+	"github.com/alecthomas/kingpin/v2"
+	"github.com/go-kit/log"
+	"github.com/go-kit/log/level"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/prometheus/common/version"
+	"github.com/prometheus/exporter-toolkit/web"
+	"github.com/prometheus/exporter-toolkit/web/kingpinflag"
+	slgk "github.com/tjhop/slog-gokit"
+
+	"github.com/meshcert/meshcert-exporter/collector"
+	"github.com/meshcert/meshcert-exporter/internal/config"
+	"github.com/meshcert/meshcert-exporter/internal/inventory"
+	"github.com/meshcert/meshcert-exporter/sources"
+)
+
+// defaultListenAddress is outside every port a mesh uses (Istio 15000-15090, Linkerd 4140-4191 and
+// 9990-9998, Envoy 9901, cert-manager 9402) and the other certificate exporters (9219, 9793).
+const defaultListenAddress = ":9733"
+
+const programName = "meshcert_exporter"
+
+// options are the command-line flags.
+type options struct {
+	configFile  string
+	files       []string
+	metricsPath string
+	logLevel    string
+	logFormat   string
+	web         *web.FlagConfig
+}
+
+func parseFlags(args []string) (*options, error) {
+	app := kingpin.New("meshcert-exporter", "Exports the certificate health of an Istio or Linkerd mesh as one PKI.")
+	o := &options{}
+	app.Flag("config.file", "Path to the YAML configuration file. Without it the built-in defaults apply.").
+		StringVar(&o.configFile)
+	app.Flag("source.files", "Certificate file, directory or glob to read (repeatable); added to the config file's files.targets.").
+		StringsVar(&o.files)
+	app.Flag("web.telemetry-path", "Path under which to expose metrics.").Default("/metrics").StringVar(&o.metricsPath)
+	app.Flag("log.level", "Only log messages with the given severity or above. One of: [debug, info, warn, error]").
+		Default("info").EnumVar(&o.logLevel, "debug", "info", "warn", "error")
+	app.Flag("log.format", "Output format of log messages. One of: [logfmt, json]").
+		Default("logfmt").EnumVar(&o.logFormat, "logfmt", "json")
+	o.web = kingpinflag.AddFlags(app, defaultListenAddress)
+	app.Version(version.Print(programName))
+	app.HelpFlag.Short('h')
+	if _, err := app.Parse(args); err != nil {
+		return nil, err
+	}
+	return o, nil
+}
+
+// newLogger returns the go-kit logger and its bridge to the *slog.Logger exporter-toolkit wants.
+func newLogger(format, lvl string) (log.Logger, *slog.Logger) {
+	var base log.Logger
+	if format == "json" {
+		base = log.NewJSONLogger(log.NewSyncWriter(os.Stderr))
+	} else {
+		base = log.NewLogfmtLogger(log.NewSyncWriter(os.Stderr))
+	}
+	base = log.With(base, "ts", log.DefaultTimestampUTC)
+	var (
+		filter  level.Option
+		slogLvl slog.Level
+	)
+	switch lvl {
+	case "debug":
+		filter, slogLvl = level.AllowDebug(), slog.LevelDebug
+	case "warn":
+		filter, slogLvl = level.AllowWarn(), slog.LevelWarn
+	case "error":
+		filter, slogLvl = level.AllowError(), slog.LevelError
+	default:
+		filter, slogLvl = level.AllowInfo(), slog.LevelInfo
+	}
+	base = level.NewFilter(base, filter)
+	return log.With(base, "caller", log.DefaultCaller), slog.New(slgk.NewGoKitHandler(base, slogLvl))
+}
+
+// loadConfig reads the configuration file, or the defaults, and adds the files given as flags.
+func loadConfig(o *options) (*config.Config, error) {
+	cfg := config.Default()
+	if o.configFile != "" {
+		var err error
+		if cfg, err = config.Load(o.configFile); err != nil {
+			return nil, err
+		}
+	}
+	for _, f := range o.files {
+		cfg.Files.Targets = append(cfg.Files.Targets, config.FileTarget{Path: f})
+	}
+	return cfg, cfg.Validate()
+}
+
+// exporter is the running exporter: its sources, their inventory and the HTTP handler.
+type exporter struct {
+	sources   []sources.Source
+	inventory *inventory.Inventory
+	handler   http.Handler
+}
+
+// newExporter wires the sources of cfg to an inventory, a collector and the HTTP endpoints.
+func newExporter(cfg *config.Config, metricsPath string, logger log.Logger) (*exporter, error) {
+	var targets []sources.FileTarget
+	for _, t := range cfg.Files.Targets {
+		mesh, err := config.ParseMesh(t.Mesh)
+		if err != nil {
+			return nil, err
+		}
+		targets = append(targets, sources.FileTarget{Path: t.Path, Mesh: mesh})
+	}
+	srcs := []sources.Source{sources.NewFiles(targets, cfg.Files.Interval, logger)}
+	inv := inventory.New(srcs, cfg.MeshSettings())
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(
+		collector.New(inv),
+		versioncollector.NewCollector(programName),
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+
+	mux := http.NewServeMux()
+	mux.Handle(metricsPath, promhttp.HandlerFor(reg, promhttp.HandlerOpts{
+		ErrorLog: promLogger{logger},
+		// One bad series must never cost the others: serve what could be gathered.
+		ErrorHandling:       promhttp.ContinueOnError,
+		MaxRequestsInFlight: 10,
+	}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !inv.Ready() {
+			http.Error(w, "sources have not read their material yet", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})
+	if metricsPath != "/" {
+		landing, err := web.NewLandingPage(web.LandingConfig{
+			Name:        "meshcert-exporter",
+			Description: "Certificate health of the service mesh PKI: trust anchors, issuers, bundles and workload certificates",
+			Version:     version.Info(),
+			Links: []web.LandingLinks{
+				{Address: metricsPath, Text: "Metrics"},
+				{Address: "/healthz", Text: "Health", Description: "200 while the process runs"},
+				{Address: "/readyz", Text: "Readiness", Description: "200 once every source has read its material"},
+			},
+		})
+		if err != nil {
+			return nil, err
+		}
+		mux.Handle("/", landing)
+	}
+	return &exporter{sources: srcs, inventory: inv, handler: mux}, nil
+}
+
+// run starts every source; it returns when ctx is done and all sources have stopped.
+func (e *exporter) run(ctx context.Context, logger log.Logger) {
+	var wg sync.WaitGroup
+	for _, s := range e.sources {
+		wg.Go(func() {
+			if err := s.Run(ctx); err != nil {
+				level.Error(logger).Log("msg", "source stopped", "source", s.Name(), "err", err)
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// promLogger adapts a go-kit logger to promhttp's error log.
+type promLogger struct{ logger log.Logger }
+
+// Println implements promhttp.Logger.
+func (l promLogger) Println(v ...any) {
+	level.Error(l.logger).Log("msg", "gathering metrics", "err", fmt.Sprint(v...))
+}
+
+func main() {
+	if err := run(os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "meshcert-exporter:", err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string) error {
+	o, err := parseFlags(args)
+	if err != nil {
+		return err
+	}
+	logger, slogger := newLogger(o.logFormat, o.logLevel)
+	cfg, err := loadConfig(o)
+	if err != nil {
+		return err
+	}
+	e, err := newExporter(cfg, o.metricsPath, logger)
+	if err != nil {
+		return err
+	}
+	level.Info(logger).Log("msg", "starting meshcert-exporter", "version", version.Info(), "build_context", version.BuildContext())
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	done := make(chan struct{})
+	go func() {
+		e.run(ctx, logger)
+		close(done)
+	}()
+
+	server := &http.Server{Handler: e.handler}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- web.ListenAndServe(server, o.web, slogger) }()
+	select {
+	case err = <-serveErr:
+	case <-ctx.Done():
+		err = server.Shutdown(context.Background())
+	}
+	stop()
+	<-done
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}

@@ -1,0 +1,289 @@
+package sources
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/go-kit/log"
+
+	"github.com/meshcert/meshcert-exporter/internal/model"
+	"github.com/meshcert/meshcert-exporter/internal/pki"
+)
+
+// FileTarget is a file, a directory or a glob to read certificates from.
+type FileTarget struct {
+	Path string
+	// Mesh, when set, overrides the mesh detected from the file names.
+	Mesh model.Mesh
+}
+
+// Files reads certificate files and directories (istiod's /etc/cacerts, Linkerd's issuer mount,
+// offline roots). It polls: a file is re-read only when its size, modification time or inode
+// changes, which also catches the symlink swap by which the kubelet updates a mounted Secret.
+type Files struct {
+	stateHolder
+	targets  []FileTarget
+	interval time.Duration
+	logger   log.Logger
+	reporter *errorReporter
+
+	refreshMu sync.Mutex // one Refresh at a time owns the cache
+	cache     map[string]fileEntry
+}
+
+// fileEntry is a file read before, with the signature it had then.
+type fileEntry struct {
+	sig    fileSignature
+	certs  []*model.Certificate
+	reason model.ErrorReason
+}
+
+type fileSignature struct {
+	size  int64
+	mtime time.Time
+	dev   uint64
+	ino   uint64
+}
+
+// SourceFile is the value of the `source` label for certificates read from files.
+const SourceFile = "file"
+
+// NewFiles returns a file source that reads targets every interval.
+func NewFiles(targets []FileTarget, interval time.Duration, logger log.Logger) *Files {
+	return &Files{
+		targets:  targets,
+		interval: interval,
+		logger:   logger,
+		reporter: newErrorReporter(SourceFile, logger),
+		cache:    map[string]fileEntry{},
+	}
+}
+
+// Name implements Source.
+func (f *Files) Name() string { return SourceFile }
+
+// Run implements Source.
+func (f *Files) Run(ctx context.Context) error {
+	f.Refresh()
+	t := time.NewTicker(f.interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			f.Refresh()
+		}
+	}
+}
+
+// dirSelection is what was selected in one directory.
+type dirSelection struct {
+	names []string
+	mesh  model.Mesh
+	// whole is true when the directory itself was selected, so its layout may require keys.
+	whole bool
+}
+
+// Refresh reads the targets once, re-reading only the files that changed.
+func (f *Files) Refresh() {
+	f.refreshMu.Lock()
+	defer f.refreshMu.Unlock()
+	dirs, listErr := f.expand()
+	var objects []*model.Object
+	used := map[string]bool{}
+	changed := false
+	for _, dir := range sortedKeys(dirs) {
+		sel := dirs[dir]
+		layout := DetectLayout(sel.mesh, sel.names)
+		if !sel.whole {
+			layout.Missing = nil
+		}
+		o := BuildObject(SourceFile, "", dir, layout, func(key string) ([]*model.Certificate, model.ErrorReason) {
+			path := filepath.Join(dir, key)
+			used[path] = true
+			e, fresh := f.read(path)
+			changed = changed || fresh
+			return e.certs, e.reason
+		})
+		objects = append(objects, o)
+	}
+	for path := range f.cache {
+		if !used[path] {
+			delete(f.cache, path)
+			changed = true
+		}
+	}
+	f.update(func(s *State) bool {
+		if listErr != nil {
+			f.reporter.fail(s, model.ReasonReadError, listErr)
+		} else {
+			f.reporter.recovered()
+		}
+		f.reporter.observe(s, objects)
+		s.Up, s.Synced = listErr == nil, true
+		s.Objects = objects
+		return changed
+	})
+}
+
+// expand resolves the targets to directories and the file names selected in each. It follows
+// symlinks and skips hidden entries. The error joins every target that could not be listed.
+func (f *Files) expand() (map[string]*dirSelection, error) {
+	dirs := map[string]*dirSelection{}
+	var errs []error
+	selectIn := func(dir string, names []string, mesh model.Mesh, whole bool) {
+		d := dirs[dir]
+		if d == nil {
+			d = &dirSelection{mesh: mesh}
+			dirs[dir] = d
+		}
+		if d.mesh == model.MeshNone {
+			d.mesh = mesh
+		}
+		d.whole = d.whole || whole
+		for _, n := range names {
+			if !slices.Contains(d.names, n) {
+				d.names = append(d.names, n)
+			}
+		}
+	}
+	for _, t := range f.targets {
+		matches, err := filepath.Glob(t.Path)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("bad pattern %q: %w", t.Path, err))
+			continue
+		}
+		if len(matches) == 0 && !hasMeta(t.Path) {
+			errs = append(errs, fmt.Errorf("%s: %w", t.Path, os.ErrNotExist))
+		}
+		for _, m := range matches {
+			m = filepath.Clean(m)
+			info, err := os.Stat(m)
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			if !info.IsDir() {
+				if info.Mode().IsRegular() && !hiddenName(filepath.Base(m)) {
+					selectIn(filepath.Dir(m), []string{filepath.Base(m)}, t.Mesh, false)
+				}
+				continue
+			}
+			names, err := regularFiles(m)
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			selectIn(m, names, t.Mesh, true)
+		}
+	}
+	return dirs, errors.Join(errs...)
+}
+
+func hasMeta(path string) bool {
+	for _, c := range path {
+		if c == '*' || c == '?' || c == '[' || c == '\\' {
+			return true
+		}
+	}
+	return false
+}
+
+func hiddenName(name string) bool { return name != "" && name[0] == '.' }
+
+// regularFiles lists the regular files of dir, following symlinks, without hidden entries.
+func regularFiles(dir string) ([]string, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	for _, e := range entries {
+		if hiddenName(e.Name()) {
+			continue
+		}
+		info, err := os.Stat(filepath.Join(dir, e.Name()))
+		if err != nil || !info.Mode().IsRegular() {
+			continue
+		}
+		names = append(names, e.Name())
+	}
+	sort.Strings(names)
+	return names, nil
+}
+
+// read returns the parsed content of path, from the cache when the file did not change. fresh is
+// true when the file was read now.
+func (f *Files) read(path string) (e fileEntry, fresh bool) {
+	info, err := os.Stat(path)
+	if err != nil {
+		delete(f.cache, path)
+		return fileEntry{reason: model.ReasonReadError}, true
+	}
+	sig := signatureOf(info)
+	if e, ok := f.cache[path]; ok && e.sig == sig {
+		return e, false
+	}
+	e = fileEntry{sig: sig}
+	data, err := readLimited(path, pki.MaxBundleBytes)
+	switch {
+	case errors.Is(err, errTooLarge):
+		e.reason = model.ReasonTooLarge
+	case err != nil:
+		e.reason = model.ReasonReadError
+	default:
+		e.certs, e.reason = parseValue(data)
+	}
+	// The buffer may have held key blocks next to certificates: parsed certificates do not refer
+	// to it, so wipe it rather than leave it to the garbage collector.
+	clear(data)
+	f.cache[path] = e
+	return e, true
+}
+
+var errTooLarge = errors.New("file too large")
+
+// readLimited reads at most limit bytes of path; a larger file is errTooLarge.
+func readLimited(path string, limit int64) ([]byte, error) {
+	fh, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer fh.Close()
+	data, err := io.ReadAll(io.LimitReader(fh, limit+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(data)) > limit {
+		clear(data)
+		return nil, errTooLarge
+	}
+	return data, nil
+}
+
+func signatureOf(info os.FileInfo) fileSignature {
+	sig := fileSignature{size: info.Size(), mtime: info.ModTime()}
+	if st, ok := info.Sys().(*syscall.Stat_t); ok {
+		sig.dev, sig.ino = uint64(st.Dev), st.Ino
+	}
+	return sig
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}

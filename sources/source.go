@@ -1,0 +1,128 @@
+// Package sources reads certificate material (files, Kubernetes objects, proxies) into the neutral
+// model. Each source parses what it reads when it changes, with package pki, and hands out
+// immutable objects; the analysis and the collector never reach back into a source.
+package sources
+
+import (
+	"context"
+	"maps"
+	"sync"
+
+	"github.com/go-kit/log"
+	"github.com/go-kit/log/level"
+	"github.com/meshcert/meshcert-exporter/internal/model"
+)
+
+// Source reads certificate material from one kind of place.
+type Source interface {
+	// Name is the source's value of the `source` label in its health metrics.
+	Name() string
+	// Run reads and watches until ctx is done. It returns early only when the source cannot work at
+	// all; failures to read single objects are reported through State.
+	Run(ctx context.Context) error
+	// State returns the source's current objects and health. The returned objects must not be
+	// modified.
+	State() State
+}
+
+// State is what a source knows now.
+type State struct {
+	// Objects are the source's current objects, in a stable order. They are never modified after
+	// they are handed out; a change replaces them.
+	Objects []*model.Object
+	// Generation changes whenever Objects or Meshes change, so readers can skip unchanged states.
+	Generation uint64
+	// Up is true when the last attempt to read worked.
+	Up bool
+	// Synced is true once the source has read its material completely at least once.
+	Synced bool
+	// Errors counts read errors by reason since start.
+	Errors map[model.ErrorReason]uint64
+	// Meshes holds mesh settings the source discovered (for example from a mesh's config map).
+	Meshes map[model.Mesh]model.MeshSettings
+}
+
+// stateHolder keeps a source's State behind a lock. Sources embed it.
+type stateHolder struct {
+	mu    sync.RWMutex
+	state State
+}
+
+// State implements Source.
+func (h *stateHolder) State() State {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	s := h.state
+	s.Errors = maps.Clone(s.Errors)
+	return s
+}
+
+// update changes the state under the lock; fn reports whether the objects changed, which moves
+// the generation on.
+func (h *stateHolder) update(fn func(s *State) (changed bool)) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if fn(&h.state) {
+		h.state.Generation++
+	}
+}
+
+// countError adds one error of reason to s.
+func countError(s *State, reason model.ErrorReason) {
+	if s.Errors == nil {
+		s.Errors = map[model.ErrorReason]uint64{}
+	}
+	s.Errors[reason]++
+}
+
+// errorReporter counts and logs each failing bundle once: when it starts failing or its reason
+// changes, not on every re-read, so a broken object neither floods the log nor inflates the counter.
+type errorReporter struct {
+	source  string
+	logger  log.Logger
+	last    map[string]model.ErrorReason
+	failing model.ErrorReason
+}
+
+func newErrorReporter(source string, logger log.Logger) *errorReporter {
+	return &errorReporter{source: source, logger: logger, last: map[string]model.ErrorReason{}}
+}
+
+// observe reports the bundle errors of objects into s and forgets the ones that are gone.
+func (r *errorReporter) observe(s *State, objects []*model.Object) {
+	now := make(map[string]model.ErrorReason)
+	for _, o := range objects {
+		for _, b := range o.Bundles {
+			if b.Error == model.ReasonNone {
+				continue
+			}
+			id := o.Namespace + "/" + o.Name + "/" + b.Key
+			now[id] = b.Error
+			if r.last[id] == b.Error {
+				continue
+			}
+			countError(s, b.Error)
+			level.Warn(r.logger).Log("msg", "certificate bundle cannot be read completely", "source", r.source,
+				"namespace", o.Namespace, "name", o.Name, "key", b.Key, "reason", b.Error)
+		}
+	}
+	r.last = now
+}
+
+// fail counts a failed attempt of the source itself and logs it when the reason differs from the
+// previous failure's, so a source that stays broken logs once.
+func (r *errorReporter) fail(s *State, reason model.ErrorReason, err error) {
+	if r.failing != reason {
+		level.Error(r.logger).Log("msg", "source cannot read", "source", r.source, "reason", reason, "err", err)
+	}
+	r.failing = reason
+	countError(s, reason)
+}
+
+// recovered notes that the source works again and logs that once.
+func (r *errorReporter) recovered() {
+	if r.failing != model.ReasonNone {
+		level.Info(r.logger).Log("msg", "source recovered", "source", r.source)
+	}
+	r.failing = model.ReasonNone
+}
