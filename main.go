@@ -197,13 +197,16 @@ func (l promLogger) Println(v ...any) {
 }
 
 func main() {
-	if err := run(os.Args[1:]); err != nil {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:]); err != nil {
 		fmt.Fprintln(os.Stderr, "meshcert-exporter:", err)
 		os.Exit(1)
 	}
 }
 
-func run(args []string) error {
+// run runs the exporter until ctx is done.
+func run(ctx context.Context, args []string) error {
 	o, err := parseFlags(args)
 	if err != nil {
 		return err
@@ -219,7 +222,7 @@ func run(args []string) error {
 	}
 	level.Info(logger).Log("msg", "starting meshcert-exporter", "version", version.Info(), "build_context", version.BuildContext())
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := context.WithCancel(ctx)
 	defer stop()
 	done := make(chan struct{})
 	go func() {

@@ -107,7 +107,7 @@ func (c *Config) Validate() error {
 			if i > 0 {
 				field = fmt.Sprintf("trust_domain_aliases[%d]", i-1)
 			}
-			if _, err := pki.ParseSPIFFEID("spiffe://" + td); err != nil || td == "" {
+			if !pki.ValidTrustDomain(td) {
 				return fmt.Errorf("meshes.%s.%s: %q is not a valid trust domain", m.name, field, td)
 			}
 		}

@@ -43,7 +43,6 @@ const (
 	ReasonWrongNamespace      ErrorReason = "wrong_namespace"
 	ReasonWrongServiceAccount ErrorReason = "wrong_service_account"
 	ReasonWrongControlPlaneNS ErrorReason = "wrong_control_plane_namespace"
-	ReasonUnexpectedIdentity  ErrorReason = "unexpected_identity_kind"
 )
 
 // Chain is the time-independent result of path building for one certificate. Time-dependent

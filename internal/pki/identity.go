@@ -39,7 +39,7 @@ func ParseSPIFFEID(s string) (SPIFFEID, error) {
 		return SPIFFEID{}, errMalformedSPIFFEID
 	}
 	td, path, _ := strings.Cut(rest, "/")
-	if td == "" || strings.IndexFunc(td, func(r rune) bool { return !isTrustDomainChar(r) }) >= 0 {
+	if !ValidTrustDomain(td) {
 		return SPIFFEID{}, errMalformedSPIFFEID
 	}
 	id := SPIFFEID{TrustDomain: td}
@@ -54,6 +54,12 @@ func ParseSPIFFEID(s string) (SPIFFEID, error) {
 		id.Segments = append(id.Segments, seg)
 	}
 	return id, nil
+}
+
+// ValidTrustDomain reports whether td is a trust domain as the SPIFFE specification allows it:
+// not empty, lowercase letters, digits, dots, dashes and underscores.
+func ValidTrustDomain(td string) bool {
+	return td != "" && strings.IndexFunc(td, func(r rune) bool { return !isTrustDomainChar(r) }) < 0
 }
 
 func isTrustDomainChar(r rune) bool {

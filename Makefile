@@ -1,0 +1,42 @@
+# The two commands: `make run` (the exporter on the sample PKI) and `make test` (everything CI runs).
+CACHE ?= $(or $(MESHCERT_CACHE),$(HOME)/.cache/meshcert-exporter)
+export PATH := $(CACHE)/bin:$(PATH)
+GO ?= go
+
+.PHONY: run test tools testenv lint unit bench examples build
+
+## run: serve the sample Istio and Linkerd PKI in examples/ on :9733.
+run:
+	$(GO) run . --config.file=examples/meshcert.yaml
+
+## build: build the binary with version information.
+build:
+	$(GO) build -o meshcert-exporter -ldflags "\
+	  -X github.com/prometheus/common/version.Version=$$(git describe --tags --always 2>/dev/null || echo dev) \
+	  -X github.com/prometheus/common/version.Revision=$$(git rev-parse HEAD 2>/dev/null) \
+	  -X github.com/prometheus/common/version.Branch=$$(git rev-parse --abbrev-ref HEAD 2>/dev/null)" .
+
+## test: install the tools, build the test control plane (cached), lint, run every test with -race.
+test: tools testenv lint unit
+
+tools:
+	@bash hack/install-tools.sh
+
+testenv:
+	@bash hack/build-testenv.sh >/dev/null
+
+lint:
+	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt would change: $$out"; exit 1; fi
+	$(GO) vet ./...
+	staticcheck ./...
+
+unit:
+	MESHCERT_TESTENV=$$(bash hack/build-testenv.sh) $(GO) test -race -count=1 ./...
+
+## bench: the Go benchmarks of the hot paths (not part of `make test`).
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+## examples: regenerate the sample PKI.
+examples:
+	$(GO) run ./hack/gen-examples -out examples

@@ -1,0 +1,70 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+func TestParseErrors(t *testing.T) {
+	tests := []struct {
+		name, yaml, err string
+	}{
+		{"unknown top-level key", "meshes: {}\nsourcez: []\n", "yaml: unmarshal errors:\n  line 2: field sourcez not found in type config.Config"},
+		{"unknown nested key", "files:\n  interval: 30s\n  target: []\n", "yaml: unmarshal errors:\n  line 3: field target not found in type config.Files"},
+		{"unknown mesh", "files:\n  targets:\n    - path: /etc/cacerts\n      mesh: consul\n", `files.targets[0].mesh: unknown mesh "consul" (want istio, linkerd or empty)`},
+		{"empty path", "files:\n  targets:\n    - path: /a\n    - mesh: istio\n", "files.targets[1].path: must not be empty"},
+		{"short interval", "files:\n  interval: 10ms\n", "files.interval: 10ms is shorter than 1s"},
+		{"bad duration", "files:\n  interval: soon\n", "yaml: unmarshal errors:\n  line 2: cannot unmarshal !!str `soon` into time.Duration"},
+		{"bad trust domain", "meshes:\n  istio:\n    trust_domain: Cluster.Local\n", `meshes.istio.trust_domain: "Cluster.Local" is not a valid trust domain`},
+		{"bad alias", "meshes:\n  linkerd:\n    trust_domain_aliases: [ok.example, \"a/b\"]\n", `meshes.linkerd.trust_domain_aliases[1]: "a/b" is not a valid trust domain`},
+		{"empty namespace", "meshes:\n  linkerd:\n    namespace: \"\"\n", "meshes.linkerd.namespace: must not be empty"},
+		{"not a mapping", "- a\n", "yaml: unmarshal errors:\n  line 1: cannot unmarshal !!seq into config.Config"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse([]byte(tt.yaml))
+			if err == nil || err.Error() != tt.err {
+				t.Errorf("Parse() error = %v\nwant %s", err, tt.err)
+			}
+		})
+	}
+}
+
+func TestParseDefaultsAndOverrides(t *testing.T) {
+	c, err := Parse([]byte("meshes:\n  istio:\n    trust_domain: prod.example\n    trust_domain_aliases: [old.example]\nfiles:\n  targets:\n    - path: /etc/cacerts\n      mesh: istio\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Meshes.Istio.Namespace != "istio-system" || c.Meshes.Istio.TrustDomain != "prod.example" ||
+		c.Meshes.Linkerd.TrustDomain != "cluster.local" || c.Files.Interval != 15*time.Second {
+		t.Errorf("defaults not kept under overrides: %+v", c)
+	}
+	s := c.MeshSettings()["istio"]
+	if len(s.TrustDomains()) != 2 || s.ControlPlaneNamespace != "istio-system" {
+		t.Errorf("mesh settings = %+v", s)
+	}
+	empty, err := Parse(nil)
+	if err != nil || empty.Meshes.Linkerd.Namespace != "linkerd" {
+		t.Errorf("empty config: %+v, %v", empty, err)
+	}
+}
+
+func TestLoadNamesTheFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "c.yml")
+	if err := os.WriteFile(path, []byte("bogus: 1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Load(path)
+	want := "config " + path + ": yaml: unmarshal errors:\n  line 1: field bogus not found in type config.Config"
+	if err == nil || err.Error() != want {
+		t.Errorf("Load() = %v, want %s", err, want)
+	}
+}
+
+func TestExampleConfigIsValid(t *testing.T) {
+	if _, err := Load("../../examples/meshcert.yaml"); err != nil {
+		t.Error(err)
+	}
+}
