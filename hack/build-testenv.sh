@@ -20,7 +20,10 @@ major=1
 minor=${staging_minor%%.*}
 
 build_apiserver() {
-  if [ -x "$OUT/kube-apiserver" ] && "$OUT/kube-apiserver" --version 2>/dev/null | grep -qx "Kubernetes ${K8S_VERSION}"; then
+  # Capture first: with pipefail, grep -q closing the pipe early would fail the check.
+  local have=""
+  [ -x "$OUT/kube-apiserver" ] && have=$("$OUT/kube-apiserver" --version 2>/dev/null || true)
+  if [ "$have" = "Kubernetes ${K8S_VERSION}" ]; then
     return
   fi
   log "building kube-apiserver ${K8S_VERSION} (first run only; this takes a while)"
@@ -58,7 +61,9 @@ GO
 }
 
 build_etcd() {
-  if [ -x "$OUT/etcd" ] && "$OUT/etcd" --version 2>/dev/null | grep -q "etcd Version: ${ETCD_VERSION#v}"; then
+  local have=""
+  [ -x "$OUT/etcd" ] && have=$("$OUT/etcd" --version 2>/dev/null || true)
+  if [[ "$have" == *"etcd Version: ${ETCD_VERSION#v}"* ]]; then
     return
   fi
   log "building etcd ${ETCD_VERSION} (first run only)"

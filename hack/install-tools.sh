@@ -20,7 +20,8 @@ if ! command -v promtool >/dev/null 2>&1; then
   apt_install prometheus
 fi
 
-if ! "$BIN/staticcheck" -version 2>/dev/null | grep -q "(${STATICCHECK_VERSION#v})"; then
+have=$("$BIN/staticcheck" -version 2>/dev/null || true)
+if [[ "$have" != *"(${STATICCHECK_VERSION#v})"* ]]; then
   echo "install-tools: building staticcheck ${STATICCHECK_VERSION}" >&2
   GOBIN="$BIN" go install "honnef.co/go/tools/cmd/staticcheck@${STATICCHECK_VERSION}"
 fi

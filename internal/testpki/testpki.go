@@ -14,6 +14,7 @@ import (
 	"encoding/asn1"
 	"encoding/pem"
 	"math/big"
+	"net"
 	"net/url"
 	"time"
 )
@@ -45,6 +46,7 @@ type Spec struct {
 	// URIs and DNSNames are the subject alternative names.
 	URIs     []string
 	DNSNames []string
+	IPs      []net.IP
 	// Subject overrides the subject built from CommonName.
 	Subject *pkix.Name
 	// RawSubject, when set, is the DER subject used as is (see T61Subject).
@@ -73,6 +75,15 @@ func (c *Cert) KeyPEM() []byte {
 		panic(err)
 	}
 	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
+}
+
+// PublicKeyPEM returns the public key in PKIX PEM.
+func (c *Cert) PublicKeyPEM() []byte {
+	der, err := x509.MarshalPKIXPublicKey(c.Key.Public())
+	if err != nil {
+		panic(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})
 }
 
 // Bundle concatenates the PEM of certs.
@@ -125,6 +136,7 @@ func Issue(s Spec) *Cert {
 		NotBefore:    s.NotBefore,
 		NotAfter:     s.NotAfter,
 		DNSNames:     s.DNSNames,
+		IPAddresses:  s.IPs,
 		KeyUsage:     x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
 	}

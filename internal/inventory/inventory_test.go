@@ -1,0 +1,46 @@
+package inventory
+
+import (
+	"context"
+	"testing"
+
+	"github.com/meshcert/meshcert-exporter/internal/model"
+	"github.com/meshcert/meshcert-exporter/internal/pki"
+	"github.com/meshcert/meshcert-exporter/internal/testpki"
+	"github.com/meshcert/meshcert-exporter/sources"
+)
+
+// fakeSource hands out a fixed state.
+type fakeSource struct{ state sources.State }
+
+func (f *fakeSource) Name() string                  { return "fake" }
+func (f *fakeSource) Run(ctx context.Context) error { return nil }
+func (f *fakeSource) State() sources.State          { return f.state }
+
+func TestSnapshotAnalysesOnlyOnChange(t *testing.T) {
+	root := testpki.Issue(testpki.Spec{CommonName: "root", CA: true, NotBefore: testpki.Date(2026, 1, 1), NotAfter: testpki.Date(2036, 1, 1)})
+	obj := &model.Object{Source: "fake", Name: "a", Bundles: []model.Bundle{{Key: "ca.crt", Purpose: model.PurposeTrustBundle,
+		Certificates: []*model.Certificate{pki.NewCertificate(root.X509)}}}}
+	src := &fakeSource{state: sources.State{Objects: []*model.Object{obj}, Generation: 1, Up: true}}
+	other := &fakeSource{state: sources.State{Synced: true}}
+	inv := New([]sources.Source{src, other}, nil)
+
+	first := inv.Snapshot()
+	if len(first.Certificates) != 1 || len(first.Sources) != 2 || !first.Sources[0].Up {
+		t.Fatalf("snapshot = %+v", first)
+	}
+	if again := inv.Snapshot(); &again.Certificates[0] != &first.Certificates[0] {
+		t.Error("an unchanged inventory was analysed again")
+	}
+	src.state.Objects, src.state.Generation = nil, 2
+	if changed := inv.Snapshot(); len(changed.Certificates) != 0 {
+		t.Errorf("a removed object is still in the snapshot: %+v", changed.Certificates)
+	}
+	if inv.Ready() {
+		t.Error("ready before every source synced")
+	}
+	src.state.Synced = true
+	if !inv.Ready() {
+		t.Error("not ready after every source synced")
+	}
+}
