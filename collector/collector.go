@@ -53,6 +53,12 @@ var (
 	bundleErrorDesc = prometheus.NewDesc(prometheus.BuildFQName(namespace, "bundle", "error"),
 		"1 for each key of an object that could not be read completely, with the reason; the readable certificates in it are still exported.",
 		[]string{"source", "namespace", "name", "key", "reason"}, nil)
+	trustBundleCurrentDesc = prometheus.NewDesc(prometheus.BuildFQName(namespace, "trust_bundle", "current"),
+		"1 when a copy of the mesh's trust anchors handed to workloads (a namespace's root ConfigMap, a proxy's root bundle, an issuer's ca.crt) holds exactly the mesh's current trust anchors, else 0. Absent when the current anchors are unknown.",
+		[]string{"mesh", "source", "namespace", "name", "key"}, nil)
+	rootKeyDesc = prometheus.NewDesc(prometheus.BuildFQName(namespace, "root_key", "in_cluster"),
+		"1 when a watched Secret holds the private key of a self-signed trust anchor (the key itself is never read), else 0.",
+		[]string{"mesh", "source", "namespace", "name"}, nil)
 	sourceUpDesc = prometheus.NewDesc(prometheus.BuildFQName(namespace, "source", "up"),
 		"1 when the source's last attempt to read its material worked, else 0.",
 		[]string{"source"}, nil)
@@ -83,7 +89,8 @@ func NewAt(p SnapshotProvider, now func() time.Time) *Collector {
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{notAfterDesc, notBeforeDesc, infoDesc, chainDepthDesc, chainValidDesc,
-		chainNotAfterDesc, chainInfoDesc, sanValidDesc, sanInfoDesc, bundleErrorDesc, sourceUpDesc, sourceErrorsDesc} {
+		chainNotAfterDesc, chainInfoDesc, sanValidDesc, sanInfoDesc, bundleErrorDesc, trustBundleCurrentDesc, rootKeyDesc,
+		sourceUpDesc, sourceErrorsDesc} {
 		ch <- d
 	}
 }
@@ -98,6 +105,14 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	for _, e := range snap.BundleErrors {
 		ch <- prometheus.MustNewConstMetric(bundleErrorDesc, prometheus.GaugeValue, 1,
 			e.Source, labelValue(e.Namespace), labelValue(e.Name), labelValue(e.Key), string(e.Reason))
+	}
+	for _, b := range snap.TrustBundles {
+		ch <- prometheus.MustNewConstMetric(trustBundleCurrentDesc, prometheus.GaugeValue, boolValue(b.Current),
+			string(b.Mesh), b.Source, labelValue(b.Namespace), labelValue(b.Name), labelValue(b.Key))
+	}
+	for _, k := range snap.RootKeys {
+		ch <- prometheus.MustNewConstMetric(rootKeyDesc, prometheus.GaugeValue, boolValue(k.Stored),
+			string(k.Mesh), k.Source, labelValue(k.Namespace), labelValue(k.Name))
 	}
 	for _, s := range snap.Sources {
 		ch <- prometheus.MustNewConstMetric(sourceUpDesc, prometheus.GaugeValue, boolValue(s.Up), s.Name)

@@ -22,8 +22,7 @@ func analysed(objects []*model.Object, sources ...model.SourceStatus) staticProv
 	meshes := map[model.Mesh]model.MeshSettings{
 		model.MeshIstio: {TrustDomain: "cluster.local", ControlPlaneNamespace: "istio-system"},
 	}
-	obs, errs := pki.NewAnalyzer().Analyze(objects, meshes)
-	return staticProvider{&model.Snapshot{Certificates: obs, BundleErrors: errs, Sources: sources}}
+	return staticProvider{&model.Snapshot{Analysis: pki.NewAnalyzer().Analyze(objects, meshes), Sources: sources}}
 }
 
 func bundle(key string, purpose model.Purpose, certs ...*testpki.Cert) model.Bundle {

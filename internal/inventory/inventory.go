@@ -20,11 +20,10 @@ type Inventory struct {
 	meshes   map[model.Mesh]model.MeshSettings
 	analyzer *pki.Analyzer
 
-	mu           sync.Mutex
-	generations  []uint64
-	observations []model.CertificateObservation
-	bundleErrors []model.BundleError
-	analysed     bool
+	mu          sync.Mutex
+	generations []uint64
+	analysis    model.Analysis
+	analysed    bool
 }
 
 // New returns an inventory of srcs; meshes are the configured settings of each mesh, which
@@ -56,10 +55,10 @@ func (inv *Inventory) Snapshot() *model.Snapshot {
 			objects = append(objects, st.Objects...)
 			maps.Copy(meshes, st.Meshes)
 		}
-		inv.observations, inv.bundleErrors = inv.analyzer.Analyze(objects, meshes)
+		inv.analysis = inv.analyzer.Analyze(objects, meshes)
 		inv.generations, inv.analysed = generations, true
 	}
-	snap.Certificates, snap.BundleErrors = inv.observations, inv.bundleErrors
+	snap.Analysis = inv.analysis
 	return snap
 }
 

@@ -44,8 +44,12 @@ const (
 	// PurposeCertificates is a certificate or chain presented by its owner (leaf or signing CA first).
 	PurposeCertificates Purpose = iota
 	// PurposeTrustBundle is a set of trust anchors that its owner trusts (root-cert.pem, ca.crt,
-	// ca-bundle.crt, an Envoy ROOTCA).
+	// ca-bundle.crt). In an authoritative object it is the mesh's current root set.
 	PurposeTrustBundle
+	// PurposeTrustBundleCopy is a copy of the mesh's trust anchors handed to workloads (a
+	// namespace's istio-ca-root-cert, a proxy's ROOTCA): it is compared with the current root set
+	// (drift), never trusted for chain building.
+	PurposeTrustBundleCopy
 )
 
 // Certificate is a parsed certificate with the facts the analysis needs precomputed once, when the
@@ -116,6 +120,15 @@ type Object struct {
 	Expect *Identity
 	// Bundles in a stable order.
 	Bundles []Bundle
+	// KeyPairs name the keys that hold a private key and the certificate each belongs to. Only the
+	// names are known: the key material itself is never read.
+	KeyPairs []KeyPair
+}
+
+// KeyPair names a private key's data key and the data key of its certificate.
+type KeyPair struct {
+	PrivateKey  string
+	Certificate string
 }
 
 // Location identifies one certificate in one bundle of one object. Together its fields are unique

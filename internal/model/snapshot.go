@@ -144,9 +144,30 @@ type SourceStatus struct {
 	Errors map[ErrorReason]uint64
 }
 
-// Snapshot is the analysed state of the whole mesh PKI at one moment.
-type Snapshot struct {
+// TrustBundleStatus says whether a copy of a mesh's trust anchors equals the current root set.
+type TrustBundleStatus struct {
+	Mesh                         Mesh
+	Source, Namespace, Name, Key string
+	Current                      bool
+}
+
+// RootKeyStatus says whether an object holds the private key of a trust anchor.
+type RootKeyStatus struct {
+	Mesh                    Mesh
+	Source, Namespace, Name string
+	Stored                  bool
+}
+
+// Analysis is what the PKI analysis finds in all objects together.
+type Analysis struct {
 	Certificates []CertificateObservation
 	BundleErrors []BundleError
-	Sources      []SourceStatus
+	TrustBundles []TrustBundleStatus
+	RootKeys     []RootKeyStatus
+}
+
+// Snapshot is the analysed state of the whole mesh PKI at one moment.
+type Snapshot struct {
+	Analysis
+	Sources []SourceStatus
 }

@@ -23,11 +23,13 @@ func NewAnalyzer() *Analyzer {
 type objectKey struct{ source, namespace, name string }
 
 // Analyze analyses objects together. Trust anchors are the self-signed CAs in the trust bundles of
-// each mesh's authoritative objects and in each object's own trust bundles (or, for an object
-// without a trust bundle, every self-signed CA it holds). Candidate issuers on the way are the other
-// certificates of the object itself and of its mesh's authoritative objects. An object that repeats the source, namespace and name of an earlier
-// one is ignored, so every Location in the result is unique.
-func (a *Analyzer) Analyze(objects []*model.Object, meshes map[model.Mesh]model.MeshSettings) ([]model.CertificateObservation, []model.BundleError) {
+// each mesh's authoritative objects (the mesh's current root set) and in each object's own trust
+// bundles; a generic object without a trust bundle trusts the self-signed CAs it holds. Copies of
+// trust bundles are never trusted: they are compared with the current root set. Candidate issuers
+// on the way are the other certificates of the object itself and of its mesh's authoritative
+// objects. An object that repeats the source, namespace and name of an earlier one is ignored, so
+// every Location in the result is unique.
+func (a *Analyzer) Analyze(objects []*model.Object, meshes map[model.Mesh]model.MeshSettings) model.Analysis {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.sigs.rotate()
@@ -43,10 +45,7 @@ func (a *Analyzer) Analyze(objects []*model.Object, meshes map[model.Mesh]model.
 		merge(meshIntermediates, o.Mesh, intermediates)
 	}
 
-	var (
-		observations []model.CertificateObservation
-		errs         []model.BundleError
-	)
+	var out model.Analysis
 	for _, o := range objects {
 		anchors, intermediates := objectPools(o)
 		allAnchors, allIntermediates := pools{anchors}, pools{intermediates}
@@ -63,7 +62,11 @@ func (a *Analyzer) Analyze(objects []*model.Object, meshes map[model.Mesh]model.
 			}
 			keys[b.Key] = true
 			if b.Error != model.ReasonNone {
-				errs = append(errs, model.BundleError{Source: o.Source, Namespace: o.Namespace, Name: o.Name, Key: b.Key, Reason: b.Error})
+				out.BundleErrors = append(out.BundleErrors, model.BundleError{Source: o.Source, Namespace: o.Namespace, Name: o.Name, Key: b.Key, Reason: b.Error})
+			}
+			if current := meshAnchors[o.Mesh]; b.Purpose == model.PurposeTrustBundleCopy && current != nil && len(current.seen) > 0 {
+				out.TrustBundles = append(out.TrustBundles, model.TrustBundleStatus{Mesh: o.Mesh, Source: o.Source,
+					Namespace: o.Namespace, Name: o.Name, Key: b.Key, Current: sameSet(b.Certificates, current)})
 			}
 			for i, c := range b.Certificates {
 				obs := model.CertificateObservation{
@@ -79,19 +82,51 @@ func (a *Analyzer) Analyze(objects []*model.Object, meshes map[model.Mesh]model.
 					id := CheckIdentity(c, o.Mesh, meshes[o.Mesh], o.Expect)
 					obs.Identity = &id
 				}
-				observations = append(observations, obs)
+				out.Certificates = append(out.Certificates, obs)
+			}
+		}
+		if len(o.KeyPairs) > 0 {
+			out.RootKeys = append(out.RootKeys, model.RootKeyStatus{Mesh: o.Mesh, Source: o.Source,
+				Namespace: o.Namespace, Name: o.Name, Stored: holdsRootKey(o)})
+		}
+	}
+	return out
+}
+
+// sameSet reports whether certs are exactly the anchors of p, in any order.
+func sameSet(certs []*model.Certificate, p *pool) bool {
+	seen := make(map[[32]byte]bool, len(certs))
+	for _, c := range certs {
+		if !p.contains(c) {
+			return false
+		}
+		seen[c.Fingerprint] = true
+	}
+	return len(seen) == len(p.seen)
+}
+
+// holdsRootKey reports whether one of o's private keys belongs to a self-signed CA: the root key
+// of a PKI, which must not live in the cluster. The key is never looked at: a key stored next to a
+// certificate is that certificate's key in every layout the exporter reads.
+func holdsRootKey(o *model.Object) bool {
+	for _, kp := range o.KeyPairs {
+		for _, b := range o.Bundles {
+			if b.Key == kp.Certificate && len(b.Certificates) > 0 && Classify(b.Certificates[0], "") == model.RoleTrustAnchor {
+				return true
 			}
 		}
 	}
-	return observations, errs
+	return false
 }
 
 // objectPools returns the trust anchors and intermediates an object holds.
 func objectPools(o *model.Object) (anchors, intermediates *pool) {
 	anchors, intermediates = newPool(), newPool()
-	hasTrustBundle := false
+	// A generic object without a trust bundle (a PEM bundle holding leaf, intermediates and
+	// root) trusts its own root; a mesh object trusts only its mesh's anchors and its own bundle.
+	trustOwnRoots := o.Mesh == model.MeshNone
 	for _, b := range o.Bundles {
-		hasTrustBundle = hasTrustBundle || b.Purpose == model.PurposeTrustBundle
+		trustOwnRoots = trustOwnRoots && b.Purpose != model.PurposeTrustBundle
 	}
 	for _, b := range o.Bundles {
 		for _, c := range b.Certificates {
@@ -100,7 +135,9 @@ func objectPools(o *model.Object) (anchors, intermediates *pool) {
 				// Non-CA certificates are candidates too, so that a certificate signed by a
 				// leaf is reported as not_ca rather than as an unknown authority.
 				intermediates.add(c)
-			case b.Purpose == model.PurposeTrustBundle || !hasTrustBundle:
+			case b.Purpose == model.PurposeTrustBundle:
+				anchors.add(c)
+			case b.Purpose == model.PurposeCertificates && trustOwnRoots:
 				anchors.add(c)
 			}
 		}

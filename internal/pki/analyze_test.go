@@ -121,7 +121,7 @@ func TestAnalyzeChains(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			obs, _ := NewAnalyzer().Analyze(tt.objects, nil)
+			obs := NewAnalyzer().Analyze(tt.objects, nil).Certificates
 			last := tt.objects[len(tt.objects)-1]
 			var got *model.CertificateObservation
 			for i := range obs {
@@ -157,7 +157,8 @@ func TestAnalyzeTwoRootsAndUniqueLocations(t *testing.T) {
 	oldRoot := testpki.Issue(testpki.Spec{CommonName: "old root", CA: true, NotBefore: jan2026, NotAfter: jan2036})
 	newRoot := testpki.Issue(testpki.Spec{CommonName: "new root", CA: true, NotBefore: jan2026, NotAfter: jan2036})
 	dir := obj("/etc/cacerts", model.MeshIstio, trust("root-cert.pem", oldRoot, newRoot), trust("root-cert.pem", oldRoot))
-	obs, errs := NewAnalyzer().Analyze([]*model.Object{dir, obj("/etc/cacerts", model.MeshIstio, trust("x", oldRoot))}, nil)
+	a := NewAnalyzer().Analyze([]*model.Object{dir, obj("/etc/cacerts", model.MeshIstio, trust("x", oldRoot))}, nil)
+	obs, errs := a.Certificates, a.BundleErrors
 	if len(errs) != 0 {
 		t.Fatalf("errors: %v", errs)
 	}
@@ -214,7 +215,7 @@ func TestAnalyzeIdentities(t *testing.T) {
 			leaf := testpki.Issue(testpki.Spec{CommonName: "leaf", Issuer: root, URIs: tt.uris, DNSNames: tt.dns, NotBefore: jan2026, NotAfter: jan2036})
 			o := obj("pod", tt.mesh, chain("default", leaf), trust("ROOTCA", root))
 			o.Expect = tt.expect
-			obs, _ := NewAnalyzer().Analyze([]*model.Object{o}, meshes)
+			obs := NewAnalyzer().Analyze([]*model.Object{o}, meshes).Certificates
 			id := obs[0].Identity
 			if id == nil {
 				t.Fatal("no identity result for a mesh leaf")
@@ -273,5 +274,62 @@ func TestAnalyzeReusesSignatureChecks(t *testing.T) {
 	a.Analyze(nil, nil) // ...and is gone after the next.
 	if n := len(a.sigs.current) + len(a.sigs.previous); n != 0 {
 		t.Errorf("cache holds %d checks for a mesh without certificates", n)
+	}
+}
+
+func TestAnalyzeTrustBundleDriftAndRootKeys(t *testing.T) {
+	oldRoot := testpki.Issue(testpki.Spec{CommonName: "old root", CA: true, NotBefore: jan2026, NotAfter: jan2036})
+	newRoot := testpki.Issue(testpki.Spec{CommonName: "new root", CA: true, NotBefore: jan2026, NotAfter: jan2036})
+	inter := testpki.Issue(testpki.Spec{CommonName: "inter", CA: true, Issuer: newRoot, NotBefore: jan2026, NotAfter: jan2036})
+	copyOf := func(name string, cs ...*testpki.Cert) *model.Object {
+		o := obj(name, model.MeshIstio, model.Bundle{Key: "root-cert.pem", Purpose: model.PurposeTrustBundleCopy, Certificates: certs(cs...)})
+		o.Namespace = name
+		return o
+	}
+	authority := &model.Object{Source: "secret", Namespace: "istio-system", Name: "cacerts", Mesh: model.MeshIstio, Authoritative: true,
+		Bundles:  []model.Bundle{trust("root-cert.pem", oldRoot, newRoot), chain("ca-cert.pem", inter)},
+		KeyPairs: []model.KeyPair{{PrivateKey: "ca-key.pem", Certificate: "ca-cert.pem"}}}
+	selfSigned := &model.Object{Source: "secret", Namespace: "istio-system", Name: "istio-ca-secret", Mesh: model.MeshIstio,
+		Bundles:  []model.Bundle{chain("ca-cert.pem", newRoot)},
+		KeyPairs: []model.KeyPair{{PrivateKey: "ca-key.pem", Certificate: "ca-cert.pem"}}}
+	a := NewAnalyzer().Analyze([]*model.Object{
+		authority, selfSigned,
+		copyOf("same", oldRoot, newRoot), copyOf("reordered", newRoot, oldRoot), copyOf("stale", oldRoot), copyOf("extra", oldRoot, newRoot, inter),
+		obj("other mesh", model.MeshLinkerd, model.Bundle{Key: "ca-bundle.crt", Purpose: model.PurposeTrustBundleCopy, Certificates: certs(oldRoot)}),
+	}, nil)
+	want := map[string]bool{"same": true, "reordered": true, "stale": false, "extra": false}
+	if len(a.TrustBundles) != len(want) {
+		t.Fatalf("%d trust bundle results, want %d (none for a mesh without known anchors): %+v", len(a.TrustBundles), len(want), a.TrustBundles)
+	}
+	for _, b := range a.TrustBundles {
+		if b.Current != want[b.Name] {
+			t.Errorf("%s: current %v, want %v", b.Name, b.Current, want[b.Name])
+		}
+	}
+	roots := map[string]bool{}
+	for _, k := range a.RootKeys {
+		roots[k.Name] = k.Stored
+	}
+	if roots["cacerts"] || !roots["istio-ca-secret"] || len(roots) != 2 {
+		t.Errorf("root keys = %v, want only istio-ca-secret to hold one", roots)
+	}
+	// A copy is never trusted: the intermediate's chain verifies through the authoritative root.
+	for _, o := range a.Certificates {
+		if o.Name == "cacerts" && o.Key == "ca-cert.pem" && !o.Chain.Evaluate(now).Valid {
+			t.Errorf("intermediate chain: %+v", o.Chain.Evaluate(now))
+		}
+	}
+}
+
+func TestCopiesAreNotTrusted(t *testing.T) {
+	root := testpki.Issue(testpki.Spec{CommonName: "root", CA: true, NotBefore: jan2026, NotAfter: jan2036})
+	issuer := testpki.Issue(testpki.Spec{CommonName: "issuer", CA: true, Issuer: root, NotBefore: jan2026, NotAfter: jan2036})
+	// A Linkerd issuer Secret whose ca.crt holds the root that signed it, while the mesh's anchors
+	// are unknown: the issuer must not verify against its own copy.
+	o := obj("linkerd-identity-issuer", model.MeshLinkerd, chain("tls.crt", issuer),
+		model.Bundle{Key: "ca.crt", Purpose: model.PurposeTrustBundleCopy, Certificates: certs(root)})
+	obs := NewAnalyzer().Analyze([]*model.Object{o}, nil).Certificates
+	if st := obs[0].Chain.Evaluate(now); st.Valid || st.Reason != model.ReasonUnknownAuthority {
+		t.Errorf("issuer verified against its own ca.crt: %+v", st)
 	}
 }
