@@ -25,6 +25,9 @@ import (
 	"github.com/prometheus/exporter-toolkit/web"
 	"github.com/prometheus/exporter-toolkit/web/kingpinflag"
 	slgk "github.com/tjhop/slog-gokit"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/meshcert/meshcert-exporter/collector"
 	"github.com/meshcert/meshcert-exporter/internal/config"
@@ -42,6 +45,7 @@ const programName = "meshcert_exporter"
 type options struct {
 	configFile  string
 	files       []string
+	kubeconfig  string
 	metricsPath string
 	logLevel    string
 	logFormat   string
@@ -55,6 +59,8 @@ func parseFlags(args []string) (*options, error) {
 		StringVar(&o.configFile)
 	app.Flag("source.files", "Certificate file, directory or glob to read (repeatable); added to the config file's files.targets.").
 		StringsVar(&o.files)
+	app.Flag("kubeconfig", "Path to a kubeconfig file. Without it the in-cluster configuration is used when running in a pod; elsewhere the Kubernetes sources are off.").
+		StringVar(&o.kubeconfig)
 	app.Flag("web.telemetry-path", "Path under which to expose metrics.").Default("/metrics").StringVar(&o.metricsPath)
 	app.Flag("log.level", "Only log messages with the given severity or above. One of: [debug, info, warn, error]").
 		Default("info").EnumVar(&o.logLevel, "debug", "info", "warn", "error")
@@ -118,8 +124,34 @@ type exporter struct {
 	handler   http.Handler
 }
 
-// newExporter wires the sources of cfg to an inventory, a collector and the HTTP endpoints.
-func newExporter(cfg *config.Config, metricsPath string, logger log.Logger) (*exporter, error) {
+// kubeClient returns a client for the cluster named by kubeconfig, or the in-cluster one, or nil
+// when there is neither: then the Kubernetes sources are off.
+func kubeClient(kubeconfig string) (kubernetes.Interface, error) {
+	var (
+		rc  *rest.Config
+		err error
+	)
+	switch {
+	case kubeconfig != "":
+		rc, err = clientcmd.BuildConfigFromFlags("", kubeconfig)
+	case os.Getenv("KUBERNETES_SERVICE_HOST") != "":
+		rc, err = rest.InClusterConfig()
+	default:
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes client: %w", err)
+	}
+	// The exporter only lists and watches; the defaults (5/s, burst 10) slow a start with many
+	// informers for no benefit to the API server.
+	rc.QPS, rc.Burst = 50, 100
+	rc.UserAgent = "meshcert-exporter/" + version.Version
+	return kubernetes.NewForConfig(rc)
+}
+
+// newExporter wires the sources of cfg to an inventory, a collector and the HTTP endpoints. client
+// may be nil: the Kubernetes sources are then off.
+func newExporter(cfg *config.Config, client kubernetes.Interface, metricsPath string, logger log.Logger) (*exporter, error) {
 	var targets []sources.FileTarget
 	for _, t := range cfg.Files.Targets {
 		mesh, err := config.ParseMesh(t.Mesh)
@@ -129,6 +161,9 @@ func newExporter(cfg *config.Config, metricsPath string, logger log.Logger) (*ex
 		targets = append(targets, sources.FileTarget{Path: t.Path, Mesh: mesh})
 	}
 	srcs := []sources.Source{sources.NewFiles(targets, cfg.Files.Interval, logger)}
+	if client != nil {
+		srcs = append(srcs, sources.NewSecretSource(client, cfg, logger), sources.NewConfigMapSource(client, cfg, logger))
+	}
 	inv := inventory.New(srcs, cfg.MeshSettings())
 
 	reg := prometheus.NewRegistry()
@@ -216,7 +251,11 @@ func run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	e, err := newExporter(cfg, o.metricsPath, logger)
+	client, err := kubeClient(o.kubeconfig)
+	if err != nil {
+		return err
+	}
+	e, err := newExporter(cfg, client, o.metricsPath, logger)
 	if err != nil {
 		return err
 	}

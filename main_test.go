@@ -42,7 +42,7 @@ func write(t *testing.T, path string, data []byte) {
 // scrape serves an exporter over cfg and returns one scrape's status and body.
 func scrape(t *testing.T, cfg *config.Config, logger log.Logger) (int, string) {
 	t.Helper()
-	e, err := newExporter(cfg, "/metrics", logger)
+	e, err := newExporter(cfg, nil, "/metrics", logger)
 	if err != nil {
 		t.Fatal(err)
 	}

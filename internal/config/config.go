@@ -9,10 +9,12 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path"
 	"strings"
 	"time"
 
 	"go.yaml.in/yaml/v3"
+	"k8s.io/apimachinery/pkg/labels"
 
 	"github.com/meshcert/meshcert-exporter/internal/model"
 	"github.com/meshcert/meshcert-exporter/internal/pki"
@@ -20,18 +22,73 @@ import (
 
 // Config is the whole configuration file.
 type Config struct {
-	Meshes Meshes `yaml:"meshes"`
-	Files  Files  `yaml:"files"`
+	Meshes     Meshes     `yaml:"meshes"`
+	Files      Files      `yaml:"files"`
+	Kubernetes Kubernetes `yaml:"kubernetes"`
 }
 
 // Meshes holds the settings of each mesh.
 type Meshes struct {
-	Istio   Mesh `yaml:"istio"`
-	Linkerd Mesh `yaml:"linkerd"`
+	Istio   Istio   `yaml:"istio"`
+	Linkerd Linkerd `yaml:"linkerd"`
 }
 
-// Mesh is the settings of one mesh's control plane.
+// Istio is where Istio keeps its CA material, with istiod's defaults.
+type Istio struct {
+	Mesh `yaml:",inline"`
+	// CASecret is istiod's self-signed root (istio-ca-secret).
+	CASecret string `yaml:"ca_secret"`
+	// PluginCASecret is the plug-in CA (cacerts); when present istiod uses it instead of CASecret.
+	PluginCASecret string `yaml:"plugin_ca_secret"`
+	// IstiodTLSSecret is istiod's serving certificate when istio-csr issues it (istiod-tls).
+	IstiodTLSSecret string `yaml:"istiod_tls_secret"`
+	// MeshConfigMap holds the mesh config (key "mesh") with the trust domain and its aliases.
+	MeshConfigMap string `yaml:"mesh_config_map"`
+	// RootCertConfigMap is the root bundle istiod copies into every namespace (PILOT_CA_CERT_CONFIGMAP).
+	RootCertConfigMap string `yaml:"root_cert_config_map"`
+}
+
+// Linkerd is where Linkerd keeps its trust anchors and issuer, with Linkerd's defaults.
+type Linkerd struct {
+	Mesh `yaml:",inline"`
+	// TrustRootsConfigMap holds the trust anchors (key ca-bundle.crt).
+	TrustRootsConfigMap string `yaml:"trust_roots_config_map"`
+	// ConfigMap is linkerd-config, whose "values" carry identityTrustAnchorsPEM and the trust domain.
+	ConfigMap string `yaml:"config_map"`
+	// IssuerSecret is the identity issuer (crt.pem/key.pem or tls.crt/tls.key/ca.crt).
+	IssuerSecret string `yaml:"issuer_secret"`
+}
+
+// Kubernetes selects further Secrets and ConfigMaps to read (cert-manager Certificates,
+// trust-manager Bundles, istio-csr's root).
+type Kubernetes struct {
+	Secrets    []Selector `yaml:"secrets"`
+	ConfigMaps []Selector `yaml:"config_maps"`
+}
+
+// Selector chooses Kubernetes objects and the keys to read from them.
+type Selector struct {
+	// Namespace to watch; empty watches every namespace.
+	Namespace string `yaml:"namespace"`
+	// Name of one object; empty selects by the other fields.
+	Name string `yaml:"name"`
+	// LabelSelector in Kubernetes syntax (app=x,tier!=y).
+	LabelSelector string `yaml:"label_selector"`
+	// Type of Secret (server-side field selector), e.g. kubernetes.io/tls. Secrets only.
+	Type string `yaml:"type"`
+	// Keys are glob patterns of the data keys to read; empty reads every key that is not a private key.
+	Keys []string `yaml:"keys"`
+	// Mesh the objects belong to: istio, linkerd or empty.
+	Mesh string `yaml:"mesh"`
+	// TrustAnchors marks the objects' trust bundles as the mesh's current trust anchors (for
+	// example istio-csr's root in cert-manager's namespace).
+	TrustAnchors bool `yaml:"trust_anchors"`
+}
+
+// Mesh is the settings every mesh has.
 type Mesh struct {
+	// Watch turns the mesh's Kubernetes objects on or off.
+	Watch bool `yaml:"watch"`
 	// Namespace of the control plane (istio-system, linkerd).
 	Namespace string `yaml:"namespace"`
 	// TrustDomain of the mesh's identities; cluster.local by default.
@@ -59,8 +116,20 @@ type FileTarget struct {
 func Default() *Config {
 	return &Config{
 		Meshes: Meshes{
-			Istio:   Mesh{Namespace: "istio-system", TrustDomain: "cluster.local"},
-			Linkerd: Mesh{Namespace: "linkerd", TrustDomain: "cluster.local"},
+			Istio: Istio{
+				Mesh:              Mesh{Watch: true, Namespace: "istio-system", TrustDomain: "cluster.local"},
+				CASecret:          "istio-ca-secret",
+				PluginCASecret:    "cacerts",
+				IstiodTLSSecret:   "istiod-tls",
+				MeshConfigMap:     "istio",
+				RootCertConfigMap: "istio-ca-root-cert",
+			},
+			Linkerd: Linkerd{
+				Mesh:                Mesh{Watch: true, Namespace: "linkerd", TrustDomain: "cluster.local"},
+				TrustRootsConfigMap: "linkerd-identity-trust-roots",
+				ConfigMap:           "linkerd-config",
+				IssuerSecret:        "linkerd-identity-issuer",
+			},
 		},
 		Files: Files{Interval: 15 * time.Second},
 	}
@@ -98,7 +167,7 @@ func (c *Config) Validate() error {
 	for _, m := range []struct {
 		name string
 		mesh Mesh
-	}{{"istio", c.Meshes.Istio}, {"linkerd", c.Meshes.Linkerd}} {
+	}{{"istio", c.Meshes.Istio.Mesh}, {"linkerd", c.Meshes.Linkerd.Mesh}} {
 		if m.mesh.Namespace == "" {
 			return fmt.Errorf("meshes.%s.namespace: must not be empty", m.name)
 		}
@@ -115,6 +184,29 @@ func (c *Config) Validate() error {
 	if c.Files.Interval < time.Second {
 		return fmt.Errorf("files.interval: %s is shorter than 1s", c.Files.Interval)
 	}
+	for _, names := range []struct {
+		field, value string
+	}{
+		{"meshes.istio.ca_secret", c.Meshes.Istio.CASecret}, {"meshes.istio.plugin_ca_secret", c.Meshes.Istio.PluginCASecret},
+		{"meshes.istio.istiod_tls_secret", c.Meshes.Istio.IstiodTLSSecret}, {"meshes.istio.mesh_config_map", c.Meshes.Istio.MeshConfigMap},
+		{"meshes.istio.root_cert_config_map", c.Meshes.Istio.RootCertConfigMap},
+		{"meshes.linkerd.trust_roots_config_map", c.Meshes.Linkerd.TrustRootsConfigMap},
+		{"meshes.linkerd.config_map", c.Meshes.Linkerd.ConfigMap}, {"meshes.linkerd.issuer_secret", c.Meshes.Linkerd.IssuerSecret},
+	} {
+		if names.value == "" {
+			return fmt.Errorf("%s: must not be empty", names.field)
+		}
+	}
+	for i, sel := range c.Kubernetes.Secrets {
+		if err := sel.validate(true); err != nil {
+			return fmt.Errorf("kubernetes.secrets[%d].%w", i, err)
+		}
+	}
+	for i, sel := range c.Kubernetes.ConfigMaps {
+		if err := sel.validate(false); err != nil {
+			return fmt.Errorf("kubernetes.config_maps[%d].%w", i, err)
+		}
+	}
 	for i, t := range c.Files.Targets {
 		if strings.TrimSpace(t.Path) == "" {
 			return fmt.Errorf("files.targets[%d].path: must not be empty", i)
@@ -122,6 +214,28 @@ func (c *Config) Validate() error {
 		if _, err := ParseMesh(t.Mesh); err != nil {
 			return fmt.Errorf("files.targets[%d].mesh: %w", i, err)
 		}
+	}
+	return nil
+}
+
+// validate checks a selector; errors start with the field name, to follow the selector's path.
+func (s Selector) validate(secret bool) error {
+	if _, err := labels.Parse(s.LabelSelector); err != nil {
+		return fmt.Errorf("label_selector: %w", err)
+	}
+	if s.Type != "" && !secret {
+		return errors.New("type: only Secrets have a type")
+	}
+	for i, k := range s.Keys {
+		if _, err := path.Match(k, ""); err != nil || k == "" {
+			return fmt.Errorf("keys[%d]: %q is not a valid pattern", i, k)
+		}
+	}
+	if _, err := ParseMesh(s.Mesh); err != nil {
+		return fmt.Errorf("mesh: %w", err)
+	}
+	if s.TrustAnchors && s.Mesh == "" {
+		return errors.New("trust_anchors: needs a mesh")
 	}
 	return nil
 }
@@ -147,7 +261,7 @@ func (c *Config) MeshSettings() map[model.Mesh]model.MeshSettings {
 		return model.MeshSettings{TrustDomain: m.TrustDomain, TrustDomainAliases: m.TrustDomainAliases, ControlPlaneNamespace: m.Namespace}
 	}
 	return map[model.Mesh]model.MeshSettings{
-		model.MeshIstio:   settings(c.Meshes.Istio),
-		model.MeshLinkerd: settings(c.Meshes.Linkerd),
+		model.MeshIstio:   settings(c.Meshes.Istio.Mesh),
+		model.MeshLinkerd: settings(c.Meshes.Linkerd.Mesh),
 	}
 }

@@ -20,6 +20,12 @@ func TestParseErrors(t *testing.T) {
 		{"bad trust domain", "meshes:\n  istio:\n    trust_domain: Cluster.Local\n", `meshes.istio.trust_domain: "Cluster.Local" is not a valid trust domain`},
 		{"bad alias", "meshes:\n  linkerd:\n    trust_domain_aliases: [ok.example, \"a/b\"]\n", `meshes.linkerd.trust_domain_aliases[1]: "a/b" is not a valid trust domain`},
 		{"empty namespace", "meshes:\n  linkerd:\n    namespace: \"\"\n", "meshes.linkerd.namespace: must not be empty"},
+		{"bad label selector", "kubernetes:\n  secrets:\n    - label_selector: \"a b\"\n", "kubernetes.secrets[0].label_selector: unable to parse requirement: found 'b', expected: in, notin, =, ==, !=, gt, lt"},
+		{"type on a config map", "kubernetes:\n  config_maps:\n    - type: kubernetes.io/tls\n", "kubernetes.config_maps[0].type: only Secrets have a type"},
+		{"bad key pattern", "kubernetes:\n  secrets:\n    - keys: [\"[\"]\n", `kubernetes.secrets[0].keys[0]: "[" is not a valid pattern`},
+		{"trust anchors without mesh", "kubernetes:\n  secrets:\n    - name: istio-root-ca\n      trust_anchors: true\n", "kubernetes.secrets[0].trust_anchors: needs a mesh"},
+		{"empty resource name", "meshes:\n  linkerd:\n    issuer_secret: \"\"\n", "meshes.linkerd.issuer_secret: must not be empty"},
+		{"unknown mesh key", "meshes:\n  istio:\n    ca_secrets: x\n", "yaml: unmarshal errors:\n  line 3: field ca_secrets not found in type config.Istio"},
 		{"not a mapping", "- a\n", "yaml: unmarshal errors:\n  line 1: cannot unmarshal !!seq into config.Config"},
 	}
 	for _, tt := range tests {

@@ -1,0 +1,70 @@
+// Package rbac derives the least-privilege permissions the exporter needs from its configuration:
+// get, list and watch on each mesh Secret and ConfigMap by name in its namespace, and nothing else.
+// The integration tests bind exactly these rules to the exporter's service account, and the Helm
+// chart's rendered RBAC is tested against them.
+package rbac
+
+import (
+	"slices"
+	"sort"
+
+	rbacv1 "k8s.io/api/rbac/v1"
+
+	"github.com/meshcert/meshcert-exporter/internal/config"
+)
+
+// ClusterWide is the namespace key of rules that need a ClusterRole (objects in every namespace).
+const ClusterWide = ""
+
+var readVerbs = []string{"get", "list", "watch"}
+
+// Rules returns the policy rules the exporter needs, by namespace; ClusterWide holds the rules for
+// objects watched in every namespace. A rule with resource names covers list and watch too:
+// the exporter lists and watches those objects with a metadata.name field selector, which the
+// RBAC authorizer matches against the names.
+func Rules(cfg *config.Config) map[string][]rbacv1.PolicyRule {
+	names := map[string]map[string][]string{} // namespace -> resource -> names ("" = all)
+	add := func(namespace, resource, name string) {
+		if names[namespace] == nil {
+			names[namespace] = map[string][]string{}
+		}
+		if !slices.Contains(names[namespace][resource], name) {
+			names[namespace][resource] = append(names[namespace][resource], name)
+		}
+	}
+	if is := cfg.Meshes.Istio; is.Watch {
+		add(is.Namespace, "secrets", is.CASecret)
+		add(is.Namespace, "secrets", is.PluginCASecret)
+		add(is.Namespace, "secrets", is.IstiodTLSSecret)
+		add(is.Namespace, "configmaps", is.MeshConfigMap)
+		add(ClusterWide, "configmaps", is.RootCertConfigMap)
+	}
+	if ld := cfg.Meshes.Linkerd; ld.Watch {
+		add(ld.Namespace, "secrets", ld.IssuerSecret)
+		add(ld.Namespace, "configmaps", ld.TrustRootsConfigMap)
+		add(ld.Namespace, "configmaps", ld.ConfigMap)
+	}
+	for _, sel := range cfg.Kubernetes.Secrets {
+		add(sel.Namespace, "secrets", sel.Name)
+	}
+	for _, sel := range cfg.Kubernetes.ConfigMaps {
+		add(sel.Namespace, "configmaps", sel.Name)
+	}
+
+	out := map[string][]rbacv1.PolicyRule{}
+	for ns, byResource := range names {
+		resources := make([]string, 0, len(byResource))
+		for r := range byResource {
+			resources = append(resources, r)
+		}
+		sort.Strings(resources)
+		for _, r := range resources {
+			rule := rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{r}, Verbs: readVerbs}
+			if !slices.Contains(byResource[r], "") { // a selector without a name needs the whole kind
+				rule.ResourceNames = slices.Sorted(slices.Values(byResource[r]))
+			}
+			out[ns] = append(out[ns], rule)
+		}
+	}
+	return out
+}

@@ -1,0 +1,521 @@
+package sources_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-kit/log"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/meshcert/meshcert-exporter/internal/config"
+	"github.com/meshcert/meshcert-exporter/internal/inventory"
+	"github.com/meshcert/meshcert-exporter/internal/model"
+	"github.com/meshcert/meshcert-exporter/internal/rbac"
+	"github.com/meshcert/meshcert-exporter/internal/testenv"
+	"github.com/meshcert/meshcert-exporter/internal/testpki"
+	. "github.com/meshcert/meshcert-exporter/sources"
+)
+
+// controlPlane is the real API server shared by this package's integration tests.
+var controlPlane *testenv.ControlPlane
+
+func TestMain(m *testing.M) {
+	cp, err := testenv.Start()
+	switch {
+	case err == nil:
+		controlPlane = cp
+	case errors.Is(err, testenv.ErrNoBinaries) && os.Getenv("CI") == "":
+		fmt.Fprintln(os.Stderr, "integration tests skipped:", err)
+	default:
+		fmt.Fprintln(os.Stderr, "test control plane:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	if controlPlane != nil {
+		controlPlane.Stop()
+	}
+	os.Exit(code)
+}
+
+// kubeTest is one integration test's view of the cluster.
+type kubeTest struct {
+	t     *testing.T
+	ctx   context.Context
+	admin kubernetes.Interface
+}
+
+func newKubeTest(t *testing.T) *kubeTest {
+	t.Helper()
+	if controlPlane == nil {
+		t.Skip(testenv.ErrNoBinaries)
+	}
+	return &kubeTest{t: t, ctx: t.Context(), admin: kubernetes.NewForConfigOrDie(controlPlane.AdminConfig())}
+}
+
+// grant creates a service account bound to the rules rbac.Rules derives from cfg (minus drop, a
+// resource to withhold) and returns a client that acts as it.
+func (k *kubeTest) grant(cfg *config.Config, account string, drop string) kubernetes.Interface {
+	k.t.Helper()
+	const saNamespace = "meshcert"
+	saCfg, err := controlPlane.ServiceAccountConfig(k.ctx, saNamespace, account)
+	k.must(err)
+	subject := []rbacv1.Subject{{Kind: "ServiceAccount", Name: account, Namespace: saNamespace}}
+	for ns, rules := range rbac.Rules(cfg) {
+		var kept []rbacv1.PolicyRule
+		for _, r := range rules {
+			if r.Resources[0] != drop {
+				kept = append(kept, r)
+			}
+		}
+		if ns == rbac.ClusterWide {
+			_, err = k.admin.RbacV1().ClusterRoles().Create(k.ctx, &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: account}, Rules: kept}, metav1.CreateOptions{})
+			k.must(err)
+			_, err = k.admin.RbacV1().ClusterRoleBindings().Create(k.ctx, &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: account},
+				RoleRef: rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: account}, Subjects: subject}, metav1.CreateOptions{})
+			k.must(err)
+			continue
+		}
+		k.must(testenv.EnsureNamespace(k.ctx, k.admin, ns))
+		_, err = k.admin.RbacV1().Roles(ns).Create(k.ctx, &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: account}, Rules: kept}, metav1.CreateOptions{})
+		k.must(err)
+		_, err = k.admin.RbacV1().RoleBindings(ns).Create(k.ctx, &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: account},
+			RoleRef: rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: account}, Subjects: subject}, metav1.CreateOptions{})
+		k.must(err)
+	}
+	return kubernetes.NewForConfigOrDie(saCfg)
+}
+
+// start runs the Kubernetes sources of cfg with client until the test ends.
+func (k *kubeTest) start(cfg *config.Config, client kubernetes.Interface) (*inventory.Inventory, *Kube, *Kube) {
+	secrets := NewSecretSource(client, cfg, log.NewNopLogger())
+	configMaps := NewConfigMapSource(client, cfg, log.NewNopLogger())
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{}, 2)
+	for _, s := range []Source{secrets, configMaps} {
+		go func() {
+			if err := s.Run(ctx); err != nil {
+				k.t.Errorf("%s: %v", s.Name(), err)
+			}
+			done <- struct{}{}
+		}()
+	}
+	k.t.Cleanup(func() { cancel(); <-done; <-done })
+	return inventory.New([]Source{secrets, configMaps}, cfg.MeshSettings()), secrets, configMaps
+}
+
+func (k *kubeTest) must(err error) {
+	k.t.Helper()
+	if err != nil {
+		k.t.Fatal(err)
+	}
+}
+
+func (k *kubeTest) secret(ns, name string, typ corev1.SecretType, data map[string][]byte) {
+	k.t.Helper()
+	k.must(testenv.EnsureNamespace(k.ctx, k.admin, ns))
+	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}, Type: typ, Data: data}
+	_, err := k.admin.CoreV1().Secrets(ns).Create(k.ctx, s, metav1.CreateOptions{})
+	if apierrors.IsAlreadyExists(err) {
+		_, err = k.admin.CoreV1().Secrets(ns).Update(k.ctx, s, metav1.UpdateOptions{})
+	}
+	k.must(err)
+}
+
+func (k *kubeTest) configMap(ns, name string, data map[string]string) {
+	k.t.Helper()
+	k.must(testenv.EnsureNamespace(k.ctx, k.admin, ns))
+	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}, Data: data}
+	_, err := k.admin.CoreV1().ConfigMaps(ns).Create(k.ctx, cm, metav1.CreateOptions{})
+	if apierrors.IsAlreadyExists(err) {
+		_, err = k.admin.CoreV1().ConfigMaps(ns).Update(k.ctx, cm, metav1.UpdateOptions{})
+	}
+	k.must(err)
+}
+
+// eventually polls check until it returns "" (success) or fails the test after 20 seconds with
+// the last complaint.
+func eventually(t *testing.T, inv *inventory.Inventory, check func(s *model.Snapshot) string) {
+	t.Helper()
+	var last string
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if last = check(inv.Snapshot()); last == "" {
+			return
+		}
+	}
+	t.Fatal(last)
+}
+
+// snapshotView answers questions about a snapshot in the integration tests.
+type snapshotView struct{ *model.Snapshot }
+
+func (v snapshotView) cert(source, ns, name, key string, index int) *model.CertificateObservation {
+	for i := range v.Certificates {
+		c := &v.Certificates[i]
+		if c.Source == source && c.Namespace == ns && c.Name == name && c.Key == key && c.Index == index {
+			return c
+		}
+	}
+	return nil
+}
+
+func (v snapshotView) object(source, ns, name string) int {
+	n := 0
+	for _, c := range v.Certificates {
+		if c.Source == source && c.Namespace == ns && c.Name == name {
+			n++
+		}
+	}
+	return n
+}
+
+func (v snapshotView) rootKey(ns, name string) (stored, found bool) {
+	for _, k := range v.RootKeys {
+		if k.Namespace == ns && k.Name == name {
+			return k.Stored, true
+		}
+	}
+	return false, false
+}
+
+func (v snapshotView) bundleCurrent(ns, name string) (current, found bool) {
+	for _, b := range v.TrustBundles {
+		if b.Namespace == ns && b.Name == name {
+			return b.Current, true
+		}
+	}
+	return false, false
+}
+
+func (v snapshotView) up() string {
+	for _, s := range v.Sources {
+		if !s.Up {
+			return s.Name + " is not up"
+		}
+	}
+	return ""
+}
+
+// chainIs describes how c's chain differs from the expectation, or "".
+func chainIs(c *model.CertificateObservation, role model.Role, valid bool, reason model.ErrorReason, depth int) string {
+	if c == nil {
+		return "certificate not exported"
+	}
+	if c.Role != role || c.Chain == nil {
+		return fmt.Sprintf("role %q, chain %v; want %q", c.Role, c.Chain != nil, role)
+	}
+	st := c.Chain.Evaluate(time.Now())
+	if st.Valid != valid || st.Reason != reason || st.Depth != depth {
+		return fmt.Sprintf("%s/%s: chain valid %v reason %q depth %d; want %v %q %d", c.Name, c.Key, st.Valid, st.Reason, st.Depth, valid, reason, depth)
+	}
+	return ""
+}
+
+var (
+	kubeFrom  = time.Now().Add(-time.Hour).Truncate(time.Second)
+	kubeUntil = kubeFrom.AddDate(10, 0, 0)
+)
+
+func issue(cn string, ca bool, issuer *testpki.Cert, uris ...string) *testpki.Cert {
+	return testpki.Issue(testpki.Spec{CommonName: cn, CA: ca, Issuer: issuer, URIs: uris, NotBefore: kubeFrom, NotAfter: kubeUntil})
+}
+
+func TestKubeIstio(t *testing.T) {
+	k := newKubeTest(t)
+	const ns = "istio-t"
+	cfg := config.Default()
+	cfg.Meshes.Istio.Namespace = ns
+	cfg.Meshes.Linkerd.Watch = false
+	inv, secrets, _ := k.start(cfg, k.grant(cfg, "exporter-istio", ""))
+
+	// 1. The self-signed CA only: istio-ca-secret, with its root key in the cluster.
+	root1 := issue("root 1", true, nil)
+	k.secret(ns, "istio-ca-secret", "istio.io/ca-root", map[string][]byte{
+		"ca-cert.pem": root1.PEM(), "ca-key.pem": root1.KeyPEM(), "root-cert.pem": root1.PEM(), "cert-chain.pem": {}, "key.pem": {}})
+	eventually(t, inv, func(s *model.Snapshot) string {
+		v := snapshotView{s}
+		if msg := v.up(); msg != "" {
+			return msg
+		}
+		c := v.cert(SourceSecret, ns, "istio-ca-secret", "ca-cert.pem", 0)
+		if c == nil || c.Role != model.RoleTrustAnchor || c.Mesh != model.MeshIstio {
+			return fmt.Sprintf("istio-ca-secret root: %+v", c)
+		}
+		if stored, _ := v.rootKey(ns, "istio-ca-secret"); !stored {
+			return "the root key in istio-ca-secret is not reported"
+		}
+		return ""
+	})
+
+	// 2. A plug-in CA in istiod's layout under a new root; istiod now ignores istio-ca-secret.
+	root2 := issue("root 2", true, nil)
+	inter2 := issue("intermediate 2", true, root2)
+	k.secret(ns, "cacerts", corev1.SecretTypeOpaque, map[string][]byte{
+		"ca-cert.pem": inter2.PEM(), "ca-key.pem": inter2.KeyPEM(), "cert-chain.pem": testpki.Bundle(inter2, root2), "root-cert.pem": root2.PEM()})
+	k.configMap("app-current", "istio-ca-root-cert", map[string]string{"root-cert.pem": string(root2.PEM())})
+	k.configMap("app-stale", "istio-ca-root-cert", map[string]string{"root-cert.pem": string(root1.PEM())})
+	eventually(t, inv, func(s *model.Snapshot) string {
+		v := snapshotView{s}
+		if msg := chainIs(v.cert(SourceSecret, ns, "cacerts", "ca-cert.pem", 0), model.RoleIntermediate, true, "", 2); msg != "" {
+			return msg
+		}
+		if stored, found := v.rootKey(ns, "cacerts"); stored || !found {
+			return "cacerts reported as holding a root key"
+		}
+		cur, found1 := v.bundleCurrent("app-current", "istio-ca-root-cert")
+		stale, found2 := v.bundleCurrent("app-stale", "istio-ca-root-cert")
+		if !found1 || !found2 || !cur || stale {
+			return fmt.Sprintf("root copies: current %v/%v, stale %v/%v", cur, found1, stale, found2)
+		}
+		return ""
+	})
+
+	// 3. Both layouts at once: tls.crt wins, as in istiod.
+	inter3 := issue("intermediate 3", true, root2)
+	k.secret(ns, "cacerts", corev1.SecretTypeOpaque, map[string][]byte{
+		"ca-cert.pem": inter2.PEM(), "ca-key.pem": inter2.KeyPEM(), "cert-chain.pem": testpki.Bundle(inter2, root2), "root-cert.pem": root2.PEM(),
+		"tls.crt": inter3.PEM(), "tls.key": inter3.KeyPEM(), "ca.crt": root2.PEM()})
+	// istio-csr's istiod-tls with the trust domain from the mesh config.
+	k.configMap(ns, "istio", map[string]string{"mesh": "trustDomain: prod.example\ndefaultConfig:\n  discoveryAddress: istiod:15012\n"})
+	istiod := issue("istiod", false, inter3, "spiffe://prod.example/ns/"+ns+"/sa/istiod")
+	k.secret(ns, "istiod-tls", corev1.SecretTypeTLS, map[string][]byte{"tls.crt": istiod.PEM(), "tls.key": istiod.KeyPEM(), "ca.crt": root2.PEM()})
+	eventually(t, inv, func(s *model.Snapshot) string {
+		v := snapshotView{s}
+		if v.cert(SourceSecret, ns, "cacerts", "ca-cert.pem", 0) != nil {
+			return "ca-cert.pem still exported although tls.crt wins"
+		}
+		if msg := chainIs(v.cert(SourceSecret, ns, "cacerts", "tls.crt", 0), model.RoleIntermediate, true, "", 2); msg != "" {
+			return msg
+		}
+		leaf := v.cert(SourceSecret, ns, "istiod-tls", "tls.crt", 0)
+		if msg := chainIs(leaf, model.RoleLeaf, true, "", 3); msg != "" {
+			return msg
+		}
+		if leaf.Identity == nil || !leaf.Identity.Valid {
+			return fmt.Sprintf("istiod identity in trust domain prod.example: %+v", leaf.Identity)
+		}
+		if cur, _ := v.bundleCurrent(ns, "istiod-tls"); !cur {
+			return "istiod-tls ca.crt not current"
+		}
+		return ""
+	})
+
+	// 4. Rotation: a new intermediate shows on the next snapshot, with no restart.
+	inter4 := issue("intermediate 4", true, root2)
+	k.secret(ns, "cacerts", corev1.SecretTypeOpaque, map[string][]byte{"tls.crt": inter4.PEM(), "tls.key": inter4.KeyPEM(), "ca.crt": root2.PEM()})
+	eventually(t, inv, func(s *model.Snapshot) string {
+		c := snapshotView{s}.cert(SourceSecret, ns, "cacerts", "tls.crt", 0)
+		if c == nil || c.Certificate.Serial != inter4.X509.SerialNumber.Text(16) {
+			return "the rotated intermediate is not exported"
+		}
+		return ""
+	})
+
+	// 5. Deleting cacerts drops its series; istio-ca-secret's root is current again.
+	k.must(k.admin.CoreV1().Secrets(ns).Delete(k.ctx, "cacerts", metav1.DeleteOptions{}))
+	eventually(t, inv, func(s *model.Snapshot) string {
+		v := snapshotView{s}
+		if n := v.object(SourceSecret, ns, "cacerts"); n != 0 {
+			return fmt.Sprintf("%d certificates of the deleted cacerts remain", n)
+		}
+		if cur, _ := v.bundleCurrent("app-stale", "istio-ca-root-cert"); !cur {
+			return "istio-ca-secret's root is not current after cacerts was deleted"
+		}
+		return ""
+	})
+
+	// Nothing in the informer caches holds a private key.
+	assertNoKeysCached(t, secrets, root1, inter2, inter3, inter4, istiod)
+}
+
+// assertNoKeysCached inspects every cached object: private keys are present by name only.
+func assertNoKeysCached(t *testing.T, k *Kube, certs ...*testpki.Cert) {
+	t.Helper()
+	cached := 0
+	{
+		for _, obj := range k.CachedObjects() {
+			cached++
+			s := obj.(*corev1.Secret)
+			if len(s.Labels)+len(s.ManagedFields) > 0 {
+				t.Errorf("%s/%s cached with its metadata", s.Namespace, s.Name)
+			}
+			for key, v := range s.Data {
+				if IgnoredKey(key) && len(v) > 0 {
+					t.Errorf("%s/%s: private key %s cached", s.Namespace, s.Name, key)
+				}
+				for _, c := range certs {
+					if bytes.Contains(v, []byte(strings.Split(string(c.KeyPEM()), "\n")[1])) {
+						t.Errorf("%s/%s: key material in %s", s.Namespace, s.Name, key)
+					}
+				}
+			}
+		}
+	}
+	if cached == 0 {
+		t.Error("no object cached: the check proves nothing")
+	}
+}
+
+func TestKubeLinkerd(t *testing.T) {
+	k := newKubeTest(t)
+	const ns = "linkerd-t"
+	cfg := config.Default()
+	cfg.Meshes.Linkerd.Namespace = ns
+	cfg.Meshes.Istio.Watch = false
+	inv, _, configMaps := k.start(cfg, k.grant(cfg, "exporter-linkerd", ""))
+
+	anchor := issue("root.linkerd.cluster.local", true, nil)
+	issuer := issue("identity.linkerd.cluster.local", true, anchor)
+	values := "identityTrustDomain: example.org\nidentityTrustAnchorsPEM: |\n  " +
+		strings.ReplaceAll(strings.TrimSpace(string(anchor.PEM())), "\n", "\n  ") + "\nidentity:\n  issuer:\n    scheme: linkerd.io/tls\n"
+	k.configMap(ns, "linkerd-identity-trust-roots", map[string]string{"ca-bundle.crt": string(anchor.PEM())})
+	k.configMap(ns, "linkerd-config", map[string]string{"values": values})
+	k.secret(ns, "linkerd-identity-issuer", corev1.SecretTypeOpaque, map[string][]byte{"crt.pem": issuer.PEM(), "key.pem": issuer.KeyPEM()})
+	eventually(t, inv, func(s *model.Snapshot) string {
+		v := snapshotView{s}
+		if msg := v.up(); msg != "" {
+			return msg
+		}
+		if msg := chainIs(v.cert(SourceSecret, ns, "linkerd-identity-issuer", "crt.pem", 0), model.RoleIssuer, true, "", 2); msg != "" {
+			return msg
+		}
+		if a := v.cert(SourceConfigMap, ns, "linkerd-identity-trust-roots", "ca-bundle.crt", 0); a == nil || a.Role != model.RoleTrustAnchor || a.Mesh != model.MeshLinkerd {
+			return fmt.Sprintf("trust anchor: %+v", a)
+		}
+		if cur, found := v.bundleCurrent(ns, "linkerd-config"); !found || !cur {
+			return "linkerd-config's identityTrustAnchorsPEM is not compared with the trust roots"
+		}
+		if stored, found := v.rootKey(ns, "linkerd-identity-issuer"); stored || !found {
+			return "the issuer's key reported as a root key"
+		}
+		return ""
+	})
+	if st := configMaps.State().Meshes[model.MeshLinkerd]; st.TrustDomain != "example.org" || st.ControlPlaneNamespace != ns {
+		t.Errorf("settings from linkerd-config = %+v", st)
+	}
+
+	// The cert-manager scheme, with an issuer signed by another anchor: it does not verify against
+	// the current anchors, and its ca.crt is a stale copy.
+	other := issue("another anchor", true, nil)
+	rogue := issue("identity.linkerd.cluster.local", true, other)
+	k.must(k.admin.CoreV1().Secrets(ns).Delete(k.ctx, "linkerd-identity-issuer", metav1.DeleteOptions{}))
+	k.secret(ns, "linkerd-identity-issuer", corev1.SecretTypeTLS, map[string][]byte{"tls.crt": rogue.PEM(), "tls.key": rogue.KeyPEM(), "ca.crt": other.PEM()})
+	eventually(t, inv, func(s *model.Snapshot) string {
+		v := snapshotView{s}
+		if msg := chainIs(v.cert(SourceSecret, ns, "linkerd-identity-issuer", "tls.crt", 0), model.RoleIssuer, false, model.ReasonUnknownAuthority, 1); msg != "" {
+			return msg
+		}
+		if cur, found := v.bundleCurrent(ns, "linkerd-identity-issuer"); !found || cur {
+			return "the issuer's stale ca.crt is not reported"
+		}
+		return ""
+	})
+}
+
+// TestKubeForbidden: without the ConfigMap permission the ConfigMap source is down with the reason
+// forbidden, and the Secret source is unaffected.
+func TestKubeForbidden(t *testing.T) {
+	k := newKubeTest(t)
+	const ns = "istio-forbidden"
+	cfg := config.Default()
+	cfg.Meshes.Istio.Namespace = ns
+	cfg.Meshes.Istio.RootCertConfigMap = "root-cert-forbidden"
+	cfg.Meshes.Linkerd.Watch = false
+	root := issue("root", true, nil)
+	k.secret(ns, "istio-ca-secret", "istio.io/ca-root", map[string][]byte{"ca-cert.pem": root.PEM(), "ca-key.pem": root.KeyPEM()})
+	inv, _, _ := k.start(cfg, k.grant(cfg, "exporter-forbidden", "configmaps"))
+	eventually(t, inv, func(s *model.Snapshot) string {
+		for _, src := range s.Sources {
+			switch {
+			case src.Name == SourceConfigMap && (src.Up || src.Errors[model.ReasonForbidden] == 0):
+				return fmt.Sprintf("configmap source: up %v, errors %v; want down with forbidden", src.Up, src.Errors)
+			case src.Name == SourceSecret && !src.Up:
+				return "the secret source is down"
+			}
+		}
+		if (snapshotView{s}).cert(SourceSecret, ns, "istio-ca-secret", "ca-cert.pem", 0) == nil {
+			return "the readable Secret is not exported"
+		}
+		return ""
+	})
+}
+
+// TestKubeGenericSelectors: cert-manager Certificates chosen by type and label, istio-csr's root
+// in cert-manager's namespace as the mesh's trust anchors, a trust-manager bundle ConfigMap.
+// Secrets the selectors do not choose never reach the exporter, even in a watched namespace.
+func TestKubeGenericSelectors(t *testing.T) {
+	k := newKubeTest(t)
+	cfg := config.Default()
+	cfg.Meshes.Istio.Namespace = "istio-generic"
+	cfg.Meshes.Istio.RootCertConfigMap = "root-cert-generic"
+	cfg.Meshes.Linkerd.Watch = false
+	cfg.Kubernetes.Secrets = []config.Selector{
+		{Namespace: "certs", Type: "kubernetes.io/tls", LabelSelector: "team=mesh"},
+		{Namespace: "cert-manager", Name: "istio-root-ca", Keys: []string{"ca.pem"}, Mesh: "istio", TrustAnchors: true},
+	}
+	cfg.Kubernetes.ConfigMaps = []config.Selector{{Name: "mesh-bundle", Keys: []string{"*.pem"}}}
+
+	root := issue("istio-csr root", true, nil)
+	leaf := issue("web", false, root)
+	k.secret("cert-manager", "istio-root-ca", corev1.SecretTypeOpaque, map[string][]byte{"ca.pem": root.PEM(), "ca-key.pem": root.KeyPEM()})
+	k.configMap("bundles", "mesh-bundle", map[string]string{"trust.pem": string(root.PEM()), "notes.txt": "not read"})
+	// Unrelated: the wrong label, the wrong type, and 100 KB blobs like Helm releases.
+	k.must(testenv.EnsureNamespace(k.ctx, k.admin, "certs"))
+	_, err := k.admin.CoreV1().Secrets("certs").Create(k.ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "web-tls", Labels: map[string]string{"team": "mesh"}},
+		Type: corev1.SecretTypeTLS, Data: map[string][]byte{"tls.crt": leaf.PEM(), "tls.key": leaf.KeyPEM(), "ca.crt": root.PEM()}}, metav1.CreateOptions{})
+	k.must(err)
+	_, err = k.admin.CoreV1().Secrets("certs").Create(k.ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "other-team", Labels: map[string]string{"team": "x"}},
+		Type: corev1.SecretTypeTLS, Data: map[string][]byte{"tls.crt": leaf.PEM(), "tls.key": leaf.KeyPEM()}}, metav1.CreateOptions{})
+	k.must(err)
+	blob := bytes.Repeat([]byte("h"), 100<<10)
+	for i := range 50 {
+		_, err := k.admin.CoreV1().Secrets("certs").Create(k.ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("sh.helm.release.v1.app.v%d", i),
+			Labels: map[string]string{"team": "mesh"}}, Type: "helm.sh/release.v1", Data: map[string][]byte{"release": blob}}, metav1.CreateOptions{})
+		k.must(err)
+	}
+
+	inv, secrets, configMaps := k.start(cfg, k.grant(cfg, "exporter-generic", ""))
+	eventually(t, inv, func(s *model.Snapshot) string {
+		v := snapshotView{s}
+		if msg := v.up(); msg != "" {
+			return msg
+		}
+		if msg := chainIs(v.cert(SourceSecret, "certs", "web-tls", "tls.crt", 0), model.RoleLeaf, true, "", 2); msg != "" {
+			return "web-tls: " + msg
+		}
+		if a := v.cert(SourceSecret, "cert-manager", "istio-root-ca", "ca.pem", 0); a == nil || a.Mesh != model.MeshIstio {
+			return fmt.Sprintf("istio-csr root: %+v", a)
+		}
+		if stored, _ := v.rootKey("cert-manager", "istio-root-ca"); stored {
+			return "ca-key.pem paired with ca.pem is not a known pair and must not be guessed"
+		}
+		if v.cert(SourceConfigMap, "bundles", "mesh-bundle", "trust.pem", 0) == nil {
+			return "trust-manager bundle not exported"
+		}
+		if v.object(SourceSecret, "certs", "other-team") != 0 {
+			return "a Secret outside the label selector was read"
+		}
+		return ""
+	})
+	for _, obj := range append(secrets.CachedObjects(), configMaps.CachedObjects()...) {
+		switch o := obj.(type) {
+		case *corev1.Secret:
+			if strings.HasPrefix(o.Name, "sh.helm") || o.Name == "other-team" {
+				t.Errorf("unrelated Secret %s cached", o.Name)
+			}
+		case *corev1.ConfigMap:
+			if _, ok := o.BinaryData["notes.txt"]; ok {
+				t.Error("a key outside the selector's patterns was cached")
+			}
+		}
+	}
+}
