@@ -33,9 +33,9 @@ lint:
 unit:
 	MESHCERT_TESTENV=$$(bash hack/build-testenv.sh) $(GO) test -race -count=1 ./...
 
-## bench: the Go benchmarks of the hot paths (not part of `make test`).
-bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./...
+## bench: the Go benchmarks (not part of `make test`); the Kubernetes ones use the test control plane.
+bench: testenv
+	MESHCERT_TESTENV=$$(bash hack/build-testenv.sh) $(GO) test -run '^$$' -bench . -benchmem ./...
 
 ## examples: regenerate the sample PKI.
 examples:

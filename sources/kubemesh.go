@@ -19,7 +19,7 @@ func NewSecretSource(client kubernetes.Interface, cfg *config.Config, logger log
 	var watches []*kubeWatch
 	if is.Watch {
 		watches = append(watches,
-			namedWatch(is.Namespace, is.CASecret, readMeshCA(SourceSecret, model.MeshIstio)),
+			namedWatch(is.Namespace, is.CASecret, readIstioSelfSignedCA),
 			namedWatch(is.Namespace, is.PluginCASecret, readMeshCA(SourceSecret, model.MeshIstio)),
 			namedWatch(is.Namespace, is.IstiodTLSSecret, readWorkloadSecret(model.MeshIstio)),
 		)
@@ -113,6 +113,20 @@ func readMeshCA(source string, mesh model.Mesh) func(kubeData) readResult {
 	return func(d kubeData) readResult {
 		return objectResult(source, d, DetectLayout(mesh, d.keys()))
 	}
+}
+
+// readIstioSelfSignedCA reads istio-ca-secret: istiod needs only ca-cert.pem and ca-key.pem there
+// (old installs have nothing else); the four-key rule of a plug-in CA does not apply.
+func readIstioSelfSignedCA(d kubeData) readResult {
+	l := DetectLayout(model.MeshIstio, d.keys())
+	var missing []string
+	for _, k := range l.Missing {
+		if k == keyIstioCACert || k == keyIstioCAKey {
+			missing = append(missing, k)
+		}
+	}
+	l.Missing = missing
+	return objectResult(SourceSecret, d, l)
 }
 
 // readWorkloadSecret reads a workload's certificate Secret of a mesh (istiod-tls from istio-csr):

@@ -30,11 +30,19 @@ const (
 	SourceConfigMap = "configmap"
 )
 
-// tooLargeAnnotation lists, on a stripped object, the keys whose values were dropped for size.
-const tooLargeAnnotation = "meshcert.invalid/too-large-keys"
+// Annotations the transform leaves on a stripped object. They never reach the API server.
+const (
+	// strippedAnnotation marks an object the transform already stripped: client-go may apply a
+	// transform more than once, and a second pass must change nothing.
+	strippedAnnotation = "meshcert.invalid/stripped"
+	// privateKeysAnnotation lists the keys that held a private key; their values are not kept.
+	privateKeysAnnotation = "meshcert.invalid/private-keys"
+	// tooLargeAnnotation lists the keys whose values were dropped for size.
+	tooLargeAnnotation = "meshcert.invalid/too-large-keys"
+)
 
 // kubeData is a Secret or ConfigMap as the informer's transform leaves it: its name and the values
-// of the keys a watch reads. A private key is present by name only, with an empty value.
+// of the keys a watch reads. A private key is present by name only, with a nil value.
 type kubeData struct {
 	namespace, name string
 	data            map[string][]byte
@@ -93,8 +101,11 @@ type Kube struct {
 	results   map[resultKey]readResult
 	dirty     bool
 	informers []cache.SharedIndexInformer
-	failing   map[int]model.ErrorReason
-	state     State
+	// handlers have synced once this source's handler has seen every object of the first list,
+	// which is later than the informer's own cache.
+	handlers []cache.ResourceEventHandlerRegistration
+	failing  map[int]model.ErrorReason
+	state    State
 }
 
 type resultKey struct {
@@ -116,23 +127,27 @@ func (k *Kube) Name() string { return k.name }
 
 // Run implements Source: it starts one informer per watch and returns when ctx is done.
 func (k *Kube) Run(ctx context.Context) error {
-	var informers []cache.SharedIndexInformer
+	var (
+		informers []cache.SharedIndexInformer
+		handlers  []cache.ResourceEventHandlerRegistration
+	)
 	for i, w := range k.watches {
 		inf := cache.NewSharedIndexInformer(k.listWatch(ctx, i, w), k.exampleObject(), 0, cache.Indexers{})
 		if err := inf.SetTransform(k.transform(w)); err != nil {
 			return err
 		}
-		if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		reg, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
 			AddFunc:    func(obj any) { k.store(i, w, obj) },
 			UpdateFunc: func(_, obj any) { k.store(i, w, obj) },
 			DeleteFunc: func(obj any) { k.remove(i, obj) },
-		}); err != nil {
+		})
+		if err != nil {
 			return err
 		}
-		informers = append(informers, inf)
+		informers, handlers = append(informers, inf), append(handlers, reg)
 	}
 	k.mu.Lock()
-	k.informers = informers
+	k.informers, k.handlers = informers, handlers
 	k.mu.Unlock()
 	var wg sync.WaitGroup
 	for _, inf := range informers {
@@ -222,7 +237,7 @@ func apiErrorReason(err error) model.ErrorReason {
 }
 
 // transform strips an object to its name and the data the watch reads before it is cached. A
-// private key keeps only its name; a value over the size limit is dropped and noted.
+// private key is remembered by name only; a value over the size limit is dropped and noted.
 func (k *Kube) transform(w *kubeWatch) cache.TransformFunc {
 	return func(obj any) (any, error) {
 		var (
@@ -245,33 +260,38 @@ func (k *Kube) transform(w *kubeWatch) cache.TransformFunc {
 		default:
 			return obj, nil // a tombstone of an object already stripped
 		}
+		if meta.Annotations[strippedAnnotation] != "" {
+			return obj, nil
+		}
 		kept := map[string][]byte{}
-		var tooLarge []string
+		var privateKeys, tooLarge []string
 		for key, v := range data {
 			switch {
 			case IgnoredKey(key):
 				if len(v) > 0 {
-					kept[key] = []byte{} // present, value never kept
+					privateKeys = append(privateKeys, key)
 				}
 				clear(v) // wipe the key from the decoded object before it is garbage
 			case !w.keep(key):
 			case len(v) > pki.MaxBundleBytes:
-				kept[key] = nil
 				tooLarge = append(tooLarge, key)
 			default:
 				kept[key] = v
 			}
 		}
-		stripped := metav1.ObjectMeta{Name: meta.Name, Namespace: meta.Namespace, UID: meta.UID, ResourceVersion: meta.ResourceVersion}
-		if len(tooLarge) > 0 {
-			sort.Strings(tooLarge)
-			stripped.Annotations = map[string]string{tooLargeAnnotation: strings.Join(tooLarge, ",")}
+		annotations := map[string]string{strippedAnnotation: "true"}
+		for name, keys := range map[string][]string{privateKeysAnnotation: privateKeys, tooLargeAnnotation: tooLarge} {
+			if len(keys) > 0 {
+				sort.Strings(keys)
+				annotations[name] = strings.Join(keys, ",")
+			}
 		}
+		stripped := metav1.ObjectMeta{Name: meta.Name, Namespace: meta.Namespace, UID: meta.UID,
+			ResourceVersion: meta.ResourceVersion, Annotations: annotations}
 		if k.secrets {
 			return &corev1.Secret{ObjectMeta: stripped, Data: kept}, nil
 		}
-		cm := &corev1.ConfigMap{ObjectMeta: stripped, BinaryData: kept}
-		return cm, nil
+		return &corev1.ConfigMap{ObjectMeta: stripped, BinaryData: kept}, nil
 	}
 }
 
@@ -289,9 +309,16 @@ func dataOf(obj any) (kubeData, bool) {
 	default:
 		return kubeData{}, false
 	}
-	d := kubeData{namespace: meta.Namespace, name: meta.Name, data: data}
-	if v := meta.Annotations[tooLargeAnnotation]; v != "" {
-		d.tooLarge = strings.Split(v, ",")
+	d := kubeData{namespace: meta.Namespace, name: meta.Name, data: maps.Clone(data)}
+	if d.data == nil {
+		d.data = map[string][]byte{}
+	}
+	for _, key := range splitList(meta.Annotations[privateKeysAnnotation]) {
+		d.data[key] = nil // present, value never kept
+	}
+	for _, key := range splitList(meta.Annotations[tooLargeAnnotation]) {
+		d.data[key] = nil
+		d.tooLarge = append(d.tooLarge, key)
 	}
 	return d, true
 }
@@ -339,9 +366,9 @@ func (k *Kube) CachedObjects() []any {
 func (k *Kube) State() State {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	synced := len(k.informers) == len(k.watches)
-	for _, inf := range k.informers {
-		synced = synced && inf.HasSynced()
+	synced := len(k.handlers) == len(k.watches)
+	for _, h := range k.handlers {
+		synced = synced && h.HasSynced()
 	}
 	if k.dirty {
 		k.rebuild()
@@ -387,6 +414,13 @@ func (k *Kube) rebuild() {
 	k.state.Objects, k.state.Meshes = objects, meshes
 	k.state.Generation++
 	k.dirty = false
+}
+
+func splitList(s string) []string {
+	if s == "" {
+		return nil
+	}
+	return strings.Split(s, ",")
 }
 
 // matchAny reports whether key matches one of the glob patterns; no patterns match everything.

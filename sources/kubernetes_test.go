@@ -345,11 +345,11 @@ func assertNoKeysCached(t *testing.T, k *Kube, certs ...*testpki.Cert) {
 		for _, obj := range k.CachedObjects() {
 			cached++
 			s := obj.(*corev1.Secret)
-			if len(s.Labels)+len(s.ManagedFields) > 0 {
+			if len(s.Labels)+len(s.ManagedFields)+len(s.Finalizers)+len(s.OwnerReferences) > 0 {
 				t.Errorf("%s/%s cached with its metadata", s.Namespace, s.Name)
 			}
 			for key, v := range s.Data {
-				if IgnoredKey(key) && len(v) > 0 {
+				if IgnoredKey(key) {
 					t.Errorf("%s/%s: private key %s cached", s.Namespace, s.Name, key)
 				}
 				for _, c := range certs {

@@ -1,0 +1,151 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/meshcert/meshcert-exporter/internal/testenv"
+	"github.com/meshcert/meshcert-exporter/internal/testpki"
+)
+
+// controlPlane is the real API server of this package's tests, or nil when the binaries are not
+// built (outside CI the Kubernetes tests are then skipped).
+var controlPlane *testenv.ControlPlane
+
+func TestMain(m *testing.M) {
+	cp, err := testenv.Start()
+	switch {
+	case err == nil:
+		controlPlane = cp
+	case errors.Is(err, testenv.ErrNoBinaries) && os.Getenv("CI") == "":
+		fmt.Fprintln(os.Stderr, "Kubernetes tests skipped:", err)
+	default:
+		fmt.Fprintln(os.Stderr, "test control plane:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	if controlPlane != nil {
+		controlPlane.Stop()
+	}
+	os.Exit(code)
+}
+
+// TestRunWithKubeconfig runs the exporter as a user would, with --kubeconfig, next to the file
+// source: both sources' series are served and the scrape passes promtool.
+func TestRunWithKubeconfig(t *testing.T) {
+	if controlPlane == nil {
+		t.Skip(testenv.ErrNoBinaries)
+	}
+	ctx := t.Context()
+	admin := kubernetes.NewForConfigOrDie(controlPlane.AdminConfig())
+	if err := testenv.EnsureNamespace(ctx, admin, "istio-system"); err != nil {
+		t.Fatal(err)
+	}
+	root := testpki.Issue(testpki.Spec{CommonName: "cluster root", CA: true, NotBefore: from, NotAfter: until})
+	_, err := admin.CoreV1().Secrets("istio-system").Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "istio-ca-secret"},
+		Type: "istio.io/ca-root", Data: map[string][]byte{"ca-cert.pem": root.PEM(), "ca-key.pem": root.KeyPEM(), "root-cert.pem": root.PEM()}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	kubeconfig, err := controlPlane.Kubeconfig("admin", controlPlane.AdminConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := runAndScrape(t, "--config.file=examples/meshcert.yaml", "--kubeconfig="+kubeconfig)
+	for _, want := range []string{
+		`meshcert_source_up{source="secret"} 1`,
+		`meshcert_source_up{source="configmap"} 1`,
+		`meshcert_source_up{source="file"} 1`,
+		`meshcert_root_key_in_cluster{mesh="istio",name="istio-ca-secret",namespace="istio-system",source="secret"} 1`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("scrape lacks %s\n%s", want, grepLines(body, "root_key|source_up|secret"))
+		}
+	}
+	if strings.Contains(body, "meshcert_bundle_error{") {
+		t.Errorf("istio-ca-secret with its certificate and key reported incomplete:\n%s", grepLines(body, "bundle_error"))
+	}
+	series(t, body, "meshcert_certificate_info", "source", "secret", "name", "istio-ca-secret", "key", "ca-cert.pem", "role", "trust_anchor")
+	for _, m := range keyMaterial(root.KeyPEM()) {
+		if strings.Contains(body, m) {
+			t.Fatal("private key material in the metrics")
+		}
+	}
+	checkWithPromtool(t, body)
+}
+
+// runAndScrape runs the exporter with args on a free port until it is ready, scrapes it once and
+// stops it.
+func runAndScrape(t *testing.T, args ...string) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- run(ctx, append(args, "--web.listen-address="+addr, "--log.level=error")) }()
+	defer func() {
+		cancel()
+		if err := <-errc; err != nil {
+			t.Errorf("run: %v", err)
+		}
+	}()
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		resp, err := http.Get("http://" + addr + "/readyz")
+		if err != nil {
+			continue
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			continue
+		}
+		for _, path := range []string{"/", "/healthz"} {
+			resp, err := http.Get("http://" + addr + path)
+			if err != nil || resp.StatusCode != http.StatusOK {
+				t.Errorf("GET %s: %v %v", path, resp, err)
+			} else {
+				resp.Body.Close()
+			}
+		}
+		resp, err = http.Get("http://" + addr + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("scrape status %d", resp.StatusCode)
+		}
+		return string(b)
+	}
+	t.Fatal("the exporter did not become ready")
+	return ""
+}
+
+func grepLines(body, pattern string) string {
+	var out []string
+	for _, l := range strings.Split(body, "\n") {
+		for _, p := range strings.Split(pattern, "|") {
+			if strings.Contains(l, p) && !strings.HasPrefix(l, "#") {
+				out = append(out, l)
+				break
+			}
+		}
+	}
+	return strings.Join(out, "\n")
+}
