@@ -59,6 +59,12 @@ var (
 	rootKeyDesc = prometheus.NewDesc(prometheus.BuildFQName(namespace, "root_key", "in_cluster"),
 		"1 when a watched Secret holds the private key of a self-signed trust anchor (the key itself is never read), else 0.",
 		[]string{"mesh", "source", "namespace", "name"}, nil)
+	proxyUpDesc = prometheus.NewDesc(prometheus.BuildFQName(namespace, "proxy", "up"),
+		"1 when the last read of a proxy's admin endpoint worked, else 0. Proxies are read in the background on an interval; the certificates of a proxy that cannot be read are those of its last successful read.",
+		[]string{"mesh", "source", "namespace", "name", "endpoint"}, nil)
+	proxyLastSuccessDesc = prometheus.NewDesc(prometheus.BuildFQName(namespace, "proxy", "last_success_timestamp_seconds"),
+		"When the proxy was last read successfully, as a Unix timestamp: the age of its certificate series.",
+		[]string{"mesh", "source", "namespace", "name"}, nil)
 	sourceUpDesc = prometheus.NewDesc(prometheus.BuildFQName(namespace, "source", "up"),
 		"1 when the source's last attempt to read its material worked, else 0.",
 		[]string{"source"}, nil)
@@ -90,7 +96,7 @@ func NewAt(p SnapshotProvider, now func() time.Time) *Collector {
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{notAfterDesc, notBeforeDesc, infoDesc, chainDepthDesc, chainValidDesc,
 		chainNotAfterDesc, chainInfoDesc, sanValidDesc, sanInfoDesc, bundleErrorDesc, trustBundleCurrentDesc, rootKeyDesc,
-		sourceUpDesc, sourceErrorsDesc} {
+		proxyUpDesc, proxyLastSuccessDesc, sourceUpDesc, sourceErrorsDesc} {
 		ch <- d
 	}
 }
@@ -114,6 +120,14 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(rootKeyDesc, prometheus.GaugeValue, boolValue(k.Stored),
 			string(k.Mesh), k.Source, labelValue(k.Namespace), labelValue(k.Name))
 	}
+	for _, p := range snap.Proxies {
+		ch <- prometheus.MustNewConstMetric(proxyUpDesc, prometheus.GaugeValue, boolValue(p.Up),
+			string(p.Mesh), p.Source, labelValue(p.Namespace), labelValue(p.Name), p.Endpoint)
+		if !p.LastSuccess.IsZero() {
+			ch <- prometheus.MustNewConstMetric(proxyLastSuccessDesc, prometheus.GaugeValue, unixSeconds(p.LastSuccess),
+				string(p.Mesh), p.Source, labelValue(p.Namespace), labelValue(p.Name))
+		}
+	}
 	for _, s := range snap.Sources {
 		ch <- prometheus.MustNewConstMetric(sourceUpDesc, prometheus.GaugeValue, boolValue(s.Up), s.Name)
 		for reason, n := range s.Errors {
@@ -126,7 +140,9 @@ func collectCertificate(ch chan<- prometheus.Metric, o *model.CertificateObserva
 	c := o.Certificate
 	loc := []string{string(o.Mesh), string(o.Role), o.Source, labelValue(o.Namespace), labelValue(o.Name), labelValue(o.Key), strconv.Itoa(o.Index)}
 	ch <- prometheus.MustNewConstMetric(notAfterDesc, prometheus.GaugeValue, unixSeconds(c.NotAfter()), loc...)
-	ch <- prometheus.MustNewConstMetric(notBeforeDesc, prometheus.GaugeValue, unixSeconds(c.NotBefore()), loc...)
+	if !c.NotBefore().IsZero() { // a proxy's expiry metric gives no start
+		ch <- prometheus.MustNewConstMetric(notBeforeDesc, prometheus.GaugeValue, unixSeconds(c.NotBefore()), loc...)
+	}
 	ch <- prometheus.MustNewConstMetric(infoDesc, prometheus.GaugeValue, 1, append(loc,
 		labelValue(c.X509.Subject.String()), labelValue(c.X509.Issuer.String()), labelValue(c.Serial),
 		labelValue(strings.Join(c.SPIFFEIDs, ",")), c.KeyAlgorithm)...)

@@ -40,6 +40,8 @@ type State struct {
 	Errors map[model.ErrorReason]uint64
 	// Meshes holds mesh settings the source discovered (for example from a mesh's config map).
 	Meshes map[model.Mesh]model.MeshSettings
+	// Proxies is the health of each proxy a proxy source reads.
+	Proxies []model.ProxyStatus
 }
 
 // stateHolder keeps a source's State behind a lock. Sources embed it.

@@ -41,6 +41,7 @@ func (inv *Inventory) Snapshot() *model.Snapshot {
 		st := s.State()
 		states[i], generations[i] = st, st.Generation
 		snap.Sources = append(snap.Sources, model.SourceStatus{Name: s.Name(), Up: st.Up, Errors: st.Errors})
+		snap.Proxies = append(snap.Proxies, st.Proxies...)
 	}
 
 	inv.mu.Lock()

@@ -68,6 +68,10 @@ type Certificate struct {
 	KeyAlgorithm string
 	// SPIFFEIDs are the spiffe:// URI SANs, as written.
 	SPIFFEIDs []string
+	// Partial marks facts taken from a summary (Envoy's /certs, a proxy's expiry metric) rather than
+	// from the certificate itself: X509 then holds only the fields the summary gave (no signature,
+	// no key, no subject), Fingerprint is derived from what is known, and no chain is built.
+	Partial bool
 }
 
 // IsCA reports whether the certificate may act as a certificate authority.
@@ -94,6 +98,15 @@ type Bundle struct {
 	Certificates []*Certificate
 	// Error is the bounded reason why the bundle could not be read completely, or "".
 	Error ErrorReason
+	// FirstOnly exports only the first certificate (a proxy's leaf); the others still serve to
+	// build its chain. Proxies repeat the mesh's intermediates and root thousands of times.
+	FirstOnly bool
+	// NoIdentity marks certificates that are not mesh identities (a gateway's server certificate):
+	// their identity is not checked.
+	NoIdentity bool
+	// Expect, when set, overrides the object's expectation for this bundle (ztunnel holds one
+	// certificate per workload identity on its node).
+	Expect *Identity
 }
 
 // Identity is what a workload certificate is expected to prove.
@@ -101,6 +114,9 @@ type Identity struct {
 	// Namespace and ServiceAccount of the workload, when known (proxy sources).
 	Namespace      string
 	ServiceAccount string
+	// NotOnNode marks an identity a node proxy (ztunnel) holds although no pod of that namespace
+	// and service account runs on its node.
+	NotOnNode bool
 }
 
 // Object is one place where certificates were found: a directory, a Secret, a ConfigMap, a proxy.
@@ -123,6 +139,9 @@ type Object struct {
 	// KeyPairs name the keys that hold a private key and the certificate each belongs to. Only the
 	// names are known: the key material itself is never read.
 	KeyPairs []KeyPair
+	// TrustRootDigest is the digest of the trust anchors a proxy was injected with (Linkerd's
+	// linkerd.io/trust-root-sha256 annotation), compared with the mesh's TrustAnchorDigests.
+	TrustRootDigest string
 }
 
 // KeyPair names a private key's data key and the data key of its certificate.
@@ -149,6 +168,9 @@ type MeshSettings struct {
 	TrustDomainAliases []string
 	// ControlPlaneNamespace is where the mesh's control plane runs (Linkerd identities name it).
 	ControlPlaneNamespace string
+	// TrustAnchorDigests are hex SHA-256 digests of the trust-anchor bundles exactly as the mesh
+	// publishes them (Linkerd hashes identityTrustAnchorsPEM into each injected pod's annotation).
+	TrustAnchorDigests []string
 }
 
 // TrustDomains returns the primary trust domain followed by its aliases.

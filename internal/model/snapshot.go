@@ -15,6 +15,7 @@ const (
 	ReasonTooLarge      ErrorReason = "too_large"
 	ReasonTooMany       ErrorReason = "too_many_certificates"
 	ReasonReadError     ErrorReason = "read_error"
+	ReasonRefused       ErrorReason = "refused"
 	ReasonIncomplete    ErrorReason = "incomplete_bundle"
 	ReasonBadConfig     ErrorReason = "bad_config"
 	ReasonForbidden     ErrorReason = "forbidden"
@@ -43,6 +44,7 @@ const (
 	ReasonWrongNamespace      ErrorReason = "wrong_namespace"
 	ReasonWrongServiceAccount ErrorReason = "wrong_service_account"
 	ReasonWrongControlPlaneNS ErrorReason = "wrong_control_plane_namespace"
+	ReasonNotOnNode           ErrorReason = "workload_not_on_node"
 )
 
 // Chain is the time-independent result of path building for one certificate. Time-dependent
@@ -166,8 +168,22 @@ type Analysis struct {
 	RootKeys     []RootKeyStatus
 }
 
+// ProxyStatus is the health of one proxy a source reads.
+type ProxyStatus struct {
+	Mesh                    Mesh
+	Source, Namespace, Name string
+	// Up is true when the last read worked.
+	Up bool
+	// Endpoint is the admin endpoint the certificates came from: config_dump, certs (Envoy's
+	// fallback, without chains), metrics (Linkerd's proxy).
+	Endpoint string
+	// LastSuccess is when the proxy was last read successfully; zero if never.
+	LastSuccess time.Time
+}
+
 // Snapshot is the analysed state of the whole mesh PKI at one moment.
 type Snapshot struct {
 	Analysis
 	Sources []SourceStatus
+	Proxies []ProxyStatus
 }

@@ -1,6 +1,7 @@
 package pki
 
 import (
+	"slices"
 	"sync"
 
 	"github.com/meshcert/meshcert-exporter/internal/model"
@@ -64,26 +65,37 @@ func (a *Analyzer) Analyze(objects []*model.Object, meshes map[model.Mesh]model.
 			if b.Error != model.ReasonNone {
 				out.BundleErrors = append(out.BundleErrors, model.BundleError{Source: o.Source, Namespace: o.Namespace, Name: o.Name, Key: b.Key, Reason: b.Error})
 			}
-			if current := meshAnchors[o.Mesh]; b.Purpose == model.PurposeTrustBundleCopy && current != nil && len(current.seen) > 0 {
+			if current := meshAnchors[o.Mesh]; b.Purpose == model.PurposeTrustBundleCopy && current != nil && len(current.seen) > 0 && !anyPartial(b.Certificates) {
 				out.TrustBundles = append(out.TrustBundles, model.TrustBundleStatus{Mesh: o.Mesh, Source: o.Source,
 					Namespace: o.Namespace, Name: o.Name, Key: b.Key, Current: sameSet(b.Certificates, current)})
 			}
 			for i, c := range b.Certificates {
+				if b.FirstOnly && i > 0 {
+					break
+				}
 				obs := model.CertificateObservation{
 					Location:    model.Location{Source: o.Source, Namespace: o.Namespace, Name: o.Name, Key: b.Key, Index: i},
 					Mesh:        o.Mesh,
 					Role:        Classify(c, b.RoleHint),
 					Certificate: c,
 				}
-				if obs.Role != model.RoleTrustAnchor {
+				if obs.Role != model.RoleTrustAnchor && !c.Partial {
 					obs.Chain = buildChain(c, allAnchors, allIntermediates, &a.sigs)
 				}
-				if obs.Role == model.RoleLeaf && o.Mesh != model.MeshNone {
-					id := CheckIdentity(c, o.Mesh, meshes[o.Mesh], o.Expect)
+				if obs.Role == model.RoleLeaf && o.Mesh != model.MeshNone && !b.NoIdentity {
+					expect := o.Expect
+					if b.Expect != nil {
+						expect = b.Expect
+					}
+					id := CheckIdentity(c, o.Mesh, meshes[o.Mesh], expect)
 					obs.Identity = &id
 				}
 				out.Certificates = append(out.Certificates, obs)
 			}
+		}
+		if digests := meshes[o.Mesh].TrustAnchorDigests; o.TrustRootDigest != "" && len(digests) > 0 {
+			out.TrustBundles = append(out.TrustBundles, model.TrustBundleStatus{Mesh: o.Mesh, Source: o.Source,
+				Namespace: o.Namespace, Name: o.Name, Key: TrustRootDigestKey, Current: slices.Contains(digests, o.TrustRootDigest)})
 		}
 		if len(o.KeyPairs) > 0 {
 			out.RootKeys = append(out.RootKeys, model.RootKeyStatus{Mesh: o.Mesh, Source: o.Source,
@@ -91,6 +103,13 @@ func (a *Analyzer) Analyze(objects []*model.Object, meshes map[model.Mesh]model.
 		}
 	}
 	return out
+}
+
+// TrustRootDigestKey is the key label of the trust-root digest comparison: the annotation it reads.
+const TrustRootDigestKey = "linkerd.io/trust-root-sha256"
+
+func anyPartial(certs []*model.Certificate) bool {
+	return slices.ContainsFunc(certs, func(c *model.Certificate) bool { return c.Partial })
 }
 
 // sameSet reports whether certs are exactly the anchors of p, in any order.
@@ -131,6 +150,8 @@ func objectPools(o *model.Object) (anchors, intermediates *pool) {
 	for _, b := range o.Bundles {
 		for _, c := range b.Certificates {
 			switch {
+			case c.Partial:
+				// Facts from a summary cannot sign or verify anything.
 			case !c.IsCA() || !c.SelfSigned:
 				// Non-CA certificates are candidates too, so that a certificate signed by a
 				// leaf is reported as not_ca rather than as an unknown authority.

@@ -178,6 +178,9 @@ func checkWorkload(namespace, serviceAccount string, expect *model.Identity) mod
 		if expect.ServiceAccount != "" && serviceAccount != expect.ServiceAccount {
 			return invalid(model.ReasonWrongServiceAccount)
 		}
+		if expect.NotOnNode {
+			return invalid(model.ReasonNotOnNode)
+		}
 	}
 	return model.IdentityStatus{Valid: true}
 }
