@@ -52,6 +52,18 @@ const (
 	PurposeTrustBundleCopy
 )
 
+// Export says which certificates of a bundle are exported.
+type Export int
+
+const (
+	// ExportAll exports every certificate.
+	ExportAll Export = iota
+	// ExportFirst exports the first certificate only.
+	ExportFirst
+	// ExportNone exports none; the bundle still counts for chains and drift.
+	ExportNone
+)
+
 // Certificate is a parsed certificate with the facts the analysis needs precomputed once, when the
 // object that holds it changes.
 type Certificate struct {
@@ -98,12 +110,16 @@ type Bundle struct {
 	Certificates []*Certificate
 	// Error is the bounded reason why the bundle could not be read completely, or "".
 	Error ErrorReason
-	// FirstOnly exports only the first certificate (a proxy's leaf); the others still serve to
-	// build its chain. Proxies repeat the mesh's intermediates and root thousands of times.
-	FirstOnly bool
+	// Export says which of the bundle's certificates get series. Proxies repeat the mesh's
+	// intermediates and roots thousands of times: they export their leaf (the rest still serve to
+	// build its chain) and compare their trust bundle without exporting it.
+	Export Export
 	// NoIdentity marks certificates that are not mesh identities (a gateway's server certificate):
 	// their identity is not checked.
 	NoIdentity bool
+	// NoChain marks certificates whose verifiers the exporter cannot know (a gateway's public
+	// server certificate): no chain is built for them.
+	NoChain bool
 	// Expect, when set, overrides the object's expectation for this bundle (ztunnel holds one
 	// certificate per workload identity on its node).
 	Expect *Identity

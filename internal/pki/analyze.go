@@ -70,7 +70,7 @@ func (a *Analyzer) Analyze(objects []*model.Object, meshes map[model.Mesh]model.
 					Namespace: o.Namespace, Name: o.Name, Key: b.Key, Current: sameSet(b.Certificates, current)})
 			}
 			for i, c := range b.Certificates {
-				if b.FirstOnly && i > 0 {
+				if b.Export == model.ExportNone || b.Export == model.ExportFirst && i > 0 {
 					break
 				}
 				obs := model.CertificateObservation{
@@ -79,7 +79,7 @@ func (a *Analyzer) Analyze(objects []*model.Object, meshes map[model.Mesh]model.
 					Role:        Classify(c, b.RoleHint),
 					Certificate: c,
 				}
-				if obs.Role != model.RoleTrustAnchor && !c.Partial {
+				if obs.Role != model.RoleTrustAnchor && !c.Partial && !b.NoChain {
 					obs.Chain = buildChain(c, allAnchors, allIntermediates, &a.sigs)
 				}
 				if obs.Role == model.RoleLeaf && o.Mesh != model.MeshNone && !b.NoIdentity {

@@ -12,7 +12,10 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
+	"math/big"
+	"net/url"
 	"strings"
+	"time"
 
 	"github.com/meshcert/meshcert-exporter/internal/model"
 )
@@ -159,4 +162,38 @@ func Classify(c *model.Certificate, hint model.Role) model.Role {
 	default:
 		return model.RoleLeaf
 	}
+}
+
+// PartialFacts are what a summary says of a certificate it does not show (Envoy's /certs, a
+// proxy's expiry metric).
+type PartialFacts struct {
+	Serial              *big.Int // nil when unknown
+	NotBefore, NotAfter time.Time
+	URIs                []*url.URL
+	DNSNames            []string
+	// CA marks a certificate the summary lists as a CA (Envoy's ca_cert): taken as a trust anchor.
+	CA bool
+	// Origin tells facts with equal fields apart (the proxy they came from).
+	Origin string
+}
+
+// NewPartialCertificate builds a certificate from partial facts. It carries no signature and no
+// key, so it never builds or ends a chain.
+func NewPartialCertificate(f PartialFacts) *model.Certificate {
+	x := &x509.Certificate{SerialNumber: f.Serial, NotBefore: f.NotBefore, NotAfter: f.NotAfter, URIs: f.URIs, DNSNames: f.DNSNames,
+		BasicConstraintsValid: f.CA, IsCA: f.CA}
+	c := &model.Certificate{X509: x, Partial: true, SelfSigned: f.CA, KeyAlgorithm: "unknown"}
+	h := sha256.New()
+	if f.Serial != nil {
+		c.Serial = f.Serial.Text(16)
+		h.Write(f.Serial.Bytes())
+	}
+	fmt.Fprintf(h, "|%d|%d|%s", f.NotBefore.Unix(), f.NotAfter.Unix(), f.Origin)
+	h.Sum(c.Fingerprint[:0])
+	for _, u := range f.URIs {
+		if strings.EqualFold(u.Scheme, "spiffe") {
+			c.SPIFFEIDs = append(c.SPIFFEIDs, u.String())
+		}
+	}
+	return c
 }

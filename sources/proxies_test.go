@@ -1,0 +1,416 @@
+package sources
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	adminv3 "github.com/envoyproxy/go-control-plane/envoy/admin/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+	"github.com/go-kit/log"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/meshcert/meshcert-exporter/internal/model"
+	"github.com/meshcert/meshcert-exporter/internal/pki"
+	"github.com/meshcert/meshcert-exporter/internal/testpki"
+)
+
+// Envoy admin fixtures, built with Envoy's own types and protojson, as Envoy renders them.
+
+func mustAny(m proto.Message) *anypb.Any {
+	a, err := anypb.New(m)
+	if err != nil {
+		panic(err)
+	}
+	return a
+}
+
+func inline(b []byte) *corev3.DataSource {
+	return &corev3.DataSource{Specifier: &corev3.DataSource_InlineBytes{InlineBytes: b}}
+}
+
+// workloadSecret is Istio's "default" secret: a chain and the redacted key.
+func workloadSecret(chain []byte) *tlsv3.Secret {
+	return &tlsv3.Secret{Name: "default", Type: &tlsv3.Secret_TlsCertificate{TlsCertificate: &tlsv3.TlsCertificate{
+		CertificateChain: inline(chain), PrivateKey: inline([]byte("[redacted]"))}}}
+}
+
+// rootSecret is Istio's "ROOTCA" secret.
+func rootSecret(roots []byte) *tlsv3.Secret {
+	return &tlsv3.Secret{Name: "ROOTCA", Type: &tlsv3.Secret_ValidationContext{ValidationContext: &tlsv3.CertificateValidationContext{TrustedCa: inline(roots)}}}
+}
+
+// spiffeRootSecret is a ROOTCA with the SPIFFE validator's per-trust-domain bundles.
+func spiffeRootSecret(bundles map[string][]byte) *tlsv3.Secret {
+	cfg := &tlsv3.SPIFFECertValidatorConfig{}
+	for td, b := range bundles {
+		cfg.TrustDomains = append(cfg.TrustDomains, &tlsv3.SPIFFECertValidatorConfig_TrustDomain{Name: td, TrustBundle: inline(b)})
+	}
+	return &tlsv3.Secret{Name: "ROOTCA", Type: &tlsv3.Secret_ValidationContext{ValidationContext: &tlsv3.CertificateValidationContext{
+		CustomValidatorConfig: &corev3.TypedExtensionConfig{Name: "envoy.tls.cert_validator.spiffe", TypedConfig: mustAny(cfg)}}}}
+}
+
+// envoyDump renders /config_dump?resource=dynamic_active_secrets: one DynamicSecret per config,
+// or, wrapped, one SecretsConfigDump holding them (the ?mask= shape).
+func envoyDump(wrapped bool, secrets ...*tlsv3.Secret) []byte {
+	var dynamic []*adminv3.SecretsConfigDump_DynamicSecret
+	for _, s := range secrets {
+		dynamic = append(dynamic, &adminv3.SecretsConfigDump_DynamicSecret{Name: s.Name, VersionInfo: "2026-06-01T00:00:00Z/1",
+			LastUpdated: timestamppb.New(time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC)), Secret: mustAny(s)})
+	}
+	dump := &adminv3.ConfigDump{}
+	if wrapped {
+		dump.Configs = append(dump.Configs, mustAny(&adminv3.SecretsConfigDump{DynamicActiveSecrets: dynamic}))
+	} else {
+		for _, d := range dynamic {
+			dump.Configs = append(dump.Configs, mustAny(d))
+		}
+	}
+	out, err := protojson.Marshal(dump)
+	if err != nil {
+		panic(err)
+	}
+	return out
+}
+
+// envoyCerts renders /certs for a leaf and a root, repeated as Envoy repeats them per context.
+func envoyCerts(leaf, root *testpki.Cert) []byte {
+	details := func(c *testpki.Cert) *adminv3.CertificateDetails {
+		d := &adminv3.CertificateDetails{Path: "<inline>", SerialNumber: strings.ToUpper(c.X509.SerialNumber.Text(16)),
+			ValidFrom: timestamppb.New(c.X509.NotBefore), ExpirationTime: timestamppb.New(c.X509.NotAfter)}
+		for _, u := range c.X509.URIs {
+			d.SubjectAltNames = append(d.SubjectAltNames, &adminv3.SubjectAlternateName{Name: &adminv3.SubjectAlternateName_Uri{Uri: u.String()}})
+		}
+		return d
+	}
+	ctx := &adminv3.Certificate{CaCert: []*adminv3.CertificateDetails{details(root)}, CertChain: []*adminv3.CertificateDetails{details(leaf)}}
+	out, err := protojson.Marshal(&adminv3.Certificates{Certificates: []*adminv3.Certificate{ctx, ctx}})
+	if err != nil {
+		panic(err)
+	}
+	return out
+}
+
+// adminDouble serves canned answers per path; a negative status hangs until the client gives up.
+type adminDouble map[string]struct {
+	status int
+	body   []byte
+}
+
+func (a adminDouble) serve(t *testing.T) *httptest.Server {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ans, ok := a[r.URL.RequestURI()]
+		switch {
+		case !ok:
+			http.NotFound(w, r)
+		case ans.status < 0:
+			select {
+			case <-r.Context().Done():
+			case <-time.After(30 * time.Second):
+			}
+		default:
+			w.WriteHeader(ans.status)
+			w.Write(ans.body)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// readOnce reads the static targets once with settings s and returns the source's state.
+func readOnce(t *testing.T, p *Proxies) State {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = p.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if st := p.State(); st.Synced {
+			return st
+		}
+	}
+	t.Fatal("proxies were not read")
+	return State{}
+}
+
+var fastSettings = ProxySettings{AdminPort: 15000, Interval: time.Hour, Timeout: 300 * time.Millisecond, Concurrency: 4}
+
+func TestEnvoyProxies(t *testing.T) {
+	now := time.Now()
+	from, until := now.Add(-time.Hour), now.AddDate(1, 0, 0)
+	oldRoot := testpki.Issue(testpki.Spec{CommonName: "old root", CA: true, NotBefore: from, NotAfter: until})
+	newRoot := testpki.Issue(testpki.Spec{CommonName: "new root", CA: true, NotBefore: from, NotAfter: until})
+	inter := testpki.Issue(testpki.Spec{CommonName: "inter", CA: true, Issuer: newRoot, NotBefore: from, NotAfter: until})
+	leafFor := func(id string) *testpki.Cert {
+		return testpki.Issue(testpki.Spec{CommonName: "", Issuer: inter, URIs: []string{id}, NotBefore: from, NotAfter: now.Add(23 * time.Hour)})
+	}
+	good := leafFor("spiffe://cluster.local/ns/shop/sa/cart")
+	expired := testpki.Issue(testpki.Spec{Issuer: inter, URIs: []string{"spiffe://cluster.local/ns/shop/sa/cart"}, NotBefore: from, NotAfter: now.Add(-time.Minute)})
+	chain := func(leaf *testpki.Cert) []byte { return testpki.Bundle(leaf, inter, newRoot) }
+
+	type want struct {
+		up       bool
+		endpoint string
+		reason   model.ErrorReason // of the failed read
+		chain    string            // "" no chain; "valid/3" or "<reason>/<depth>"
+		san      model.ErrorReason // "-" no identity check
+		rootCA   string            // "current", "stale" or "" (no comparison)
+		exported int               // certificate observations
+	}
+	tests := []struct {
+		name  string
+		admin adminDouble
+		want  want
+	}{
+		{"valid chain of 3", adminDouble{EnvoySecretsPath: {200, envoyDump(false, workloadSecret(chain(good)), rootSecret(testpki.Bundle(oldRoot, newRoot)))}},
+			want{true, "config_dump", "", "valid/3", "", "current", 1}},
+		{"wrapped shape", adminDouble{EnvoySecretsPath: {200, envoyDump(true, workloadSecret(chain(good)), rootSecret(testpki.Bundle(newRoot, oldRoot)))}},
+			want{true, "config_dump", "", "valid/3", "", "current", 1}},
+		{"wrong service account", adminDouble{EnvoySecretsPath: {200, envoyDump(false, workloadSecret(chain(leafFor("spiffe://cluster.local/ns/shop/sa/default"))))}},
+			want{true, "config_dump", "", "valid/3", model.ReasonWrongServiceAccount, "", 1}},
+		{"wrong trust domain", adminDouble{EnvoySecretsPath: {200, envoyDump(false, workloadSecret(chain(leafFor("spiffe://evil.example/ns/shop/sa/cart"))))}},
+			want{true, "config_dump", "", "valid/3", model.ReasonWrongTrustDomain, "", 1}},
+		{"alias trust domain", adminDouble{EnvoySecretsPath: {200, envoyDump(false, workloadSecret(chain(leafFor("spiffe://old.example/ns/shop/sa/cart"))))}},
+			want{true, "config_dump", "", "valid/3", "", "", 1}},
+		{"ROOTCA with only the old root", adminDouble{EnvoySecretsPath: {200, envoyDump(false, workloadSecret(chain(good)), rootSecret(oldRoot.PEM()))}},
+			want{true, "config_dump", "", "valid/3", "", "stale", 1}},
+		{"SPIFFE validator bundles", adminDouble{EnvoySecretsPath: {200, envoyDump(false, workloadSecret(chain(good)),
+			spiffeRootSecret(map[string][]byte{"cluster.local": testpki.Bundle(oldRoot, newRoot)}))}},
+			want{true, "config_dump", "", "valid/3", "", "current", 1}},
+		{"expired leaf", adminDouble{EnvoySecretsPath: {200, envoyDump(false, workloadSecret(chain(expired)))}},
+			want{true, "config_dump", "", "expired/3", "", "", 1}},
+		{"certs fallback", adminDouble{EnvoySecretsPath: {404, nil}, EnvoyCertsPath: {200, envoyCerts(good, newRoot)}},
+			want{true, "certs", "", "", "", "", 1}},
+		{"garbage JSON", adminDouble{EnvoySecretsPath: {200, []byte(`{"configs": [`)}},
+			want{false, "config_dump", model.ReasonBadResponse, "", "-", "", 0}},
+		{"HTML with 200", adminDouble{EnvoySecretsPath: {200, []byte("<html><body>login</body></html>")}},
+			want{false, "config_dump", model.ReasonBadResponse, "", "-", "", 0}},
+		{"HTTP 500", adminDouble{EnvoySecretsPath: {500, []byte("upstream error")}},
+			want{false, "config_dump", model.ReasonBadResponse, "", "-", "", 0}},
+		{"a proxy that hangs", adminDouble{EnvoySecretsPath: {-1, nil}},
+			want{false, "config_dump", model.ReasonTimeout, "", "-", "", 0}},
+	}
+	meshes := map[model.Mesh]model.MeshSettings{model.MeshIstio: {TrustDomain: "cluster.local", TrustDomainAliases: []string{"old.example"}}}
+	authority := &model.Object{Source: "secret", Namespace: "istio-system", Name: "cacerts", Mesh: model.MeshIstio, Authoritative: true,
+		Bundles: []model.Bundle{
+			{Key: "root-cert.pem", Purpose: model.PurposeTrustBundle, Certificates: []*model.Certificate{pki.NewCertificate(oldRoot.X509), pki.NewCertificate(newRoot.X509)}},
+			{Key: "ca-cert.pem", Certificates: []*model.Certificate{pki.NewCertificate(inter.X509)}}}}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := tt.admin.serve(t)
+			target := Target{Namespace: "shop", Name: "cart-7d9", ServiceAccount: "cart", URL: srv.URL}
+			p := NewEnvoyProxies(nil, []Target{target}, NewDirectTransport(1<<20), fastSettings, log.NewNopLogger())
+			st := readOnce(t, p)
+			if len(st.Proxies) != 1 {
+				t.Fatalf("proxy statuses: %+v", st.Proxies)
+			}
+			ps := st.Proxies[0]
+			if ps.Up != tt.want.up || ps.Endpoint != tt.want.endpoint || (tt.want.reason != "" && st.Errors[tt.want.reason] != 1) {
+				t.Fatalf("status %+v errors %v; want up %v endpoint %s reason %s", ps, st.Errors, tt.want.up, tt.want.endpoint, tt.want.reason)
+			}
+			a := pki.NewAnalyzer().Analyze(append([]*model.Object{authority}, st.Objects...), meshes)
+			var leaf *model.CertificateObservation
+			n := 0
+			for i := range a.Certificates {
+				if a.Certificates[i].Source == SourceEnvoy {
+					n++
+					leaf = &a.Certificates[i]
+				}
+			}
+			if n != tt.want.exported {
+				t.Fatalf("%d envoy certificates exported, want %d", n, tt.want.exported)
+			}
+			if leaf != nil {
+				gotChain := ""
+				if leaf.Chain != nil {
+					c := leaf.Chain.Evaluate(now)
+					gotChain = fmt.Sprintf("%s/%d", map[bool]string{true: "valid", false: string(c.Reason)}[c.Valid], c.Depth)
+				}
+				gotSAN := model.ErrorReason("-")
+				if leaf.Identity != nil {
+					gotSAN = leaf.Identity.Reason
+				}
+				if gotChain != tt.want.chain || gotSAN != tt.want.san {
+					t.Errorf("leaf chain %q san %q; want %q %q", gotChain, gotSAN, tt.want.chain, tt.want.san)
+				}
+			}
+			gotRoot := ""
+			for _, b := range a.TrustBundles {
+				if b.Source == SourceEnvoy {
+					gotRoot = map[bool]string{true: "current", false: "stale"}[b.Current]
+				}
+			}
+			if gotRoot != tt.want.rootCA {
+				t.Errorf("ROOTCA %q, want %q", gotRoot, tt.want.rootCA)
+			}
+		})
+	}
+}
+
+// TestEnvoyRedactedKeyNeverDecoded: even an Envoy that does not redact its key (a custom build)
+// gives the parser a key it drops unread: nothing of it reaches the model.
+func TestEnvoyRedactedKeyNeverDecoded(t *testing.T) {
+	root := testpki.Issue(testpki.Spec{CommonName: "root", CA: true, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().AddDate(1, 0, 0)})
+	s := workloadSecret(root.PEM())
+	s.GetTlsCertificate().PrivateKey = inline(root.KeyPEM())
+	bundles, err := ParseEnvoyConfigDump(envoyDump(false, s))
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := string(root.KeyPEM()[40:100])
+	for _, b := range bundles {
+		for _, c := range b.Certificates {
+			if strings.Contains(string(c.X509.Raw), key) {
+				t.Fatal("key material in a parsed certificate")
+			}
+		}
+	}
+	if len(bundles) != 1 || len(bundles[0].Certificates) != 1 {
+		t.Errorf("bundles = %+v", bundles)
+	}
+}
+
+// TestProxyHangCostsOneSlot: a hanging proxy holds one slot until its timeout; the others are read.
+func TestProxyHangCostsOneSlot(t *testing.T) {
+	root := testpki.Issue(testpki.Spec{CommonName: "root", CA: true, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().AddDate(1, 0, 0)})
+	hang := adminDouble{EnvoySecretsPath: {-1, nil}}.serve(t)
+	ok := adminDouble{EnvoySecretsPath: {200, envoyDump(false, rootSecret(root.PEM()))}}.serve(t)
+	var targets []Target
+	targets = append(targets, Target{Namespace: "a", Name: "hang", URL: hang.URL})
+	for i := range 5 {
+		targets = append(targets, Target{Namespace: "a", Name: fmt.Sprintf("ok-%d", i), URL: ok.URL})
+	}
+	s := fastSettings
+	s.Concurrency = 2
+	st := readOnce(t, NewEnvoyProxies(nil, targets, NewDirectTransport(1<<20), s, log.NewNopLogger()))
+	up := 0
+	for _, ps := range st.Proxies {
+		if ps.Up {
+			up++
+		}
+	}
+	if up != 5 || st.Errors[model.ReasonTimeout] != 1 {
+		t.Errorf("%d proxies up, errors %v; want 5 up and one timeout", up, st.Errors)
+	}
+}
+
+func TestEnvoyRedirectAndSizeLimit(t *testing.T) {
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte(`{"configs":[]}`)) }))
+	defer other.Close()
+	redirect := httptest.NewServer(http.RedirectHandler(other.URL+EnvoySecretsPath, http.StatusFound))
+	defer redirect.Close()
+	big := adminDouble{EnvoySecretsPath: {200, []byte(`{"configs":[` + strings.Repeat(" ", 2<<20) + `]}`)}}.serve(t)
+	st := readOnce(t, NewEnvoyProxies(nil, []Target{{Name: "redirect", URL: redirect.URL}, {Name: "big", URL: big.URL}},
+		NewDirectTransport(1<<20), fastSettings, log.NewNopLogger()))
+	if st.Errors[model.ReasonBadResponse] != 1 || st.Errors[model.ReasonTooLarge] != 1 {
+		t.Errorf("errors %v, want one bad_response (redirect) and one too_large", st.Errors)
+	}
+}
+
+func TestZtunnelConfigDump(t *testing.T) {
+	now := time.Now()
+	root := testpki.Issue(testpki.Spec{CommonName: "root", CA: true, NotBefore: now.Add(-time.Hour), NotAfter: now.AddDate(1, 0, 0)})
+	leaf := func(ns, sa string) *testpki.Cert {
+		return testpki.Issue(testpki.Spec{Issuer: root, URIs: []string{"spiffe://cluster.local/ns/" + ns + "/sa/" + sa}, NotBefore: now.Add(-time.Hour), NotAfter: now.Add(23 * time.Hour)})
+	}
+	b64 := func(c *testpki.Cert) string { return base64.StdEncoding.EncodeToString(c.PEM()) }
+	entry := func(id string, c *testpki.Cert) map[string]any {
+		return map[string]any{"identity": id, "state": "Available",
+			"certChain": []map[string]any{{"pem": b64(c), "serialNumber": c.X509.SerialNumber.String(), "validFrom": c.X509.NotBefore.Format(time.RFC3339), "expirationTime": c.X509.NotAfter.Format(time.RFC3339)}},
+			"rootCerts": []map[string]any{{"pem": b64(root)}}}
+	}
+	wrongSA := leaf("shop", "other")
+	dump := map[string]any{"certificates": []map[string]any{
+		entry("spiffe://cluster.local/ns/shop/sa/cart", leaf("shop", "cart")),
+		entry("spiffe://cluster.local/ns/gone/sa/old", leaf("gone", "old")),
+		entry("spiffe://cluster.local/ns/shop/sa/web", wrongSA),
+		{"identity": "spiffe://cluster.local/ns/shop/sa/new", "state": "Initializing"},
+		{"identity": "spiffe://cluster.local/ns/shop/sa/broken", "state": "Unavailable: signing failed"},
+		// Without a PEM: the decimal serial is normalised to hex.
+		{"identity": "spiffe://cluster.local/ns/shop/sa/nopem", "state": "Available", "certChain": []map[string]any{{"serialNumber": "255",
+			"validFrom": "2026-01-01T00:00:00Z", "expirationTime": "2026-01-02T00:00:00Z"}}},
+	}, "workloads": map[string]any{"ignored": true}}
+	body, _ := json.Marshal(dump)
+	onNode := func(ns, sa string) bool { return ns == "shop" }
+	bundles, err := ParseZtunnelConfigDump(body, "node-1", onNode)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := &model.Object{Source: SourceZtunnel, Namespace: "istio-system", Name: "ztunnel-x", Mesh: model.MeshIstio, Bundles: bundles}
+	a := pki.NewAnalyzer().Analyze([]*model.Object{o}, map[model.Mesh]model.MeshSettings{model.MeshIstio: {TrustDomain: "cluster.local"}})
+	got := map[string]string{}
+	for _, c := range a.Certificates {
+		r := "-"
+		if c.Identity != nil {
+			r = string(c.Identity.Reason)
+		}
+		got[c.Key] = r + "/" + c.Certificate.Serial
+	}
+	want := map[string]string{
+		"spiffe://cluster.local/ns/shop/sa/cart":  "/",
+		"spiffe://cluster.local/ns/gone/sa/old":   string(model.ReasonNotOnNode) + "/",
+		"spiffe://cluster.local/ns/shop/sa/web":   string(model.ReasonWrongServiceAccount) + "/",
+		"spiffe://cluster.local/ns/shop/sa/nopem": string(model.ReasonMissingIdentity) + "/ff",
+	}
+	for k, w := range want {
+		g, ok := got[k]
+		if !ok || !strings.HasPrefix(g, strings.Split(w, "/")[0]+"/") || (strings.Split(w, "/")[1] != "" && g != w) {
+			t.Errorf("%s: %q, want %q", k, g, w)
+		}
+	}
+	if _, ok := got["spiffe://cluster.local/ns/shop/sa/new"]; ok {
+		t.Error("an initializing identity was exported")
+	}
+	errs := map[string]model.ErrorReason{}
+	for _, e := range a.BundleErrors {
+		errs[e.Key] = e.Reason
+	}
+	if errs["spiffe://cluster.local/ns/shop/sa/broken"] != model.ReasonUnavailable {
+		t.Errorf("bundle errors %v", errs)
+	}
+	roots := 0
+	for _, b := range bundles {
+		if b.Purpose == model.PurposeTrustBundleCopy {
+			roots++
+		}
+	}
+	if roots != 1 {
+		t.Errorf("%d root bundles for one distinct root set", roots)
+	}
+}
+
+func TestLinkerdProxyMetrics(t *testing.T) {
+	expiry := time.Date(2026, 6, 2, 12, 0, 0, 0, time.UTC)
+	v := fmt.Sprintf("%d", expiry.Unix())
+	tests := []struct {
+		name, body string
+		ok         bool
+	}{
+		{"current name", "# TYPE control_identity_cert_expiration_timestamp_seconds gauge\ncontrol_identity_cert_expiration_timestamp_seconds " + v + "\n", true},
+		{"v2.220 to v2.226", "# TYPE identity_cert_refreshes_total counter\nidentity_cert_refreshes_total{result=\"ok\"} 3\n# TYPE identity_cert_expiration_timestamp_seconds gauge\nidentity_cert_expiration_timestamp_seconds " + v + "\n", true},
+		{"old untyped", "identity_cert_expiration_timestamp_seconds " + v + "\n", true},
+		{"no identity metric", "request_total 3\n", false},
+		{"not metrics", "<html>", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b, err := ParseLinkerdProxyMetrics([]byte(tt.body), "pod")
+			if (err == nil) != tt.ok {
+				t.Fatalf("err = %v", err)
+			}
+			if tt.ok && (len(b) != 1 || !b[0].Certificates[0].NotAfter().Equal(expiry) || !b[0].Certificates[0].Partial) {
+				t.Errorf("bundles %+v", b)
+			}
+		})
+	}
+}

@@ -1,0 +1,282 @@
+package sources
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/httpstream"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/portforward"
+	"k8s.io/client-go/transport/spdy"
+
+	"github.com/meshcert/meshcert-exporter/internal/model"
+)
+
+// Transport names.
+const (
+	TransportPortForward = "port-forward"
+	TransportDirect      = "direct"
+)
+
+// Target is one proxy to read: a pod, or a static admin URL.
+type Target struct {
+	Namespace, Name string
+	// ServiceAccount, Node, IP and TrustRootDigest come from the pod.
+	ServiceAccount, Node, IP, TrustRootDigest string
+	// URL is a static target's admin base URL (scheme and host).
+	URL string
+}
+
+// key identifies the target.
+func (t Target) key() string { return t.Namespace + "/" + t.Name }
+
+// Transport fetches a path of a proxy's admin endpoint. It returns the body of a 200 answer; any
+// other outcome is an error that errorReason maps to a bounded reason.
+type Transport interface {
+	Get(ctx context.Context, t Target, port int, path string) ([]byte, error)
+}
+
+// statusError is an answer other than 200.
+type statusError struct{ code int }
+
+func (e statusError) Error() string {
+	return "admin answered " + strconv.Itoa(e.code) + " " + http.StatusText(e.code)
+}
+
+var errBodyTooLarge = errors.New("admin response larger than the limit")
+
+// errorReason maps a fetch error to a bounded reason.
+func errorReason(err error) model.ErrorReason {
+	var se statusError
+	var ne net.Error
+	var br badResponseError
+	switch {
+	case errors.As(err, &br):
+		return model.ReasonBadResponse
+	case errors.Is(err, errBodyTooLarge):
+		return model.ReasonTooLarge
+	case errors.As(err, &se) && (se.code == http.StatusForbidden || se.code == http.StatusUnauthorized):
+		return model.ReasonForbidden
+	case errors.As(err, &se):
+		return model.ReasonBadResponse
+	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
+		return model.ReasonTimeout
+	case errors.Is(err, errRedirect):
+		return model.ReasonBadResponse
+	default:
+		return model.ReasonRefused
+	}
+}
+
+var errRedirect = errors.New("admin endpoint redirected")
+
+// badResponseError is an answer that could be fetched but not understood.
+type badResponseError struct{ err error }
+
+func (e badResponseError) Error() string { return "cannot parse the admin response: " + e.err.Error() }
+func (e badResponseError) Unwrap() error { return e.err }
+
+// badResponse wraps a parse error; nil stays nil.
+func badResponse(err error) error {
+	if err == nil {
+		return nil
+	}
+	return badResponseError{err}
+}
+
+// readBody reads at most limit bytes of an HTTP response; more is errBodyTooLarge.
+func readBody(resp *http.Response, limit int64) ([]byte, error) {
+	if resp.StatusCode != http.StatusOK {
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
+		return nil, statusError{resp.StatusCode}
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(body)) > limit {
+		return nil, errBodyTooLarge
+	}
+	return body, nil
+}
+
+// DirectTransport reads an admin endpoint over plain HTTP at the pod's IP (Linkerd's 4191, Envoy
+// deployments whose admin listens on the pod IP) or at a static URL. Redirects are not followed:
+// an admin endpoint has no reason to send the exporter elsewhere.
+type DirectTransport struct {
+	client  *http.Client
+	maxBody int64
+}
+
+// NewDirectTransport returns a direct transport whose responses may be at most maxBody bytes.
+func NewDirectTransport(maxBody int64) *DirectTransport {
+	return &DirectTransport{maxBody: maxBody, client: &http.Client{
+		Transport: &http.Transport{
+			Proxy:               nil, // never through an environment proxy
+			DialContext:         (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
+			MaxIdleConnsPerHost: 1,
+			IdleConnTimeout:     30 * time.Second,
+			DisableCompression:  false,
+		},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return errRedirect },
+	}}
+}
+
+// Get implements Transport.
+func (d *DirectTransport) Get(ctx context.Context, t Target, port int, path string) ([]byte, error) {
+	base := t.URL
+	if base == "" {
+		base = "http://" + net.JoinHostPort(t.IP, strconv.Itoa(port))
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+path, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := d.client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	return readBody(resp, d.maxBody)
+}
+
+// PortForwardTransport reads an admin endpoint that listens on the pod's localhost (Envoy's 15000
+// in Istio) through the API server's pods/portforward, as istioctl does: WebSocket first, SPDY
+// when the server does not upgrade. Each read opens one tunnel, sends one HTTP request into its
+// data stream and closes it; no local port is opened.
+type PortForwardTransport struct {
+	config    *rest.Config
+	client    kubernetes.Interface
+	maxBody   int64
+	requestID atomic.Uint64
+}
+
+// NewPortForwardTransport returns a port-forward transport for the cluster of config; setting up a
+// tunnel may take at most timeout.
+func NewPortForwardTransport(config *rest.Config, client kubernetes.Interface, maxBody int64, timeout time.Duration) *PortForwardTransport {
+	cfg := rest.CopyConfig(config)
+	cfg.Timeout = timeout
+	return &PortForwardTransport{config: cfg, client: client, maxBody: maxBody}
+}
+
+// Get implements Transport.
+func (p *PortForwardTransport) Get(ctx context.Context, t Target, port int, path string) ([]byte, error) {
+	u := p.client.CoreV1().RESTClient().Post().Resource("pods").Namespace(t.Namespace).Name(t.Name).SubResource("portforward").URL()
+	dialer, err := p.dialer(u)
+	if err != nil {
+		return nil, err
+	}
+	type result struct {
+		body []byte
+		err  error
+	}
+	var (
+		done   = make(chan result, 1)
+		mu     sync.Mutex
+		conn   httpstream.Connection
+		closed bool
+	)
+	closeConn := func() {
+		mu.Lock()
+		defer mu.Unlock()
+		closed = true
+		if conn != nil {
+			conn.Close()
+		}
+	}
+	go func() {
+		c, _, err := dialer.Dial(portforward.PortForwardProtocolV1Name)
+		if err != nil {
+			done <- result{err: fmt.Errorf("port-forward to %s/%s: %w", t.Namespace, t.Name, err)}
+			return
+		}
+		mu.Lock()
+		conn = c
+		if closed { // the caller gave up while the tunnel was being set up
+			c.Close()
+		}
+		mu.Unlock()
+		body, err := p.exchange(c, port, path)
+		done <- result{body, err}
+	}()
+	select {
+	case r := <-done:
+		closeConn()
+		return r.body, r.err
+	case <-ctx.Done():
+		// A hanging proxy costs this slot until the deadline; then the tunnel is torn down.
+		closeConn()
+		return nil, ctx.Err()
+	}
+}
+
+// dialer connects to the portforward subresource: WebSocket (SPDY tunnelled) with a fallback to
+// SPDY, as current client-go and kubectl do.
+func (p *PortForwardTransport) dialer(u *url.URL) (httpstream.Dialer, error) {
+	rt, upgrader, err := spdy.RoundTripperFor(p.config)
+	if err != nil {
+		return nil, err
+	}
+	spdyDialer := spdy.NewDialer(upgrader, &http.Client{Transport: rt}, http.MethodPost, u)
+	ws, err := portforward.NewSPDYOverWebsocketDialer(u, p.config)
+	if err != nil {
+		return nil, err
+	}
+	return portforward.NewFallbackDialer(ws, spdyDialer, func(err error) bool {
+		return httpstream.IsUpgradeFailure(err) || httpstream.IsHTTPSProxyError(err)
+	}), nil
+}
+
+// exchange opens the error and data streams of one forwarded connection and performs one HTTP GET.
+func (p *PortForwardTransport) exchange(conn httpstream.Connection, port int, path string) ([]byte, error) {
+	id := strconv.FormatUint(p.requestID.Add(1), 10)
+	headers := http.Header{}
+	headers.Set(corev1.StreamType, corev1.StreamTypeError)
+	headers.Set(corev1.PortHeader, strconv.Itoa(port))
+	headers.Set(corev1.PortForwardRequestIDHeader, id)
+	errorStream, err := conn.CreateStream(headers)
+	if err != nil {
+		return nil, err
+	}
+	errorStream.Close() // the client never writes to it
+	remoteErr := make(chan error, 1)
+	go func() {
+		msg, _ := io.ReadAll(io.LimitReader(errorStream, 4096))
+		if len(msg) > 0 {
+			remoteErr <- fmt.Errorf("port-forward: %s", msg)
+		}
+		close(remoteErr)
+	}()
+	headers.Set(corev1.StreamType, corev1.StreamTypeData)
+	data, err := conn.CreateStream(headers)
+	if err != nil {
+		return nil, err
+	}
+	defer data.Reset()
+	req, _ := http.NewRequest(http.MethodGet, "http://localhost"+path, nil)
+	req.Close = true
+	if err := req.Write(data); err != nil {
+		return nil, err
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(data), req)
+	if err != nil {
+		if rerr, ok := <-remoteErr; ok && rerr != nil {
+			return nil, rerr // the kubelet could not connect to the port
+		}
+		return nil, err
+	}
+	defer resp.Body.Close()
+	return readBody(resp, p.maxBody)
+}
