@@ -13,6 +13,7 @@ import (
 	"os/signal"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/alecthomas/kingpin/v2"
 	"github.com/go-kit/log"
@@ -50,6 +51,11 @@ type options struct {
 	logLevel    string
 	logFormat   string
 	web         *web.FlagConfig
+
+	envoy, ztunnel, linkerdProxy *proxyFlags
+	shard, totalShards           int
+	shardSet, totalSet, nodeSet  bool
+	nodeName                     string
 }
 
 func parseFlags(args []string) (*options, error) {
@@ -66,6 +72,13 @@ func parseFlags(args []string) (*options, error) {
 		Default("info").EnumVar(&o.logLevel, "debug", "info", "warn", "error")
 	app.Flag("log.format", "Output format of log messages. One of: [logfmt, json]").
 		Default("logfmt").EnumVar(&o.logFormat, "logfmt", "json")
+	o.envoy = addProxyFlags(app, "envoy", "envoy", "Istio sidecars and gateways (Envoy admin)")
+	o.ztunnel = addProxyFlags(app, "ztunnel", "ztunnel", "ztunnel, Istio ambient's node proxy")
+	o.linkerdProxy = addProxyFlags(app, "linkerd-proxy", "linkerd-proxy", "Linkerd proxies")
+	app.Flag("shard", "This replica's shard of the meshed pods, from 0.").IsSetByUser(&o.shardSet).IntVar(&o.shard)
+	app.Flag("total-shards", "How many replicas split the meshed pods.").IsSetByUser(&o.totalSet).IntVar(&o.totalShards)
+	app.Flag("proxy.node-name", "Read only the proxies of pods on this node (a per-node DaemonSet; set it from spec.nodeName).").
+		IsSetByUser(&o.nodeSet).StringVar(&o.nodeName)
 	o.web = kingpinflag.AddFlags(app, defaultListenAddress)
 	app.Version(version.Print(programName))
 	app.HelpFlag.Short('h')
@@ -114,6 +127,18 @@ func loadConfig(o *options) (*config.Config, error) {
 	for _, f := range o.files {
 		cfg.Files.Targets = append(cfg.Files.Targets, config.FileTarget{Path: f})
 	}
+	o.envoy.apply("envoy", "envoy", &cfg.Proxies.Envoy)
+	o.ztunnel.apply("ztunnel", "ztunnel", &cfg.Proxies.Ztunnel)
+	o.linkerdProxy.apply("linkerd-proxy", "linkerd-proxy", &cfg.Proxies.Linkerd)
+	if o.shardSet {
+		cfg.Proxies.Shard = o.shard
+	}
+	if o.totalSet {
+		cfg.Proxies.TotalShards = o.totalShards
+	}
+	if o.nodeSet {
+		cfg.Proxies.NodeName = o.nodeName
+	}
 	return cfg, cfg.Validate()
 }
 
@@ -126,7 +151,7 @@ type exporter struct {
 
 // kubeClient returns a client for the cluster named by kubeconfig, or the in-cluster one, or nil
 // when there is neither: then the Kubernetes sources are off.
-func kubeClient(kubeconfig string) (kubernetes.Interface, error) {
+func kubeClient(kubeconfig string) (*kube, error) {
 	var (
 		rc  *rest.Config
 		err error
@@ -142,16 +167,75 @@ func kubeClient(kubeconfig string) (kubernetes.Interface, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes client: %w", err)
 	}
-	// The exporter only lists and watches; the defaults (5/s, burst 10) slow a start with many
-	// informers for no benefit to the API server.
+	// The exporter lists and watches, and opens port-forwards at the proxy concurrency; the
+	// defaults (5/s, burst 10) would throttle a sweep for no benefit to the API server.
 	rc.QPS, rc.Burst = 50, 100
 	rc.UserAgent = "meshcert-exporter/" + version.Version
-	return kubernetes.NewForConfig(rc)
+	client, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes client: %w", err)
+	}
+	return &kube{config: rc, client: client}, nil
 }
 
-// newExporter wires the sources of cfg to an inventory, a collector and the HTTP endpoints. client
-// may be nil: the Kubernetes sources are then off.
-func newExporter(cfg *config.Config, client kubernetes.Interface, metricsPath string, logger log.Logger) (*exporter, error) {
+// kube is a Kubernetes client and the configuration it was built from (port-forward needs both).
+type kube struct {
+	config *rest.Config
+	client kubernetes.Interface
+}
+
+// maxAdminBody bounds a proxy's admin answer: a config_dump of secrets is tens of kilobytes.
+const maxAdminBody = 8 << 20
+
+// proxySources returns the proxy sources cfg enables, and the pod watcher they share.
+func proxySources(cfg *config.Config, k *kube, logger log.Logger) ([]sources.Source, error) {
+	p := cfg.Proxies
+	var statics []sources.Target
+	for _, t := range p.Envoy.Static {
+		statics = append(statics, sources.Target{Name: t.Name, URL: t.URL})
+	}
+	if !p.NeedsPods() {
+		if len(statics) == 0 {
+			return nil, nil
+		}
+		s := settings(p.Envoy)
+		return []sources.Source{sources.NewEnvoyProxies(nil, statics, sources.NewDirectTransport(maxAdminBody), s, logger)}, nil
+	}
+	if k == nil {
+		return nil, errors.New("the proxy sources need Kubernetes: give --kubeconfig or run in a cluster")
+	}
+	pods := sources.NewPodWatcher(k.client, sources.Sharding{Shard: p.Shard, Total: p.TotalShards, NodeName: p.NodeName}, logger)
+	transport := func(x config.Proxy) sources.Transport {
+		if x.Transport == config.TransportPortForward {
+			return sources.NewPortForwardTransport(k.config, k.client, maxAdminBody, x.Timeout)
+		}
+		return sources.NewDirectTransport(maxAdminBody)
+	}
+	out := []sources.Source{pods}
+	if p.Envoy.Enabled || len(statics) > 0 {
+		var w *sources.PodWatcher
+		if p.Envoy.Enabled {
+			w = pods
+		}
+		out = append(out, sources.NewEnvoyProxies(w, statics, transport(p.Envoy), settings(p.Envoy), logger))
+	}
+	if p.Ztunnel.Enabled {
+		out = append(out, sources.NewZtunnelProxies(pods, transport(p.Ztunnel), settings(p.Ztunnel), logger))
+	}
+	if p.Linkerd.Enabled {
+		out = append(out, sources.NewLinkerdProxies(pods, transport(p.Linkerd), settings(p.Linkerd), logger))
+	}
+	return out, nil
+}
+
+func settings(p config.Proxy) sources.ProxySettings {
+	return sources.ProxySettings{AdminPort: p.AdminPort, Interval: p.Interval, Timeout: p.Timeout, Concurrency: p.Concurrency,
+		StartSpread: min(p.Interval/10, 10*time.Second)}
+}
+
+// newExporter wires the sources of cfg to an inventory, a collector and the HTTP endpoints. k may
+// be nil: the Kubernetes sources are then off.
+func newExporter(cfg *config.Config, k *kube, metricsPath string, logger log.Logger) (*exporter, error) {
 	var targets []sources.FileTarget
 	for _, t := range cfg.Files.Targets {
 		mesh, err := config.ParseMesh(t.Mesh)
@@ -161,9 +245,14 @@ func newExporter(cfg *config.Config, client kubernetes.Interface, metricsPath st
 		targets = append(targets, sources.FileTarget{Path: t.Path, Mesh: mesh})
 	}
 	srcs := []sources.Source{sources.NewFiles(targets, cfg.Files.Interval, logger)}
-	if client != nil {
-		srcs = append(srcs, sources.NewSecretSource(client, cfg, logger), sources.NewConfigMapSource(client, cfg, logger))
+	if k != nil {
+		srcs = append(srcs, sources.NewSecretSource(k.client, cfg, logger), sources.NewConfigMapSource(k.client, cfg, logger))
 	}
+	proxies, err := proxySources(cfg, k, logger)
+	if err != nil {
+		return nil, err
+	}
+	srcs = append(srcs, proxies...)
 	inv := inventory.New(srcs, cfg.MeshSettings())
 
 	reg := prometheus.NewRegistry()

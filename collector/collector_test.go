@@ -148,3 +148,22 @@ func TestCollectNoDuplicateSeries(t *testing.T) {
 		t.Errorf("%d info series, want 1", n)
 	}
 }
+
+func TestCollectProxyStatus(t *testing.T) {
+	p := staticProvider{&model.Snapshot{Proxies: []model.ProxyStatus{
+		{Mesh: model.MeshIstio, Source: "envoy", Namespace: "shop", Name: "cart-1", Up: true, Endpoint: "config_dump", LastSuccess: testpki.Date(2026, 6, 1)},
+		{Mesh: model.MeshIstio, Source: "envoy", Namespace: "shop", Name: "never", Up: false, Endpoint: "config_dump"},
+	}}}
+	want := `
+# HELP meshcert_proxy_last_success_timestamp_seconds When the proxy was last read successfully, as a Unix timestamp: the age of its certificate series.
+# TYPE meshcert_proxy_last_success_timestamp_seconds gauge
+meshcert_proxy_last_success_timestamp_seconds{mesh="istio",name="cart-1",namespace="shop",source="envoy"} 1.780272e+09
+# HELP meshcert_proxy_up 1 when the last read of a proxy's admin endpoint worked, else 0. Proxies are read in the background on an interval; the certificates of a proxy that cannot be read are those of its last successful read.
+# TYPE meshcert_proxy_up gauge
+meshcert_proxy_up{endpoint="config_dump",mesh="istio",name="cart-1",namespace="shop",source="envoy"} 1
+meshcert_proxy_up{endpoint="config_dump",mesh="istio",name="never",namespace="shop",source="envoy"} 0
+`
+	if err := testutil.CollectAndCompare(NewAt(p, scrape), strings.NewReader(want), "meshcert_proxy_up", "meshcert_proxy_last_success_timestamp_seconds"); err != nil {
+		t.Error(err)
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"path"
 	"strings"
@@ -25,6 +26,67 @@ type Config struct {
 	Meshes     Meshes     `yaml:"meshes"`
 	Files      Files      `yaml:"files"`
 	Kubernetes Kubernetes `yaml:"kubernetes"`
+	Proxies    Proxies    `yaml:"proxies"`
+}
+
+// Proxies configures the sources that read the certificates proxies serve.
+type Proxies struct {
+	// Shard and TotalShards split the meshed pods between replicas (fnv32a of namespace/name).
+	Shard       int `yaml:"shard"`
+	TotalShards int `yaml:"total_shards"`
+	// NodeName restricts the proxies to one node's pods (a per-node DaemonSet).
+	NodeName string `yaml:"node_name"`
+	Envoy    Proxy  `yaml:"envoy"`
+	Ztunnel  Proxy  `yaml:"ztunnel"`
+	Linkerd  Proxy  `yaml:"linkerd"`
+}
+
+// Proxy configures one kind of proxy.
+type Proxy struct {
+	// Enabled turns the source on; it needs list and watch on pods.
+	Enabled bool `yaml:"enabled"`
+	// Transport is port-forward (through the API server, for an admin port bound to the pod's
+	// localhost) or direct (HTTP to the pod's IP).
+	Transport string `yaml:"transport"`
+	// AdminPort is the proxy's admin port.
+	AdminPort int `yaml:"admin_port"`
+	// Interval between two reads of one proxy.
+	Interval time.Duration `yaml:"interval"`
+	// Timeout of one read.
+	Timeout time.Duration `yaml:"timeout"`
+	// Concurrency is how many proxies are read at once.
+	Concurrency int `yaml:"concurrency"`
+	// Static are admin endpoints outside Kubernetes (Envoy only).
+	Static []StaticTarget `yaml:"static"`
+}
+
+// StaticTarget is an Envoy admin endpoint outside Kubernetes.
+type StaticTarget struct {
+	// Name is the value of the name label.
+	Name string `yaml:"name"`
+	// URL is the admin base URL, e.g. http://10.0.0.5:9901.
+	URL string `yaml:"url"`
+}
+
+// Transports a proxy can be read through.
+const (
+	TransportPortForward = "port-forward"
+	TransportDirect      = "direct"
+)
+
+// NeedsPods reports whether any proxy source discovers pods.
+func (p Proxies) NeedsPods() bool {
+	return p.Envoy.Enabled || p.Ztunnel.Enabled || p.Linkerd.Enabled
+}
+
+// NeedsPortForward reports whether any enabled proxy source uses port-forward.
+func (p Proxies) NeedsPortForward() bool {
+	for _, x := range []Proxy{p.Envoy, p.Ztunnel, p.Linkerd} {
+		if x.Enabled && x.Transport == TransportPortForward {
+			return true
+		}
+	}
+	return false
 }
 
 // Meshes holds the settings of each mesh.
@@ -132,6 +194,12 @@ func Default() *Config {
 			},
 		},
 		Files: Files{Interval: 15 * time.Second},
+		Proxies: Proxies{
+			TotalShards: 1,
+			Envoy:       Proxy{Transport: TransportPortForward, AdminPort: 15000, Interval: 5 * time.Minute, Timeout: 10 * time.Second, Concurrency: 16},
+			Ztunnel:     Proxy{Transport: TransportPortForward, AdminPort: 15000, Interval: 5 * time.Minute, Timeout: 10 * time.Second, Concurrency: 4},
+			Linkerd:     Proxy{Transport: TransportDirect, AdminPort: 4191, Interval: 5 * time.Minute, Timeout: 5 * time.Second, Concurrency: 16},
+		},
 	}
 }
 
@@ -207,12 +275,52 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("kubernetes.config_maps[%d].%w", i, err)
 		}
 	}
+	if p := c.Proxies; p.TotalShards < 1 || p.Shard < 0 || p.Shard >= p.TotalShards {
+		return fmt.Errorf("proxies.shard: %d is not in [0, total_shards=%d)", p.Shard, p.TotalShards)
+	}
+	for _, x := range []struct {
+		name  string
+		proxy Proxy
+	}{{"envoy", c.Proxies.Envoy}, {"ztunnel", c.Proxies.Ztunnel}, {"linkerd", c.Proxies.Linkerd}} {
+		if err := x.proxy.validate(); err != nil {
+			return fmt.Errorf("proxies.%s.%w", x.name, err)
+		}
+		if x.name != "envoy" && len(x.proxy.Static) > 0 {
+			return fmt.Errorf("proxies.%s.static: only Envoy has static targets", x.name)
+		}
+	}
 	for i, t := range c.Files.Targets {
 		if strings.TrimSpace(t.Path) == "" {
 			return fmt.Errorf("files.targets[%d].path: must not be empty", i)
 		}
 		if _, err := ParseMesh(t.Mesh); err != nil {
 			return fmt.Errorf("files.targets[%d].mesh: %w", i, err)
+		}
+	}
+	return nil
+}
+
+// validate checks a proxy source's settings; errors start with the field name.
+func (p Proxy) validate() error {
+	switch {
+	case p.Transport != TransportPortForward && p.Transport != TransportDirect:
+		return fmt.Errorf("transport: %q is not port-forward or direct", p.Transport)
+	case p.AdminPort < 1 || p.AdminPort > 65535:
+		return fmt.Errorf("admin_port: %d is not a port", p.AdminPort)
+	case p.Interval < time.Second:
+		return fmt.Errorf("interval: %s is shorter than 1s", p.Interval)
+	case p.Timeout <= 0 || p.Timeout > p.Interval:
+		return fmt.Errorf("timeout: %s is not between 0 and the interval", p.Timeout)
+	case p.Concurrency < 1:
+		return fmt.Errorf("concurrency: %d is less than 1", p.Concurrency)
+	}
+	for i, t := range p.Static {
+		u, err := url.Parse(t.URL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("static[%d].url: %q is not an http(s) URL", i, t.URL)
+		}
+		if t.Name == "" {
+			return fmt.Errorf("static[%d].name: must not be empty", i)
 		}
 	}
 	return nil

@@ -51,6 +51,10 @@ func Rules(cfg *config.Config) map[string][]rbacv1.PolicyRule {
 		add(sel.Namespace, "configmaps", sel.Name)
 	}
 
+	if cfg.Proxies.NeedsPods() {
+		add(ClusterWide, "pods", "")
+	}
+
 	out := map[string][]rbacv1.PolicyRule{}
 	for ns, byResource := range names {
 		resources := make([]string, 0, len(byResource))
@@ -65,6 +69,11 @@ func Rules(cfg *config.Config) map[string][]rbacv1.PolicyRule {
 			}
 			out[ns] = append(out[ns], rule)
 		}
+	}
+	if cfg.Proxies.NeedsPortForward() {
+		// istioctl's way to an admin port bound to the pod's localhost: the most powerful grant
+		// the exporter can have (see docs/security.md), given only when that transport is on.
+		out[ClusterWide] = append(out[ClusterWide], rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"pods/portforward"}, Verbs: []string{"create", "get"}})
 	}
 	return out
 }

@@ -1,0 +1,179 @@
+package sources_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	adminv3 "github.com/envoyproxy/go-control-plane/envoy/admin/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+	"github.com/go-kit/log"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/types/known/anypb"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/meshcert/meshcert-exporter/internal/config"
+	"github.com/meshcert/meshcert-exporter/internal/inventory"
+	"github.com/meshcert/meshcert-exporter/internal/model"
+	"github.com/meshcert/meshcert-exporter/internal/testenv"
+	"github.com/meshcert/meshcert-exporter/internal/testpki"
+	. "github.com/meshcert/meshcert-exporter/sources"
+)
+
+// envoySecretsDump renders an Envoy secrets config_dump with Istio's two secrets.
+func envoySecretsDump(t *testing.T, chain, roots []byte) []byte {
+	t.Helper()
+	pack := func(s *tlsv3.Secret) *anypb.Any {
+		inner, err := anypb.New(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, err := anypb.New(&adminv3.SecretsConfigDump_DynamicSecret{Name: s.Name, Secret: inner})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a
+	}
+	inline := func(b []byte) *corev3.DataSource { return &corev3.DataSource{Specifier: &corev3.DataSource_InlineBytes{InlineBytes: b}} }
+	out, err := protojson.Marshal(&adminv3.ConfigDump{Configs: []*anypb.Any{
+		pack(&tlsv3.Secret{Name: "default", Type: &tlsv3.Secret_TlsCertificate{TlsCertificate: &tlsv3.TlsCertificate{
+			CertificateChain: inline(chain), PrivateKey: inline([]byte("[redacted]"))}}}),
+		pack(&tlsv3.Secret{Name: "ROOTCA", Type: &tlsv3.Secret_ValidationContext{ValidationContext: &tlsv3.CertificateValidationContext{TrustedCa: inline(roots)}}}),
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// TestEnvoyThroughPortForward reads sidecars' admin endpoints the way istioctl does: client-go's
+// port-forward to the real kube-apiserver, which connects to the node's kubelet (a stand-in
+// serving Kubernetes' own streaming code), which connects to the admin double. The exporter runs as
+// a ServiceAccount bound to exactly the RBAC the configuration needs.
+func TestEnvoyThroughPortForward(t *testing.T) {
+	k := newKubeTest(t)
+	ctx := k.ctx
+	kubelet := testenv.StartKubelet()
+	defer kubelet.Close()
+	k.must(controlPlane.RegisterNode(ctx, "node-pf", kubelet))
+
+	const istioNS = "istio-pf"
+	root := issue("root", true, nil)
+	inter := issue("inter", true, root)
+	k.secret(istioNS, "cacerts", corev1.SecretTypeOpaque, map[string][]byte{"ca-cert.pem": inter.PEM(), "ca-key.pem": inter.KeyPEM(),
+		"cert-chain.pem": testpki.Bundle(inter, root), "root-cert.pem": root.PEM()})
+
+	// Three sidecars: a healthy one, one whose certificate names another service account, and one
+	// whose admin endpoint hangs. A pod without a sidecar is not read.
+	serve := func(body []byte) string {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.RequestURI() != EnvoySecretsPath {
+				http.NotFound(w, r)
+				return
+			}
+			w.Write(body)
+		}))
+		t.Cleanup(srv.Close)
+		return strings.TrimPrefix(srv.URL, "http://")
+	}
+	leaf := func(sa string) *testpki.Cert { return issue("", false, inter, "spiffe://cluster.local/ns/shop/sa/"+sa) }
+	hang := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-r.Context().Done():
+		case <-time.After(30 * time.Second):
+		}
+	}))
+	defer hang.Close()
+	sidecar := []string{"app", "istio-proxy"}
+	for name, addr := range map[string]string{
+		"cart-1":  serve(envoySecretsDump(t, testpki.Bundle(leaf("cart"), inter, root), root.PEM())),
+		"cart-2":  serve(envoySecretsDump(t, testpki.Bundle(leaf("web"), inter, root), root.PEM())),
+		"hanging": strings.TrimPrefix(hang.URL, "http://"),
+	} {
+		k.must(controlPlane.RunningPod(ctx, "shop", name, "node-pf", "cart", "10.9.0.1", sidecar, map[string]string{"security.istio.io/tlsMode": "istio"}, nil))
+		kubelet.Forward("shop", name, 15000, addr)
+	}
+	k.must(controlPlane.RunningPod(ctx, "shop", "plain", "node-pf", "cart", "10.9.0.2", []string{"app"}, nil, nil))
+
+	cfg := config.Default()
+	cfg.Meshes.Istio.Namespace = istioNS
+	cfg.Meshes.Istio.RootCertConfigMap = "root-cert-pf"
+	cfg.Meshes.Linkerd.Watch = false
+	cfg.Proxies.Envoy.Enabled = true
+	saClient := k.grant(cfg, "exporter-pf", "")
+	saConfig := controlPlane.TokenConfig(saToken(t, k, "exporter-pf"))
+
+	pods := NewPodWatcher(saClient, Sharding{Total: 1}, log.NewNopLogger())
+	envoy := NewEnvoyProxies(pods, nil, NewPortForwardTransport(saConfig, saClient, 1<<20, 5*time.Second),
+		ProxySettings{AdminPort: 15000, Interval: time.Hour, Timeout: 2 * time.Second, Concurrency: 2}, log.NewNopLogger())
+	secrets := NewSecretSource(saClient, cfg, log.NewNopLogger())
+	runCtx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for _, s := range []Source{pods, envoy, secrets} {
+		wg.Go(func() { _ = s.Run(runCtx) })
+	}
+	defer func() { cancel(); wg.Wait() }()
+	inv := inventory.New([]Source{pods, envoy, secrets}, cfg.MeshSettings())
+
+	eventually(t, inv, func(s *model.Snapshot) string {
+		v := snapshotView{s}
+		if msg := v.up(); msg != "" {
+			return msg
+		}
+		status := map[string]model.ProxyStatus{}
+		for _, p := range s.Proxies {
+			status[p.Name] = p
+		}
+		if len(status) != 3 || !status["cart-1"].Up || !status["cart-2"].Up || status["hanging"].Up || status["hanging"].LastSuccess != (time.Time{}) {
+			return fmt.Sprintf("proxy statuses %+v", status)
+		}
+		good := v.cert(SourceEnvoy, "shop", "cart-1", "default", 0)
+		if msg := chainIs(good, model.RoleLeaf, true, "", 3); msg != "" {
+			return "cart-1: " + msg
+		}
+		if good.Identity == nil || !good.Identity.Valid {
+			return fmt.Sprintf("cart-1 identity %+v", good.Identity)
+		}
+		if bad := v.cert(SourceEnvoy, "shop", "cart-2", "default", 0); bad == nil || bad.Identity == nil || bad.Identity.Reason != model.ReasonWrongServiceAccount {
+			return "cart-2's foreign identity not reported"
+		}
+		if cur, found := v.bundleCurrent("shop", "cart-1"); !found || !cur {
+			return "cart-1 ROOTCA not current"
+		}
+		for _, src := range s.Sources {
+			if src.Name == SourceEnvoy && src.Errors[model.ReasonTimeout] == 0 {
+				return "the hanging proxy's timeout is not counted"
+			}
+		}
+		return ""
+	})
+	if kubelet.Forwards() < 3 {
+		t.Errorf("%d connections reached the kubelet stand-in", kubelet.Forwards())
+	}
+
+	// A pod that goes away drops its series.
+	k.must(k.admin.CoreV1().Pods("shop").Delete(ctx, "cart-1", metav1.DeleteOptions{GracePeriodSeconds: new(int64)}))
+	eventually(t, inv, func(s *model.Snapshot) string {
+		if n := (snapshotView{s}).object(SourceEnvoy, "shop", "cart-1"); n != 0 {
+			return "the deleted pod's certificate is still exported"
+		}
+		return ""
+	})
+}
+
+// saToken returns a token of the service account the test granted.
+func saToken(t *testing.T, k *kubeTest, account string) string {
+	t.Helper()
+	cfg, err := controlPlane.ServiceAccountConfig(k.ctx, "meshcert", account)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg.BearerToken
+}
