@@ -26,6 +26,12 @@ func TestParseErrors(t *testing.T) {
 		{"trust anchors without mesh", "kubernetes:\n  secrets:\n    - name: istio-root-ca\n      trust_anchors: true\n", "kubernetes.secrets[0].trust_anchors: needs a mesh"},
 		{"empty resource name", "meshes:\n  linkerd:\n    issuer_secret: \"\"\n", "meshes.linkerd.issuer_secret: must not be empty"},
 		{"unknown mesh key", "meshes:\n  istio:\n    ca_secrets: x\n", "yaml: unmarshal errors:\n  line 3: field ca_secrets not found in type config.Istio"},
+		{"bad transport", "proxies:\n  envoy:\n    transport: ssh\n", `proxies.envoy.transport: "ssh" is not port-forward or direct`},
+		{"timeout over interval", "proxies:\n  linkerd:\n    interval: 10s\n    timeout: 1m\n", "proxies.linkerd.timeout: 1m0s is not between 0 and the interval"},
+		{"bad static url", "proxies:\n  envoy:\n    static:\n      - name: edge\n        url: 10.0.0.1:9901\n", `proxies.envoy.static[0].url: "10.0.0.1:9901" is not an http(s) URL`},
+		{"static ztunnel", "proxies:\n  ztunnel:\n    static:\n      - name: x\n        url: http://a\n", "proxies.ztunnel.static: only Envoy has static targets"},
+		{"shard out of range", "proxies:\n  shard: 3\n  total_shards: 3\n", "proxies.shard: 3 is not in [0, total_shards=3)"},
+		{"zero concurrency", "proxies:\n  envoy:\n    concurrency: 0\n", "proxies.envoy.concurrency: 0 is less than 1"},
 		{"not a mapping", "- a\n", "yaml: unmarshal errors:\n  line 1: cannot unmarshal !!seq into config.Config"},
 	}
 	for _, tt := range tests {

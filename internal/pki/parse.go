@@ -31,7 +31,7 @@ const (
 var pemBegin = []byte("-----BEGIN ")
 
 // ParseBundle parses every certificate in data, which holds concatenated PEM blocks or DER
-// certificates. Private-key blocks and other non-certificate blocks are skipped and their bytes
+// certificates. Identical certificates are parsed once and shared process-wide. Private-key blocks and other non-certificate blocks are skipped and their bytes
 // zeroed; they never reach the result. The reason is ReasonNone when everything in data was read;
 // otherwise it says what went wrong, and the certificates that could be read are still returned.
 func ParseBundle(data []byte) ([]*model.Certificate, model.ErrorReason) {
@@ -63,12 +63,12 @@ func ParseBundle(data []byte) ([]*model.Certificate, model.ErrorReason) {
 			reason = model.ReasonTooMany
 			break
 		}
-		x, err := x509.ParseCertificate(block.Bytes)
+		c, err := certificates.certificate(block.Bytes)
 		if err != nil {
 			reason = worse(reason, model.ReasonBadDER)
 			continue
 		}
-		certs = append(certs, NewCertificate(x))
+		certs = append(certs, c)
 	}
 	// pem.Decode silently skips a block it cannot decode (bad base64, no END line, a truncated
 	// file): a BEGIN line that did not become a block is a broken bundle.
@@ -108,7 +108,11 @@ func parseDER(data []byte) ([]*model.Certificate, model.ErrorReason) {
 	}
 	certs := make([]*model.Certificate, 0, len(xs))
 	for _, x := range xs {
-		certs = append(certs, NewCertificate(x))
+		c, err := certificates.certificate(x.Raw)
+		if err != nil {
+			return certs, model.ReasonBadDER
+		}
+		certs = append(certs, c)
 	}
 	return certs, reason
 }

@@ -3,8 +3,10 @@ package pki
 import (
 	"bytes"
 	"encoding/pem"
+	"runtime"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/meshcert/meshcert-exporter/internal/model"
 	"github.com/meshcert/meshcert-exporter/internal/testpki"
@@ -92,4 +94,23 @@ func TestNewCertificateFacts(t *testing.T) {
 	if got := Classify(NewCertificate(p384.X509), ""); got != model.RoleLeaf {
 		t.Errorf("self-signed leaf role = %q", got)
 	}
+}
+
+func TestParseBundleSharesIdenticalCertificates(t *testing.T) {
+	root := testpki.Issue(testpki.Spec{CommonName: "shared root", CA: true, NotBefore: jan2026, NotAfter: jan2036})
+	a, _ := ParseBundle(root.PEM())
+	b, _ := ParseBundle(append([]byte("# another bundle\n"), root.PEM()...))
+	if len(a) != 1 || len(b) != 1 || a[0] != b[0] {
+		t.Fatal("two bundles holding one certificate got two copies")
+	}
+	before := certificates.size()
+	a, b = nil, nil
+	for range 10 {
+		runtime.GC()
+		if certificates.size() < before {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Errorf("the entry of a certificate nothing refers to was not removed (%d entries)", certificates.size())
 }
