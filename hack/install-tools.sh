@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# Installs the real tools the tests use, once: promtool (Debian's prometheus package) and
-# staticcheck (built into the cache directory). Prints nothing when everything is already there.
+# Installs the real tools the tests use, once: prometheus, promtool and alertmanager (Debian's
+# prometheus and prometheus-alertmanager packages), staticcheck and helm (built from the Go module
+# proxy into the cache directory: helm takes about ten minutes the first time). Prints nothing
+# when everything is already there.
 set -euo pipefail
 
 CACHE_ROOT=${MESHCERT_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/meshcert-exporter}
 BIN="$CACHE_ROOT/bin"
 STATICCHECK_VERSION=${STATICCHECK_VERSION:-v0.8.2}
+HELM_VERSION=${HELM_VERSION:-v3.22.0}
 mkdir -p "$BIN"
 
 apt_install() {
@@ -16,12 +19,21 @@ apt_install() {
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "$@" >/dev/null
 }
 
-if ! command -v promtool >/dev/null 2>&1; then
-  apt_install prometheus
+missing=()
+command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+command -v prometheus-alertmanager >/dev/null 2>&1 || missing+=(prometheus-alertmanager)
+if [ ${#missing[@]} -gt 0 ]; then
+  apt_install "${missing[@]}"
 fi
 
 have=$("$BIN/staticcheck" -version 2>/dev/null || true)
 if [[ "$have" != *"(${STATICCHECK_VERSION#v})"* ]]; then
   echo "install-tools: building staticcheck ${STATICCHECK_VERSION}" >&2
   GOBIN="$BIN" go install "honnef.co/go/tools/cmd/staticcheck@${STATICCHECK_VERSION}"
+fi
+
+have=$("$BIN/helm" version --template '{{.Version}}' 2>/dev/null || true)
+if [ "$have" != "$HELM_VERSION" ]; then
+  echo "install-tools: building helm ${HELM_VERSION} (first run only; about ten minutes)" >&2
+  GOBIN="$BIN" go install -ldflags "-X helm.sh/helm/v3/internal/version.version=${HELM_VERSION}" "helm.sh/helm/v3/cmd/helm@${HELM_VERSION}"
 fi

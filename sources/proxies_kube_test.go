@@ -41,7 +41,9 @@ func envoySecretsDump(t *testing.T, chain, roots []byte) []byte {
 		}
 		return a
 	}
-	inline := func(b []byte) *corev3.DataSource { return &corev3.DataSource{Specifier: &corev3.DataSource_InlineBytes{InlineBytes: b}} }
+	inline := func(b []byte) *corev3.DataSource {
+		return &corev3.DataSource{Specifier: &corev3.DataSource_InlineBytes{InlineBytes: b}}
+	}
 	out, err := protojson.Marshal(&adminv3.ConfigDump{Configs: []*anypb.Any{
 		pack(&tlsv3.Secret{Name: "default", Type: &tlsv3.Secret_TlsCertificate{TlsCertificate: &tlsv3.TlsCertificate{
 			CertificateChain: inline(chain), PrivateKey: inline([]byte("[redacted]"))}}}),
