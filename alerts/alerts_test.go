@@ -1,0 +1,128 @@
+// Package alerts holds the Prometheus alert rules on the mesh PKI and their promtool unit tests.
+// Its Go test runs the real promtool over them and checks that every alert has a case that fires
+// and one that must not, and a runbook section.
+package alerts
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"go.yaml.in/yaml/v3"
+)
+
+const (
+	rulesFile = "meshcert.rules.yml"
+	testsFile = "meshcert.rules.test.yml"
+)
+
+func promtool(t *testing.T) string {
+	t.Helper()
+	p, err := exec.LookPath("promtool")
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("promtool is not installed; `make tools` installs it")
+		}
+		t.Skip("promtool is not installed; `make tools` installs it")
+	}
+	return p
+}
+
+func TestPromtoolCheckRules(t *testing.T) {
+	out, err := exec.Command(promtool(t), "check", "rules", rulesFile).CombinedOutput()
+	if err != nil {
+		t.Fatalf("promtool check rules: %v\n%s", err, out)
+	}
+}
+
+func TestPromtoolTestRules(t *testing.T) {
+	out, err := exec.Command(promtool(t), "test", "rules", testsFile).CombinedOutput()
+	if err != nil {
+		t.Fatalf("promtool test rules: %v\n%s", err, out)
+	}
+}
+
+// ruleGroups is the part of a rules file the checks read.
+type ruleGroups struct {
+	Groups []struct {
+		Rules []struct {
+			Alert       string            `yaml:"alert"`
+			Labels      map[string]string `yaml:"labels"`
+			Annotations map[string]string `yaml:"annotations"`
+		} `yaml:"rules"`
+	} `yaml:"groups"`
+}
+
+func readYAML(t *testing.T, path string, v any) {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := yaml.Unmarshal(data, v); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+}
+
+// TestEveryAlertIsTestedAndDocumented: each alert has a firing case and a not-firing case, a
+// severity, a summary and description, and a runbook_url to a section of docs/runbook.md.
+func TestEveryAlertIsTestedAndDocumented(t *testing.T) {
+	var rules ruleGroups
+	readYAML(t, rulesFile, &rules)
+	var tests struct {
+		Tests []struct {
+			AlertRuleTest []struct {
+				Alertname string           `yaml:"alertname"`
+				ExpAlerts []map[string]any `yaml:"exp_alerts"`
+			} `yaml:"alert_rule_test"`
+		} `yaml:"tests"`
+	}
+	readYAML(t, testsFile, &tests)
+	fires, silent := map[string]bool{}, map[string]bool{}
+	for _, tc := range tests.Tests {
+		for _, at := range tc.AlertRuleTest {
+			if len(at.ExpAlerts) > 0 {
+				fires[at.Alertname] = true
+			} else {
+				silent[at.Alertname] = true
+			}
+		}
+	}
+	runbook, err := os.ReadFile(filepath.Join("..", "docs", "runbook.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	anchors := map[string]bool{}
+	for _, m := range regexp.MustCompile(`(?m)^## (\S+)\s*$`).FindAllStringSubmatch(string(runbook), -1) {
+		anchors[strings.ToLower(m[1])] = true
+	}
+	n := 0
+	for _, g := range rules.Groups {
+		for _, r := range g.Rules {
+			if r.Alert == "" {
+				continue
+			}
+			n++
+			if !fires[r.Alert] || !silent[r.Alert] {
+				t.Errorf("%s: firing case %v, not-firing case %v; want both", r.Alert, fires[r.Alert], silent[r.Alert])
+			}
+			if s := r.Labels["severity"]; s != "warning" && s != "critical" {
+				t.Errorf("%s: severity %q", r.Alert, s)
+			}
+			if r.Annotations["summary"] == "" || r.Annotations["description"] == "" {
+				t.Errorf("%s: no summary or description", r.Alert)
+			}
+			url := r.Annotations["runbook_url"]
+			anchor := url[strings.LastIndexByte(url, '#')+1:]
+			if !strings.Contains(url, "docs/runbook.md#") || !anchors[anchor] || anchor != strings.ToLower(r.Alert) {
+				t.Errorf("%s: runbook_url %q has no section in docs/runbook.md", r.Alert, url)
+			}
+		}
+	}
+	if n < 15 {
+		t.Errorf("%d alerts; the contract has 15", n)
+	}
+}
