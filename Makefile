@@ -3,7 +3,7 @@ CACHE ?= $(or $(MESHCERT_CACHE),$(HOME)/.cache/meshcert-exporter)
 export PATH := $(CACHE)/bin:$(PATH)
 GO ?= go
 
-.PHONY: run test tools testenv lint unit bench examples build
+.PHONY: run test tools testenv lint unit bench examples build generate
 
 ## run: serve the sample Istio and Linkerd PKI in examples/ on :9733.
 run:
@@ -36,6 +36,11 @@ unit:
 ## bench: the Go benchmarks (not part of `make test`); the Kubernetes ones use the test control plane.
 bench: testenv
 	MESHCERT_TESTENV=$$(bash hack/build-testenv.sh) $(GO) test -run '^$$' -bench . -benchmem ./...
+
+## generate: copy the alert rules and dashboards into the chart (its test checks they match).
+generate:
+	cp alerts/meshcert.rules.yml chart/files/meshcert.rules.yml
+	cp dashboards/*.json chart/files/dashboards/
 
 ## examples: regenerate the sample PKI.
 examples:

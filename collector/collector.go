@@ -28,6 +28,17 @@ func desc(name, help string, extra ...string) *prometheus.Desc {
 	return prometheus.NewDesc(prometheus.BuildFQName(namespace, "", name), help, append(append([]string{}, locationLabels...), extra...), nil)
 }
 
+// Families are the names of the metric families the collector exports, for the dashboards' and
+// the docs' checks. The exporter also exports meshcert_exporter_build_info and the go_ and
+// process_ families.
+var Families = []string{
+	"meshcert_certificate_not_after_timestamp_seconds", "meshcert_certificate_not_before_timestamp_seconds",
+	"meshcert_certificate_info", "meshcert_chain_depth", "meshcert_chain_valid", "meshcert_chain_not_after_timestamp_seconds",
+	"meshcert_chain_info", "meshcert_san_valid", "meshcert_san_info", "meshcert_bundle_error", "meshcert_trust_bundle_current",
+	"meshcert_root_key_in_cluster", "meshcert_proxy_up", "meshcert_proxy_last_success_timestamp_seconds",
+	"meshcert_source_up", "meshcert_source_errors_total",
+}
+
 var (
 	notAfterDesc = desc("certificate_not_after_timestamp_seconds",
 		"End of the certificate's validity window (NotAfter), as a Unix timestamp.")

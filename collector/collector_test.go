@@ -167,3 +167,25 @@ meshcert_proxy_up{endpoint="config_dump",mesh="istio",name="never",namespace="sh
 		t.Error(err)
 	}
 }
+
+// TestFamiliesMatchDescriptors keeps Families in step with what Describe announces.
+func TestFamiliesMatchDescriptors(t *testing.T) {
+	ch := make(chan *prometheus.Desc, 64)
+	New(staticProvider{&model.Snapshot{}}).Describe(ch)
+	close(ch)
+	described := map[string]bool{}
+	for d := range ch {
+		s := d.String()
+		name := s[strings.Index(s, `fqName: "`)+9:]
+		described[name[:strings.IndexByte(name, '"')]] = true
+	}
+	for _, f := range Families {
+		if !described[f] {
+			t.Errorf("%s is listed but not described", f)
+		}
+		delete(described, f)
+	}
+	for f := range described {
+		t.Errorf("%s is described but not listed in Families", f)
+	}
+}

@@ -1,0 +1,400 @@
+// Package chart holds the Helm chart of meshcert-exporter. Its test lints and renders the chart with
+// the real helm, checks the rendered RBAC against internal/rbac, the Pod Security settings and the
+// README, and has the real API server validate every rendered object with a server-side dry-run.
+package chart
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/discovery/cached/memory"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/restmapper"
+	"sigs.k8s.io/yaml"
+
+	"github.com/meshcert/meshcert-exporter/internal/config"
+	"github.com/meshcert/meshcert-exporter/internal/rbac"
+	"github.com/meshcert/meshcert-exporter/internal/testenv"
+)
+
+const (
+	kubeVersion      = "1.37.2"
+	releaseNamespace = "monitoring"
+)
+
+// valueSets are the value files the chart must accept: the defaults and every option on.
+var valueSets = map[string][]string{"defaults": nil, "all-on": {"ci/all-on-values.yaml"}}
+
+func helm(t *testing.T) string {
+	t.Helper()
+	for _, dir := range []string{os.Getenv("MESHCERT_CACHE"), filepath.Join(os.Getenv("HOME"), ".cache", "meshcert-exporter")} {
+		if p := filepath.Join(dir, "bin", "helm"); dir != "" && isExecutable(p) {
+			return p
+		}
+	}
+	if p, err := exec.LookPath("helm"); err == nil {
+		return p
+	}
+	if os.Getenv("CI") != "" {
+		t.Fatal("helm is not installed; `make tools` builds it")
+	}
+	t.Skip("helm is not installed; `make tools` builds it")
+	return ""
+}
+
+func isExecutable(p string) bool {
+	st, err := os.Stat(p)
+	return err == nil && st.Mode()&0o111 != 0
+}
+
+func run(t *testing.T, name string, args ...string) (string, error) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	cmd := exec.Command(name, args...)
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	err := cmd.Run()
+	if err != nil {
+		return out.String(), fmt.Errorf("%s %s: %w\n%s", name, strings.Join(args, " "), err, errOut.String())
+	}
+	return out.String(), nil
+}
+
+// render renders the chart with the value files and returns its objects.
+func render(t *testing.T, files []string) []*unstructured.Unstructured {
+	t.Helper()
+	args := []string{"template", "meshcert", ".", "--namespace", releaseNamespace, "--kube-version", kubeVersion}
+	for _, f := range files {
+		args = append(args, "-f", f)
+	}
+	out, err := run(t, helm(t), args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var objs []*unstructured.Unstructured
+	dec := utilyaml.NewYAMLOrJSONDecoder(strings.NewReader(out), 4096)
+	for {
+		u := &unstructured.Unstructured{}
+		if err := dec.Decode(&u.Object); err != nil {
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			t.Fatal(err)
+		}
+		if len(u.Object) > 0 {
+			objs = append(objs, u)
+		}
+	}
+	return objs
+}
+
+func TestLint(t *testing.T) {
+	h := helm(t)
+	for name, files := range valueSets {
+		args := []string{"lint", ".", "--strict", "--kube-version", kubeVersion}
+		for _, f := range files {
+			args = append(args, "-f", f)
+		}
+		if out, err := run(t, h, args...); err != nil {
+			t.Errorf("%s: %v\n%s", name, err, out)
+		}
+	}
+}
+
+func TestSchemaRejectsBadValues(t *testing.T) {
+	_, err := run(t, helm(t), "template", "meshcert", ".", "-f", "ci/bad-values.yaml", "--kube-version", kubeVersion)
+	if err == nil || !strings.Contains(err.Error(), "values don't meet the specifications of the schema") ||
+		!strings.Contains(err.Error(), "/config/proxies/envoy/transport") || !strings.Contains(err.Error(), "/mode") {
+		t.Errorf("bad values were not rejected by the schema: %v", err)
+	}
+}
+
+// configOf parses the exporter configuration the chart renders, with the exporter's own parser.
+func configOf(t *testing.T, objs []*unstructured.Unstructured) *config.Config {
+	t.Helper()
+	for _, o := range objs {
+		if o.GetKind() == "ConfigMap" && strings.HasSuffix(o.GetName(), "meshcert-exporter") {
+			data, _, _ := unstructured.NestedString(o.Object, "data", "config.yaml")
+			cfg, err := config.Parse([]byte(data))
+			if err != nil {
+				t.Fatalf("the rendered configuration is not valid: %v", err)
+			}
+			return cfg
+		}
+	}
+	t.Fatal("no configuration rendered")
+	return nil
+}
+
+// TestRBACFollowsTheConfiguration: the chart's Roles and ClusterRole grant exactly what
+// internal/rbac derives from the configuration the chart renders, plus pods/portforward only when
+// that transport is on; and never Secrets cluster-wide by default.
+func TestRBACFollowsTheConfiguration(t *testing.T) {
+	for name, files := range valueSets {
+		t.Run(name, func(t *testing.T) {
+			objs := render(t, files)
+			cfg := configOf(t, objs)
+			want := map[string][]rbacv1.PolicyRule{}
+			for ns, rules := range rbac.Rules(cfg) {
+				for _, r := range rules {
+					want[ns] = append(want[ns], normalize(r))
+				}
+			}
+			got := map[string][]rbacv1.PolicyRule{}
+			for _, o := range objs {
+				var ns string
+				switch o.GetKind() {
+				case "Role":
+					ns = o.GetNamespace()
+				case "ClusterRole":
+					ns = rbac.ClusterWide
+				default:
+					continue
+				}
+				var role rbacv1.Role
+				if err := runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, &role); err != nil {
+					t.Fatal(err)
+				}
+				for _, r := range role.Rules {
+					got[ns] = append(got[ns], normalize(r))
+				}
+			}
+			for _, m := range []map[string][]rbacv1.PolicyRule{want, got} {
+				for ns := range m {
+					sort.Slice(m[ns], func(i, j int) bool { return fmt.Sprint(m[ns][i]) < fmt.Sprint(m[ns][j]) })
+				}
+			}
+			if !reflect.DeepEqual(got, want) {
+				t.Errorf("chart RBAC differs from internal/rbac:\n got %v\nwant %v", got, want)
+			}
+			if name == "defaults" {
+				for _, r := range got[rbac.ClusterWide] {
+					if slices.Contains(r.Resources, "secrets") || slices.Contains(r.Resources, "pods") || slices.Contains(r.Resources, "pods/portforward") {
+						t.Errorf("the defaults grant %v cluster-wide", r)
+					}
+				}
+			}
+		})
+	}
+}
+
+func normalize(r rbacv1.PolicyRule) rbacv1.PolicyRule {
+	for _, s := range [][]string{r.Verbs, r.ResourceNames} {
+		sort.Strings(s)
+	}
+	if len(r.ResourceNames) == 0 {
+		r.ResourceNames = nil
+	}
+	return r
+}
+
+// TestPodSecurityRestricted: every rendered workload runs non-root with a read-only root file
+// system, no capabilities, no privilege escalation and the RuntimeDefault seccomp profile.
+func TestPodSecurityRestricted(t *testing.T) {
+	for name, files := range valueSets {
+		workloads := 0
+		for _, o := range render(t, files) {
+			switch o.GetKind() {
+			case "Deployment", "StatefulSet", "DaemonSet":
+			default:
+				continue
+			}
+			workloads++
+			var spec struct {
+				Spec struct {
+					Template corev1.PodTemplateSpec `json:"template"`
+				} `json:"spec"`
+			}
+			if err := runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, &spec); err != nil {
+				t.Fatal(err)
+			}
+			pod := spec.Spec.Template.Spec
+			psc := pod.SecurityContext
+			if psc == nil || psc.RunAsNonRoot == nil || !*psc.RunAsNonRoot || psc.SeccompProfile == nil || psc.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault {
+				t.Errorf("%s %s: pod security context %+v", name, o.GetKind(), psc)
+			}
+			for _, c := range pod.Containers {
+				sc := c.SecurityContext
+				if sc == nil || sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem || sc.AllowPrivilegeEscalation == nil ||
+					*sc.AllowPrivilegeEscalation || sc.Capabilities == nil || !slices.Contains(sc.Capabilities.Drop, "ALL") {
+					t.Errorf("%s %s/%s: container security context %+v", name, o.GetKind(), c.Name, sc)
+				}
+				if c.Resources.Requests.Memory().IsZero() || c.Resources.Limits.Memory().IsZero() {
+					t.Errorf("%s: container %s has no memory request and limit", name, c.Name)
+				}
+			}
+		}
+		if workloads != 1 {
+			t.Errorf("%s: %d workloads rendered", name, workloads)
+		}
+	}
+}
+
+// TestShippedCopiesAreCurrent: the chart's alert rules are the rules of alerts/ (`make generate`).
+func TestShippedCopiesAreCurrent(t *testing.T) {
+	a, err1 := os.ReadFile("../alerts/meshcert.rules.yml")
+	b, err2 := os.ReadFile("files/meshcert.rules.yml")
+	if err1 != nil || err2 != nil || !bytes.Equal(a, b) {
+		t.Error("chart/files/meshcert.rules.yml differs from alerts/meshcert.rules.yml: run `make generate`")
+	}
+	objs := render(t, valueSets["all-on"])
+	for _, o := range objs {
+		if o.GetKind() == "PrometheusRule" {
+			groups, _, _ := unstructured.NestedSlice(o.Object, "spec", "groups")
+			var rules struct {
+				Groups []any `json:"groups"`
+			}
+			if err := yaml.Unmarshal(a, &rules); err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(groups, rules.Groups) {
+				t.Error("the PrometheusRule does not hold the groups of alerts/meshcert.rules.yml")
+			}
+			return
+		}
+	}
+	t.Error("no PrometheusRule rendered with prometheusRule.enabled")
+}
+
+// TestReadmeListsEveryValue: each leaf of values.yaml is documented in the chart's README.
+func TestReadmeListsEveryValue(t *testing.T) {
+	data, err := os.ReadFile("values.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var values map[string]any
+	if err := yaml.Unmarshal(data, &values); err != nil {
+		t.Fatal(err)
+	}
+	readme, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var walk func(prefix string, v any)
+	walk = func(prefix string, v any) {
+		if m, ok := v.(map[string]any); ok && len(m) > 0 {
+			for k, sub := range m {
+				walk(strings.TrimPrefix(prefix+"."+k, "."), sub)
+			}
+			return
+		}
+		if !bytes.Contains(readme, []byte("`"+prefix+"`")) {
+			t.Errorf("README.md does not list `%s`", prefix)
+		}
+	}
+	walk("", values)
+}
+
+// TestServerSideDryRun: the real API server accepts every rendered object (with the monitoring
+// CRDs installed and the namespaces created), and persists nothing.
+func TestServerSideDryRun(t *testing.T) {
+	cp, err := testenv.Start()
+	if errors.Is(err, testenv.ErrNoBinaries) && os.Getenv("CI") == "" {
+		t.Skip(err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cp.Stop()
+	ctx := context.Background()
+	cfg := cp.AdminConfig()
+	client := kubernetes.NewForConfigOrDie(cfg)
+	dyn := dynamic.NewForConfigOrDie(cfg)
+	installCRDs(t, ctx, dyn)
+	mapper := restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(discovery.NewDiscoveryClientForConfigOrDie(cfg)))
+
+	for name, files := range valueSets {
+		objs := render(t, files)
+		for _, o := range objs {
+			if ns := o.GetNamespace(); ns != "" {
+				if err := testenv.EnsureNamespace(ctx, client, ns); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		for _, o := range objs {
+			mapping, err := mapper.RESTMapping(o.GroupVersionKind().GroupKind(), o.GroupVersionKind().Version)
+			if err != nil {
+				t.Errorf("%s: %s: %v", name, o.GetKind(), err)
+				continue
+			}
+			var ri dynamic.ResourceInterface = dyn.Resource(mapping.Resource)
+			if mapping.Scope.Name() == meta.RESTScopeNameNamespace {
+				ri = dyn.Resource(mapping.Resource).Namespace(o.GetNamespace())
+			}
+			if _, err := ri.Create(ctx, o, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}, FieldValidation: "Strict"}); err != nil {
+				t.Errorf("%s: the API server rejects %s %s/%s: %v", name, o.GetKind(), o.GetNamespace(), o.GetName(), err)
+			}
+		}
+		if name == "defaults" {
+			if _, err := client.AppsV1().Deployments(releaseNamespace).Get(ctx, "meshcert-meshcert-exporter", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+				t.Errorf("a dry run persisted the Deployment: %v", err)
+			}
+		}
+	}
+}
+
+// installCRDs creates the monitoring CRDs of testdata/ and waits until they are established.
+func installCRDs(t *testing.T, ctx context.Context, dyn dynamic.Interface) {
+	t.Helper()
+	data, err := os.ReadFile("testdata/monitoring-crds.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	crdRes := apiextensionsv1.SchemeGroupVersion.WithResource("customresourcedefinitions")
+	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(data), 4096)
+	var names []string
+	for {
+		u := &unstructured.Unstructured{}
+		if err := dec.Decode(&u.Object); errors.Is(err, io.EOF) {
+			break
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := dyn.Resource(crdRes).Create(ctx, u, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		names = append(names, u.GetName())
+	}
+	for _, n := range names {
+		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+			u, err := dyn.Resource(crdRes).Get(ctx, n, metav1.GetOptions{})
+			if err == nil {
+				conds, _, _ := unstructured.NestedSlice(u.Object, "status", "conditions")
+				established := false
+				for _, c := range conds {
+					m, _ := c.(map[string]any)
+					established = established || m["type"] == "Established" && m["status"] == "True"
+				}
+				if established {
+					break
+				}
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("CRD %s not established", n)
+			}
+		}
+	}
+}
