@@ -235,7 +235,7 @@ func settings(p config.Proxy) sources.ProxySettings {
 
 // newExporter wires the sources of cfg to an inventory, a collector and the HTTP endpoints. k may
 // be nil: the Kubernetes sources are then off.
-func newExporter(cfg *config.Config, k *kube, metricsPath string, logger log.Logger) (*exporter, error) {
+func newExporter(cfg *config.Config, k *kube, metricsPath string, logger log.Logger, extra ...prometheus.Collector) (*exporter, error) {
 	var targets []sources.FileTarget
 	for _, t := range cfg.Files.Targets {
 		mesh, err := config.ParseMesh(t.Mesh)
@@ -262,6 +262,7 @@ func newExporter(cfg *config.Config, k *kube, metricsPath string, logger log.Log
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
+	reg.MustRegister(extra...)
 
 	mux := http.NewServeMux()
 	mux.Handle(metricsPath, promhttp.HandlerFor(reg, promhttp.HandlerOpts{
@@ -336,29 +337,34 @@ func run(ctx context.Context, args []string) error {
 		return err
 	}
 	logger, slogger := newLogger(o.logFormat, o.logLevel)
-	cfg, err := loadConfig(o)
-	if err != nil {
-		return err
-	}
 	client, err := kubeClient(o.kubeconfig)
 	if err != nil {
 		return err
 	}
-	e, err := newExporter(cfg, client, o.metricsPath, logger)
-	if err != nil {
-		return err
-	}
-	level.Info(logger).Log("msg", "starting meshcert-exporter", "version", version.Info(), "build_context", version.BuildContext())
-
 	ctx, stop := context.WithCancel(ctx)
 	defer stop()
-	done := make(chan struct{})
+	r := newReloader(ctx, o, client, logger)
+	if err := r.init(); err != nil {
+		return err
+	}
+	defer r.stop()
+	level.Info(logger).Log("msg", "starting meshcert-exporter", "version", version.Info(), "build_context", version.BuildContext())
+
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	go func() {
-		e.run(ctx, logger)
-		close(done)
+		for {
+			select {
+			case <-hup:
+				_ = r.reload() // logged; the old configuration stays on failure
+			case <-ctx.Done():
+				return
+			}
+		}
 	}()
 
-	server := &http.Server{Handler: e.handler}
+	server := &http.Server{Handler: r, ReadHeaderTimeout: 10 * time.Second}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- web.ListenAndServe(server, o.web, slogger) }()
 	select {
@@ -367,7 +373,6 @@ func run(ctx context.Context, args []string) error {
 		err = server.Shutdown(context.Background())
 	}
 	stop()
-	<-done
 	if errors.Is(err, http.ErrServerClosed) {
 		return nil
 	}

@@ -1,0 +1,159 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/meshcert/meshcert-exporter/internal/testpki"
+)
+
+// startExporter runs the exporter with args on a free port until the test ends and returns its
+// address once it is ready.
+func startExporter(t *testing.T, scheme string, client *http.Client, args ...string) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- run(ctx, append(args, "--web.listen-address="+addr, "--log.level=error")) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-errc; err != nil {
+			t.Errorf("run: %v", err)
+		}
+	})
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if c, err := net.Dial("tcp", addr); err == nil {
+			c.Close()
+			return scheme + "://" + addr
+		}
+	}
+	t.Fatal("the exporter did not listen")
+	return ""
+}
+
+func get(t *testing.T, client *http.Client, method, u string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest(method, u, nil)
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// TestReload: a bad configuration sent to /-/reload leaves the old one in force and says so; a good
+// one on SIGHUP takes over.
+func TestReload(t *testing.T) {
+	root := testpki.Issue(testpki.Spec{CommonName: "reload root", CA: true, NotBefore: from, NotAfter: until})
+	dir := t.TempDir()
+	write(t, filepath.Join(dir, "a/ca.crt"), root.PEM())
+	write(t, filepath.Join(dir, "b/ca.crt"), root.PEM())
+	cfgPath := filepath.Join(dir, "meshcert.yaml")
+	write(t, cfgPath, []byte("files:\n  targets:\n    - path: "+filepath.Join(dir, "a")+"\n"))
+	base := startExporter(t, "http", http.DefaultClient, "--config.file="+cfgPath)
+	metrics := func() string {
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+			if code, _ := get(t, http.DefaultClient, http.MethodGet, base+"/readyz"); code == 200 {
+				break
+			}
+		}
+		_, body := get(t, http.DefaultClient, http.MethodGet, base+"/metrics")
+		return body
+	}
+	if body := metrics(); !strings.Contains(body, filepath.Join(dir, "a")) || !strings.Contains(body, "meshcert_config_last_reload_successful 1") {
+		t.Fatalf("first configuration not served:\n%s", grepLines(body, "meshcert_config|certificate_info"))
+	}
+
+	write(t, cfgPath, []byte("files:\n  targetz: []\n"))
+	if code, body := get(t, http.DefaultClient, http.MethodPost, base+"/-/reload"); code != http.StatusBadRequest || !strings.Contains(body, "field targetz not found") {
+		t.Errorf("bad reload answered %d %q", code, body)
+	}
+	if code, _ := get(t, http.DefaultClient, http.MethodGet, base+"/-/reload"); code != http.StatusMethodNotAllowed {
+		t.Errorf("GET /-/reload answered %d", code)
+	}
+	if body := metrics(); !strings.Contains(body, filepath.Join(dir, "a")) || !strings.Contains(body, "meshcert_config_last_reload_successful 0") {
+		t.Errorf("after a bad reload the old configuration must stay and say so:\n%s", grepLines(body, "meshcert_config|certificate_info"))
+	}
+
+	write(t, cfgPath, []byte("files:\n  targets:\n    - path: "+filepath.Join(dir, "b")+"\n"))
+	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		body := metrics()
+		if strings.Contains(body, filepath.Join(dir, "b")) && !strings.Contains(body, `name="`+filepath.Join(dir, "a")+`"`) &&
+			strings.Contains(body, "meshcert_config_last_reload_successful 1") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("SIGHUP did not load the new configuration:\n%s", grepLines(body, "meshcert_config|certificate_info"))
+		}
+	}
+}
+
+// TestWebConfigTLSAndBasicAuth: with --web.config.file, the endpoints are served over TLS and a
+// scrape without credentials gets 401, with them 200.
+func TestWebConfigTLSAndBasicAuth(t *testing.T) {
+	dir := t.TempDir()
+	ca := testpki.Issue(testpki.Spec{CommonName: "web ca", CA: true, NotBefore: from, NotAfter: until})
+	server := testpki.Issue(testpki.Spec{CommonName: "meshcert", Issuer: ca, NotBefore: from, NotAfter: until, IPs: []net.IP{net.IPv4(127, 0, 0, 1)}})
+	write(t, filepath.Join(dir, "tls.crt"), server.PEM())
+	write(t, filepath.Join(dir, "tls.key"), server.KeyPEM())
+	hash, err := bcrypt.GenerateFromPassword([]byte("s3cret"), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	webConfig := filepath.Join(dir, "web.yml")
+	write(t, webConfig, []byte(fmt.Sprintf("tls_server_config:\n  cert_file: %s\n  key_file: %s\nbasic_auth_users:\n  prometheus: %s\n",
+		filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key"), hash)))
+	pool := x509.NewCertPool()
+	pool.AddCert(ca.X509)
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	base := startExporter(t, "https", client, "--config.file=examples/meshcert.yaml", "--web.config.file="+webConfig)
+
+	if code, _ := get(t, client, http.MethodGet, base+"/metrics"); code != http.StatusUnauthorized {
+		t.Errorf("scrape without credentials: %d, want 401", code)
+	}
+	req, _ := http.NewRequest(http.MethodGet, base+"/metrics", nil)
+	req.SetBasicAuth("prometheus", "wrong")
+	if resp, err := client.Do(req); err != nil || resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("scrape with a wrong password: %v %v", resp, err)
+	}
+	req.SetBasicAuth("prometheus", "s3cret")
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), "meshcert_source_up") {
+		t.Errorf("scrape with credentials: %d", resp.StatusCode)
+	}
+	if _, err := http.Get(strings.Replace(base, "https", "http", 1) + "/metrics"); err == nil {
+		// Plain HTTP to a TLS port gets a 400 from Go's server, never the metrics.
+		code, body := get(t, http.DefaultClient, http.MethodGet, strings.Replace(base, "https", "http", 1)+"/metrics")
+		if code == http.StatusOK || strings.Contains(body, "meshcert_") {
+			t.Error("metrics served over plain HTTP")
+		}
+	}
+}
