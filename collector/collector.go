@@ -36,7 +36,7 @@ var Families = []string{
 	"meshcert_certificate_info", "meshcert_chain_depth", "meshcert_chain_valid", "meshcert_chain_not_after_timestamp_seconds",
 	"meshcert_chain_info", "meshcert_san_valid", "meshcert_san_info", "meshcert_bundle_error", "meshcert_trust_bundle_current",
 	"meshcert_root_key_in_cluster", "meshcert_proxy_up", "meshcert_proxy_last_success_timestamp_seconds",
-	"meshcert_source_up", "meshcert_source_errors_total",
+	"meshcert_source_up", "meshcert_source_last_success_timestamp_seconds", "meshcert_source_errors_total",
 }
 
 var (
@@ -79,6 +79,9 @@ var (
 	sourceUpDesc = prometheus.NewDesc(prometheus.BuildFQName(namespace, "source", "up"),
 		"1 when the source's last attempt to read its material worked, else 0.",
 		[]string{"source"}, nil)
+	sourceLastSuccessDesc = prometheus.NewDesc(prometheus.BuildFQName(namespace, "source", "last_success_timestamp_seconds"),
+		"When the source's data was last known current, as a Unix timestamp: its last successful read, or for a Kubernetes watch the last moment it was healthy. It stops moving during an outage, while the last data is still served.",
+		[]string{"source"}, nil)
 	sourceErrorsDesc = prometheus.NewDesc(prometheus.BuildFQName(namespace, "source", "errors_total"),
 		"Read errors of a source by reason. A broken object counts once each time it starts failing; a failing source counts each attempt.",
 		[]string{"source", "reason"}, nil)
@@ -107,7 +110,7 @@ func NewAt(p SnapshotProvider, now func() time.Time) *Collector {
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{notAfterDesc, notBeforeDesc, infoDesc, chainDepthDesc, chainValidDesc,
 		chainNotAfterDesc, chainInfoDesc, sanValidDesc, sanInfoDesc, bundleErrorDesc, trustBundleCurrentDesc, rootKeyDesc,
-		proxyUpDesc, proxyLastSuccessDesc, sourceUpDesc, sourceErrorsDesc} {
+		proxyUpDesc, proxyLastSuccessDesc, sourceUpDesc, sourceLastSuccessDesc, sourceErrorsDesc} {
 		ch <- d
 	}
 }
@@ -141,6 +144,9 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	for _, s := range snap.Sources {
 		ch <- prometheus.MustNewConstMetric(sourceUpDesc, prometheus.GaugeValue, boolValue(s.Up), s.Name)
+		if !s.LastSuccess.IsZero() {
+			ch <- prometheus.MustNewConstMetric(sourceLastSuccessDesc, prometheus.GaugeValue, unixSeconds(s.LastSuccess), s.Name)
+		}
 		for reason, n := range s.Errors {
 			ch <- prometheus.MustNewConstMetric(sourceErrorsDesc, prometheus.CounterValue, float64(n), s.Name, string(reason))
 		}

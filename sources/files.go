@@ -131,6 +131,9 @@ func (f *Files) Refresh() {
 		}
 		f.reporter.observe(s, objects)
 		s.Up, s.Synced = listErr == nil, true
+		if s.Up {
+			s.LastSuccess = time.Now()
+		}
 		s.Objects = objects
 		return changed
 	})

@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/go-kit/log"
 	corev1 "k8s.io/api/core/v1"
@@ -376,6 +377,9 @@ func (k *Kube) State() State {
 	k.state.Synced = synced
 	// Not up until every informer has synced, and not while any list or watch fails.
 	k.state.Up = synced && len(k.failing) == 0
+	if k.state.Up {
+		k.state.LastSuccess = time.Now() // the watches are live: the cache is current now
+	}
 	s := k.state
 	s.Errors = maps.Clone(s.Errors)
 	return s

@@ -519,3 +519,81 @@ func TestKubeGenericSelectors(t *testing.T) {
 		}
 	}
 }
+
+// TestKubeSurvivesAPIServerRestart: with the API server stopped for 30 seconds the sources go down
+// but keep serving the last objects, with a last-success time that stops moving; once it is back
+// they recover by themselves, and a change made after the restart shows.
+func TestKubeSurvivesAPIServerRestart(t *testing.T) {
+	k := newKubeTest(t)
+	const ns = "istio-restart"
+	cfg := config.Default()
+	cfg.Meshes.Istio.Namespace = ns
+	cfg.Meshes.Istio.RootCertConfigMap = "root-cert-restart"
+	cfg.Meshes.Linkerd.Watch = false
+	root := issue("root before", true, nil)
+	k.secret(ns, "istio-ca-secret", "istio.io/ca-root", map[string][]byte{"ca-cert.pem": root.PEM(), "ca-key.pem": root.KeyPEM()})
+	inv, _, _ := k.start(cfg, kubernetes.NewForConfigOrDie(controlPlane.AdminConfig()))
+	exported := func(s *model.Snapshot, cn string) bool {
+		c := (snapshotView{s}).cert(SourceSecret, ns, "istio-ca-secret", "ca-cert.pem", 0)
+		return c != nil && c.Certificate.X509.Subject.CommonName == cn
+	}
+	eventually(t, inv, func(s *model.Snapshot) string {
+		if msg := (snapshotView{s}).up(); msg != "" || !exported(s, "root before") {
+			return "not up with the root: " + msg
+		}
+		return ""
+	})
+
+	controlPlane.StopAPIServer()
+	restarted := false
+	defer func() {
+		if !restarted {
+			k.must(controlPlane.StartAPIServer())
+		}
+	}()
+	var frozen time.Time
+	eventually(t, inv, func(s *model.Snapshot) string {
+		for _, src := range s.Sources {
+			if src.Name == SourceSecret {
+				if src.Up || src.Errors[model.ReasonUnavailable] == 0 {
+					return fmt.Sprintf("secret source up %v, errors %v during the outage", src.Up, src.Errors)
+				}
+				frozen = src.LastSuccess
+			}
+		}
+		if !exported(s, "root before") {
+			return "the last known root is no longer served during the outage"
+		}
+		return ""
+	})
+	time.Sleep(30 * time.Second)
+	s := inv.Snapshot()
+	for _, src := range s.Sources {
+		if src.Name == SourceSecret && (src.Up || !src.LastSuccess.Equal(frozen)) {
+			t.Errorf("during the outage: up %v, last success moved from %s to %s", src.Up, frozen, src.LastSuccess)
+		}
+	}
+	if !exported(s, "root before") {
+		t.Error("series lost during the outage")
+	}
+
+	k.must(controlPlane.StartAPIServer())
+	restarted = true
+	k.admin = kubernetes.NewForConfigOrDie(controlPlane.AdminConfig())
+	after := issue("root after", true, nil)
+	k.secret(ns, "istio-ca-secret", "istio.io/ca-root", map[string][]byte{"ca-cert.pem": after.PEM(), "ca-key.pem": after.KeyPEM()})
+	for deadline := time.Now().Add(90 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		s := inv.Snapshot()
+		if (snapshotView{s}).up() == "" && exported(s, "root after") {
+			for _, src := range s.Sources {
+				if !src.LastSuccess.After(frozen) {
+					t.Errorf("%s: last success did not move after the recovery", src.Name)
+				}
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the sources did not recover after the API server came back")
+		}
+	}
+}

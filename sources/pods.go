@@ -6,6 +6,7 @@ import (
 	"hash/fnv"
 	"maps"
 	"sync"
+	"time"
 
 	"github.com/go-kit/log"
 
@@ -88,6 +89,10 @@ func (w *PodWatcher) State() State {
 	defer w.mu.Unlock()
 	s := w.state
 	s.Synced, s.Up = synced, synced && w.failing == model.ReasonNone
+	if s.Up {
+		w.state.LastSuccess = time.Now()
+		s.LastSuccess = w.state.LastSuccess
+	}
 	s.Errors = maps.Clone(s.Errors)
 	return s
 }

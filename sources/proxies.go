@@ -292,6 +292,7 @@ func (p *Proxies) readOne(ctx context.Context, ps *proxyState) {
 		p.objectsChanged = true // most reads return what the proxy served before: no new analysis then
 	}
 	ps.up, ps.lastSuccess, ps.failing = true, now, model.ReasonNone
+	p.state.LastSuccess = now
 }
 
 // sameObject reports whether two reads of a proxy found the same certificates and facts.

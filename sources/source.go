@@ -7,6 +7,7 @@ import (
 	"context"
 	"maps"
 	"sync"
+	"time"
 
 	"github.com/go-kit/log"
 	"github.com/go-kit/log/level"
@@ -42,6 +43,9 @@ type State struct {
 	Meshes map[model.Mesh]model.MeshSettings
 	// Proxies is the health of each proxy a proxy source reads.
 	Proxies []model.ProxyStatus
+	// LastSuccess is the time the objects are current as of: the last successful read, or for a
+	// watch, the last moment it was known healthy. During an outage it stops moving.
+	LastSuccess time.Time
 }
 
 // stateHolder keeps a source's State behind a lock. Sources embed it.

@@ -40,7 +40,7 @@ func (inv *Inventory) Snapshot() *model.Snapshot {
 	for i, s := range inv.sources {
 		st := s.State()
 		states[i], generations[i] = st, st.Generation
-		snap.Sources = append(snap.Sources, model.SourceStatus{Name: s.Name(), Up: st.Up, Errors: st.Errors})
+		snap.Sources = append(snap.Sources, model.SourceStatus{Name: s.Name(), Up: st.Up, Errors: st.Errors, LastSuccess: st.LastSuccess})
 		snap.Proxies = append(snap.Proxies, st.Proxies...)
 	}
 

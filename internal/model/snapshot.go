@@ -144,6 +144,8 @@ type SourceStatus struct {
 	Up bool
 	// Errors counts read errors by reason since the exporter started.
 	Errors map[ErrorReason]uint64
+	// LastSuccess is the time the source's data is current as of; zero if never.
+	LastSuccess time.Time
 }
 
 // TrustBundleStatus says whether a copy of a mesh's trust anchors equals the current root set.
