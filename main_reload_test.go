@@ -157,3 +157,55 @@ func TestWebConfigTLSAndBasicAuth(t *testing.T) {
 		}
 	}
 }
+
+// TestConcurrentScrapes: 100 scrapes at once (run with -race in CI) all get a complete answer or a
+// fast 503 from the in-flight limit, never a 500 or a partial body.
+func TestConcurrentScrapes(t *testing.T) {
+	dir := t.TempDir()
+	root := testpki.Issue(testpki.Spec{CommonName: "root", CA: true, NotBefore: from, NotAfter: until})
+	m := testpki.NewMesh(200, from)
+	for i, l := range m.Leaves {
+		write(t, filepath.Join(dir, fmt.Sprintf("leaf-%03d.pem", i)), testpki.Bundle(l, m.Intermediate, m.Root))
+	}
+	write(t, filepath.Join(dir, "ca.crt"), root.PEM())
+	base := startExporter(t, "http", http.DefaultClient, "--source.files="+dir)
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if code, _ := get(t, http.DefaultClient, http.MethodGet, base+"/readyz"); code == 200 {
+			break
+		}
+	}
+	type result struct {
+		code  int
+		infos int
+	}
+	results := make(chan result, 100)
+	start := make(chan struct{})
+	for range 100 {
+		go func() {
+			<-start
+			resp, err := http.Get(base + "/metrics")
+			if err != nil {
+				results <- result{code: -1}
+				return
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			results <- result{resp.StatusCode, strings.Count(string(body), "\nmeshcert_certificate_info{")}
+		}()
+	}
+	close(start)
+	ok := 0
+	for range 100 {
+		r := <-results
+		switch {
+		case r.code == http.StatusOK && r.infos == 601:
+			ok++
+		case r.code == http.StatusServiceUnavailable:
+		default:
+			t.Errorf("a scrape got %d with %d certificates (want 200 with 601, or 503)", r.code, r.infos)
+		}
+	}
+	if ok < 10 {
+		t.Errorf("only %d of 100 concurrent scrapes were served", ok)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -412,5 +413,38 @@ func TestLinkerdProxyMetrics(t *testing.T) {
 				t.Errorf("bundles %+v", b)
 			}
 		})
+	}
+}
+
+// TestProxyThatResets: a proxy that accepts and closes the connection at once is one failed read
+// (refused), and does not stop the others.
+func TestProxyThatResets(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			if tc, ok := c.(*net.TCPConn); ok {
+				tc.SetLinger(0) // RST instead of FIN
+			}
+			c.Close()
+		}
+	}()
+	root := testpki.Issue(testpki.Spec{CommonName: "root", CA: true, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().AddDate(1, 0, 0)})
+	ok := adminDouble{EnvoySecretsPath: {200, envoyDump(false, rootSecret(root.PEM()))}}.serve(t)
+	st := readOnce(t, NewEnvoyProxies(nil, []Target{{Name: "reset", URL: "http://" + l.Addr().String()}, {Name: "ok", URL: ok.URL}},
+		NewDirectTransport(1<<20), fastSettings, log.NewNopLogger()))
+	up := map[string]bool{}
+	for _, p := range st.Proxies {
+		up[p.Name] = p.Up
+	}
+	if up["reset"] || !up["ok"] || st.Errors[model.ReasonRefused] != 1 {
+		t.Errorf("up %v, errors %v; want reset down (refused) and ok up", up, st.Errors)
 	}
 }

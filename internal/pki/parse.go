@@ -38,6 +38,9 @@ func ParseBundle(data []byte) ([]*model.Certificate, model.ErrorReason) {
 	if len(data) > MaxBundleBytes {
 		return nil, model.ReasonTooLarge
 	}
+	// A byte order mark (editors on Windows write one) would hide the first BEGIN line from the
+	// PEM decoder, which wants it at the start of a line.
+	data = bytes.TrimPrefix(data, []byte("\xef\xbb\xbf"))
 	if !bytes.Contains(data, pemBegin) {
 		return parseDER(data)
 	}

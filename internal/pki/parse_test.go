@@ -33,6 +33,7 @@ func TestParseBundle(t *testing.T) {
 		{"two PEM certificates", two, 2, model.ReasonNone, "inter"},
 		{"CRLF line endings", bytes.ReplaceAll(two, []byte("\n"), []byte("\r\n")), 2, model.ReasonNone, "inter"},
 		{"text around blocks", append(append([]byte("subject=root\n"), root.PEM()...), "# end\n"...), 1, model.ReasonNone, "root"},
+		{"UTF-8 byte order mark", append([]byte("\xef\xbb\xbf"), root.PEM()...), 1, model.ReasonNone, "root"},
 		{"key block skipped", append(root.KeyPEM(), root.PEM()...), 1, model.ReasonNone, "root"},
 		{"only a key", root.KeyPEM(), 0, model.ReasonNoCertificate, ""},
 		{"truncated second block", append(root.PEM(), inter.PEM()[:200]...), 1, model.ReasonBadPEM, "root"},

@@ -117,6 +117,22 @@ func NewKey(t KeyType) crypto.Signer {
 
 // Issue issues a certificate as s describes.
 func Issue(s Spec) *Cert {
+	der, key := issue(s)
+	x, err := x509.ParseCertificate(der)
+	if err != nil {
+		panic(err)
+	}
+	return &Cert{X509: x, Key: key}
+}
+
+// IssueDER issues a certificate as s describes and returns its DER without parsing it: for
+// certificates Go's parser refuses (invalid UTF-8 in a name, for one).
+func IssueDER(s Spec) []byte {
+	der, _ := issue(s)
+	return der
+}
+
+func issue(s Spec) ([]byte, crypto.Signer) {
 	key := s.SubjectKey
 	if key == nil {
 		key = NewKey(s.Key)
@@ -173,11 +189,7 @@ func Issue(s Spec) *Cert {
 	if err != nil {
 		panic(err)
 	}
-	x, err := x509.ParseCertificate(der)
-	if err != nil {
-		panic(err)
-	}
-	return &Cert{X509: x, Key: key}
+	return der, key
 }
 
 // Date returns midnight UTC of the given day.
@@ -188,10 +200,16 @@ func Date(year int, month time.Month, day int) time.Time {
 // T61Subject returns a DER subject whose common name is a T61String holding raw bytes: the way
 // old or hostile CAs get non-UTF-8 text into a certificate, which Go's encoder would refuse.
 func T61Subject(commonName string) []byte {
+	return StringSubject(asn1.TagT61String, commonName)
+}
+
+// StringSubject returns a DER subject whose common name is a string of the given ASN.1 tag holding
+// the raw bytes of commonName, valid for that tag or not.
+func StringSubject(tag int, commonName string) []byte {
 	cn, err := asn1.Marshal(struct {
 		Type  asn1.ObjectIdentifier
 		Value asn1.RawValue
-	}{asn1.ObjectIdentifier{2, 5, 4, 3}, asn1.RawValue{Tag: asn1.TagT61String, Bytes: []byte(commonName)}})
+	}{asn1.ObjectIdentifier{2, 5, 4, 3}, asn1.RawValue{Tag: tag, Bytes: []byte(commonName)}})
 	if err != nil {
 		panic(err)
 	}
