@@ -3,7 +3,7 @@ CACHE ?= $(or $(MESHCERT_CACHE),$(HOME)/.cache/meshcert-exporter)
 export PATH := $(CACHE)/bin:$(PATH)
 GO ?= go
 
-.PHONY: run test tools testenv lint unit bench examples build generate
+.PHONY: run test tools testenv lint unit bench examples build generate fuzz
 
 ## run: serve the sample Istio and Linkerd PKI in examples/ on :9733.
 run:
@@ -36,6 +36,18 @@ unit:
 ## bench: the Go benchmarks (not part of `make test`); the Kubernetes ones use the test control plane.
 bench: testenv
 	MESHCERT_TESTENV=$$(bash hack/build-testenv.sh) $(GO) test -run '^$$' -bench . -benchmem ./...
+
+## fuzz: run every fuzz target for FUZZTIME each (the normal test run replays their seeds).
+FUZZTIME ?= 5m
+FUZZ_TARGETS = \
+	./internal/pki:FuzzParseBundle ./internal/pki:FuzzAnalyze ./internal/pki:FuzzParseSPIFFEID \
+	./internal/pki:FuzzParseLinkerdIdentity ./internal/config:FuzzParse ./sources:FuzzParseEnvoyConfigDump \
+	./sources:FuzzParseEnvoyCerts ./sources:FuzzParseZtunnelConfigDump ./sources:FuzzParseLinkerdProxyMetrics
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+	  pkg=$${t%%:*}; fn=$${t##*:}; echo "== $$fn ($$pkg) for $(FUZZTIME)"; \
+	  $(GO) test $$pkg -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) -parallel 1; \
+	done
 
 ## generate: copy the alert rules and dashboards into the chart (its test checks they match).
 generate:
