@@ -1,6 +1,9 @@
 package sources
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
+
 	"github.com/go-kit/log"
 	"go.yaml.in/yaml/v3"
 	"k8s.io/apimachinery/pkg/fields"
@@ -54,7 +57,7 @@ func NewConfigMapSource(client kubernetes.Interface, cfg *config.Config, logger 
 	if ld.Watch {
 		cfgMap := namedWatch(ld.Namespace, ld.ConfigMap, readLinkerdConfig(ld))
 		cfgMap.keep = func(key string) bool { return key == "values" }
-		watches = append(watches, namedWatch(ld.Namespace, ld.TrustRootsConfigMap, readMeshCA(SourceConfigMap, model.MeshLinkerd)), cfgMap)
+		watches = append(watches, namedWatch(ld.Namespace, ld.TrustRootsConfigMap, readLinkerdTrustRoots), cfgMap)
 	}
 	for _, sel := range cfg.Kubernetes.ConfigMaps {
 		watches = append(watches, selectorWatch(SourceConfigMap, sel))
@@ -151,6 +154,23 @@ func readRootCertCopy(d kubeData) readResult {
 	return objectResult(SourceConfigMap, d, l)
 }
 
+// readLinkerdTrustRoots reads Linkerd's trust anchors and publishes the digest of the bundle's
+// exact text: the proxy injector writes the same digest into each pod's
+// linkerd.io/trust-root-sha256 annotation.
+func readLinkerdTrustRoots(d kubeData) readResult {
+	r := objectResult(SourceConfigMap, d, DetectLayout(model.MeshLinkerd, d.keys()))
+	if bundle := d.data[keyLinkerdBundle]; len(bundle) > 0 {
+		r.meshes = map[model.Mesh]model.MeshSettings{model.MeshLinkerd: {TrustAnchorDigests: []string{digest(bundle)}}}
+	}
+	return r
+}
+
+// digest is the hex SHA-256 of data, as Helm's sha256sum writes it.
+func digest(data []byte) string {
+	sum := sha256.Sum256(data)
+	return hex.EncodeToString(sum[:])
+}
+
 // readIstioMeshConfig reads the trust domain and its aliases from Istio's mesh config.
 func readIstioMeshConfig(is config.Istio) func(kubeData) readResult {
 	return func(d kubeData) readResult {
@@ -185,6 +205,9 @@ func readLinkerdConfig(ld config.Linkerd) func(kubeData) readResult {
 		settings := model.MeshSettings{TrustDomain: ld.TrustDomain, TrustDomainAliases: ld.TrustDomainAliases, ControlPlaneNamespace: ld.Namespace}
 		if values.IdentityTrustDomain != "" {
 			settings.TrustDomain = values.IdentityTrustDomain
+		}
+		if values.IdentityTrustAnchorsPEM != "" {
+			settings.TrustAnchorDigests = []string{digest([]byte(values.IdentityTrustAnchorsPEM))}
 		}
 		r := readResult{meshes: map[model.Mesh]model.MeshSettings{model.MeshLinkerd: settings}}
 		if values.IdentityTrustAnchorsPEM != "" {

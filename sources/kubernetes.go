@@ -408,7 +408,7 @@ func (k *Kube) rebuild() {
 			objects = append(objects, r.object)
 		}
 		for m, s := range r.meshes {
-			meshes[m] = s
+			meshes[m] = meshes[m].Merge(s)
 		}
 	}
 	if k.adjust != nil {

@@ -3,9 +3,12 @@ package sources_test
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -399,8 +402,18 @@ func TestKubeLinkerd(t *testing.T) {
 		}
 		return ""
 	})
-	if st := configMaps.State().Meshes[model.MeshLinkerd]; st.TrustDomain != "example.org" || st.ControlPlaneNamespace != ns {
+	st := configMaps.State().Meshes[model.MeshLinkerd]
+	if st.TrustDomain != "example.org" || st.ControlPlaneNamespace != ns {
 		t.Errorf("settings from linkerd-config = %+v", st)
+	}
+	// The digests the proxy injector writes into linkerd.io/trust-root-sha256: of the exact text of
+	// identityTrustAnchorsPEM and of the trust roots ConfigMap.
+	pemText := strings.TrimSpace(string(anchor.PEM())) + "\n"
+	sumValues, sumBundle := sha256.Sum256([]byte(pemText)), sha256.Sum256(anchor.PEM())
+	for _, want := range []string{hex.EncodeToString(sumValues[:]), hex.EncodeToString(sumBundle[:])} {
+		if !slices.Contains(st.TrustAnchorDigests, want) {
+			t.Errorf("digest %s not published: %v", want, st.TrustAnchorDigests)
+		}
 	}
 
 	// The cert-manager scheme, with an issuer signed by another anchor: it does not verify against

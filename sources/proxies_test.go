@@ -448,3 +448,30 @@ func TestProxyThatResets(t *testing.T) {
 		t.Errorf("up %v, errors %v; want reset down (refused) and ok up", up, st.Errors)
 	}
 }
+
+// TestShardingSplitsPods: with three shards every pod belongs to exactly one, and the split is even
+// enough to be worth it.
+func TestShardingSplitsPods(t *testing.T) {
+	shards := []Sharding{{Shard: 0, Total: 3}, {Shard: 1, Total: 3}, {Shard: 2, Total: 3}}
+	counts := make([]int, 3)
+	for i := range 3000 {
+		owners := 0
+		for s, sh := range shards {
+			if sh.owns(fmt.Sprintf("ns-%d", i%40), fmt.Sprintf("pod-%d", i)) {
+				owners++
+				counts[s]++
+			}
+		}
+		if owners != 1 {
+			t.Fatalf("pod %d has %d owners", i, owners)
+		}
+	}
+	for s, n := range counts {
+		if n < 800 || n > 1200 {
+			t.Errorf("shard %d owns %d of 3000 pods", s, n)
+		}
+	}
+	if !(Sharding{}).owns("a", "b") {
+		t.Error("without sharding a replica owns every pod")
+	}
+}

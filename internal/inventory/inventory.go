@@ -54,7 +54,9 @@ func (inv *Inventory) Snapshot() *model.Snapshot {
 		}
 		for _, st := range states {
 			objects = append(objects, st.Objects...)
-			maps.Copy(meshes, st.Meshes)
+			for m, s := range st.Meshes {
+				meshes[m] = meshes[m].Merge(s) // discovered settings over configured ones
+			}
 		}
 		inv.analysis = inv.analyzer.Analyze(objects, meshes)
 		inv.generations, inv.analysed = generations, true

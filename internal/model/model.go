@@ -9,6 +9,7 @@ package model
 import (
 	"crypto/sha256"
 	"crypto/x509"
+	"slices"
 	"time"
 )
 
@@ -192,4 +193,24 @@ type MeshSettings struct {
 // TrustDomains returns the primary trust domain followed by its aliases.
 func (s MeshSettings) TrustDomains() []string {
 	return append([]string{s.TrustDomain}, s.TrustDomainAliases...)
+}
+
+// Merge returns s updated by what o says: o's trust domain (with its aliases) and control plane
+// namespace where o sets them, and the digests of both.
+func (s MeshSettings) Merge(o MeshSettings) MeshSettings {
+	out := s
+	if o.TrustDomain != "" {
+		out.TrustDomain, out.TrustDomainAliases = o.TrustDomain, o.TrustDomainAliases
+	}
+	if o.ControlPlaneNamespace != "" {
+		out.ControlPlaneNamespace = o.ControlPlaneNamespace
+	}
+	out.TrustAnchorDigests = nil
+	for _, d := range append(slices.Clone(s.TrustAnchorDigests), o.TrustAnchorDigests...) {
+		if !slices.Contains(out.TrustAnchorDigests, d) {
+			out.TrustAnchorDigests = append(out.TrustAnchorDigests, d)
+		}
+	}
+	slices.Sort(out.TrustAnchorDigests)
+	return out
 }

@@ -3,6 +3,7 @@ package pki
 import (
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"strings"
 	"testing"
 	"time"
 
@@ -331,5 +332,41 @@ func TestCopiesAreNotTrusted(t *testing.T) {
 	obs := NewAnalyzer().Analyze([]*model.Object{o}, nil).Certificates
 	if st := obs[0].Chain.Evaluate(now); st.Valid || st.Reason != model.ReasonUnknownAuthority {
 		t.Errorf("issuer verified against its own ca.crt: %+v", st)
+	}
+}
+
+// TestLinkerdTrustRootDigest: a Linkerd pod injected with the published anchors is current, one
+// injected before a rotation is not, and nothing is said while no digest is published.
+func TestLinkerdTrustRootDigest(t *testing.T) {
+	pod := func(name, digest string) *model.Object {
+		return &model.Object{Source: "linkerd-proxy", Namespace: "shop", Name: name, Mesh: model.MeshLinkerd, TrustRootDigest: digest}
+	}
+	objects := []*model.Object{pod("fresh", "aaa"), pod("stale", "bbb"), pod("unannotated", "")}
+	published := map[model.Mesh]model.MeshSettings{model.MeshLinkerd: {TrustDomain: "cluster.local", TrustAnchorDigests: []string{"aaa", "ccc"}}}
+	got := map[string]bool{}
+	for _, b := range NewAnalyzer().Analyze(objects, published).TrustBundles {
+		if b.Key != TrustRootDigestKey {
+			t.Errorf("key %q", b.Key)
+		}
+		got[b.Name] = b.Current
+	}
+	if len(got) != 2 || !got["fresh"] || got["stale"] {
+		t.Errorf("trust root digests: %v", got)
+	}
+	if n := len(NewAnalyzer().Analyze(objects, nil).TrustBundles); n != 0 {
+		t.Errorf("%d comparisons without a published digest", n)
+	}
+}
+
+func TestMeshSettingsMerge(t *testing.T) {
+	configured := model.MeshSettings{TrustDomain: "cluster.local", ControlPlaneNamespace: "linkerd"}
+	fromRoots := model.MeshSettings{TrustAnchorDigests: []string{"b"}}
+	fromConfig := model.MeshSettings{TrustDomain: "example.org", TrustAnchorDigests: []string{"a", "b"}}
+	got := configured.Merge(fromRoots).Merge(fromConfig)
+	if got.TrustDomain != "example.org" || got.ControlPlaneNamespace != "linkerd" || strings.Join(got.TrustAnchorDigests, ",") != "a,b" {
+		t.Errorf("merged %+v", got)
+	}
+	if td := configured.Merge(fromRoots).TrustDomain; td != "cluster.local" {
+		t.Errorf("a digest-only source blanked the trust domain: %q", td)
 	}
 }
