@@ -1,6 +1,7 @@
 package collector
 
 import (
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -187,5 +188,18 @@ func TestFamiliesMatchDescriptors(t *testing.T) {
 	}
 	for f := range described {
 		t.Errorf("%s is described but not listed in Families", f)
+	}
+}
+
+// TestEveryFamilyIsDocumented: docs/metrics.md describes each family the collector exports.
+func TestEveryFamilyIsDocumented(t *testing.T) {
+	doc, err := os.ReadFile("../docs/metrics.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range append(Families, "meshcert_exporter_build_info", "meshcert_config_last_reload_successful", "meshcert_config_last_reload_success_timestamp_seconds") {
+		if !strings.Contains(string(doc), "`"+f+"`") {
+			t.Errorf("docs/metrics.md does not describe %s", f)
+		}
 	}
 }
