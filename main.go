@@ -46,6 +46,7 @@ const programName = "meshcert_exporter"
 type options struct {
 	configFile  string
 	files       []string
+	secretTypes []string
 	kubeconfig  string
 	metricsPath string
 	logLevel    string
@@ -65,6 +66,8 @@ func parseFlags(args []string) (*options, error) {
 		StringVar(&o.configFile)
 	app.Flag("source.files", "Certificate file, directory or glob to read (repeatable); added to the config file's files.targets.").
 		StringsVar(&o.files)
+	app.Flag("source.secret-type", "Watch every Secret of this type in all namespaces (repeatable; e.g. kubernetes.io/tls), reading tls.crt and ca.crt. The API server filters by type: other Secrets never reach the exporter. For other keys or namespaces use kubernetes.secrets in the config file.").
+		StringsVar(&o.secretTypes)
 	app.Flag("kubeconfig", "Path to a kubeconfig file. Without it the in-cluster configuration is used when running in a pod; elsewhere the Kubernetes sources are off.").
 		StringVar(&o.kubeconfig)
 	app.Flag("web.telemetry-path", "Path under which to expose metrics.").Default("/metrics").StringVar(&o.metricsPath)
@@ -126,6 +129,9 @@ func loadConfig(o *options) (*config.Config, error) {
 	}
 	for _, f := range o.files {
 		cfg.Files.Targets = append(cfg.Files.Targets, config.FileTarget{Path: f})
+	}
+	for _, t := range o.secretTypes {
+		cfg.Kubernetes.Secrets = append(cfg.Kubernetes.Secrets, config.Selector{Type: t, Keys: []string{"tls.crt", "ca.crt"}})
 	}
 	o.envoy.apply("envoy", "envoy", &cfg.Proxies.Envoy)
 	o.ztunnel.apply("ztunnel", "ztunnel", &cfg.Proxies.Ztunnel)

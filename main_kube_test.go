@@ -149,3 +149,42 @@ func grepLines(body, pattern string) string {
 	}
 	return strings.Join(out, "\n")
 }
+
+// TestSecretTypeFlag: --source.secret-type watches every Secret of the type in every namespace and
+// reads tls.crt and ca.crt; Secrets of other types never arrive.
+func TestSecretTypeFlag(t *testing.T) {
+	if controlPlane == nil {
+		t.Skip(testenv.ErrNoBinaries)
+	}
+	ctx := t.Context()
+	admin := kubernetes.NewForConfigOrDie(controlPlane.AdminConfig())
+	root := testpki.Issue(testpki.Spec{CommonName: "typed root", CA: true, NotBefore: from, NotAfter: until})
+	leaf := testpki.Issue(testpki.Spec{CommonName: "typed leaf", Issuer: root, NotBefore: from, NotAfter: until})
+	for i, ns := range []string{"team-a", "team-b"} {
+		if err := testenv.EnsureNamespace(ctx, admin, ns); err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range []*corev1.Secret{
+			{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("web-%d", i)}, Type: corev1.SecretTypeTLS,
+				Data: map[string][]byte{"tls.crt": leaf.PEM(), "tls.key": leaf.KeyPEM(), "ca.crt": root.PEM()}},
+			{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("opaque-%d", i)}, Type: corev1.SecretTypeOpaque,
+				Data: map[string][]byte{"tls.crt": leaf.PEM()}},
+		} {
+			if _, err := admin.CoreV1().Secrets(ns).Create(ctx, s, metav1.CreateOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	kubeconfig, err := controlPlane.Kubeconfig("typed", controlPlane.AdminConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := runAndScrape(t, "--kubeconfig="+kubeconfig, "--source.secret-type=kubernetes.io/tls")
+	for i, ns := range []string{"team-a", "team-b"} {
+		series(t, body, "meshcert_chain_valid", "namespace", ns, "name", fmt.Sprintf("web-%d", i), "key", "tls.crt")
+		series(t, body, "meshcert_certificate_info", "namespace", ns, "name", fmt.Sprintf("web-%d", i), "key", "ca.crt", "role", "trust_anchor")
+		if strings.Contains(body, fmt.Sprintf(`name="opaque-%d"`, i)) {
+			t.Errorf("an Opaque Secret was read")
+		}
+	}
+}
