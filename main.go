@@ -21,7 +21,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/prometheus/common/version"
 	"github.com/prometheus/exporter-toolkit/web"
 	"github.com/prometheus/exporter-toolkit/web/kingpinflag"
@@ -261,22 +260,18 @@ func newExporter(cfg *config.Config, k *kube, metricsPath string, logger log.Log
 	srcs = append(srcs, proxies...)
 	inv := inventory.New(srcs, cfg.MeshSettings())
 
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(
-		collector.New(inv),
+	// The analysis families come from the handler's cache; these are rendered on every scrape.
+	status := prometheus.NewRegistry()
+	status.MustRegister(
+		collector.NewStatus(inv),
 		versioncollector.NewCollector(programName),
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
-	reg.MustRegister(extra...)
+	status.MustRegister(extra...)
 
 	mux := http.NewServeMux()
-	mux.Handle(metricsPath, promhttp.HandlerFor(reg, promhttp.HandlerOpts{
-		ErrorLog: promLogger{logger},
-		// One bad series must never cost the others: serve what could be gathered.
-		ErrorHandling:       promhttp.ContinueOnError,
-		MaxRequestsInFlight: 10,
-	}))
+	mux.Handle(metricsPath, collector.NewHandler(inv, status, logger, 10))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "ok")
 	})
@@ -317,14 +312,6 @@ func (e *exporter) run(ctx context.Context, logger log.Logger) {
 		})
 	}
 	wg.Wait()
-}
-
-// promLogger adapts a go-kit logger to promhttp's error log.
-type promLogger struct{ logger log.Logger }
-
-// Println implements promhttp.Logger.
-func (l promLogger) Println(v ...any) {
-	level.Error(l.logger).Log("msg", "gathering metrics", "err", fmt.Sprint(v...))
 }
 
 func main() {

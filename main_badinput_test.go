@@ -143,8 +143,10 @@ func TestBadInputCorpus(t *testing.T) {
 	inter := testpki.Issue(testpki.Spec{CommonName: "corpus inter", CA: true, Issuer: root, NotBefore: from, NotAfter: until})
 	leaf := testpki.Issue(testpki.Spec{CommonName: "corpus leaf", Issuer: inter, NotBefore: from, NotAfter: until})
 	keyDER, _ := x509.MarshalPKCS8PrivateKey(leaf.Key)
-	//nolint:staticcheck // a legacy encrypted PEM key, as old tools write them
-	encrypted, _ := x509.EncryptPEMBlock(strings.NewReader(strings.Repeat("r", 64)), "RSA PRIVATE KEY", keyDER, []byte("pw"), x509.PEMCipherAES256)
+	// A legacy encrypted PEM key, as old tools write them: the headers name the cipher, the body is
+	// ciphertext.
+	encrypted := &pem.Block{Type: "RSA PRIVATE KEY", Headers: map[string]string{"Proc-Type": "4,ENCRYPTED",
+		"DEK-Info": "AES-256-CBC,9F3A1B2C3D4E5F60718293A4B5C6D7E8"}, Bytes: bytes.Repeat([]byte{0x5a, 0xc3}, 600)}
 	aName, bName := pkix.Name{CommonName: "loop A"}, pkix.Name{CommonName: "loop B"}
 	bKey := testpki.NewKey(testpki.ECDSAP256)
 	bSelf := testpki.Issue(testpki.Spec{Subject: &bName, CA: true, SubjectKey: bKey, NotBefore: from, NotAfter: until})

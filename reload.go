@@ -27,10 +27,9 @@ type reloader struct {
 	mu      sync.Mutex // one reload at a time
 	current atomic.Pointer[running]
 
-	statusMu  sync.Mutex
-	lastOK    bool
-	lastOKAt  time.Time
-	reloading atomic.Bool
+	statusMu sync.Mutex
+	lastOK   bool
+	lastOKAt time.Time
 }
 
 // running is an exporter whose sources run until cancel.

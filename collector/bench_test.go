@@ -6,6 +6,7 @@ import (
 	"net/http/httptest"
 	"testing"
 
+	"github.com/go-kit/log"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
@@ -28,16 +29,35 @@ func BenchmarkScrape10k(b *testing.B) {
 			Bundles: []model.Bundle{{Key: "default", Certificates: []*model.Certificate{pki.NewCertificate(l.X509)}}}})
 	}
 	p := analysed(objects)
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(NewAt(p, scrape))
-	h := promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
-	req := httptest.NewRequest(http.MethodGet, "/metrics", nil)
-	b.ReportAllocs()
-	var size int
-	for b.Loop() {
-		rec := httptest.NewRecorder()
-		h.ServeHTTP(rec, req)
-		size = rec.Body.Len()
+	p.snap.Version = 1
+	for _, bench := range []struct {
+		name     string
+		gzip     bool
+		rerender bool
+	}{{"cached", false, false}, {"cached-gzip", true, false}, {"render", false, true}, {"client_golang", false, false}} {
+		b.Run(bench.name, func(b *testing.B) {
+			var h http.Handler = NewHandler(p, prometheus.NewRegistry(), log.NewNopLogger(), 1)
+			if bench.name == "client_golang" { // the baseline: const metrics gathered and encoded every scrape
+				reg := prometheus.NewRegistry()
+				reg.MustRegister(NewAt(p, scrape))
+				h = promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
+			}
+			req := httptest.NewRequest(http.MethodGet, "/metrics", nil)
+			if bench.gzip {
+				req.Header.Set("Accept-Encoding", "gzip")
+			}
+			h.ServeHTTP(httptest.NewRecorder(), req) // warm the cache
+			b.ReportAllocs()
+			var size int
+			for b.Loop() {
+				if bench.rerender {
+					p.snap.Version++
+				}
+				rec := httptest.NewRecorder()
+				h.ServeHTTP(rec, req)
+				size = rec.Body.Len()
+			}
+			b.ReportMetric(float64(size), "body-bytes")
+		})
 	}
-	b.ReportMetric(float64(size), "body-bytes")
 }

@@ -91,34 +91,64 @@ var (
 type Collector struct {
 	provider SnapshotProvider
 	now      func() time.Time
+	parts    parts
 }
+
+// parts selects the families a Collector exports.
+type parts int
+
+const (
+	partAnalysis parts = 1 << iota // the families derived from the analysis: change with it or with time
+	partStatus                     // source and proxy health: change on every read
+	partAll      = partAnalysis | partStatus
+)
 
 var _ prometheus.Collector = (*Collector)(nil)
 
 // New returns a collector of p's snapshots, evaluated at the current time.
 func New(p SnapshotProvider) *Collector {
-	return &Collector{provider: p, now: time.Now}
+	return &Collector{provider: p, now: time.Now, parts: partAll}
 }
 
 // NewAt returns a collector that evaluates time-dependent checks at the instant now returns; for
 // tests and golden files.
 func NewAt(p SnapshotProvider, now func() time.Time) *Collector {
-	return &Collector{provider: p, now: now}
+	return &Collector{provider: p, now: now, parts: partAll}
+}
+
+// NewStatus returns a collector of the health families only (sources and proxies), which the
+// Handler renders on every scrape next to its cached analysis families.
+func NewStatus(p SnapshotProvider) *Collector {
+	return &Collector{provider: p, now: time.Now, parts: partStatus}
 }
 
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{notAfterDesc, notBeforeDesc, infoDesc, chainDepthDesc, chainValidDesc,
-		chainNotAfterDesc, chainInfoDesc, sanValidDesc, sanInfoDesc, bundleErrorDesc, trustBundleCurrentDesc, rootKeyDesc,
-		proxyUpDesc, proxyLastSuccessDesc, sourceUpDesc, sourceLastSuccessDesc, sourceErrorsDesc} {
-		ch <- d
+	if c.parts&partAnalysis != 0 {
+		for _, d := range []*prometheus.Desc{notAfterDesc, notBeforeDesc, infoDesc, chainDepthDesc, chainValidDesc,
+			chainNotAfterDesc, chainInfoDesc, sanValidDesc, sanInfoDesc, bundleErrorDesc, trustBundleCurrentDesc, rootKeyDesc} {
+			ch <- d
+		}
+	}
+	if c.parts&partStatus != 0 {
+		for _, d := range []*prometheus.Desc{proxyUpDesc, proxyLastSuccessDesc, sourceUpDesc, sourceLastSuccessDesc, sourceErrorsDesc} {
+			ch <- d
+		}
 	}
 }
 
 // Collect implements prometheus.Collector.
 func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	snap := c.provider.Snapshot()
-	now := c.now()
+	if c.parts&partAnalysis != 0 {
+		collectAnalysis(ch, &snap.Analysis, c.now())
+	}
+	if c.parts&partStatus != 0 {
+		collectStatus(ch, snap)
+	}
+}
+
+func collectAnalysis(ch chan<- prometheus.Metric, snap *model.Analysis, now time.Time) {
 	for i := range snap.Certificates {
 		collectCertificate(ch, &snap.Certificates[i], now)
 	}
@@ -134,6 +164,9 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(rootKeyDesc, prometheus.GaugeValue, boolValue(k.Stored),
 			string(k.Mesh), k.Source, labelValue(k.Namespace), labelValue(k.Name))
 	}
+}
+
+func collectStatus(ch chan<- prometheus.Metric, snap *model.Snapshot) {
 	for _, p := range snap.Proxies {
 		ch <- prometheus.MustNewConstMetric(proxyUpDesc, prometheus.GaugeValue, boolValue(p.Up),
 			string(p.Mesh), p.Source, labelValue(p.Namespace), labelValue(p.Name), p.Endpoint)

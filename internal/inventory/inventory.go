@@ -58,7 +58,9 @@ func (inv *Inventory) Snapshot() *model.Snapshot {
 				meshes[m] = meshes[m].Merge(s) // discovered settings over configured ones
 			}
 		}
+		version := inv.analysis.Version + 1
 		inv.analysis = inv.analyzer.Analyze(objects, meshes)
+		inv.analysis.Version = version
 		inv.generations, inv.analysed = generations, true
 	}
 	snap.Analysis = inv.analysis

@@ -164,6 +164,8 @@ type RootKeyStatus struct {
 
 // Analysis is what the PKI analysis finds in all objects together.
 type Analysis struct {
+	// Version changes each time the analysis runs again; equal versions hold equal results.
+	Version      uint64
 	Certificates []CertificateObservation
 	BundleErrors []BundleError
 	TrustBundles []TrustBundleStatus

@@ -1,0 +1,147 @@
+package collector
+
+import (
+	"bytes"
+	"compress/gzip"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-kit/log"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/prometheus/common/expfmt"
+	prommodel "github.com/prometheus/common/model"
+
+	"github.com/meshcert/meshcert-exporter/internal/model"
+	"github.com/meshcert/meshcert-exporter/internal/pki"
+	"github.com/meshcert/meshcert-exporter/internal/testpki"
+)
+
+// versionedProvider serves a snapshot whose analysis version the test moves.
+type versionedProvider struct{ snap *model.Snapshot }
+
+func (p *versionedProvider) Snapshot() *model.Snapshot { return p.snap }
+
+func scrapeHandler(t *testing.T, h http.Handler, gz bool) string {
+	t.Helper()
+	req := httptest.NewRequest(http.MethodGet, "/metrics", nil)
+	if gz {
+		req.Header.Set("Accept-Encoding", "gzip")
+	}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	if rec.Code != http.StatusOK {
+		t.Fatalf("status %d", rec.Code)
+	}
+	if !gz {
+		return rec.Body.String()
+	}
+	if rec.Header().Get("Content-Encoding") != "gzip" {
+		t.Fatal("no gzip although asked")
+	}
+	zr, err := gzip.NewReader(rec.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(zr) // reads every member of the stream
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(body)
+}
+
+// parse reads exposition text into families, failing on anything promtool would reject as text.
+func parse(t *testing.T, body string) map[string]string {
+	t.Helper()
+	parser := expfmt.NewTextParser(prommodel.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(strings.NewReader(body))
+	if err != nil {
+		t.Fatalf("invalid exposition: %v", err)
+	}
+	out := map[string]string{}
+	for name, f := range families {
+		var buf bytes.Buffer
+		expfmt.NewEncoder(&buf, expfmt.NewFormat(expfmt.TypeTextPlain)).Encode(f)
+		out[name] = buf.String()
+	}
+	return out
+}
+
+func handlerFixture() (*versionedProvider, *testpki.Cert) {
+	root := testpki.Issue(testpki.Spec{CommonName: "root", CA: true, Serial: 1, NotBefore: from, NotAfter: testpki.Date(2036, 1, 1)})
+	leaf := testpki.Issue(testpki.Spec{CommonName: "leaf", Serial: 2, Issuer: root, NotBefore: from, NotAfter: testpki.Date(2026, 7, 1),
+		URIs: []string{"spiffe://cluster.local/ns/a/sa/b"}})
+	objects := []*model.Object{{Source: "secret", Namespace: "a", Name: "b", Mesh: model.MeshIstio, Bundles: []model.Bundle{
+		bundle("tls.crt", model.PurposeCertificates, leaf), bundle("ca.crt", model.PurposeTrustBundle, root), {Key: "junk", Error: model.ReasonBadPEM}}}}
+	a := pki.NewAnalyzer().Analyze(objects, map[model.Mesh]model.MeshSettings{model.MeshIstio: {TrustDomain: "cluster.local"}})
+	a.Version = 1
+	return &versionedProvider{&model.Snapshot{Analysis: a, Sources: []model.SourceStatus{{Name: "secret", Up: true,
+		Errors: map[model.ErrorReason]uint64{model.ReasonBadPEM: 1}}}}}, leaf
+}
+
+// TestHandlerServesWhatTheCollectorDoes: the cached handler's scrape holds exactly the families
+// and samples the plain collector gives through client_golang, in plain text and in gzip.
+func TestHandlerServesWhatTheCollectorDoes(t *testing.T) {
+	p, _ := handlerFixture()
+	clock := scrape()
+	status := prometheus.NewRegistry()
+	status.MustRegister(NewStatus(p))
+	h := NewHandler(p, status, log.NewNopLogger(), 2)
+	h.now = func() time.Time { return clock }
+
+	full := prometheus.NewRegistry()
+	full.MustRegister(NewAt(p, func() time.Time { return clock }))
+	want := parse(t, scrapeHandler(t, promhttp.HandlerFor(full, promhttp.HandlerOpts{}), false))
+	for _, gz := range []bool{false, true} {
+		got := parse(t, scrapeHandler(t, h, gz))
+		if len(got) != len(want) || len(want) < 12 {
+			t.Errorf("gzip %v: %d families, want %d", gz, len(got), len(want))
+		}
+		for name, w := range want {
+			if got[name] != w {
+				t.Errorf("gzip %v: %s differs:\n got %s\nwant %s", gz, name, got[name], w)
+			}
+		}
+	}
+}
+
+// TestHandlerRendersOnlyOnChange: the analysis families are rendered once per analysis version and
+// again when a chain crosses a validity boundary, not on every scrape.
+func TestHandlerRendersOnlyOnChange(t *testing.T) {
+	p, leaf := handlerFixture()
+	clock := scrape()
+	h := NewHandler(p, prometheus.NewRegistry(), log.NewNopLogger(), 2)
+	h.now = func() time.Time { return clock }
+	valid := `meshcert_chain_valid{index="0",key="tls.crt",mesh="istio",name="b",namespace="a",role="leaf",source="secret"} 1`
+	for range 5 {
+		if body := scrapeHandler(t, h, false); !strings.Contains(body, valid) {
+			t.Fatalf("leaf not valid before its NotAfter:\n%s", body)
+		}
+	}
+	if h.renders != 1 {
+		t.Errorf("%d renders for five scrapes of one analysis", h.renders)
+	}
+	clock = leaf.X509.NotAfter // the last valid instant
+	scrapeHandler(t, h, false)
+	if h.renders != 1 {
+		t.Errorf("re-rendered before the boundary (%d renders)", h.renders)
+	}
+	clock = leaf.X509.NotAfter.Add(time.Second)
+	if body := scrapeHandler(t, h, false); !strings.Contains(body, strings.TrimSuffix(valid, "1")+"0") {
+		t.Errorf("the expired leaf still shows a valid chain")
+	}
+	if h.renders != 2 {
+		t.Errorf("%d renders after crossing the NotAfter, want 2", h.renders)
+	}
+	next := *p.snap
+	next.Analysis.Version = 2
+	p.snap = &next
+	scrapeHandler(t, h, false)
+	if h.renders != 3 {
+		t.Errorf("%d renders after a new analysis, want 3", h.renders)
+	}
+}
