@@ -3,7 +3,7 @@ CACHE ?= $(or $(MESHCERT_CACHE),$(HOME)/.cache/meshcert-exporter)
 export PATH := $(CACHE)/bin:$(PATH)
 GO ?= go
 
-.PHONY: run test tools testenv lint unit bench examples build generate fuzz
+.PHONY: run test tools testenv lint unit bench bench-scale examples build generate fuzz
 
 ## run: serve the sample Istio and Linkerd PKI in examples/ on :9733.
 run:
@@ -36,6 +36,10 @@ unit:
 ## bench: the Go benchmarks (not part of `make test`); the Kubernetes ones use the test control plane.
 bench: testenv
 	MESHCERT_TESTENV=$$(bash hack/build-testenv.sh) $(GO) test -run '^$$' -bench . -benchmem ./...
+
+## bench-scale: the exporter binary against the real API server at scale; writes docs/performance.md.
+bench-scale: testenv
+	MESHCERT_TESTENV=$$(bash hack/build-testenv.sh) $(GO) run ./hack/bench-scale
 
 ## fuzz: run every fuzz target for FUZZTIME each (the normal test run replays their seeds).
 FUZZTIME ?= 5m

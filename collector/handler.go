@@ -3,6 +3,7 @@ package collector
 import (
 	"bytes"
 	"compress/gzip"
+	"io"
 	"net/http"
 	"strings"
 	"sync"
@@ -65,10 +66,19 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// Two gzip members in a row are one valid gzip stream: the cached one, then the fresh one.
 	w.Header().Set("Content-Encoding", "gzip")
 	w.Write(gz)
-	zw, _ := gzip.NewWriterLevel(w, gzip.BestSpeed)
+	zw := gzipWriters.Get().(*gzip.Writer)
+	zw.Reset(w)
 	zw.Write(dynamic)
 	zw.Close()
+	gzipWriters.Put(zw)
 }
+
+// gzipWriters are reused: a compressor holds about a megabyte of tables, too much to throw away on
+// every scrape.
+var gzipWriters = sync.Pool{New: func() any {
+	zw, _ := gzip.NewWriterLevel(io.Discard, gzip.BestSpeed)
+	return zw
+}}
 
 // analysis returns the encoded analysis families, rendering them again only when needed.
 func (h *Handler) analysis() (text, gz []byte) {
@@ -83,9 +93,11 @@ func (h *Handler) analysis() (text, gz []byte) {
 	reg.MustRegister(&Collector{provider: fixedSnapshot{snap}, now: func() time.Time { return now }, parts: partAnalysis})
 	h.text = encode(reg, h.logger)
 	var buf bytes.Buffer
-	zw, _ := gzip.NewWriterLevel(&buf, gzip.BestSpeed)
+	zw := gzipWriters.Get().(*gzip.Writer)
+	zw.Reset(&buf)
 	zw.Write(h.text)
 	zw.Close()
+	gzipWriters.Put(zw)
 	h.gz = buf.Bytes()
 	h.cached, h.version, h.boundary = true, snap.Version, nextBoundary(&snap.Analysis, now)
 	h.renders++

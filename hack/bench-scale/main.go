@@ -1,0 +1,562 @@
+// Command bench-scale measures the exporter binary against the real test API server at scale and
+// writes the figures into docs/performance.md (between the bench-scale markers). Scenarios:
+//   - secrets-N: N kubernetes.io/tls Secrets over 50 namespaces, built from 20 real certificates,
+//     plus 2,000 unrelated 100 KB Opaque Secrets and an Istio and a Linkerd control-plane PKI; the
+//     exporter runs with --source.secret-type=kubernetes.io/tls;
+//   - proxies-N: N sidecar pods whose Envoy admin endpoints are one double listening on every
+//     loopback address (each pod's IP is its own 127.x.y.z), read with the direct transport.
+//
+// Run it with `make bench-scale`; it needs the test control plane (MESHCERT_TESTENV) and takes a few
+// minutes. It is not part of `make test`.
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/base64"
+	"flag"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/meshcert/meshcert-exporter/internal/testenv"
+	"github.com/meshcert/meshcert-exporter/internal/testpki"
+)
+
+func main() {
+	secrets := flag.String("secrets", "1000,5000", "comma-separated numbers of TLS Secrets")
+	proxies := flag.Int("proxies", 10000, "number of sidecar pods (0 to skip)")
+	doc := flag.String("doc", "docs/performance.md", "file to write the results into")
+	flag.Parse()
+	if err := run(*secrets, *proxies, *doc); err != nil {
+		fmt.Fprintln(os.Stderr, "bench-scale:", err)
+		os.Exit(1)
+	}
+}
+
+// result is one scenario's figures.
+type result struct {
+	name                           string
+	firstScrape                    time.Duration
+	rssSynced, rssAfter            float64 // MiB
+	p50, p99                       time.Duration
+	cpuPerScrape                   time.Duration
+	apiRequestsPerScrape           float64
+	bodyBytes, gzipBytes, series   int
+	sweep                          time.Duration
+	sweepCPU                       float64 // cores
+	bytesPerProxy                  float64
+	scrapeP50Sweep, scrapeP99Sweep time.Duration
+	proxiesUp                      int
+}
+
+func run(secretCounts string, proxies int, doc string) error {
+	bin, err := buildExporter()
+	if err != nil {
+		return err
+	}
+	var results []result
+	for _, s := range strings.Split(secretCounts, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil {
+			return err
+		}
+		r, err := secretsScenario(bin, n)
+		if err != nil {
+			return fmt.Errorf("secrets-%d: %w", n, err)
+		}
+		results = append(results, r)
+	}
+	if proxies > 0 {
+		r, err := proxiesScenario(bin, proxies)
+		if err != nil {
+			return fmt.Errorf("proxies-%d: %w", proxies, err)
+		}
+		results = append(results, r)
+	}
+	return writeDoc(doc, results)
+}
+
+func buildExporter() (string, error) {
+	dir, err := os.MkdirTemp("", "bench-scale-")
+	if err != nil {
+		return "", err
+	}
+	bin := filepath.Join(dir, "meshcert-exporter")
+	out, err := exec.Command("go", "build", "-o", bin, "github.com/meshcert/meshcert-exporter").CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("go build: %w\n%s", err, out)
+	}
+	return bin, nil
+}
+
+// parallel runs fn for 0..n-1 on 8 workers.
+func parallel(n int, fn func(i int) error) error {
+	var (
+		next  atomic.Int64
+		first error
+		once  sync.Once
+		wg    sync.WaitGroup
+	)
+	for range 8 {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= n {
+					return
+				}
+				if err := fn(i); err != nil {
+					once.Do(func() { first = err })
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return first
+}
+
+func secretsScenario(bin string, n int) (result, error) {
+	res := result{name: fmt.Sprintf("%d TLS Secrets", n)}
+	cp, err := testenv.Start()
+	if err != nil {
+		return res, err
+	}
+	defer cp.Stop()
+	ctx := context.Background()
+	admin := kubernetes.NewForConfigOrDie(cp.AdminConfig())
+	log := func(format string, a ...any) {
+		fmt.Fprintf(os.Stderr, "%s: "+format+"\n", append([]any{res.name}, a...)...)
+	}
+
+	// 20 real certificates: 4 CAs, each signing 4 leaves.
+	from := time.Now().Add(-time.Hour)
+	type pair struct{ leaf, ca *testpki.Cert }
+	var pairs []pair
+	for c := range 4 {
+		ca := testpki.Issue(testpki.Spec{CommonName: fmt.Sprintf("bench CA %d", c), CA: true, NotBefore: from, NotAfter: from.AddDate(5, 0, 0)})
+		for l := range 4 {
+			leaf := testpki.Issue(testpki.Spec{CommonName: fmt.Sprintf("svc-%d-%d", c, l), DNSNames: []string{fmt.Sprintf("svc-%d-%d.example", c, l)},
+				Issuer: ca, NotBefore: from, NotAfter: from.AddDate(0, 3, 0)})
+			pairs = append(pairs, pair{leaf, ca})
+		}
+	}
+	for i := range 50 {
+		if err := testenv.EnsureNamespace(ctx, admin, fmt.Sprintf("app-%d", i)); err != nil {
+			return res, err
+		}
+	}
+	log("seeding %d TLS Secrets and 2,000 unrelated 100 KB Secrets", n)
+	if err := parallel(n, func(i int) error {
+		p := pairs[i%len(pairs)]
+		_, err := admin.CoreV1().Secrets(fmt.Sprintf("app-%d", i%50)).Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("tls-%d", i)},
+			Type: corev1.SecretTypeTLS, Data: map[string][]byte{"tls.crt": p.leaf.PEM(), "tls.key": p.leaf.KeyPEM(), "ca.crt": p.ca.PEM()}}, metav1.CreateOptions{})
+		return err
+	}); err != nil {
+		return res, err
+	}
+	blob := bytes.Repeat([]byte("h"), 100<<10)
+	if err := parallel(2000, func(i int) error {
+		_, err := admin.CoreV1().Secrets(fmt.Sprintf("app-%d", i%50)).Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("sh.helm.release.v1.app%d.v1", i)},
+			Type: "helm.sh/release.v1", Data: map[string][]byte{"release": blob}}, metav1.CreateOptions{})
+		return err
+	}); err != nil {
+		return res, err
+	}
+	if err := seedMeshPKI(ctx, admin); err != nil {
+		return res, err
+	}
+
+	kubeconfig, err := cp.Kubeconfig("bench", cp.AdminConfig())
+	if err != nil {
+		return res, err
+	}
+	port, _ := freePort()
+	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	apiBefore, err := apiRequests(cp)
+	if err != nil {
+		return res, err
+	}
+	cmd := exec.Command(bin, "--kubeconfig="+kubeconfig, "--source.secret-type=kubernetes.io/tls", fmt.Sprintf("--web.listen-address=127.0.0.1:%d", port), "--log.level=warn")
+	cmd.Stderr = os.Stderr
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		return res, err
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	// First complete scrape: ready, and every Secret's leaf exported.
+	want := n
+	for {
+		if time.Since(start) > 2*time.Minute {
+			return res, fmt.Errorf("no complete scrape after 2 minutes")
+		}
+		body, _, err := get(base+"/metrics", false)
+		if err == nil && strings.Count(body, "\nmeshcert_chain_valid{") >= want {
+			res.firstScrape = time.Since(start)
+			res.bodyBytes = len(body)
+			res.series = countSeries(body)
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	apiAfterSync, err := apiRequests(cp)
+	if err != nil {
+		return res, err
+	}
+	res.rssSynced = rssMiB(cmd.Process.Pid)
+	cpuBefore := cpuTime(cmd.Process.Pid)
+	var lat []time.Duration
+	for range 50 {
+		t0 := time.Now()
+		_, gz, err := get(base+"/metrics", true)
+		if err != nil {
+			return res, err
+		}
+		lat = append(lat, time.Since(t0))
+		res.gzipBytes = gz
+	}
+	res.cpuPerScrape = (cpuTime(cmd.Process.Pid) - cpuBefore) / 50
+	res.rssAfter = rssMiB(cmd.Process.Pid)
+	res.p50, res.p99 = percentile(lat, 0.5), percentile(lat, 0.99)
+	apiAfter, err := apiRequests(cp)
+	if err != nil {
+		return res, err
+	}
+	res.apiRequestsPerScrape = (apiAfter - apiAfterSync) / 50
+	log("first scrape %s, p50 %s, p99 %s, RSS %.0f/%.0f MiB (%.0f API requests to sync)", res.firstScrape, res.p50, res.p99, res.rssSynced, res.rssAfter, apiAfterSync-apiBefore)
+	return res, nil
+}
+
+// seedMeshPKI creates an Istio plug-in CA and a Linkerd trust root and issuer.
+func seedMeshPKI(ctx context.Context, admin kubernetes.Interface) error {
+	from := time.Now().Add(-time.Hour)
+	root := testpki.Issue(testpki.Spec{CommonName: "istio root", CA: true, NotBefore: from, NotAfter: from.AddDate(10, 0, 0)})
+	inter := testpki.Issue(testpki.Spec{CommonName: "istio inter", CA: true, Issuer: root, NotBefore: from, NotAfter: from.AddDate(5, 0, 0)})
+	anchor := testpki.Issue(testpki.Spec{CommonName: "root.linkerd.cluster.local", CA: true, NotBefore: from, NotAfter: from.AddDate(10, 0, 0)})
+	issuer := testpki.Issue(testpki.Spec{CommonName: "identity.linkerd.cluster.local", CA: true, Issuer: anchor, NotBefore: from, NotAfter: from.AddDate(1, 0, 0)})
+	for _, ns := range []string{"istio-system", "linkerd"} {
+		if err := testenv.EnsureNamespace(ctx, admin, ns); err != nil {
+			return err
+		}
+	}
+	if _, err := admin.CoreV1().Secrets("istio-system").Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "cacerts"}, Data: map[string][]byte{
+		"ca-cert.pem": inter.PEM(), "ca-key.pem": inter.KeyPEM(), "cert-chain.pem": testpki.Bundle(inter, root), "root-cert.pem": root.PEM()}}, metav1.CreateOptions{}); err != nil {
+		return err
+	}
+	if _, err := admin.CoreV1().ConfigMaps("linkerd").Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "linkerd-identity-trust-roots"},
+		Data: map[string]string{"ca-bundle.crt": string(anchor.PEM())}}, metav1.CreateOptions{}); err != nil {
+		return err
+	}
+	_, err := admin.CoreV1().Secrets("linkerd").Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "linkerd-identity-issuer"},
+		Data: map[string][]byte{"crt.pem": issuer.PEM(), "key.pem": issuer.KeyPEM()}}, metav1.CreateOptions{})
+	return err
+}
+
+func proxiesScenario(bin string, n int) (result, error) {
+	res := result{name: fmt.Sprintf("%d sidecar proxies", n)}
+	log := func(format string, a ...any) {
+		fmt.Fprintf(os.Stderr, "%s: "+format+"\n", append([]any{res.name}, a...)...)
+	}
+	cp, err := testenv.Start()
+	if err != nil {
+		return res, err
+	}
+	defer cp.Stop()
+	ctx := context.Background()
+	admin := kubernetes.NewForConfigOrDie(cp.AdminConfig())
+	if err := seedMeshPKI(ctx, admin); err != nil {
+		return res, err
+	}
+
+	// One admin double for every pod: it listens on all addresses and answers each loopback
+	// address (the pod's IP) with that pod's own certificate.
+	m := testpki.NewMesh(n, time.Now().Add(-time.Hour))
+	bodies := make(map[string][]byte, n)
+	ips := make([]string, n)
+	for i, l := range m.Leaves {
+		ips[i] = fmt.Sprintf("127.%d.%d.%d", 1+i/65536, (i/256)%256, 1+i%254)
+		bodies[ips[i]] = envoyBody(testpki.Bundle(l, m.Intermediate, m.Root), m.Root.PEM())
+	}
+	ln, err := net.Listen("tcp", "0.0.0.0:0")
+	if err != nil {
+		return res, err
+	}
+	adminPort := ln.Addr().(*net.TCPAddr).Port
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		local, _ := r.Context().Value(http.LocalAddrContextKey).(net.Addr)
+		host, _, _ := net.SplitHostPort(local.String())
+		w.Write(bodies[host])
+	})}
+	go srv.Serve(ln)
+	defer srv.Close()
+
+	log("creating %d pods", n)
+	if err := testenv.EnsureNamespace(ctx, admin, "mesh"); err != nil {
+		return res, err
+	}
+	if err := parallel(n, func(i int) error {
+		pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("app-%d", i), Namespace: "mesh", Labels: map[string]string{"security.istio.io/tlsMode": "istio"}},
+			Spec: corev1.PodSpec{NodeName: "node-1", ServiceAccountName: "default", Containers: []corev1.Container{{Name: "app", Image: "x"}, {Name: "istio-proxy", Image: "x"}}}}
+		created, err := admin.CoreV1().Pods("mesh").Create(ctx, pod, metav1.CreateOptions{})
+		if err != nil {
+			return err
+		}
+		created.Status.Phase, created.Status.PodIP = corev1.PodRunning, ips[i]
+		_, err = admin.CoreV1().Pods("mesh").UpdateStatus(ctx, created, metav1.UpdateOptions{})
+		return err
+	}); err != nil {
+		return res, err
+	}
+
+	kubeconfig, err := cp.Kubeconfig("bench", cp.AdminConfig())
+	if err != nil {
+		return res, err
+	}
+	port, _ := freePort()
+	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	// Baseline: the same exporter with the control plane only, once ready.
+	baseArgs := []string{"--kubeconfig=" + kubeconfig, fmt.Sprintf("--web.listen-address=127.0.0.1:%d", port), "--log.level=warn"}
+	baseCmd := exec.Command(bin, baseArgs...)
+	if err := baseCmd.Start(); err != nil {
+		return res, err
+	}
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if _, _, err := get(base+"/readyz", false); err == nil {
+			break
+		}
+	}
+	time.Sleep(2 * time.Second)
+	for range 5 {
+		get(base+"/metrics", true)
+	}
+	baseline := rssMiB(baseCmd.Process.Pid)
+	_ = baseCmd.Process.Kill()
+	_ = baseCmd.Wait()
+
+	cmd := exec.Command(bin, append(baseArgs, "--source.envoy", "--envoy.transport=direct", fmt.Sprintf("--envoy.admin-port=%d", adminPort))...)
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		return res, err
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	start := time.Now()
+	cpu0 := cpuTime(cmd.Process.Pid)
+	var lat []time.Duration
+	for {
+		if time.Since(start) > 6*time.Minute {
+			return res, fmt.Errorf("sweep not done after 6 minutes")
+		}
+		t0 := time.Now()
+		_, _, err := get(base+"/metrics", true) // as Prometheus scrapes, during the sweep
+		if err == nil {
+			lat = append(lat, time.Since(t0))
+		}
+		body, _, err := get(base+"/metrics", false)
+		if err == nil {
+			read, up := 0, 0
+			for _, line := range strings.Split(body, "\n") {
+				if strings.HasPrefix(line, "meshcert_proxy_up{") {
+					read++
+					if strings.HasSuffix(line, "} 1") {
+						up++
+					}
+				}
+			}
+			if read >= n {
+				res.proxiesUp = up
+				break
+			}
+		}
+		time.Sleep(time.Second)
+	}
+	res.sweep = time.Since(start)
+	res.sweepCPU = (cpuTime(cmd.Process.Pid) - cpu0).Seconds() / res.sweep.Seconds()
+	res.rssAfter = rssMiB(cmd.Process.Pid)
+	res.bytesPerProxy = (res.rssAfter - baseline) * (1 << 20) / float64(n)
+	res.scrapeP50Sweep, res.scrapeP99Sweep = percentile(lat, 0.5), percentile(lat, 0.99)
+	log("sweep %s, %.2f cores, %.0f bytes/proxy, scrape p50 %s during the sweep", res.sweep, res.sweepCPU, res.bytesPerProxy, res.scrapeP50Sweep)
+	return res, nil
+}
+
+// envoyBody renders an Envoy secrets config_dump.
+func envoyBody(chain, roots []byte) []byte {
+	b64 := base64.StdEncoding.EncodeToString
+	return []byte(`{"configs":[` +
+		`{"@type":"type.googleapis.com/envoy.admin.v3.SecretsConfigDump.DynamicSecret","name":"default","secret":{"@type":"type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret","name":"default","tls_certificate":{"certificate_chain":{"inline_bytes":"` + b64(chain) + `"},"private_key":{"inline_bytes":"W3JlZGFjdGVkXQ=="}}}},` +
+		`{"@type":"type.googleapis.com/envoy.admin.v3.SecretsConfigDump.DynamicSecret","name":"ROOTCA","secret":{"@type":"type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret","name":"ROOTCA","validation_context":{"trusted_ca":{"inline_bytes":"` + b64(roots) + `"}}}}]}`)
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// get fetches a URL; with gz it asks for gzip, as Prometheus does, and reports the wire size.
+func get(u string, gz bool) (string, int, error) {
+	req, _ := http.NewRequest(http.MethodGet, u, nil)
+	tr := &http.Transport{DisableCompression: true}
+	if gz {
+		req.Header.Set("Accept-Encoding", "gzip")
+	}
+	resp, err := (&http.Client{Transport: tr, Timeout: 30 * time.Second}).Do(req)
+	if err != nil {
+		return "", 0, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return "", 0, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return "", 0, fmt.Errorf("status %d", resp.StatusCode)
+	}
+	if gz && resp.Header.Get("Content-Encoding") == "gzip" {
+		return "", len(body), nil
+	}
+	return string(body), len(body), nil
+}
+
+func countSeries(body string) int {
+	n := 0
+	sc := bufio.NewScanner(strings.NewReader(body))
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		if line := sc.Text(); line != "" && line[0] != '#' {
+			n++
+		}
+	}
+	return n
+}
+
+// apiRequests sums the API server's own apiserver_request_total.
+func apiRequests(cp *testenv.ControlPlane) (float64, error) {
+	cfg := cp.AdminConfig()
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(cfg.TLSClientConfig.CAData)
+	req, _ := http.NewRequest(http.MethodGet, cp.URL()+"/metrics", nil)
+	req.Header.Set("Authorization", "Bearer "+cfg.BearerToken)
+	resp, err := (&http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}).Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	var total float64
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if strings.HasPrefix(line, "apiserver_request_total{") {
+			v, _ := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64)
+			total += v
+		}
+	}
+	return total, sc.Err()
+}
+
+// rssMiB is the resident set of a process.
+func rssMiB(pid int) float64 {
+	data, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	for _, line := range strings.Split(string(data), "\n") {
+		if strings.HasPrefix(line, "VmRSS:") {
+			kb, _ := strconv.ParseFloat(strings.Fields(line)[1], 64)
+			return kb / 1024
+		}
+	}
+	return math.NaN()
+}
+
+// cpuTime is the user and system time a process has used.
+func cpuTime(pid int) time.Duration {
+	data, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	fields := strings.Fields(string(data[bytes.LastIndexByte(data, ')')+2:]))
+	utime, _ := strconv.ParseFloat(fields[11], 64)
+	stime, _ := strconv.ParseFloat(fields[12], 64)
+	const ticks = 100 // USER_HZ on Linux
+	return time.Duration((utime + stime) / ticks * float64(time.Second))
+}
+
+func percentile(d []time.Duration, p float64) time.Duration {
+	if len(d) == 0 {
+		return 0
+	}
+	s := append([]time.Duration(nil), d...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	i := int(math.Ceil(p*float64(len(s)))) - 1
+	return s[max(0, i)]
+}
+
+const (
+	beginMarker = "<!-- bench-scale:begin -->"
+	endMarker   = "<!-- bench-scale:end -->"
+)
+
+// writeDoc replaces the bench-scale section of doc with the results.
+func writeDoc(doc string, results []result) error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s\nMeasured %s by `make bench-scale` (hack/bench-scale) on this machine: %d cores, %s, kube-apiserver v1.37.2 and etcd v3.7.3 from the test control plane on loopback.\n\n",
+		beginMarker, time.Now().UTC().Format("2006-01-02"), runtime.NumCPU(), cpuModel())
+	fmt.Fprintf(&b, "| scenario | first complete scrape | RSS after sync | RSS after 50 scrapes | scrape p50 / p99 (gzip) | CPU per scrape | API requests per scrape | body (text / gzip) | series |\n|---|---|---|---|---|---|---|---|---|\n")
+	for _, r := range results {
+		if r.sweep > 0 {
+			continue
+		}
+		fmt.Fprintf(&b, "| %s | %s | %.0f MiB | %.0f MiB | %s / %s | %s | %.1f | %.1f MB / %.2f MB | %d |\n", r.name, r.firstScrape.Round(time.Millisecond),
+			r.rssSynced, r.rssAfter, r.p50.Round(10*time.Microsecond), r.p99.Round(10*time.Microsecond), r.cpuPerScrape.Round(100*time.Microsecond),
+			r.apiRequestsPerScrape, float64(r.bodyBytes)/1e6, float64(r.gzipBytes)/1e6, r.series)
+	}
+	for _, r := range results {
+		if r.sweep == 0 {
+			continue
+		}
+		fmt.Fprintf(&b, "\n| scenario | full sweep (default interval 5 min, concurrency 16) | exporter CPU during the sweep | memory per proxy beyond the baseline | scrape p50 / p99 during the sweep | proxies up |\n|---|---|---|---|---|---|\n")
+		fmt.Fprintf(&b, "| %s | %s | %.2f cores | %.1f KiB | %s / %s | %d |\n", r.name, r.sweep.Round(time.Second), r.sweepCPU, r.bytesPerProxy/1024,
+			r.scrapeP50Sweep.Round(100*time.Microsecond), r.scrapeP99Sweep.Round(100*time.Microsecond), r.proxiesUp)
+	}
+	b.WriteString(endMarker)
+	data, err := os.ReadFile(doc)
+	if err != nil {
+		return err
+	}
+	s := string(data)
+	i, j := strings.Index(s, beginMarker), strings.Index(s, endMarker)
+	if i < 0 || j < 0 {
+		s += "\n" + b.String() + "\n"
+	} else {
+		s = s[:i] + b.String() + s[j+len(endMarker):]
+	}
+	fmt.Println(b.String())
+	return os.WriteFile(doc, []byte(s), 0o644)
+}
+
+func cpuModel() string {
+	data, _ := os.ReadFile("/proc/cpuinfo")
+	for _, line := range strings.Split(string(data), "\n") {
+		if strings.HasPrefix(line, "model name") {
+			return strings.TrimSpace(line[strings.IndexByte(line, ':')+1:])
+		}
+	}
+	return "unknown CPU"
+}
