@@ -1,11 +1,7 @@
 package main
 
 import (
-	"context"
-	"errors"
 	"fmt"
-	"io"
-	"net"
 	"net/http"
 	"os"
 	"strings"
@@ -25,21 +21,7 @@ import (
 var controlPlane *testenv.ControlPlane
 
 func TestMain(m *testing.M) {
-	cp, err := testenv.Start()
-	switch {
-	case err == nil:
-		controlPlane = cp
-	case errors.Is(err, testenv.ErrNoBinaries) && os.Getenv("CI") == "":
-		fmt.Fprintln(os.Stderr, "Kubernetes tests skipped:", err)
-	default:
-		fmt.Fprintln(os.Stderr, "test control plane:", err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	if controlPlane != nil {
-		controlPlane.Stop()
-	}
-	os.Exit(code)
+	os.Exit(testenv.RunShared(m, &controlPlane))
 }
 
 // TestRunWithKubeconfig runs the exporter as a user would, with --kubeconfig, next to the file
@@ -86,55 +68,29 @@ func TestRunWithKubeconfig(t *testing.T) {
 	checkWithPromtool(t, body)
 }
 
-// runAndScrape runs the exporter with args on a free port until it is ready, scrapes it once and
-// stops it.
+// runAndScrape runs the exporter with args until it is ready, checks its landing and health pages,
+// and returns one scrape.
 func runAndScrape(t *testing.T, args ...string) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	base := startExporter(t, "http", http.DefaultClient, args...)
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if code, _ := get(t, http.DefaultClient, http.MethodGet, base+"/readyz"); code == http.StatusOK {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the exporter did not become ready")
+		}
 	}
-	addr := l.Addr().String()
-	l.Close()
-	ctx, cancel := context.WithCancel(context.Background())
-	errc := make(chan error, 1)
-	go func() { errc <- run(ctx, append(args, "--web.listen-address="+addr, "--log.level=error")) }()
-	defer func() {
-		cancel()
-		if err := <-errc; err != nil {
-			t.Errorf("run: %v", err)
+	for _, path := range []string{"/", "/healthz"} {
+		if code, _ := get(t, http.DefaultClient, http.MethodGet, base+path); code != http.StatusOK {
+			t.Errorf("GET %s: %d", path, code)
 		}
-	}()
-	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		resp, err := http.Get("http://" + addr + "/readyz")
-		if err != nil {
-			continue
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			continue
-		}
-		for _, path := range []string{"/", "/healthz"} {
-			resp, err := http.Get("http://" + addr + path)
-			if err != nil || resp.StatusCode != http.StatusOK {
-				t.Errorf("GET %s: %v %v", path, resp, err)
-			} else {
-				resp.Body.Close()
-			}
-		}
-		resp, err = http.Get("http://" + addr + "/metrics")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		if resp.StatusCode != http.StatusOK {
-			t.Fatalf("scrape status %d", resp.StatusCode)
-		}
-		return string(b)
 	}
-	t.Fatal("the exporter did not become ready")
-	return ""
+	code, body := get(t, http.DefaultClient, http.MethodGet, base+"/metrics")
+	if code != http.StatusOK {
+		t.Fatalf("scrape status %d", code)
+	}
+	return body
 }
 
 func grepLines(body, pattern string) string {

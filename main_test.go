@@ -19,6 +19,7 @@ import (
 	"github.com/go-kit/log/level"
 
 	"github.com/meshcert/meshcert-exporter/internal/config"
+	"github.com/meshcert/meshcert-exporter/internal/testenv"
 	"github.com/meshcert/meshcert-exporter/internal/testpki"
 )
 
@@ -159,13 +160,7 @@ func TestIstioCACertsDirectory(t *testing.T) {
 // developer without it skips this check.
 func checkWithPromtool(t *testing.T, body string) {
 	t.Helper()
-	promtool, err := exec.LookPath("promtool")
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("promtool is not installed; `make tools` installs it")
-		}
-		t.Skip("promtool is not installed; `make tools` installs it")
-	}
+	promtool := testenv.Tool(t, "promtool")
 	cmd := exec.Command(promtool, "check", "metrics")
 	cmd.Stdin = strings.NewReader(body)
 	out, err := cmd.CombinedOutput()

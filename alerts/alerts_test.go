@@ -12,6 +12,8 @@ import (
 	"testing"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/meshcert/meshcert-exporter/internal/testenv"
 )
 
 const (
@@ -19,17 +21,7 @@ const (
 	testsFile = "meshcert.rules.test.yml"
 )
 
-func promtool(t *testing.T) string {
-	t.Helper()
-	p, err := exec.LookPath("promtool")
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("promtool is not installed; `make tools` installs it")
-		}
-		t.Skip("promtool is not installed; `make tools` installs it")
-	}
-	return p
-}
+func promtool(t *testing.T) string { return testenv.Tool(t, "promtool") }
 
 func TestPromtoolCheckRules(t *testing.T) {
 	out, err := exec.Command(promtool(t), "check", "rules", rulesFile).CombinedOutput()

@@ -11,7 +11,6 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"reflect"
 	"slices"
 	"sort"
@@ -48,27 +47,7 @@ const (
 // valueSets are the value files the chart must accept: the defaults and every option on.
 var valueSets = map[string][]string{"defaults": nil, "all-on": {"ci/all-on-values.yaml"}}
 
-func helm(t *testing.T) string {
-	t.Helper()
-	for _, dir := range []string{os.Getenv("MESHCERT_CACHE"), filepath.Join(os.Getenv("HOME"), ".cache", "meshcert-exporter")} {
-		if p := filepath.Join(dir, "bin", "helm"); dir != "" && isExecutable(p) {
-			return p
-		}
-	}
-	if p, err := exec.LookPath("helm"); err == nil {
-		return p
-	}
-	if os.Getenv("CI") != "" {
-		t.Fatal("helm is not installed; `make tools` builds it")
-	}
-	t.Skip("helm is not installed; `make tools` builds it")
-	return ""
-}
-
-func isExecutable(p string) bool {
-	st, err := os.Stat(p)
-	return err == nil && st.Mode()&0o111 != 0
-}
+func helm(t *testing.T) string { return testenv.Tool(t, "helm") }
 
 func run(t *testing.T, name string, args ...string) (string, error) {
 	t.Helper()

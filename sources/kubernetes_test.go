@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"os"
 	"slices"
@@ -33,21 +32,7 @@ import (
 var controlPlane *testenv.ControlPlane
 
 func TestMain(m *testing.M) {
-	cp, err := testenv.Start()
-	switch {
-	case err == nil:
-		controlPlane = cp
-	case errors.Is(err, testenv.ErrNoBinaries) && os.Getenv("CI") == "":
-		fmt.Fprintln(os.Stderr, "integration tests skipped:", err)
-	default:
-		fmt.Fprintln(os.Stderr, "test control plane:", err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	if controlPlane != nil {
-		controlPlane.Stop()
-	}
-	os.Exit(code)
+	os.Exit(testenv.RunShared(m, &controlPlane))
 }
 
 // kubeTest is one integration test's view of the cluster.

@@ -39,15 +39,7 @@ import (
 // outside CI when they are missing.
 func tools(t *testing.T) (prometheus, alertmanager string) {
 	t.Helper()
-	p, err1 := exec.LookPath("prometheus")
-	a, err2 := exec.LookPath("prometheus-alertmanager")
-	if err1 != nil || err2 != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("prometheus and prometheus-alertmanager are not installed; `make tools` installs them")
-		}
-		t.Skip("prometheus and prometheus-alertmanager are not installed; `make tools` installs them")
-	}
-	return p, a
+	return testenv.Tool(t, "prometheus"), testenv.Tool(t, "prometheus-alertmanager")
 }
 
 func freePort(t *testing.T) int {
