@@ -1,6 +1,8 @@
 package collector
 
 import (
+	"bytes"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -8,6 +10,9 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	prommodel "github.com/prometheus/common/model"
 
 	"github.com/meshcert/meshcert-exporter/internal/model"
 	"github.com/meshcert/meshcert-exporter/internal/pki"
@@ -24,6 +29,25 @@ func analysed(objects []*model.Object, sources ...model.SourceStatus) staticProv
 		model.MeshIstio: {TrustDomain: "cluster.local", ControlPlaneNamespace: "istio-system"},
 	}
 	return staticProvider{&model.Snapshot{Analysis: pki.NewAnalyzer().Analyze(objects, meshes), Sources: sources}}
+}
+
+// gatherer parses what the exporter writes for a snapshot at an instant: the rendered analysis
+// families, then the status collector's families.
+func gatherer(t *testing.T, p SnapshotProvider, now time.Time) prometheus.Gatherer {
+	status := prometheus.NewPedanticRegistry()
+	status.MustRegister(NewStatus(p))
+	return prometheus.Gatherers{prometheus.GathererFunc(func() ([]*dto.MetricFamily, error) {
+		parser := expfmt.NewTextParser(prommodel.UTF8Validation)
+		families, err := parser.TextToMetricFamilies(bytes.NewReader(RenderAnalysis(&p.Snapshot().Analysis, now)))
+		if err != nil {
+			t.Fatalf("the rendered text does not parse: %v", err)
+		}
+		out := make([]*dto.MetricFamily, 0, len(families))
+		for _, f := range families {
+			out = append(out, f)
+		}
+		return out, nil
+	}), status}
 }
 
 func bundle(key string, purpose model.Purpose, certs ...*testpki.Cert) model.Bundle {
@@ -104,7 +128,7 @@ meshcert_source_up{source="file"} 1
 # TYPE meshcert_source_errors_total counter
 meshcert_source_errors_total{reason="no_certificate",source="file"} 1
 `
-	if err := testutil.CollectAndCompare(NewAt(p, scrape), strings.NewReader(want)); err != nil {
+	if err := testutil.GatherAndCompare(gatherer(t, p, scrape()), strings.NewReader(want)); err != nil {
 		t.Error(err)
 	}
 }
@@ -114,9 +138,7 @@ meshcert_source_errors_total{reason="no_certificate",source="file"} 1
 func TestCollectSurvivesHostileLabels(t *testing.T) {
 	c := testpki.Issue(testpki.Spec{RawSubject: testpki.T61Subject("bad\xff\xfe" + strings.Repeat("x", 1000)), NotBefore: from, NotAfter: testpki.Date(9999, 12, 31)})
 	p := analysed([]*model.Object{{Source: "file", Name: "dir\xff", Bundles: []model.Bundle{bundle("a.pem", 0, c)}}})
-	reg := prometheus.NewPedanticRegistry()
-	reg.MustRegister(NewAt(p, scrape))
-	families, err := reg.Gather()
+	families, err := gatherer(t, p, scrape()).Gather()
 	if err != nil {
 		t.Fatalf("gather: %v", err)
 	}
@@ -140,13 +162,22 @@ func TestCollectNoDuplicateSeries(t *testing.T) {
 	o := &model.Object{Source: "secret", Namespace: "ns", Name: "a", Bundles: []model.Bundle{
 		bundle("ca.crt", model.PurposeTrustBundle, root), bundle("ca.crt", model.PurposeTrustBundle, root)}}
 	p := analysed([]*model.Object{o, o})
-	reg := prometheus.NewPedanticRegistry()
-	reg.MustRegister(NewAt(p, scrape))
-	if _, err := reg.Gather(); err != nil {
+	families, err := gatherer(t, p, scrape()).Gather()
+	if err != nil {
 		t.Fatalf("gather: %v", err)
 	}
-	if n := testutil.CollectAndCount(NewAt(p, scrape), "meshcert_certificate_info"); n != 1 {
-		t.Errorf("%d info series, want 1", n)
+	for _, f := range families {
+		seen := map[string]bool{}
+		for _, m := range f.GetMetric() {
+			key := fmt.Sprint(m.GetLabel())
+			if seen[key] {
+				t.Errorf("%s: duplicate series %s", f.GetName(), key)
+			}
+			seen[key] = true
+		}
+		if f.GetName() == "meshcert_certificate_info" && len(f.GetMetric()) != 1 {
+			t.Errorf("%d info series, want 1", len(f.GetMetric()))
+		}
 	}
 }
 
@@ -164,17 +195,20 @@ meshcert_proxy_last_success_timestamp_seconds{mesh="istio",name="cart-1",namespa
 meshcert_proxy_up{endpoint="config_dump",mesh="istio",name="cart-1",namespace="shop",source="envoy"} 1
 meshcert_proxy_up{endpoint="config_dump",mesh="istio",name="never",namespace="shop",source="envoy"} 0
 `
-	if err := testutil.CollectAndCompare(NewAt(p, scrape), strings.NewReader(want), "meshcert_proxy_up", "meshcert_proxy_last_success_timestamp_seconds"); err != nil {
+	if err := testutil.CollectAndCompare(NewStatus(p), strings.NewReader(want), "meshcert_proxy_up", "meshcert_proxy_last_success_timestamp_seconds"); err != nil {
 		t.Error(err)
 	}
 }
 
-// TestFamiliesMatchDescriptors keeps Families in step with what Describe announces.
+// TestFamiliesMatchDescriptors keeps Families in step with what is rendered and described.
 func TestFamiliesMatchDescriptors(t *testing.T) {
 	ch := make(chan *prometheus.Desc, 64)
-	New(staticProvider{&model.Snapshot{}}).Describe(ch)
+	NewStatus(staticProvider{&model.Snapshot{}}).Describe(ch)
 	close(ch)
 	described := map[string]bool{}
+	for _, f := range analysisFamilies {
+		described[f.name] = true
+	}
 	for d := range ch {
 		s := d.String()
 		name := s[strings.Index(s, `fqName: "`)+9:]

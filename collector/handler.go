@@ -93,13 +93,10 @@ func (h *Handler) analysis() []byte {
 	if h.cached && snap.Version == h.version && (h.boundary.IsZero() || now.Before(h.boundary)) {
 		return h.gz
 	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(&Collector{provider: fixedSnapshot{snap}, now: func() time.Time { return now }, parts: partAnalysis})
-	text := encode(reg, h.logger)
 	var buf bytes.Buffer
 	zw := gzipWriters.Get().(*gzip.Writer)
 	zw.Reset(&buf)
-	zw.Write(text)
+	renderAnalysis(zw, &snap.Analysis, now)
 	zw.Close()
 	gzipWriters.Put(zw)
 	h.gz = bytes.Clone(buf.Bytes()) // exactly sized: it is kept until the next render
@@ -149,8 +146,3 @@ func nextBoundary(a *model.Analysis, now time.Time) time.Time {
 	}
 	return next
 }
-
-// fixedSnapshot serves one snapshot.
-type fixedSnapshot struct{ s *model.Snapshot }
-
-func (f fixedSnapshot) Snapshot() *model.Snapshot { return f.s }

@@ -83,9 +83,9 @@ func handlerFixture() (*versionedProvider, *testpki.Cert) {
 		Errors: map[model.ErrorReason]uint64{model.ReasonBadPEM: 1}}}}}, leaf
 }
 
-// TestHandlerServesWhatTheCollectorDoes: the cached handler's scrape holds exactly the families
-// and samples the plain collector gives through client_golang, in plain text and in gzip.
-func TestHandlerServesWhatTheCollectorDoes(t *testing.T) {
+// TestHandlerServesTheRenderedFamilies: the handler's scrape, plain and gzip, holds exactly the
+// rendered analysis families and the status families, and parses.
+func TestHandlerServesTheRenderedFamilies(t *testing.T) {
 	p, _ := handlerFixture()
 	clock := scrape()
 	status := prometheus.NewRegistry()
@@ -93,9 +93,8 @@ func TestHandlerServesWhatTheCollectorDoes(t *testing.T) {
 	h := NewHandler(p, status, log.NewNopLogger(), 2)
 	h.now = func() time.Time { return clock }
 
-	full := prometheus.NewRegistry()
-	full.MustRegister(NewAt(p, func() time.Time { return clock }))
-	want := parse(t, scrapeHandler(t, promhttp.HandlerFor(full, promhttp.HandlerOpts{}), false))
+	statusOnly := scrapeHandler(t, promhttp.HandlerFor(status, promhttp.HandlerOpts{}), false)
+	want := parse(t, string(RenderAnalysis(&p.snap.Analysis, clock))+statusOnly)
 	for _, gz := range []bool{false, true} {
 		got := parse(t, scrapeHandler(t, h, gz))
 		if len(got) != len(want) || len(want) < 12 {

@@ -81,6 +81,8 @@ type Certificate struct {
 	KeyAlgorithm string
 	// SPIFFEIDs are the spiffe:// URI SANs, as written.
 	SPIFFEIDs []string
+	// Subject and Issuer are the distinguished names as text, computed once.
+	Subject, Issuer string
 	// Partial marks facts taken from a summary (Envoy's /certs, a proxy's expiry metric) rather than
 	// from the certificate itself: X509 then holds only the fields the summary gave (no signature,
 	// no key, no subject), Fingerprint is derived from what is known, and no chain is built.

@@ -127,6 +127,8 @@ func NewCertificate(x *x509.Certificate) *model.Certificate {
 		Fingerprint:  sha256.Sum256(x.Raw),
 		Serial:       x.SerialNumber.Text(16),
 		KeyAlgorithm: KeyAlgorithm(x),
+		Subject:      x.Subject.String(),
+		Issuer:       x.Issuer.String(),
 	}
 	// Self-signed means the certificate's own key verifies its signature, not only that the names
 	// match: a cross-signed CA can carry its own subject as issuer.
