@@ -23,12 +23,6 @@ type SnapshotProvider interface {
 }
 
 var (
-	proxyUpDesc = prometheus.NewDesc(prometheus.BuildFQName(namespace, "proxy", "up"),
-		"1 when the last read of a proxy's admin endpoint worked, else 0. Proxies are read in the background on an interval; the certificates of a proxy that cannot be read are those of its last successful read.",
-		[]string{"mesh", "source", "namespace", "name", "endpoint"}, nil)
-	proxyLastSuccessDesc = prometheus.NewDesc(prometheus.BuildFQName(namespace, "proxy", "last_success_timestamp_seconds"),
-		"When the proxy was last read successfully, as a Unix timestamp: the age of its certificate series.",
-		[]string{"mesh", "source", "namespace", "name"}, nil)
 	sourceUpDesc = prometheus.NewDesc(prometheus.BuildFQName(namespace, "source", "up"),
 		"1 when the source's last attempt to read its material worked, else 0.",
 		[]string{"source"}, nil)
@@ -48,12 +42,11 @@ var Families = func() []string {
 	for _, f := range analysisFamilies {
 		out = append(out, f.name)
 	}
-	return append(out, "meshcert_proxy_up", "meshcert_proxy_last_success_timestamp_seconds",
-		"meshcert_source_up", "meshcert_source_last_success_timestamp_seconds", "meshcert_source_errors_total")
+	return append(out, "meshcert_source_up", "meshcert_source_last_success_timestamp_seconds", "meshcert_source_errors_total")
 }()
 
-// StatusCollector is a prometheus.Collector of the health families (sources and proxies), which
-// change with every read and are gathered on every scrape.
+// StatusCollector is a prometheus.Collector of the sources' health families, gathered on every
+// scrape (the proxies' health, which can be thousands of series, is written by RenderProxies).
 type StatusCollector struct {
 	provider SnapshotProvider
 }
@@ -67,7 +60,7 @@ func NewStatus(p SnapshotProvider) *StatusCollector {
 
 // Describe implements prometheus.Collector.
 func (c *StatusCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{proxyUpDesc, proxyLastSuccessDesc, sourceUpDesc, sourceLastSuccessDesc, sourceErrorsDesc} {
+	for _, d := range []*prometheus.Desc{sourceUpDesc, sourceLastSuccessDesc, sourceErrorsDesc} {
 		ch <- d
 	}
 }
@@ -78,14 +71,6 @@ func (c *StatusCollector) Collect(ch chan<- prometheus.Metric) {
 }
 
 func collectStatus(ch chan<- prometheus.Metric, snap *model.Snapshot) {
-	for _, p := range snap.Proxies {
-		ch <- prometheus.MustNewConstMetric(proxyUpDesc, prometheus.GaugeValue, boolValue(p.Up),
-			string(p.Mesh), p.Source, labelValue(p.Namespace), labelValue(p.Name), p.Endpoint)
-		if !p.LastSuccess.IsZero() {
-			ch <- prometheus.MustNewConstMetric(proxyLastSuccessDesc, prometheus.GaugeValue, unixSeconds(p.LastSuccess),
-				string(p.Mesh), p.Source, labelValue(p.Namespace), labelValue(p.Name))
-		}
-	}
 	for _, s := range snap.Sources {
 		ch <- prometheus.MustNewConstMetric(sourceUpDesc, prometheus.GaugeValue, boolValue(s.Up), s.Name)
 		if !s.LastSuccess.IsZero() {

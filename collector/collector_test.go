@@ -31,14 +31,16 @@ func analysed(objects []*model.Object, sources ...model.SourceStatus) staticProv
 	return staticProvider{&model.Snapshot{Analysis: pki.NewAnalyzer().Analyze(objects, meshes), Sources: sources}}
 }
 
-// gatherer parses what the exporter writes for a snapshot at an instant: the rendered analysis
-// families, then the status collector's families.
+// gatherer parses what the exporter writes for a snapshot at an instant: the rendered analysis and
+// proxy families, then the status collector's families.
 func gatherer(t *testing.T, p SnapshotProvider, now time.Time) prometheus.Gatherer {
 	status := prometheus.NewPedanticRegistry()
 	status.MustRegister(NewStatus(p))
 	return prometheus.Gatherers{prometheus.GathererFunc(func() ([]*dto.MetricFamily, error) {
 		parser := expfmt.NewTextParser(prommodel.UTF8Validation)
-		families, err := parser.TextToMetricFamilies(bytes.NewReader(RenderAnalysis(&p.Snapshot().Analysis, now)))
+		text := bytes.NewBuffer(RenderAnalysis(&p.Snapshot().Analysis, now))
+		RenderProxies(text, p.Snapshot().Proxies)
+		families, err := parser.TextToMetricFamilies(text)
 		if err != nil {
 			t.Fatalf("the rendered text does not parse: %v", err)
 		}
@@ -195,7 +197,7 @@ meshcert_proxy_last_success_timestamp_seconds{mesh="istio",name="cart-1",namespa
 meshcert_proxy_up{endpoint="config_dump",mesh="istio",name="cart-1",namespace="shop",source="envoy"} 1
 meshcert_proxy_up{endpoint="config_dump",mesh="istio",name="never",namespace="shop",source="envoy"} 0
 `
-	if err := testutil.CollectAndCompare(NewStatus(p), strings.NewReader(want), "meshcert_proxy_up", "meshcert_proxy_last_success_timestamp_seconds"); err != nil {
+	if err := testutil.GatherAndCompare(gatherer(t, p, scrape()), strings.NewReader(want), "meshcert_proxy_up", "meshcert_proxy_last_success_timestamp_seconds"); err != nil {
 		t.Error(err)
 	}
 }

@@ -55,8 +55,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "too many scrapes at once", http.StatusServiceUnavailable)
 		return
 	}
-	gz := h.analysis()
-	dynamic := h.gatherStatus()
+	snap := h.provider.Snapshot()
+	gz := h.analysis(snap)
+	var dyn bytes.Buffer
+	RenderProxies(&dyn, snap.Proxies)
+	dyn.Write(encode(h.status, h.logger))
+	dynamic := dyn.Bytes()
 	w.Header().Set("Content-Type", contentType)
 	if !strings.Contains(r.Header.Get("Accept-Encoding"), "gzip") {
 		// Rare (Prometheus always asks for gzip): decompress the cached families.
@@ -85,8 +89,7 @@ var gzipWriters = sync.Pool{New: func() any {
 }}
 
 // analysis returns the gzipped analysis families, rendering them again only when needed.
-func (h *Handler) analysis() []byte {
-	snap := h.provider.Snapshot()
+func (h *Handler) analysis(snap *model.Snapshot) []byte {
 	now := h.now()
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -104,8 +107,6 @@ func (h *Handler) analysis() []byte {
 	h.renders++
 	return h.gz
 }
-
-func (h *Handler) gatherStatus() []byte { return encode(h.status, h.logger) }
 
 // encode gathers g and encodes what it could gather as text; a family that fails costs only itself.
 func encode(g prometheus.Gatherer, logger log.Logger) []byte {

@@ -80,7 +80,8 @@ func handlerFixture() (*versionedProvider, *testpki.Cert) {
 	a := pki.NewAnalyzer().Analyze(objects, map[model.Mesh]model.MeshSettings{model.MeshIstio: {TrustDomain: "cluster.local"}})
 	a.Version = 1
 	return &versionedProvider{&model.Snapshot{Analysis: a, Sources: []model.SourceStatus{{Name: "secret", Up: true,
-		Errors: map[model.ErrorReason]uint64{model.ReasonBadPEM: 1}}}}}, leaf
+		Errors: map[model.ErrorReason]uint64{model.ReasonBadPEM: 1}}},
+		Proxies: []model.ProxyStatus{{Mesh: model.MeshIstio, Source: "envoy", Namespace: "a", Name: "p", Up: true, Endpoint: "config_dump", LastSuccess: from}}}}, leaf
 }
 
 // TestHandlerServesTheRenderedFamilies: the handler's scrape, plain and gzip, holds exactly the
@@ -94,10 +95,12 @@ func TestHandlerServesTheRenderedFamilies(t *testing.T) {
 	h.now = func() time.Time { return clock }
 
 	statusOnly := scrapeHandler(t, promhttp.HandlerFor(status, promhttp.HandlerOpts{}), false)
-	want := parse(t, string(RenderAnalysis(&p.snap.Analysis, clock))+statusOnly)
+	var proxies bytes.Buffer
+	RenderProxies(&proxies, p.snap.Proxies)
+	want := parse(t, string(RenderAnalysis(&p.snap.Analysis, clock))+proxies.String()+statusOnly)
 	for _, gz := range []bool{false, true} {
 		got := parse(t, scrapeHandler(t, h, gz))
-		if len(got) != len(want) || len(want) < 12 {
+		if len(got) != len(want) || len(want) < 14 {
 			t.Errorf("gzip %v: %d families, want %d", gz, len(got), len(want))
 		}
 		for name, w := range want {

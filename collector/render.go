@@ -24,8 +24,13 @@ const (
 	famBundleError
 	famTrustBundleCurrent
 	famRootKey
+	famProxyUp
+	famProxyLastSuccess
 	famCount
 )
+
+// famAnalysisCount counts the families that come from the analysis; the others come from the proxies.
+const famAnalysisCount = famProxyUp
 
 var analysisFamilies = [famCount]struct{ name, help string }{
 	famNotAfter:      {"meshcert_certificate_not_after_timestamp_seconds", "End of the certificate's validity window (NotAfter), as a Unix timestamp."},
@@ -41,6 +46,9 @@ var analysisFamilies = [famCount]struct{ name, help string }{
 	famTrustBundleCurrent: {"meshcert_trust_bundle_current",
 		"1 when a copy of the mesh's trust anchors handed to workloads (a namespace's root ConfigMap, a proxy's root bundle, an issuer's ca.crt) holds exactly the mesh's current trust anchors, else 0. Absent when the current anchors are unknown."},
 	famRootKey: {"meshcert_root_key_in_cluster", "1 when a watched Secret holds the private key of a self-signed trust anchor (the key itself is never read), else 0."},
+	famProxyUp: {"meshcert_proxy_up",
+		"1 when the last read of a proxy's admin endpoint worked, else 0. Proxies are read in the background on an interval; the certificates of a proxy that cannot be read are those of its last successful read."},
+	famProxyLastSuccess: {"meshcert_proxy_last_success_timestamp_seconds", "When the proxy was last read successfully, as a Unix timestamp: the age of its certificate series."},
 }
 
 // RenderAnalysis writes the families derived from an analysis as exposition text (format 0.0.4),
@@ -55,7 +63,7 @@ func RenderAnalysis(a *model.Analysis, now time.Time) []byte {
 
 // renderAnalysis writes the analysis families to w, family by family.
 func renderAnalysis(w io.Writer, a *model.Analysis, now time.Time) {
-	var fams [famCount][]byte
+	var fams [famAnalysisCount][]byte
 	// Sized for the usual line lengths, so the buffers rarely grow.
 	n := len(a.Certificates)
 	for i := range fams {
@@ -125,21 +133,48 @@ func renderAnalysis(w io.Writer, a *model.Analysis, now time.Time) {
 		l = appendLabel(l, "source", k.Source, false)
 		fams[famRootKey] = appendSample(fams[famRootKey], famRootKey, l, nil, boolValue(k.Stored))
 	}
-	var header []byte
 	for i, f := range fams {
-		if len(f) == 0 {
-			continue // like client_golang, a family without samples is not written
-		}
-		header = append(header[:0], "# HELP "...)
-		header = append(header, analysisFamilies[i].name...)
-		header = append(header, ' ')
-		header = append(header, escapeHelp(analysisFamilies[i].help)...)
-		header = append(header, "\n# TYPE "...)
-		header = append(header, analysisFamilies[i].name...)
-		header = append(header, " gauge\n"...)
-		_, _ = w.Write(header)
-		_, _ = w.Write(f)
+		writeFamily(w, i, f)
 	}
+}
+
+// RenderProxies writes the health of each proxy as exposition text. Proxies change on every read,
+// so this runs on every scrape; written directly, ten thousand proxies cost a few milliseconds.
+func RenderProxies(w io.Writer, proxies []model.ProxyStatus) {
+	up := make([]byte, 0, len(proxies)*150)
+	last := make([]byte, 0, len(proxies)*150)
+	var l []byte
+	for _, p := range proxies {
+		l = appendLabel(l[:0], "mesh", string(p.Mesh), true)
+		l = appendLabel(l, "name", labelValue(p.Name), false)
+		l = appendLabel(l, "namespace", labelValue(p.Namespace), false)
+		l = appendLabel(l, "source", p.Source, false)
+		up = appendSample(up, famProxyUp, l, appendLabel(nil, "endpoint", p.Endpoint, true), boolValue(p.Up))
+		if !p.LastSuccess.IsZero() {
+			last = appendSample(last, famProxyLastSuccess, l, nil, unixSeconds(p.LastSuccess))
+		}
+	}
+	writeFamily(w, famProxyUp, up)
+	writeFamily(w, famProxyLastSuccess, last)
+}
+
+// writeFamily writes a family's HELP and TYPE lines and its samples; a family without samples is
+// not written, as client_golang does.
+func writeFamily(w io.Writer, fam int, samples []byte) {
+	if len(samples) == 0 {
+		return
+	}
+	f := analysisFamilies[fam]
+	header := make([]byte, 0, len(f.help)+2*len(f.name)+32)
+	header = append(header, "# HELP "...)
+	header = append(header, f.name...)
+	header = append(header, ' ')
+	header = append(header, escapeHelp(f.help)...)
+	header = append(header, "\n# TYPE "...)
+	header = append(header, f.name...)
+	header = append(header, " gauge\n"...)
+	_, _ = w.Write(header)
+	_, _ = w.Write(samples)
 }
 
 // appendSample writes one sample: name{labels,extra} value.
