@@ -58,6 +58,7 @@ type result struct {
 	name                           string
 	firstScrape                    time.Duration
 	rssSynced, rssAfter            float64 // MiB
+	heapInuse                      float64 // MiB, the Go heap after the 50 scrapes
 	p50, p99                       time.Duration
 	cpuPerScrape                   time.Duration
 	apiRequestsPerScrape           float64
@@ -236,13 +237,21 @@ func secretsScenario(bin string, n int) (result, error) {
 	}
 	res.cpuPerScrape = (cpuTime(cmd.Process.Pid) - cpuBefore) / 50
 	res.rssAfter = rssMiB(cmd.Process.Pid)
+	if body, _, err := get(base+"/metrics", false); err == nil {
+		for _, line := range strings.Split(body, "\n") {
+			if v, ok := strings.CutPrefix(line, "go_memstats_heap_inuse_bytes "); ok {
+				f, _ := strconv.ParseFloat(v, 64)
+				res.heapInuse = f / (1 << 20)
+			}
+		}
+	}
 	res.p50, res.p99 = percentile(lat, 0.5), percentile(lat, 0.99)
 	apiAfter, err := apiRequests(cp)
 	if err != nil {
 		return res, err
 	}
 	res.apiRequestsPerScrape = (apiAfter - apiAfterSync) / 50
-	log("first scrape %s, p50 %s, p99 %s, RSS %.0f/%.0f MiB (%.0f API requests to sync)", res.firstScrape, res.p50, res.p99, res.rssSynced, res.rssAfter, apiAfterSync-apiBefore)
+	log("first scrape %s, p50 %s, p99 %s, RSS %.0f/%.0f MiB, Go heap in use %.0f MiB (%.0f API requests to sync)", res.firstScrape, res.p50, res.p99, res.rssSynced, res.rssAfter, res.heapInuse, apiAfterSync-apiBefore)
 	return res, nil
 }
 
@@ -518,13 +527,13 @@ func writeDoc(doc string, results []result) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s\nMeasured %s by `make bench-scale` (hack/bench-scale) on this machine: %d cores, %s, kube-apiserver v1.37.2 and etcd v3.7.3 from the test control plane on loopback.\n\n",
 		beginMarker, time.Now().UTC().Format("2006-01-02"), runtime.NumCPU(), cpuModel())
-	fmt.Fprintf(&b, "| scenario | first complete scrape | RSS after sync | RSS after 50 scrapes | scrape p50 / p99 (gzip) | CPU per scrape | API requests per scrape | body (text / gzip) | series |\n|---|---|---|---|---|---|---|---|---|\n")
+	fmt.Fprintf(&b, "| scenario | first complete scrape | RSS after sync | RSS after 50 scrapes | Go heap in use | scrape p50 / p99 (gzip) | CPU per scrape | API requests per scrape | body (text / gzip) | series |\n|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, r := range results {
 		if r.sweep > 0 {
 			continue
 		}
-		fmt.Fprintf(&b, "| %s | %s | %.0f MiB | %.0f MiB | %s / %s | %s | %.1f | %.1f MB / %.2f MB | %d |\n", r.name, r.firstScrape.Round(time.Millisecond),
-			r.rssSynced, r.rssAfter, r.p50.Round(10*time.Microsecond), r.p99.Round(10*time.Microsecond), r.cpuPerScrape.Round(100*time.Microsecond),
+		fmt.Fprintf(&b, "| %s | %s | %.0f MiB | %.0f MiB | %.0f MiB | %s / %s | %s | %.1f | %.1f MB / %.2f MB | %d |\n", r.name, r.firstScrape.Round(time.Millisecond),
+			r.rssSynced, r.rssAfter, r.heapInuse, r.p50.Round(10*time.Microsecond), r.p99.Round(10*time.Microsecond), r.cpuPerScrape.Round(100*time.Microsecond),
 			r.apiRequestsPerScrape, float64(r.bodyBytes)/1e6, float64(r.gzipBytes)/1e6, r.series)
 	}
 	for _, r := range results {
