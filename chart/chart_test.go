@@ -289,14 +289,7 @@ func TestReadmeListsEveryValue(t *testing.T) {
 // TestServerSideDryRun: the real API server accepts every rendered object (with the monitoring
 // CRDs installed and the namespaces created), and persists nothing.
 func TestServerSideDryRun(t *testing.T) {
-	cp, err := testenv.Start()
-	if errors.Is(err, testenv.ErrNoBinaries) && os.Getenv("CI") == "" {
-		t.Skip(err)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cp.Stop()
+	cp := testenv.StartForTest(t)
 	ctx := context.Background()
 	cfg := cp.AdminConfig()
 	client := kubernetes.NewForConfigOrDie(cfg)

@@ -180,14 +180,7 @@ func query(t *testing.T, promURL, expr string) ([]map[string]any, error) {
 
 func TestEndToEnd(t *testing.T) {
 	prometheus, alertmanager := tools(t)
-	cp, err := testenv.Start()
-	if errors.Is(err, testenv.ErrNoBinaries) && os.Getenv("CI") == "" {
-		t.Skip(err)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cp.Stop()
+	cp := testenv.StartForTest(t)
 	ctx := context.Background()
 	dir := t.TempDir()
 	admin := kubernetes.NewForConfigOrDie(cp.AdminConfig())

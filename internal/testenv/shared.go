@@ -47,3 +47,18 @@ func Tool(t testing.TB, name string) string {
 	t.Skipf("%s is not installed; `make tools` installs it", name)
 	return ""
 }
+
+// StartForTest starts a control plane of the test's own and stops it when the test ends. Without
+// the binaries it fails the test in CI and skips it elsewhere.
+func StartForTest(t testing.TB) *ControlPlane {
+	t.Helper()
+	cp, err := Start()
+	if errors.Is(err, ErrNoBinaries) && os.Getenv("CI") == "" {
+		t.Skip(err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cp.Stop)
+	return cp
+}

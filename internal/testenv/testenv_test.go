@@ -2,8 +2,6 @@ package testenv
 
 import (
 	"context"
-	"errors"
-	"os"
 	"testing"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -13,14 +11,7 @@ import (
 // TestControlPlane starts the real control plane, checks that RBAC denies an unbound service
 // account, and that the API server comes back after a restart on the same address.
 func TestControlPlane(t *testing.T) {
-	cp, err := Start()
-	if errors.Is(err, ErrNoBinaries) && os.Getenv("CI") == "" {
-		t.Skip(err)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cp.Stop()
+	cp := StartForTest(t)
 	ctx := context.Background()
 	admin := kubernetes.NewForConfigOrDie(cp.AdminConfig())
 	v, err := admin.Discovery().ServerVersion()
