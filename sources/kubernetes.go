@@ -17,6 +17,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
@@ -31,19 +32,8 @@ const (
 	SourceConfigMap = "configmap"
 )
 
-// Annotations the transform leaves on a stripped object. They never reach the API server.
-const (
-	// strippedAnnotation marks an object the transform already stripped: client-go may apply a
-	// transform more than once, and a second pass must change nothing.
-	strippedAnnotation = "meshcert.invalid/stripped"
-	// privateKeysAnnotation lists the keys that held a private key; their values are not kept.
-	privateKeysAnnotation = "meshcert.invalid/private-keys"
-	// tooLargeAnnotation lists the keys whose values were dropped for size.
-	tooLargeAnnotation = "meshcert.invalid/too-large-keys"
-)
-
-// kubeData is a Secret or ConfigMap as the informer's transform leaves it: its name and the values
-// of the keys a watch reads. A private key is present by name only, with a nil value.
+// kubeData is a Secret or ConfigMap as a watch reads it: its name and the values of the keys the
+// watch keeps. A private key is present by name only, with a nil value.
 type kubeData struct {
 	namespace, name string
 	data            map[string][]byte
@@ -86,8 +76,8 @@ type kubeWatch struct {
 
 // Kube reads certificates from Kubernetes Secrets or ConfigMaps through informers (one list, then
 // a watch), never a request per scrape. Each informer watches only what it needs (by name, label
-// or field selector) and its transform strips every object to the certificate data it reads before
-// the object is cached: no private key and no unrelated data ever sits in the cache.
+// or field selector) and its transform reads every object into the model before the object is
+// cached: no value (no PEM, no private key, no unrelated data) ever sits in the cache.
 type Kube struct {
 	name    string
 	secrets bool
@@ -99,7 +89,7 @@ type Kube struct {
 	reporter *errorReporter
 
 	mu        sync.Mutex
-	results   map[resultKey]readResult
+	results   map[resultKey]storedResult
 	dirty     bool
 	informers []cache.SharedIndexInformer
 	// handlers have synced once this source's handler has seen every object of the first list,
@@ -107,6 +97,12 @@ type Kube struct {
 	handlers []cache.ResourceEventHandlerRegistration
 	failing  map[int]model.ErrorReason
 	state    State
+}
+
+// storedResult is the read result of one object at one resource version.
+type storedResult struct {
+	readResult
+	resourceVersion string
 }
 
 type resultKey struct {
@@ -118,7 +114,7 @@ func newKube(name string, secrets bool, client kubernetes.Interface, watches []*
 	return &Kube{
 		name: name, secrets: secrets, client: client, watches: watches,
 		reporter: newErrorReporter(name, logger),
-		results:  map[resultKey]readResult{},
+		results:  map[resultKey]storedResult{},
 		failing:  map[int]model.ErrorReason{},
 	}
 }
@@ -138,8 +134,8 @@ func (k *Kube) Run(ctx context.Context) error {
 			return err
 		}
 		reg, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
-			AddFunc:    func(obj any) { k.store(i, w, obj) },
-			UpdateFunc: func(_, obj any) { k.store(i, w, obj) },
+			AddFunc:    func(obj any) { k.store(i, obj) },
+			UpdateFunc: func(_, obj any) { k.store(i, obj) },
 			DeleteFunc: func(obj any) { k.remove(i, obj) },
 		})
 		if err != nil {
@@ -237,8 +233,28 @@ func apiErrorReason(err error) model.ErrorReason {
 	}
 }
 
-// transform strips an object to its name and the data the watch reads before it is cached. A
-// private key is remembered by name only; a value over the size limit is dropped and noted.
+// cachedObject is all the informer cache keeps of a Secret or ConfigMap: its identity and what its
+// watch read from it. The transform parses the certificate data when the object arrives and keeps
+// no value at all: no PEM (and never a private key) stays in memory, only the parsed model, whose
+// certificates are shared with every other object that holds them.
+type cachedObject struct {
+	metav1.ObjectMeta // name, namespace, UID and resource version only
+	result            readResult
+}
+
+// GetObjectKind implements runtime.Object.
+func (c *cachedObject) GetObjectKind() schema.ObjectKind { return schema.EmptyObjectKind }
+
+// DeepCopyObject implements runtime.Object. The read result is immutable and shared.
+func (c *cachedObject) DeepCopyObject() runtime.Object {
+	cp := *c
+	cp.ObjectMeta = *c.ObjectMeta.DeepCopy()
+	return &cp
+}
+
+// transform reads an object into what the cache keeps of it (see cachedObject). Private keys are
+// noted by name and wiped from the decoded object; a value over the size limit is not parsed.
+// client-go may hand an object to the transform twice: an object already read is returned as is.
 func (k *Kube) transform(w *kubeWatch) cache.TransformFunc {
 	return func(obj any) (any, error) {
 		var (
@@ -247,8 +263,7 @@ func (k *Kube) transform(w *kubeWatch) cache.TransformFunc {
 		)
 		switch o := obj.(type) {
 		case *corev1.Secret:
-			meta = o.ObjectMeta
-			data = o.Data
+			meta, data = o.ObjectMeta, o.Data
 		case *corev1.ConfigMap:
 			meta = o.ObjectMeta
 			data = make(map[string][]byte, len(o.Data)+len(o.BinaryData))
@@ -259,99 +274,68 @@ func (k *Kube) transform(w *kubeWatch) cache.TransformFunc {
 				data[key] = v
 			}
 		default:
-			return obj, nil // a tombstone of an object already stripped
+			return obj, nil // already read, or a tombstone of an object already read
 		}
-		if meta.Annotations[strippedAnnotation] != "" {
-			return obj, nil
-		}
-		kept := map[string][]byte{}
-		var privateKeys, tooLarge []string
+		d := kubeData{namespace: meta.Namespace, name: meta.Name, data: map[string][]byte{}}
 		for key, v := range data {
 			switch {
 			case IgnoredKey(key):
 				if len(v) > 0 {
-					privateKeys = append(privateKeys, key)
+					d.data[key] = nil // present, value never kept
 				}
 				clear(v) // wipe the key from the decoded object before it is garbage
 			case !w.keep(key):
 			case len(v) > pki.MaxBundleBytes:
-				tooLarge = append(tooLarge, key)
+				d.data[key] = nil
+				d.tooLarge = append(d.tooLarge, key)
 			default:
-				kept[key] = v
+				d.data[key] = v
 			}
 		}
-		annotations := map[string]string{strippedAnnotation: "true"}
-		for name, keys := range map[string][]string{privateKeysAnnotation: privateKeys, tooLargeAnnotation: tooLarge} {
-			if len(keys) > 0 {
-				sort.Strings(keys)
-				annotations[name] = strings.Join(keys, ",")
-			}
-		}
-		stripped := metav1.ObjectMeta{Name: meta.Name, Namespace: meta.Namespace, UID: meta.UID,
-			ResourceVersion: meta.ResourceVersion, Annotations: annotations}
-		if k.secrets {
-			return &corev1.Secret{ObjectMeta: stripped, Data: kept}, nil
-		}
-		return &corev1.ConfigMap{ObjectMeta: stripped, BinaryData: kept}, nil
+		return &cachedObject{
+			ObjectMeta: metav1.ObjectMeta{Name: meta.Name, Namespace: meta.Namespace, UID: meta.UID, ResourceVersion: meta.ResourceVersion},
+			result:     w.read(d), // parsing happens here, once per change
+		}, nil
 	}
 }
 
-// dataOf reads a stripped object back.
-func dataOf(obj any) (kubeData, bool) {
-	var (
-		meta metav1.ObjectMeta
-		data map[string][]byte
-	)
-	switch o := obj.(type) {
-	case *corev1.Secret:
-		meta, data = o.ObjectMeta, o.Data
-	case *corev1.ConfigMap:
-		meta, data = o.ObjectMeta, o.BinaryData
-	default:
-		return kubeData{}, false
+// cachedOf returns the cached form of an informer object or tombstone.
+func cachedOf(obj any) (*cachedObject, bool) {
+	if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = t.Obj
 	}
-	d := kubeData{namespace: meta.Namespace, name: meta.Name, data: maps.Clone(data)}
-	if d.data == nil {
-		d.data = map[string][]byte{}
-	}
-	for _, key := range splitList(meta.Annotations[privateKeysAnnotation]) {
-		d.data[key] = nil // present, value never kept
-	}
-	for _, key := range splitList(meta.Annotations[tooLargeAnnotation]) {
-		d.data[key] = nil
-		d.tooLarge = append(d.tooLarge, key)
-	}
-	return d, true
+	c, ok := obj.(*cachedObject)
+	return c, ok
 }
 
-func (k *Kube) store(i int, w *kubeWatch, obj any) {
-	d, ok := dataOf(obj)
+func (k *Kube) store(i int, obj any) {
+	c, ok := cachedOf(obj)
 	if !ok {
 		return
 	}
-	r := w.read(d) // parsing happens here, once per change, outside the lock
+	key := resultKey{i, c.Namespace, c.Name}
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	k.results[resultKey{i, d.namespace, d.name}] = r
+	if old, ok := k.results[key]; ok && old.resourceVersion == c.ResourceVersion {
+		return // a relist handed back an unchanged object: keep its model, no new analysis
+	}
+	k.results[key] = storedResult{readResult: c.result, resourceVersion: c.ResourceVersion}
 	k.dirty = true
 }
 
 func (k *Kube) remove(i int, obj any) {
-	if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-		obj = t.Obj
-	}
-	d, ok := dataOf(obj)
+	c, ok := cachedOf(obj)
 	if !ok {
 		return
 	}
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	delete(k.results, resultKey{i, d.namespace, d.name})
+	delete(k.results, resultKey{i, c.Namespace, c.Name})
 	k.dirty = true
 }
 
-// CachedObjects returns every object the informers cache, as their transform left it: for tests
-// and debugging, to show what the exporter keeps in memory.
+// CachedObjects returns every object the informers cache, as their transform left it (a
+// *cachedObject): for tests and debugging, to show what the exporter keeps in memory.
 func (k *Kube) CachedObjects() []any {
 	k.mu.Lock()
 	informers := k.informers
@@ -418,13 +402,6 @@ func (k *Kube) rebuild() {
 	k.state.Objects, k.state.Meshes = objects, meshes
 	k.state.Generation++
 	k.dirty = false
-}
-
-func splitList(s string) []string {
-	if s == "" {
-		return nil
-	}
-	return strings.Split(s, ",")
 }
 
 // matchAny reports whether key matches one of the glob patterns; no patterns match everything.

@@ -2,31 +2,34 @@ package sources
 
 import (
 	"bytes"
+	"encoding/pem"
 	"reflect"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/meshcert/meshcert-exporter/internal/config"
 	"github.com/meshcert/meshcert-exporter/internal/model"
 	"github.com/meshcert/meshcert-exporter/internal/pki"
 	"github.com/meshcert/meshcert-exporter/internal/testpki"
 )
 
-// TestTransformStripsAndIsIdempotent: the transform keeps names and certificate data only, wipes
-// private keys, and a second pass (client-go may apply it twice) changes nothing.
-func TestTransformStripsAndIsIdempotent(t *testing.T) {
+// TestTransformReadsAndIsIdempotent: the transform reads an object into its model and keeps
+// nothing else (no metadata beyond its identity, no value, no key material), wipes private keys
+// from the decoded object, and a second pass (client-go may apply it twice) changes nothing.
+func TestTransformReadsAndIsIdempotent(t *testing.T) {
 	root := testpki.Issue(testpki.Spec{CommonName: "root", CA: true, NotBefore: from, NotAfter: until})
 	keyPEM := root.KeyPEM()
 	keyCopy := bytes.Clone(keyPEM)
 	k := newKube(SourceSecret, true, nil, nil, nil)
-	w := &kubeWatch{keep: func(key string) bool { return key != "skip.pem" }}
+	w := selectorWatch(SourceSecret, config.Selector{Keys: []string{"ca-cert.pem", "root-cert.pem"}})
 	in := &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Name: "cacerts", Namespace: "istio-system", ResourceVersion: "7",
 			Labels: map[string]string{"a": "b"}, Annotations: map[string]string{"kubectl.kubernetes.io/last-applied-configuration": "{...}"},
 			ManagedFields: []metav1.ManagedFieldsEntry{{Manager: "kubectl"}}},
 		Data: map[string][]byte{"ca-cert.pem": root.PEM(), "ca-key.pem": keyPEM, "key.pem": {}, "skip.pem": root.PEM(),
-			"big.pem": bytes.Repeat([]byte("A"), pki.MaxBundleBytes+1)},
+			"root-cert.pem": bytes.Repeat([]byte("A"), pki.MaxBundleBytes+1)},
 	}
 	once, err := k.transform(w)(in)
 	if err != nil {
@@ -35,30 +38,77 @@ func TestTransformStripsAndIsIdempotent(t *testing.T) {
 	if !bytes.Equal(keyPEM, make([]byte, len(keyPEM))) {
 		t.Error("the private key was not wiped from the decoded object")
 	}
-	twice, _ := k.transform(w)(once)
-	if !reflect.DeepEqual(once, twice) {
+	if twice, _ := k.transform(w)(once); twice != once {
 		t.Errorf("second transform changed the object:\n%+v\n%+v", once, twice)
 	}
-	s := twice.(*corev1.Secret)
-	if len(s.Labels) != 0 || len(s.ManagedFields) != 0 || s.Annotations["kubectl.kubernetes.io/last-applied-configuration"] != "" || s.ResourceVersion != "7" {
-		t.Errorf("metadata not stripped: %+v", s.ObjectMeta)
+	c := once.(*cachedObject)
+	want := metav1.ObjectMeta{Name: "cacerts", Namespace: "istio-system", ResourceVersion: "7"}
+	if !reflect.DeepEqual(c.ObjectMeta, want) {
+		t.Errorf("metadata not stripped: %+v", c.ObjectMeta)
 	}
-	if len(s.Data) != 1 || s.Data["ca-cert.pem"] == nil {
-		t.Errorf("cached keys = %v, want only ca-cert.pem", reflect.ValueOf(s.Data).MapKeys())
+	o := c.result.object
+	var keys []string
+	for _, b := range o.Bundles {
+		keys = append(keys, b.Key+"="+string(b.Error))
 	}
-	d, _ := dataOf(s)
-	if _, ok := d.data["ca-key.pem"]; !ok || d.data["ca-key.pem"] != nil {
-		t.Error("the private key's presence is lost, or its value kept")
+	if !reflect.DeepEqual(keys, []string{"ca-cert.pem=", "root-cert.pem=too_large", "cert-chain.pem=incomplete_bundle"}) {
+		t.Errorf("bundles = %v, want root-cert.pem too large and ca-cert.pem read (skip.pem is not selected)", keys)
 	}
-	if _, ok := d.data["key.pem"]; ok {
-		t.Error("an empty key counts as present")
+	if !reflect.DeepEqual(o.KeyPairs, []model.KeyPair{{PrivateKey: "ca-key.pem", Certificate: "ca-cert.pem"}}) {
+		t.Errorf("key pairs = %v: the private key's presence is lost (the empty key.pem must not count)", o.KeyPairs)
 	}
-	if _, reason := d.parse("big.pem"); reason != model.ReasonTooLarge {
-		t.Errorf("big.pem: %q, want too_large", reason)
+	assertNoKeyMaterial(t, c, keyCopy)
+}
+
+// assertNoKeyMaterial walks everything v reaches and fails when a byte slice or string holds the
+// key of keyPEM, as DER or as a line of its PEM.
+func assertNoKeyMaterial(t *testing.T, v any, keyPEM []byte) {
+	t.Helper()
+	block, _ := pem.Decode(keyPEM)
+	if block == nil {
+		t.Fatal("not a PEM key")
 	}
-	for _, v := range s.Data {
-		if bytes.Contains(v, keyCopy[40:80]) {
-			t.Error("key material cached")
+	der := block.Bytes[len(block.Bytes)/2 : len(block.Bytes)/2+24] // a piece of the secret part
+	line := bytes.Split(keyPEM, []byte("\n"))[2]
+	seen := map[uintptr]bool{}
+	var walk func(reflect.Value, string)
+	walk = func(x reflect.Value, path string) {
+		switch x.Kind() {
+		case reflect.Pointer, reflect.Interface:
+			if x.IsNil() {
+				return
+			}
+			if x.Kind() == reflect.Pointer {
+				if seen[x.Pointer()] {
+					return
+				}
+				seen[x.Pointer()] = true
+			}
+			walk(x.Elem(), path)
+		case reflect.Struct:
+			for i := range x.NumField() {
+				walk(x.Field(i), path+"."+x.Type().Field(i).Name)
+			}
+		case reflect.Slice, reflect.Array:
+			if x.Type().Elem().Kind() == reflect.Uint8 && x.Kind() == reflect.Slice {
+				if b := x.Bytes(); bytes.Contains(b, der) || bytes.Contains(b, line) {
+					t.Errorf("key material at %s", path)
+				}
+				return
+			}
+			for i := range x.Len() {
+				walk(x.Index(i), path+"[]")
+			}
+		case reflect.Map:
+			for it := x.MapRange(); it.Next(); {
+				walk(it.Key(), path+"{key}")
+				walk(it.Value(), path+"{}")
+			}
+		case reflect.String:
+			if s := x.String(); bytes.Contains([]byte(s), line) {
+				t.Errorf("key material at %s", path)
+			}
 		}
 	}
+	walk(reflect.ValueOf(v), "")
 }
