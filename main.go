@@ -260,10 +260,9 @@ func newExporter(cfg *config.Config, k *kube, metricsPath string, logger log.Log
 	srcs = append(srcs, proxies...)
 	inv := inventory.New(srcs, cfg.MeshSettings())
 
-	// The analysis families come from the handler's cache; these are rendered on every scrape.
+	// The mesh's families come from the handler; these are gathered on every scrape.
 	status := prometheus.NewRegistry()
 	status.MustRegister(
-		collector.NewStatus(inv),
 		versioncollector.NewCollector(programName),
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),

@@ -30,10 +30,12 @@ func BenchmarkScrape10k(b *testing.B) {
 	p := analysed(objects)
 	p.snap.Version = 1
 	for _, bench := range []struct {
-		name     string
-		gzip     bool
-		rerender bool
-	}{{"cached", false, false}, {"cached-gzip", true, false}, {"render", false, true}, {"render-gzip", true, true}} {
+		name string
+		gzip bool
+		// change: "" serves the cache; "one" replaces one object's findings before each scrape (a
+		// certificate rotated); "all" drops the cache (the first scrape after a start).
+		change string
+	}{{"cached", false, ""}, {"cached-gzip", true, ""}, {"one-changed-gzip", true, "one"}, {"render-all", false, "all"}, {"render-all-gzip", true, "all"}} {
 		b.Run(bench.name, func(b *testing.B) {
 			h := NewHandler(p, prometheus.NewRegistry(), log.NewNopLogger(), 1)
 			req := httptest.NewRequest(http.MethodGet, "/metrics", nil)
@@ -42,10 +44,16 @@ func BenchmarkScrape10k(b *testing.B) {
 			}
 			h.ServeHTTP(httptest.NewRecorder(), req) // warm the cache
 			b.ReportAllocs()
-			var size int
+			var size, i int
 			for b.Loop() {
-				if bench.rerender {
+				switch bench.change {
+				case "one":
+					i = (i + 7919) % len(p.snap.Objects) // spread over the blocks
+					changed := *p.snap.Objects[i]
+					p.snap.Objects[i] = &changed
 					p.snap.Version++
+				case "all":
+					h.blocks = blockCache{of: map[*model.ObjectAnalysis]*block{}}
 				}
 				rec := httptest.NewRecorder()
 				h.ServeHTTP(rec, req)

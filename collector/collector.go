@@ -45,29 +45,31 @@ var Families = func() []string {
 	return append(out, "meshcert_source_up", "meshcert_source_last_success_timestamp_seconds", "meshcert_source_errors_total")
 }()
 
-// StatusCollector is a prometheus.Collector of the sources' health families, gathered on every
-// scrape (the proxies' health, which can be thousands of series, is written by RenderProxies).
-type StatusCollector struct {
-	provider SnapshotProvider
+// sourcesCollector is a prometheus.Collector of the sources' health in one snapshot. The Handler
+// gathers one per scrape, from the snapshot the scrape serves, so a scrape asks for the state of
+// the sources once.
+type sourcesCollector struct {
+	snap *model.Snapshot
 }
 
-var _ prometheus.Collector = (*StatusCollector)(nil)
+var _ prometheus.Collector = sourcesCollector{}
 
-// NewStatus returns a collector of the health families of p's snapshots.
-func NewStatus(p SnapshotProvider) *StatusCollector {
-	return &StatusCollector{provider: p}
+// SourceStatus returns a collector of the sources' health families (up, last success, errors) in
+// snap.
+func SourceStatus(snap *model.Snapshot) prometheus.Collector {
+	return sourcesCollector{snap: snap}
 }
 
 // Describe implements prometheus.Collector.
-func (c *StatusCollector) Describe(ch chan<- *prometheus.Desc) {
+func (c sourcesCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{sourceUpDesc, sourceLastSuccessDesc, sourceErrorsDesc} {
 		ch <- d
 	}
 }
 
 // Collect implements prometheus.Collector.
-func (c *StatusCollector) Collect(ch chan<- prometheus.Metric) {
-	collectStatus(ch, c.provider.Snapshot())
+func (c sourcesCollector) Collect(ch chan<- prometheus.Metric) {
+	collectStatus(ch, c.snap)
 }
 
 func collectStatus(ch chan<- prometheus.Metric, snap *model.Snapshot) {

@@ -35,7 +35,7 @@ func analysed(objects []*model.Object, sources ...model.SourceStatus) staticProv
 // proxy families, then the status collector's families.
 func gatherer(t *testing.T, p SnapshotProvider, now time.Time) prometheus.Gatherer {
 	status := prometheus.NewPedanticRegistry()
-	status.MustRegister(NewStatus(p))
+	status.MustRegister(SourceStatus(p.Snapshot()))
 	return prometheus.Gatherers{prometheus.GathererFunc(func() ([]*dto.MetricFamily, error) {
 		parser := expfmt.NewTextParser(prommodel.UTF8Validation)
 		text := bytes.NewBuffer(RenderAnalysis(&p.Snapshot().Analysis, now))
@@ -205,7 +205,7 @@ meshcert_proxy_up{endpoint="config_dump",mesh="istio",name="never",namespace="sh
 // TestFamiliesMatchDescriptors keeps Families in step with what is rendered and described.
 func TestFamiliesMatchDescriptors(t *testing.T) {
 	ch := make(chan *prometheus.Desc, 64)
-	NewStatus(staticProvider{&model.Snapshot{}}).Describe(ch)
+	SourceStatus(&model.Snapshot{}).Describe(ch)
 	close(ch)
 	described := map[string]bool{}
 	for _, f := range analysisFamilies {

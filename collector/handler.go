@@ -1,6 +1,7 @@
 package collector
 
 import (
+	"bufio"
 	"bytes"
 	"compress/gzip"
 	"io"
@@ -18,11 +19,14 @@ import (
 )
 
 // Handler serves /metrics. The families derived from the analysis (one to nine series per
-// certificate, most of a scrape) only change when the analysis runs again or when a certificate on a
-// chain crosses its NotBefore or NotAfter; the Handler renders them then, keeps the encoded text and
-// its gzip, and copies them on every other scrape. The health families, which change with every
-// read, come from a Gatherer and are encoded per scrape. A scrape therefore costs little more than
-// copying bytes, yet a changed Secret shows on the next scrape: its analysis has a new version.
+// certificate, most of a scrape) only change when an object's findings change or when a
+// certificate on a chain crosses its NotBefore or NotAfter. The Handler keeps them compressed, in
+// blocks of objects: each block holds one gzip member per family, rendered when one of its objects
+// changes or its next validity boundary passes. A scrape writes the members of each family in
+// turn (consecutive gzip members are one gzip stream), so it costs little more than copying bytes,
+// and a change re-renders one or two blocks, not the mesh. The proxies' health is kept the same
+// way while no proxy's state changes (see proxyRenderer); their last-success timestamps and the
+// sources' health, which change with every read, are written on every scrape.
 type Handler struct {
 	provider SnapshotProvider
 	status   prometheus.Gatherer
@@ -30,18 +34,19 @@ type Handler struct {
 	logger   log.Logger
 	inFlight chan struct{}
 
+	proxies proxyRenderer
+
 	mu       sync.Mutex
-	cached   bool
-	version  uint64
-	boundary time.Time // the next instant a chain's validity changes; zero when none will
-	gz       []byte    // only the gzip is kept: a tenth of the text
-	renders  int
+	blocks   blockCache
+	segments [][]byte // the analysis families as gzip members, in order; replaced, never changed
+	renders  int      // blocks rendered, for tests
 }
 
-// NewHandler returns a handler that serves the analysis of p from its cache and the families of
-// status fresh; at most maxInFlight scrapes run at once (more get a 503).
+// NewHandler returns a handler that serves the analysis of p from its cache, the sources' health
+// of the same snapshot and the families of status (the Go runtime, build info) fresh; at most maxInFlight scrapes run at once (more get a 503).
 func NewHandler(p SnapshotProvider, status prometheus.Gatherer, logger log.Logger, maxInFlight int) *Handler {
-	return &Handler{provider: p, status: status, now: time.Now, logger: logger, inFlight: make(chan struct{}, maxInFlight)}
+	return &Handler{provider: p, status: status, now: time.Now, logger: logger, inFlight: make(chan struct{}, maxInFlight),
+		blocks: blockCache{of: map[*model.ObjectAnalysis]*block{}}}
 }
 
 const contentType = "text/plain; version=0.0.4; charset=utf-8"
@@ -56,29 +61,39 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	snap := h.provider.Snapshot()
-	gz := h.analysis(snap)
-	var dyn bytes.Buffer
-	RenderProxies(&dyn, snap.Proxies)
-	dyn.Write(encode(h.status, h.logger))
-	dynamic := dyn.Bytes()
+	segments := h.analysis(snap)
+	up, lastSuccess := h.proxies.render(snap.Proxies)
+	if up != nil {
+		segments = append(segments[:len(segments):len(segments)], up)
+	}
+	sources := prometheus.NewRegistry()
+	sources.MustRegister(SourceStatus(snap))
+	dynamic := append(lastSuccess, encode(prometheus.Gatherers{sources, h.status}, h.logger)...)
 	w.Header().Set("Content-Type", contentType)
 	if !strings.Contains(r.Header.Get("Accept-Encoding"), "gzip") {
 		// Rare (Prometheus always asks for gzip): decompress the cached families.
-		zr, err := gzip.NewReader(bytes.NewReader(gz))
-		if err == nil {
+		readers := make([]io.Reader, len(segments))
+		for i, s := range segments {
+			readers[i] = bytes.NewReader(s)
+		}
+		if zr, err := gzip.NewReader(io.MultiReader(readers...)); err == nil {
 			_, _ = io.Copy(w, zr)
 		}
 		w.Write(dynamic)
 		return
 	}
-	// Two gzip members in a row are one valid gzip stream: the cached one, then the fresh one.
+	// Gzip members in a row are one valid gzip stream: the cached ones, then the fresh one.
 	w.Header().Set("Content-Encoding", "gzip")
-	w.Write(gz)
+	bw := bufio.NewWriterSize(w, 32<<10)
+	for _, s := range segments {
+		bw.Write(s)
+	}
 	zw := gzipWriters.Get().(*gzip.Writer)
-	zw.Reset(w)
+	zw.Reset(bw)
 	zw.Write(dynamic)
 	zw.Close()
 	gzipWriters.Put(zw)
+	bw.Flush()
 }
 
 // gzipWriters are reused: a compressor holds about a megabyte of tables, too much to throw away on
@@ -88,24 +103,23 @@ var gzipWriters = sync.Pool{New: func() any {
 	return zw
 }}
 
-// analysis returns the gzipped analysis families, rendering them again only when needed.
-func (h *Handler) analysis(snap *model.Snapshot) []byte {
+// analysis returns the gzip members of the analysis families, rendering the blocks that changed.
+func (h *Handler) analysis(snap *model.Snapshot) [][]byte {
 	now := h.now()
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.cached && snap.Version == h.version && (h.boundary.IsZero() || now.Before(h.boundary)) {
-		return h.gz
+	changed := h.blocks.update(&snap.Analysis)
+	for _, b := range h.blocks.blocks {
+		if b.stale || !b.boundary.IsZero() && !now.Before(b.boundary) {
+			b.render(now)
+			h.renders++
+			changed = true
+		}
 	}
-	var buf bytes.Buffer
-	zw := gzipWriters.Get().(*gzip.Writer)
-	zw.Reset(&buf)
-	renderAnalysis(zw, &snap.Analysis, now)
-	zw.Close()
-	gzipWriters.Put(zw)
-	h.gz = bytes.Clone(buf.Bytes()) // exactly sized: it is kept until the next render
-	h.cached, h.version, h.boundary = true, snap.Version, nextBoundary(&snap.Analysis, now)
-	h.renders++
-	return h.gz
+	if changed || h.segments == nil {
+		h.segments = h.blocks.segments()
+	}
+	return h.segments
 }
 
 // encode gathers g and encodes what it could gather as text; a family that fails costs only itself.
@@ -122,28 +136,4 @@ func encode(g prometheus.Gatherer, logger log.Logger) []byte {
 		}
 	}
 	return buf.Bytes()
-}
-
-// nextBoundary is the first instant after now at which a chain's validity can change: a NotBefore
-// reached or a NotAfter passed, of any certificate on any path.
-func nextBoundary(a *model.Analysis, now time.Time) time.Time {
-	var next time.Time
-	consider := func(t time.Time) {
-		if t.After(now) && (next.IsZero() || t.Before(next)) {
-			next = t
-		}
-	}
-	for i := range a.Certificates {
-		c := a.Certificates[i].Chain
-		if c == nil {
-			continue
-		}
-		for _, path := range append(c.Paths, c.Partial) {
-			for _, cert := range path {
-				consider(cert.NotBefore())
-				consider(cert.NotAfter().Add(time.Nanosecond)) // expired once strictly after NotAfter
-			}
-		}
-	}
-	return next
 }

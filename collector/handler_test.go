@@ -3,9 +3,11 @@ package collector
 import (
 	"bytes"
 	"compress/gzip"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -89,11 +91,11 @@ func handlerFixture() (*versionedProvider, *testpki.Cert) {
 func TestHandlerServesTheRenderedFamilies(t *testing.T) {
 	p, _ := handlerFixture()
 	clock := scrape()
-	status := prometheus.NewRegistry()
-	status.MustRegister(NewStatus(p))
-	h := NewHandler(p, status, log.NewNopLogger(), 2)
+	h := NewHandler(p, prometheus.NewRegistry(), log.NewNopLogger(), 2)
 	h.now = func() time.Time { return clock }
 
+	status := prometheus.NewRegistry()
+	status.MustRegister(SourceStatus(p.snap))
 	statusOnly := scrapeHandler(t, promhttp.HandlerFor(status, promhttp.HandlerOpts{}), false)
 	var proxies bytes.Buffer
 	RenderProxies(&proxies, p.snap.Proxies)
@@ -143,7 +145,116 @@ func TestHandlerRendersOnlyOnChange(t *testing.T) {
 	next.Analysis.Version = 2
 	p.snap = &next
 	scrapeHandler(t, h, false)
-	if h.renders != 3 {
-		t.Errorf("%d renders after a new analysis, want 3", h.renders)
+	if h.renders != 2 {
+		t.Errorf("%d renders after a new analysis with the same findings, want still 2", h.renders)
 	}
+}
+
+// TestHandlerRendersChangedBlocksOnly: in a mesh of many objects, a changed object re-renders its
+// old block and the open block, not the mesh; objects that leave leave; and what a scrape serves
+// is always exactly the series of the current analysis.
+func TestHandlerRendersChangedBlocksOnly(t *testing.T) {
+	clock := scrape()
+	root := testpki.Issue(testpki.Spec{CommonName: "root", CA: true, NotBefore: from, NotAfter: testpki.Date(2036, 1, 1)})
+	proxy := func(i int) *model.Object {
+		leaf := testpki.Issue(testpki.Spec{CommonName: "leaf", Issuer: root, NotBefore: from, NotAfter: testpki.Date(2026, 7, 1),
+			URIs: []string{fmt.Sprintf("spiffe://cluster.local/ns/a/sa/p%d", i)}})
+		return &model.Object{Source: "envoy", Namespace: "a", Name: fmt.Sprintf("p%03d", i), Mesh: model.MeshIstio,
+			Expect:  &model.Identity{Namespace: "a", ServiceAccount: fmt.Sprintf("p%d", i)},
+			Bundles: []model.Bundle{bundle("default", model.PurposeCertificates, leaf), bundle("ROOTCA", model.PurposeTrustBundle, root)}}
+	}
+	objects := make([]*model.Object, 200)
+	for i := range objects {
+		objects[i] = proxy(i)
+	}
+	analyzer := pki.NewAnalyzer()
+	p := &versionedProvider{snap: &model.Snapshot{}}
+	h := NewHandler(p, prometheus.NewRegistry(), log.NewNopLogger(), 2)
+	h.now = func() time.Time { return clock }
+	version := uint64(0)
+	check := func(name string, wantRenders int) {
+		t.Helper()
+		version++
+		p.snap = &model.Snapshot{Analysis: analyzer.Analyze(objects, map[model.Mesh]model.MeshSettings{model.MeshIstio: {TrustDomain: "cluster.local"}})}
+		p.snap.Version = version
+		before := h.renders
+		got := sortedFamilies(t, scrapeHandler(t, h, true))
+		if n := h.renders - before; wantRenders >= 0 && n != wantRenders {
+			t.Errorf("%s: %d blocks rendered, want %d", name, n, wantRenders)
+		}
+		want := sortedFamilies(t, string(RenderAnalysis(&p.snap.Analysis, clock)))
+		if len(got) != len(want) {
+			t.Errorf("%s: %d families, want %d", name, len(got), len(want))
+		}
+		for fam, w := range want {
+			if got[fam] != w {
+				t.Errorf("%s: %s differs from the analysis", name, fam)
+			}
+		}
+		if max := (len(objects)+blockSize/2-1)/(blockSize/2) + 1; len(h.blocks.blocks) > max {
+			t.Errorf("%s: %d blocks for %d objects", name, len(h.blocks.blocks), len(objects))
+		}
+	}
+	check("first scrape", 4) // 200 objects in blocks of 64
+	check("nothing changed", 0)
+	objects[5] = proxy(5)
+	check("one object changed", 2) // its old block and the open one
+	objects = append(objects[:10], objects[50:]...)
+	check("40 objects of the first block gone", -1)
+	objects = append(objects, proxy(1000), proxy(1001))
+	check("two objects new", 1)
+}
+
+// sortedFamilies parses exposition text into its families, each with its samples sorted: the order
+// of samples within a family is free.
+func sortedFamilies(t *testing.T, body string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	for name, text := range parse(t, body) {
+		lines := strings.Split(strings.TrimSpace(text), "\n")
+		slices.Sort(lines)
+		out[name] = strings.Join(lines, "\n")
+	}
+	return out
+}
+
+// TestHandlerProxiesHealth: meshcert_proxy_up is kept compressed while no proxy's state changes;
+// the last-success timestamps are current on every scrape; a proxy that fails, changes endpoint or
+// goes away shows at once.
+func TestHandlerProxiesHealth(t *testing.T) {
+	p := &versionedProvider{snap: &model.Snapshot{}}
+	h := NewHandler(p, prometheus.NewRegistry(), log.NewNopLogger(), 2)
+	var proxies []model.ProxyStatus
+	for i := range 100 {
+		proxies = append(proxies, model.ProxyStatus{Mesh: model.MeshIstio, Source: "envoy", Namespace: "a", Name: fmt.Sprintf("p%d", i),
+			Up: true, Endpoint: "config_dump", LastSuccess: from.Add(time.Duration(i) * time.Second)})
+	}
+	check := func(name string, wantReused bool) {
+		t.Helper()
+		before := h.proxies.up
+		p.snap = &model.Snapshot{Proxies: slices.Clone(proxies)}
+		var want bytes.Buffer
+		RenderProxies(&want, proxies)
+		got := sortedFamilies(t, scrapeHandler(t, h, true))
+		for fam, w := range sortedFamilies(t, want.String()) {
+			if got[fam] != w {
+				t.Errorf("%s: %s differs:\n got %s\nwant %s", name, fam, got[fam], w)
+			}
+		}
+		if reused := before != nil && len(h.proxies.up) > 0 && &before[0] == &h.proxies.up[0]; reused != wantReused {
+			t.Errorf("%s: meshcert_proxy_up reused %v, want %v", name, reused, wantReused)
+		}
+	}
+	check("first scrape", false)
+	for i := range proxies {
+		proxies[i].LastSuccess = proxies[i].LastSuccess.Add(time.Minute)
+	}
+	check("every proxy read again", true)
+	proxies[3].Up = false
+	check("one proxy down", false)
+	proxies[4].Endpoint = "certs"
+	check("one proxy on another endpoint", false)
+	proxies = proxies[1:]
+	check("one proxy gone", false)
+	check("nothing changed", true)
 }

@@ -52,27 +52,34 @@ var analysisFamilies = [famCount]struct{ name, help string }{
 }
 
 // RenderAnalysis writes the families derived from an analysis as exposition text (format 0.0.4),
-// evaluating the validity windows of the chains at now. It is the only implementation of these
-// families: the Handler caches its output. Each certificate's location labels are written once and
-// shared by its series, so a render costs a few allocations per certificate, not per series.
+// evaluating the validity windows of the chains at now. The Handler renders the same series block
+// by block (renderObject) and keeps them compressed; this renders them in one piece, in the order
+// of the analysis.
 func RenderAnalysis(a *model.Analysis, now time.Time) []byte {
-	var buf bytes.Buffer
-	renderAnalysis(&buf, a, now)
+	var (
+		fams    familyBuffers
+		scratch []byte
+		buf     bytes.Buffer
+	)
+	for _, o := range a.Objects {
+		scratch = renderObject(&fams, o, now, scratch)
+	}
+	for i, f := range fams {
+		writeFamily(&buf, i, f)
+	}
 	return buf.Bytes()
 }
 
-// renderAnalysis writes the analysis families to w, family by family.
-func renderAnalysis(w io.Writer, a *model.Analysis, now time.Time) {
-	var fams [famAnalysisCount][]byte
-	// Sized for the usual line lengths, so the buffers rarely grow.
-	n := len(a.Certificates)
-	for i := range fams {
-		fams[i] = make([]byte, 0, n*180)
-	}
-	fams[famInfo] = make([]byte, 0, n*420)
-	var loc []byte
-	for i := range a.Certificates {
-		o := &a.Certificates[i]
+// familyBuffers hold the samples of each analysis family.
+type familyBuffers [famAnalysisCount][]byte
+
+// renderObject appends the series of one object's findings to fams, evaluating its chains at now.
+// Each certificate's location labels are written once, into scratch (returned for reuse), and
+// shared by its series: a few allocations per certificate, not per series.
+func renderObject(fams *familyBuffers, oa *model.ObjectAnalysis, now time.Time, scratch []byte) []byte {
+	loc := scratch
+	for i := range oa.Certificates {
+		o := &oa.Certificates[i]
 		c := o.Certificate
 		loc = appendLabel(loc[:0], "index", strconv.Itoa(o.Index), true)
 		loc = appendLabel(loc, "key", labelValue(o.Key), false)
@@ -86,12 +93,13 @@ func renderAnalysis(w io.Writer, a *model.Analysis, now time.Time) {
 		if !c.NotBefore().IsZero() { // a proxy's expiry metric gives no start
 			fams[famNotBefore] = appendSample(fams[famNotBefore], famNotBefore, loc, nil, unixSeconds(c.NotBefore()))
 		}
-		info := appendLabel(nil, "issuer", labelValue(c.Issuer), true)
-		info = appendLabel(info, "key_algorithm", c.KeyAlgorithm, false)
-		info = appendLabel(info, "serial", labelValue(c.Serial), false)
-		info = appendLabel(info, "spiffe_id", labelValue(strings.Join(c.SPIFFEIDs, ",")), false)
-		info = appendLabel(info, "subject", labelValue(c.Subject), false)
-		fams[famInfo] = appendSample(fams[famInfo], famInfo, loc, info, 1)
+		fams[famInfo] = appendSampleWith(fams[famInfo], famInfo, loc, 1, func(b []byte) []byte {
+			b = appendLabel(b, "issuer", labelValue(c.Issuer), false)
+			b = appendLabel(b, "key_algorithm", c.KeyAlgorithm, false)
+			b = appendLabel(b, "serial", labelValue(c.Serial), false)
+			b = appendLabel(b, "spiffe_id", labelValue(strings.Join(c.SPIFFEIDs, ",")), false)
+			return appendLabel(b, "subject", labelValue(c.Subject), false)
+		})
 		if o.Chain != nil {
 			st := o.Chain.Evaluate(now)
 			anchor := ""
@@ -101,61 +109,110 @@ func renderAnalysis(w io.Writer, a *model.Analysis, now time.Time) {
 			fams[famChainDepth] = appendSample(fams[famChainDepth], famChainDepth, loc, nil, float64(st.Depth))
 			fams[famChainValid] = appendSample(fams[famChainValid], famChainValid, loc, nil, boolValue(st.Valid))
 			fams[famChainNotAfter] = appendSample(fams[famChainNotAfter], famChainNotAfter, loc, nil, unixSeconds(st.NotAfter))
-			extra := appendLabel(nil, "anchor_serial", labelValue(anchor), true)
-			extra = appendLabel(extra, "reason", string(st.Reason), false)
-			fams[famChainInfo] = appendSample(fams[famChainInfo], famChainInfo, loc, extra, 1)
+			fams[famChainInfo] = appendSampleWith(fams[famChainInfo], famChainInfo, loc, 1, func(b []byte) []byte {
+				b = appendLabel(b, "anchor_serial", labelValue(anchor), false)
+				return appendLabel(b, "reason", string(st.Reason), false)
+			})
 		}
 		if o.Identity != nil {
 			fams[famSANValid] = appendSample(fams[famSANValid], famSANValid, loc, nil, boolValue(o.Identity.Valid))
-			fams[famSANInfo] = appendSample(fams[famSANInfo], famSANInfo, loc, appendLabel(nil, "reason", string(o.Identity.Reason), true), 1)
+			fams[famSANInfo] = appendSampleWith(fams[famSANInfo], famSANInfo, loc, 1, func(b []byte) []byte {
+				return appendLabel(b, "reason", string(o.Identity.Reason), false)
+			})
 		}
 	}
-	for _, e := range a.BundleErrors {
-		l := appendLabel(nil, "key", labelValue(e.Key), true)
+	for _, e := range oa.BundleErrors {
+		l := appendLabel(loc[:0], "key", labelValue(e.Key), true)
 		l = appendLabel(l, "name", labelValue(e.Name), false)
 		l = appendLabel(l, "namespace", labelValue(e.Namespace), false)
 		l = appendLabel(l, "reason", string(e.Reason), false)
-		l = appendLabel(l, "source", e.Source, false)
-		fams[famBundleError] = appendSample(fams[famBundleError], famBundleError, l, nil, 1)
+		loc = appendLabel(l, "source", e.Source, false)
+		fams[famBundleError] = appendSample(fams[famBundleError], famBundleError, loc, nil, 1)
 	}
-	for _, b := range a.TrustBundles {
-		l := appendLabel(nil, "key", labelValue(b.Key), true)
+	for _, b := range oa.TrustBundles {
+		l := appendLabel(loc[:0], "key", labelValue(b.Key), true)
 		l = appendLabel(l, "mesh", string(b.Mesh), false)
 		l = appendLabel(l, "name", labelValue(b.Name), false)
 		l = appendLabel(l, "namespace", labelValue(b.Namespace), false)
-		l = appendLabel(l, "source", b.Source, false)
-		fams[famTrustBundleCurrent] = appendSample(fams[famTrustBundleCurrent], famTrustBundleCurrent, l, nil, boolValue(b.Current))
+		loc = appendLabel(l, "source", b.Source, false)
+		fams[famTrustBundleCurrent] = appendSample(fams[famTrustBundleCurrent], famTrustBundleCurrent, loc, nil, boolValue(b.Current))
 	}
-	for _, k := range a.RootKeys {
-		l := appendLabel(nil, "mesh", string(k.Mesh), true)
+	for _, k := range oa.RootKeys {
+		l := appendLabel(loc[:0], "mesh", string(k.Mesh), true)
 		l = appendLabel(l, "name", labelValue(k.Name), false)
 		l = appendLabel(l, "namespace", labelValue(k.Namespace), false)
-		l = appendLabel(l, "source", k.Source, false)
-		fams[famRootKey] = appendSample(fams[famRootKey], famRootKey, l, nil, boolValue(k.Stored))
+		loc = appendLabel(l, "source", k.Source, false)
+		fams[famRootKey] = appendSample(fams[famRootKey], famRootKey, loc, nil, boolValue(k.Stored))
 	}
-	for i, f := range fams {
-		writeFamily(w, i, f)
-	}
+	return loc
 }
 
-// RenderProxies writes the health of each proxy as exposition text. Proxies change on every read,
-// so this runs on every scrape; written directly, ten thousand proxies cost a few milliseconds.
+// objectBoundary is the first instant after now at which the validity of one of the object's
+// chains can change (a NotBefore reached, a NotAfter passed, of any certificate on any path), or
+// zero when none will.
+func objectBoundary(oa *model.ObjectAnalysis, now time.Time) time.Time {
+	var next time.Time
+	for i := range oa.Certificates {
+		c := oa.Certificates[i].Chain
+		if c == nil {
+			continue
+		}
+		for _, path := range append(c.Paths, c.Partial) {
+			for _, cert := range path {
+				next = earlierAfter(next, cert.NotBefore(), now)
+				next = earlierAfter(next, cert.NotAfter().Add(time.Nanosecond), now) // expired once strictly after NotAfter
+			}
+		}
+	}
+	return next
+}
+
+// earlierAfter returns t when it is after now and before next (or next is zero), else next.
+func earlierAfter(next, t, now time.Time) time.Time {
+	if t.After(now) && (next.IsZero() || t.Before(next)) {
+		return t
+	}
+	return next
+}
+
+// RenderProxies writes the health of each proxy as exposition text. The Handler writes the same
+// series through a proxyRenderer, which keeps what does not change between scrapes.
 func RenderProxies(w io.Writer, proxies []model.ProxyStatus) {
 	up := make([]byte, 0, len(proxies)*150)
-	last := make([]byte, 0, len(proxies)*150)
+	last := make([]byte, 0, len(proxies)*120)
 	var l []byte
-	for _, p := range proxies {
-		l = appendLabel(l[:0], "mesh", string(p.Mesh), true)
-		l = appendLabel(l, "name", labelValue(p.Name), false)
-		l = appendLabel(l, "namespace", labelValue(p.Namespace), false)
-		l = appendLabel(l, "source", p.Source, false)
-		up = appendSample(up, famProxyUp, l, appendLabel(nil, "endpoint", p.Endpoint, true), boolValue(p.Up))
-		if !p.LastSuccess.IsZero() {
-			last = appendSample(last, famProxyLastSuccess, l, nil, unixSeconds(p.LastSuccess))
-		}
+	for i := range proxies {
+		l = appendProxyLabels(l[:0], &proxies[i])
+		up = appendProxyUp(up, l, &proxies[i])
+		last = appendProxyLastSuccess(last, l, &proxies[i])
 	}
 	writeFamily(w, famProxyUp, up)
 	writeFamily(w, famProxyLastSuccess, last)
+}
+
+// appendProxyLabels writes the labels that identify a proxy.
+func appendProxyLabels(b []byte, p *model.ProxyStatus) []byte {
+	b = appendLabel(b, "mesh", string(p.Mesh), true)
+	b = appendLabel(b, "name", labelValue(p.Name), false)
+	b = appendLabel(b, "namespace", labelValue(p.Namespace), false)
+	return appendLabel(b, "source", p.Source, false)
+}
+
+// appendProxyUp writes a proxy's meshcert_proxy_up sample.
+func appendProxyUp(b, labels []byte, p *model.ProxyStatus) []byte {
+	return appendSampleWith(b, famProxyUp, labels, boolValue(p.Up), func(b []byte) []byte {
+		return appendLabel(b, "endpoint", p.Endpoint, false)
+	})
+}
+
+// appendProxyLastSuccess writes a proxy's last success, in whole seconds (a read's time to the
+// second is all an age needs, and shorter lines compress faster on every scrape); nothing for a
+// proxy never read.
+func appendProxyLastSuccess(b, labels []byte, p *model.ProxyStatus) []byte {
+	if p.LastSuccess.IsZero() {
+		return b
+	}
+	return appendSample(b, famProxyLastSuccess, labels, nil, float64(p.LastSuccess.Unix()))
 }
 
 // writeFamily writes a family's HELP and TYPE lines and its samples; a family without samples is
@@ -164,6 +221,12 @@ func writeFamily(w io.Writer, fam int, samples []byte) {
 	if len(samples) == 0 {
 		return
 	}
+	_, _ = w.Write(familyHeader(fam))
+	_, _ = w.Write(samples)
+}
+
+// familyHeader returns a family's HELP and TYPE lines.
+func familyHeader(fam int) []byte {
 	f := analysisFamilies[fam]
 	header := make([]byte, 0, len(f.help)+2*len(f.name)+32)
 	header = append(header, "# HELP "...)
@@ -172,9 +235,7 @@ func writeFamily(w io.Writer, fam int, samples []byte) {
 	header = append(header, escapeHelp(f.help)...)
 	header = append(header, "\n# TYPE "...)
 	header = append(header, f.name...)
-	header = append(header, " gauge\n"...)
-	_, _ = w.Write(header)
-	_, _ = w.Write(samples)
+	return append(header, " gauge\n"...)
 }
 
 // appendSample writes one sample: name{labels,extra} value.
@@ -186,6 +247,18 @@ func appendSample(b []byte, fam int, labels, extra []byte, v float64) []byte {
 		b = append(b, ',')
 		b = append(b, extra...)
 	}
+	b = append(b, "} "...)
+	b = strconv.AppendFloat(b, v, 'g', -1, 64)
+	return append(b, '\n')
+}
+
+// appendSampleWith writes one sample whose labels continue with what extra appends (each label
+// after a comma), without building them separately.
+func appendSampleWith(b []byte, fam int, labels []byte, v float64, extra func([]byte) []byte) []byte {
+	b = append(b, analysisFamilies[fam].name...)
+	b = append(b, '{')
+	b = append(b, labels...)
+	b = extra(b)
 	b = append(b, "} "...)
 	b = strconv.AppendFloat(b, v, 'g', -1, 64)
 	return append(b, '\n')

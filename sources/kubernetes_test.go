@@ -148,8 +148,9 @@ func eventually(t *testing.T, inv *inventory.Inventory, check func(s *model.Snap
 type snapshotView struct{ *model.Snapshot }
 
 func (v snapshotView) cert(source, ns, name, key string, index int) *model.CertificateObservation {
-	for i := range v.Certificates {
-		c := &v.Certificates[i]
+	certs := v.Certificates()
+	for i := range certs {
+		c := &certs[i]
 		if c.Source == source && c.Namespace == ns && c.Name == name && c.Key == key && c.Index == index {
 			return c
 		}
@@ -159,7 +160,7 @@ func (v snapshotView) cert(source, ns, name, key string, index int) *model.Certi
 
 func (v snapshotView) object(source, ns, name string) int {
 	n := 0
-	for _, c := range v.Certificates {
+	for _, c := range v.Certificates() {
 		if c.Source == source && c.Namespace == ns && c.Name == name {
 			n++
 		}
@@ -168,7 +169,7 @@ func (v snapshotView) object(source, ns, name string) int {
 }
 
 func (v snapshotView) rootKey(ns, name string) (stored, found bool) {
-	for _, k := range v.RootKeys {
+	for _, k := range v.RootKeys() {
 		if k.Namespace == ns && k.Name == name {
 			return k.Stored, true
 		}
@@ -177,7 +178,7 @@ func (v snapshotView) rootKey(ns, name string) (stored, found bool) {
 }
 
 func (v snapshotView) bundleCurrent(ns, name string) (current, found bool) {
-	for _, b := range v.TrustBundles {
+	for _, b := range v.TrustBundles() {
 		if b.Namespace == ns && b.Name == name {
 			return b.Current, true
 		}

@@ -6,6 +6,7 @@ import (
 	"hash/fnv"
 	"maps"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-kit/log"
@@ -14,6 +15,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
@@ -21,7 +23,7 @@ import (
 	"github.com/meshcert/meshcert-exporter/internal/model"
 )
 
-// Pod facts the proxy sources use; the transform keeps these and nothing else.
+// Pod facts the proxy sources use; the transform reads these and keeps nothing else.
 const (
 	containerIstioProxy   = "istio-proxy"
 	containerLinkerdProxy = "linkerd-proxy"
@@ -51,13 +53,16 @@ func (s Sharding) owns(namespace, name string) bool {
 // SourcePods is the name of the pod discovery's health series.
 const SourcePods = "pods"
 
-// PodWatcher keeps a stripped copy of the running pods (of one node, when sharded by node), for the
+// PodWatcher keeps what the proxy sources need of the running pods (of one node, when sharded by node), for the
 // proxy sources to find meshed pods in. One watcher serves every proxy source. It is a Source of
 // its own that exports no certificates: its health is meshcert_source_up{source="pods"}.
 type PodWatcher struct {
 	client   kubernetes.Interface
 	sharding Sharding
 	reporter *errorReporter
+
+	// generation moves with every change to the pods, so readers list them only after one.
+	generation atomic.Uint64
 
 	once     sync.Once
 	mu       sync.Mutex
@@ -136,7 +141,9 @@ func (w *PodWatcher) run(ctx context.Context) {
 		}
 		inf := cache.NewSharedIndexInformer(lw, &corev1.Pod{}, 0, cache.Indexers{})
 		_ = inf.SetTransform(stripPod)
-		reg, _ := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{})
+		changed := func(any) { w.generation.Add(1) }
+		reg, _ := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{AddFunc: changed,
+			UpdateFunc: func(_, obj any) { changed(obj) }, DeleteFunc: changed})
 		w.mu.Lock()
 		w.informer, w.handler = inf, reg
 		w.mu.Unlock()
@@ -151,85 +158,97 @@ func (w *PodWatcher) Synced() bool {
 	return w.handler != nil && w.handler.HasSynced()
 }
 
-// Pods returns the stripped running pods of this shard that match.
-func (w *PodWatcher) Pods(match func(*corev1.Pod) bool) []*corev1.Pod {
-	return w.list(func(p *corev1.Pod) bool { return w.sharding.owns(p.Namespace, p.Name) && match(p) })
+// Pods returns the running pods of this shard that run a proxy of kind, as targets.
+func (w *PodWatcher) Pods(kind podKind) []Target {
+	return w.list(func(p *podInfo) bool { return p.kind&kind != 0 && w.sharding.owns(p.Namespace, p.Name) })
 }
 
 // podsOnNode returns every running pod of a node, whatever its shard.
-func (w *PodWatcher) podsOnNode(node string) []*corev1.Pod {
-	return w.list(func(p *corev1.Pod) bool { return p.Spec.NodeName == node })
+func (w *PodWatcher) podsOnNode(node string) []Target {
+	return w.list(func(p *podInfo) bool { return p.Node == node })
 }
 
-func (w *PodWatcher) list(match func(*corev1.Pod) bool) []*corev1.Pod {
+func (w *PodWatcher) list(match func(*podInfo) bool) []Target {
 	w.mu.Lock()
 	inf := w.informer
 	w.mu.Unlock()
 	if inf == nil {
 		return nil
 	}
-	var out []*corev1.Pod
+	var out []Target
 	for _, obj := range inf.GetStore().List() {
-		p, ok := obj.(*corev1.Pod)
+		p, ok := obj.(*podInfo)
 		if ok && match(p) {
-			out = append(out, p)
+			out = append(out, p.Target)
 		}
 	}
 	return out
 }
 
-// stripPod keeps what the proxy sources need: names, service account, node, IP, the container
-// names, two labels and Linkerd's trust root annotation. A pod's spec and status can be tens of
-// kilobytes; this is a few hundred bytes.
+// podKind says which proxies a pod runs.
+type podKind uint8
+
+// The proxies a pod can run.
+const (
+	podIstioProxy podKind = 1 << iota
+	podZtunnel
+	podLinkerdProxy
+)
+
+// podInfo is what the pod cache keeps of a running pod: the target its proxies are read at and
+// which proxies it runs. A pod's spec and status can be tens of kilobytes; this is a few hundred
+// bytes.
+type podInfo struct {
+	Target
+	resourceVersion string
+	kind            podKind
+}
+
+// GetObjectMeta implements metav1.ObjectMetaAccessor, which the informer's store keys objects by.
+func (p *podInfo) GetObjectMeta() metav1.Object {
+	return &metav1.ObjectMeta{Namespace: p.Namespace, Name: p.Name, ResourceVersion: p.resourceVersion}
+}
+
+// GetObjectKind implements runtime.Object.
+func (p *podInfo) GetObjectKind() schema.ObjectKind { return schema.EmptyObjectKind }
+
+// DeepCopyObject implements runtime.Object; a podInfo is immutable.
+func (p *podInfo) DeepCopyObject() runtime.Object { cp := *p; return &cp }
+
+// stripPod reads a pod into its podInfo; an object already read is returned as is.
 func stripPod(obj any) (any, error) {
 	p, ok := obj.(*corev1.Pod)
 	if !ok {
 		return obj, nil
 	}
-	out := &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Name: p.Name, Namespace: p.Namespace, UID: p.UID, ResourceVersion: p.ResourceVersion},
-		Spec:       corev1.PodSpec{ServiceAccountName: p.Spec.ServiceAccountName, NodeName: p.Spec.NodeName},
-		Status:     corev1.PodStatus{PodIP: p.Status.PodIP, Phase: p.Status.Phase},
+	info := &podInfo{
+		Target: Target{Namespace: p.Namespace, Name: p.Name, ServiceAccount: p.Spec.ServiceAccountName, Node: p.Spec.NodeName,
+			IP: p.Status.PodIP, TrustRootDigest: p.Annotations[annotationTrustRoot]},
+		resourceVersion: p.ResourceVersion,
 	}
-	for _, k := range []string{labelApp, labelIstioTLSMode} {
-		if v, ok := p.Labels[k]; ok {
-			if out.Labels == nil {
-				out.Labels = map[string]string{}
-			}
-			out.Labels[k] = v
-		}
+	switch {
+	case p.Labels[labelApp] == "ztunnel":
+		info.kind = podZtunnel
+	case hasContainer(p, containerIstioProxy) || p.Labels[labelIstioTLSMode] == "istio":
+		info.kind = podIstioProxy // a sidecar or a gateway
 	}
-	if v, ok := p.Annotations[annotationTrustRoot]; ok {
-		out.Annotations = map[string]string{annotationTrustRoot: v}
+	if hasContainer(p, containerLinkerdProxy) {
+		info.kind |= podLinkerdProxy
 	}
-	for _, c := range p.Spec.Containers {
-		out.Spec.Containers = append(out.Spec.Containers, corev1.Container{Name: c.Name})
-	}
-	for _, c := range p.Spec.InitContainers {
-		if c.RestartPolicy != nil && *c.RestartPolicy == corev1.ContainerRestartPolicyAlways { // native sidecars
-			out.Spec.Containers = append(out.Spec.Containers, corev1.Container{Name: c.Name})
-		}
-	}
-	return out, nil
+	return info, nil
 }
 
+// hasContainer reports whether the pod runs a container of that name, native sidecars included.
 func hasContainer(p *corev1.Pod, name string) bool {
 	for _, c := range p.Spec.Containers {
 		if c.Name == name {
 			return true
 		}
 	}
+	for _, c := range p.Spec.InitContainers {
+		if c.Name == name && c.RestartPolicy != nil && *c.RestartPolicy == corev1.ContainerRestartPolicyAlways {
+			return true
+		}
+	}
 	return false
 }
-
-// isZtunnel selects ztunnel, Istio ambient's node proxy.
-func isZtunnel(p *corev1.Pod) bool { return p.Labels[labelApp] == "ztunnel" }
-
-// isIstioProxy selects Istio sidecars and gateways: an istio-proxy container or the label the
-// injector sets; not ztunnel.
-func isIstioProxy(p *corev1.Pod) bool {
-	return !isZtunnel(p) && (hasContainer(p, containerIstioProxy) || p.Labels[labelIstioTLSMode] == "istio")
-}
-
-// isLinkerdProxy selects Linkerd-injected pods.
-func isLinkerdProxy(p *corev1.Pod) bool { return hasContainer(p, containerLinkerdProxy) }

@@ -6,6 +6,7 @@ import (
 	"maps"
 	"math/rand/v2"
 	"net/http"
+	"runtime"
 	"slices"
 	"sort"
 	"sync"
@@ -13,7 +14,6 @@ import (
 
 	"github.com/go-kit/log"
 	"github.com/go-kit/log/level"
-	corev1 "k8s.io/api/core/v1"
 
 	"github.com/meshcert/meshcert-exporter/internal/model"
 )
@@ -50,7 +50,7 @@ type proxyReader func(ctx context.Context, tr Transport, t Target, port int) (bu
 type Proxies struct {
 	name      string
 	mesh      model.Mesh
-	selects   func(*corev1.Pod) bool
+	kind      podKind
 	read      proxyReader
 	settings  ProxySettings
 	transport Transport
@@ -63,8 +63,13 @@ type Proxies struct {
 
 	mu      sync.Mutex
 	proxies map[string]*proxyState
-	listed  bool // the targets have been listed at least once
-	swept   bool // every proxy known at some point has been tried at least once
+	// podsSeen is the pod watcher's generation the proxies were last listed at; listed says
+	// whether they were listed at all.
+	podsSeen uint64
+	// order is the keys of proxies, sorted; nil after the set of proxies changed.
+	order  []string
+	listed bool // the targets have been listed at least once
+	swept  bool // every proxy known at some point has been tried at least once
 	// dirty means the statuses changed; objectsChanged means the certificates did too.
 	dirty, objectsChanged bool
 	state                 State
@@ -86,12 +91,12 @@ type proxyState struct {
 // NewEnvoyProxies reads Envoy admin endpoints of Istio sidecars and gateways (and static Envoy
 // targets): /config_dump for the secrets, /certs when that is refused.
 func NewEnvoyProxies(pods *PodWatcher, static []Target, tr Transport, s ProxySettings, logger log.Logger) *Proxies {
-	return newProxies(SourceEnvoy, model.MeshIstio, isIstioProxy, readEnvoy, pods, static, tr, s, logger)
+	return newProxies(SourceEnvoy, model.MeshIstio, podIstioProxy, readEnvoy, pods, static, tr, s, logger)
 }
 
 // NewZtunnelProxies reads ztunnel's /config_dump on every node.
 func NewZtunnelProxies(pods *PodWatcher, tr Transport, s ProxySettings, logger log.Logger) *Proxies {
-	p := newProxies(SourceZtunnel, model.MeshIstio, isZtunnel, nil, pods, nil, tr, s, logger)
+	p := newProxies(SourceZtunnel, model.MeshIstio, podZtunnel, nil, pods, nil, tr, s, logger)
 	p.read = p.readZtunnel
 	p.expect = false // a ztunnel holds the identities of its node's workloads, not its own
 	return p
@@ -99,24 +104,36 @@ func NewZtunnelProxies(pods *PodWatcher, tr Transport, s ProxySettings, logger l
 
 // NewLinkerdProxies reads Linkerd proxies' metrics on their admin port.
 func NewLinkerdProxies(pods *PodWatcher, tr Transport, s ProxySettings, logger log.Logger) *Proxies {
-	return newProxies(SourceLinkerdProxy, model.MeshLinkerd, isLinkerdProxy, readLinkerdProxy, pods, nil, tr, s, logger)
+	return newProxies(SourceLinkerdProxy, model.MeshLinkerd, podLinkerdProxy, readLinkerdProxy, pods, nil, tr, s, logger)
 }
 
-func newProxies(name string, mesh model.Mesh, selects func(*corev1.Pod) bool, read proxyReader, pods *PodWatcher, static []Target,
+func newProxies(name string, mesh model.Mesh, kind podKind, read proxyReader, pods *PodWatcher, static []Target,
 	tr Transport, s ProxySettings, logger log.Logger) *Proxies {
-	return &Proxies{name: name, mesh: mesh, selects: selects, read: read, settings: s, transport: tr, pods: pods, static: static,
+	return &Proxies{name: name, mesh: mesh, kind: kind, read: read, settings: s, transport: tr, pods: pods, static: static,
 		logger: logger, reporter: newErrorReporter(name, logger), expect: true, proxies: map[string]*proxyState{}}
 }
 
 // Name implements Source.
 func (p *Proxies) Name() string { return p.name }
 
+// parseSlots bound how many proxy answers are parsed at once to one less than the cores Go may use
+// (one at least): parsing and verifying certificates is the CPU-heavy part of a sweep of thousands
+// of proxies, and a scrape must always find a core free.
+var parseSlots = make(chan struct{}, max(1, runtime.GOMAXPROCS(0)-1))
+
+// parsing runs parse in a parse slot.
+func parsing(parse func() ([]model.Bundle, error)) ([]model.Bundle, error) {
+	parseSlots <- struct{}{}
+	defer func() { <-parseSlots }()
+	return parse()
+}
+
 // readEnvoy prefers /config_dump (whole chains) and falls back to /certs (leaf and first root
 // only) when config_dump is refused.
 func readEnvoy(ctx context.Context, tr Transport, t Target, port int) ([]model.Bundle, string, error) {
 	body, err := tr.Get(ctx, t, port, EnvoySecretsPath)
 	if err == nil {
-		b, err := ParseEnvoyConfigDump(body)
+		b, err := parsing(func() ([]model.Bundle, error) { return ParseEnvoyConfigDump(body) })
 		clear(body)
 		return b, "config_dump", badResponse(err)
 	}
@@ -129,7 +146,7 @@ func readEnvoy(ctx context.Context, tr Transport, t Target, port int) ([]model.B
 	if err != nil {
 		return nil, "certs", err
 	}
-	b, err := ParseEnvoyCerts(body, t.key())
+	b, err := parsing(func() ([]model.Bundle, error) { return ParseEnvoyCerts(body, t.key()) })
 	return b, "certs", badResponse(err)
 }
 
@@ -138,7 +155,7 @@ func readLinkerdProxy(ctx context.Context, tr Transport, t Target, port int) ([]
 	if err != nil {
 		return nil, "metrics", err
 	}
-	b, err := ParseLinkerdProxyMetrics(body, t.key())
+	b, err := parsing(func() ([]model.Bundle, error) { return ParseLinkerdProxyMetrics(body, t.key()) })
 	return b, "metrics", badResponse(err)
 }
 
@@ -151,10 +168,12 @@ func (p *Proxies) readZtunnel(ctx context.Context, tr Transport, t Target, port 
 	onNode := map[string]bool{}
 	if p.pods != nil {
 		for _, pod := range p.pods.podsOnNode(t.Node) {
-			onNode[pod.Namespace+"/"+pod.Spec.ServiceAccountName] = true
+			onNode[pod.Namespace+"/"+pod.ServiceAccount] = true
 		}
 	}
-	b, err := ParseZtunnelConfigDump(body, t.key(), func(ns, sa string) bool { return onNode[ns+"/"+sa] })
+	b, err := parsing(func() ([]model.Bundle, error) {
+		return ParseZtunnelConfigDump(body, t.key(), func(ns, sa string) bool { return onNode[ns+"/"+sa] })
+	})
 	return b, "config_dump", badResponse(err)
 }
 
@@ -195,42 +214,34 @@ func (p *Proxies) targets() []Target {
 	if p.pods == nil {
 		return out
 	}
-	for _, pod := range p.pods.Pods(p.selects) {
-		if pod.Status.PodIP == "" {
-			continue
+	for _, t := range p.pods.Pods(p.kind) {
+		if t.IP != "" {
+			out = append(out, t)
 		}
-		out = append(out, Target{Namespace: pod.Namespace, Name: pod.Name, ServiceAccount: pod.Spec.ServiceAccountName,
-			Node: pod.Spec.NodeName, IP: pod.Status.PodIP, TrustRootDigest: pod.Annotations[annotationTrustRoot]})
 	}
 	return out
 }
 
-// due refreshes the set of proxies and returns those whose read is due, marking them in flight.
+// due refreshes the set of proxies when the pods changed and returns those whose read is due,
+// marking them in flight.
 func (p *Proxies) due(now time.Time) []*proxyState {
 	podsSynced := p.pods == nil || p.pods.Synced() // before listing: the list is then complete
-	targets := p.targets()
+	var generation uint64
+	if p.pods != nil {
+		generation = p.pods.generation.Load() // before listing: a change after it lists again
+	}
+	p.mu.Lock()
+	refresh := !p.listed || generation != p.podsSeen
+	p.mu.Unlock()
+	var targets []Target
+	if refresh {
+		targets = p.targets()
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	seen := make(map[string]bool, len(targets))
-	for _, t := range targets {
-		k := t.key()
-		seen[k] = true
-		ps := p.proxies[k]
-		if ps == nil {
-			// First read soon, spread over a few seconds so a start does not hit every proxy at once.
-			ps = &proxyState{nextRead: now.Add(jitter(min(p.settings.Interval, p.settings.StartSpread)))}
-			p.proxies[k] = ps
-		}
-		if ps.target != t {
-			ps.target = t
-			p.dirty = true
-		}
-	}
-	for k, ps := range p.proxies {
-		if !seen[k] {
-			delete(p.proxies, k) // the pod went away: its series go with it
-			p.dirty, p.objectsChanged = true, p.objectsChanged || ps.object != nil
-		}
+	if refresh {
+		p.refresh(targets, now)
+		p.podsSeen = generation
 	}
 	var due []*proxyState
 	for _, ps := range p.proxies {
@@ -242,6 +253,33 @@ func (p *Proxies) due(now time.Time) []*proxyState {
 	p.listed = p.listed || podsSynced
 	sort.Slice(due, func(i, j int) bool { return due[i].nextRead.Before(due[j].nextRead) })
 	return due
+}
+
+// refresh makes the set of proxies that of targets; p.mu is held.
+func (p *Proxies) refresh(targets []Target, now time.Time) {
+	seen := make(map[string]bool, len(targets))
+	for _, t := range targets {
+		k := t.key()
+		seen[k] = true
+		ps := p.proxies[k]
+		if ps == nil {
+			// First read soon, spread over a few seconds so a start does not hit every proxy at once.
+			ps = &proxyState{nextRead: now.Add(jitter(min(p.settings.Interval, p.settings.StartSpread)))}
+			p.proxies[k] = ps
+			p.order = nil
+		}
+		if ps.target != t {
+			ps.target = t
+			p.dirty = true
+		}
+	}
+	for k, ps := range p.proxies {
+		if !seen[k] {
+			delete(p.proxies, k) // the pod went away: its series go with it
+			p.order = nil
+			p.dirty, p.objectsChanged = true, p.objectsChanged || ps.object != nil
+		}
+	}
 }
 
 // jitter returns a random duration in [0, d).
@@ -323,19 +361,24 @@ func (p *Proxies) State() State {
 		}
 	}
 	if p.dirty {
-		keys := make([]string, 0, len(p.proxies))
-		for k := range p.proxies {
-			keys = append(keys, k)
+		if p.order == nil { // sorted again only when proxies come or go, not on every read
+			p.order = make([]string, 0, len(p.proxies))
+			for k := range p.proxies {
+				p.order = append(p.order, k)
+			}
+			sort.Strings(p.order)
 		}
-		sort.Strings(keys)
 		var objects []*model.Object
-		var statuses []model.ProxyStatus
-		for _, k := range keys {
+		if p.objectsChanged {
+			objects = make([]*model.Object, 0, len(p.state.Objects)+1)
+		}
+		statuses := make([]model.ProxyStatus, 0, len(p.state.Proxies)+1)
+		for _, k := range p.order {
 			ps := p.proxies[k]
 			if !ps.tried {
 				continue
 			}
-			if ps.object != nil {
+			if ps.object != nil && p.objectsChanged {
 				objects = append(objects, ps.object)
 			}
 			statuses = append(statuses, model.ProxyStatus{Mesh: p.mesh, Source: p.name, Namespace: ps.target.Namespace, Name: ps.target.Name,

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -20,6 +21,9 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/timestamppb"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/cache"
 
 	"github.com/meshcert/meshcert-exporter/internal/model"
 	"github.com/meshcert/meshcert-exporter/internal/pki"
@@ -222,10 +226,11 @@ func TestEnvoyProxies(t *testing.T) {
 			a := pki.NewAnalyzer().Analyze(append([]*model.Object{authority}, st.Objects...), meshes)
 			var leaf *model.CertificateObservation
 			n := 0
-			for i := range a.Certificates {
-				if a.Certificates[i].Source == SourceEnvoy {
+			certs := a.Certificates()
+			for i := range certs {
+				if certs[i].Source == SourceEnvoy {
 					n++
-					leaf = &a.Certificates[i]
+					leaf = &certs[i]
 				}
 			}
 			if n != tt.want.exported {
@@ -246,7 +251,7 @@ func TestEnvoyProxies(t *testing.T) {
 				}
 			}
 			gotRoot := ""
-			for _, b := range a.TrustBundles {
+			for _, b := range a.TrustBundles() {
 				if b.Source == SourceEnvoy {
 					gotRoot = map[bool]string{true: "current", false: "stale"}[b.Current]
 				}
@@ -350,7 +355,7 @@ func TestZtunnelConfigDump(t *testing.T) {
 	o := &model.Object{Source: SourceZtunnel, Namespace: "istio-system", Name: "ztunnel-x", Mesh: model.MeshIstio, Bundles: bundles}
 	a := pki.NewAnalyzer().Analyze([]*model.Object{o}, map[model.Mesh]model.MeshSettings{model.MeshIstio: {TrustDomain: "cluster.local"}})
 	got := map[string]string{}
-	for _, c := range a.Certificates {
+	for _, c := range a.Certificates() {
 		r := "-"
 		if c.Identity != nil {
 			r = string(c.Identity.Reason)
@@ -373,7 +378,7 @@ func TestZtunnelConfigDump(t *testing.T) {
 		t.Error("an initializing identity was exported")
 	}
 	errs := map[string]model.ErrorReason{}
-	for _, e := range a.BundleErrors {
+	for _, e := range a.BundleErrors() {
 		errs[e.Key] = e.Reason
 	}
 	if errs["spiffe://cluster.local/ns/shop/sa/broken"] != model.ReasonUnavailable {
@@ -473,5 +478,84 @@ func TestShardingSplitsPods(t *testing.T) {
 	}
 	if !(Sharding{}).owns("a", "b") {
 		t.Error("without sharding a replica owns every pod")
+	}
+}
+
+// TestStripPodKeepsTheTargetAndKind: the pod cache keeps the target and which proxies a pod runs,
+// decided as the mesh's injectors mark pods.
+func TestStripPodKeepsTheTargetAndKind(t *testing.T) {
+	always := corev1.ContainerRestartPolicyAlways
+	pod := func(labels map[string]string, containers []string, initContainers ...corev1.Container) *corev1.Pod {
+		p := &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "cart-1", ResourceVersion: "9", Labels: labels,
+				Annotations: map[string]string{annotationTrustRoot: "abc", "other": "x"}},
+			Spec:   corev1.PodSpec{ServiceAccountName: "cart", NodeName: "node-1", InitContainers: initContainers},
+			Status: corev1.PodStatus{PodIP: "10.0.0.7", Phase: corev1.PodRunning},
+		}
+		for _, c := range containers {
+			p.Spec.Containers = append(p.Spec.Containers, corev1.Container{Name: c})
+		}
+		return p
+	}
+	tests := []struct {
+		name string
+		pod  *corev1.Pod
+		want podKind
+	}{
+		{"istio sidecar", pod(nil, []string{"app", "istio-proxy"}), podIstioProxy},
+		{"istio gateway by its label", pod(map[string]string{labelIstioTLSMode: "istio"}, []string{"istio-proxy"}), podIstioProxy},
+		{"istio native sidecar", pod(nil, []string{"app"}, corev1.Container{Name: "istio-proxy", RestartPolicy: &always}), podIstioProxy},
+		{"an init container of that name is not a sidecar", pod(nil, []string{"app"}, corev1.Container{Name: "istio-proxy"}), 0},
+		{"ztunnel", pod(map[string]string{labelApp: "ztunnel"}, []string{"istio-proxy"}), podZtunnel},
+		{"linkerd", pod(nil, []string{"app", "linkerd-proxy"}), podLinkerdProxy},
+		{"linkerd native sidecar", pod(nil, []string{"app"}, corev1.Container{Name: "linkerd-proxy", RestartPolicy: &always}), podLinkerdProxy},
+		{"not meshed", pod(map[string]string{labelApp: "cart"}, []string{"app"}), 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			obj, _ := stripPod(tt.pod)
+			p := obj.(*podInfo)
+			want := Target{Namespace: "shop", Name: "cart-1", ServiceAccount: "cart", Node: "node-1", IP: "10.0.0.7", TrustRootDigest: "abc"}
+			if p.kind != tt.want || p.Target != want || p.resourceVersion != "9" {
+				t.Errorf("stripPod = %+v, want kind %b and target %+v", p, tt.want, want)
+			}
+			if again, _ := stripPod(p); again != p {
+				t.Error("a second pass changed the object")
+			}
+			if key, err := cache.MetaNamespaceKeyFunc(p); key != "shop/cart-1" || err != nil {
+				t.Errorf("store key %q, %v", key, err)
+			}
+		})
+	}
+}
+
+// TestDirectTransportClosesConnections: a proxy is read once per interval, so no connection is
+// kept open between reads.
+func TestDirectTransportClosesConnections(t *testing.T) {
+	var open atomic.Int64
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok")) }))
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		switch s {
+		case http.StateNew:
+			open.Add(1)
+		case http.StateClosed:
+			open.Add(-1)
+		}
+	}
+	srv.Start()
+	defer srv.Close()
+	port := srv.Listener.Addr().(*net.TCPAddr).Port
+	tr := NewDirectTransport(1 << 20)
+	for range 3 {
+		if _, err := tr.Get(context.Background(), Target{IP: "127.0.0.1"}, port, "/"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for open.Load() != 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := open.Load(); n != 0 {
+		t.Errorf("%d connections still open after the reads", n)
 	}
 }

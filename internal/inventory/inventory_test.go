@@ -26,15 +26,15 @@ func TestSnapshotAnalysesOnlyOnChange(t *testing.T) {
 	inv := New([]sources.Source{src, other}, nil)
 
 	first := inv.Snapshot()
-	if len(first.Certificates) != 1 || len(first.Sources) != 2 || !first.Sources[0].Up {
+	if len(first.Certificates()) != 1 || len(first.Sources) != 2 || !first.Sources[0].Up {
 		t.Fatalf("snapshot = %+v", first)
 	}
-	if again := inv.Snapshot(); &again.Certificates[0] != &first.Certificates[0] {
+	if again := inv.Snapshot(); again.Version != first.Version || again.Objects[0] != first.Objects[0] {
 		t.Error("an unchanged inventory was analysed again")
 	}
 	src.state.Objects, src.state.Generation = nil, 2
-	if changed := inv.Snapshot(); len(changed.Certificates) != 0 {
-		t.Errorf("a removed object is still in the snapshot: %+v", changed.Certificates)
+	if changed := inv.Snapshot(); len(changed.Certificates()) != 0 {
+		t.Errorf("a removed object is still in the snapshot: %+v", changed.Certificates())
 	}
 	if inv.Ready() {
 		t.Error("ready before every source synced")

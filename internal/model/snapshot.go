@@ -162,14 +162,50 @@ type RootKeyStatus struct {
 	Stored                  bool
 }
 
-// Analysis is what the PKI analysis finds in all objects together.
-type Analysis struct {
-	// Version changes each time the analysis runs again; equal versions hold equal results.
-	Version      uint64
+// ObjectAnalysis is what the analysis finds in one object. It is immutable: analysing an
+// unchanged object in an unchanged mesh again returns the same *ObjectAnalysis, so a consumer may
+// keep what it derives from one (rendered series) for as long as the pointer is in the analysis.
+type ObjectAnalysis struct {
 	Certificates []CertificateObservation
 	BundleErrors []BundleError
 	TrustBundles []TrustBundleStatus
 	RootKeys     []RootKeyStatus
+}
+
+// Analysis is what the PKI analysis finds in all objects together.
+type Analysis struct {
+	// Version changes each time the analysis runs again; equal versions hold equal results.
+	Version uint64
+	// Objects hold the findings of each object, in the order of the objects.
+	Objects []*ObjectAnalysis
+}
+
+// Certificates returns the observations of every object, in order.
+func (a Analysis) Certificates() []CertificateObservation {
+	return collect(a, func(o *ObjectAnalysis) []CertificateObservation { return o.Certificates })
+}
+
+// BundleErrors returns the bundle errors of every object, in order.
+func (a Analysis) BundleErrors() []BundleError {
+	return collect(a, func(o *ObjectAnalysis) []BundleError { return o.BundleErrors })
+}
+
+// TrustBundles returns the trust bundle comparisons of every object, in order.
+func (a Analysis) TrustBundles() []TrustBundleStatus {
+	return collect(a, func(o *ObjectAnalysis) []TrustBundleStatus { return o.TrustBundles })
+}
+
+// RootKeys returns the root key findings of every object, in order.
+func (a Analysis) RootKeys() []RootKeyStatus {
+	return collect(a, func(o *ObjectAnalysis) []RootKeyStatus { return o.RootKeys })
+}
+
+func collect[T any](a Analysis, field func(*ObjectAnalysis) []T) []T {
+	var out []T
+	for _, o := range a.Objects {
+		out = append(out, field(o)...)
+	}
+	return out
 }
 
 // ProxyStatus is the health of one proxy a source reads.

@@ -8,17 +8,43 @@ import (
 )
 
 // Analyzer turns the objects of every source into observations: it classifies each certificate,
-// builds its chain up to the trust anchors of its mesh and checks its identity. It keeps a cache of
-// signature checks between runs, so analysing an unchanged mesh again costs map look-ups.
+// builds its chain up to the trust anchors of its mesh and checks its identity. It is incremental:
+// the findings of an object depend only on the object and on its mesh's context (the mesh's
+// authoritative objects and settings), so an object whose pointer and mesh context are unchanged
+// since the previous run keeps its *model.ObjectAnalysis, and only new or changed objects are
+// analysed. The process-wide cache of signature checks makes re-analysis after an anchor rotation
+// cheap, and holds the checks of presented chains that readers made as they parsed them.
 // An Analyzer is safe for concurrent use.
 type Analyzer struct {
-	mu   sync.Mutex
-	sigs signatureCache
+	mu       sync.Mutex
+	sigs     *signatureCache
+	contexts map[model.Mesh]*meshContext
+	results  map[*model.Object]analysed
+	seen     map[objectKey]uint64 // the run each object's location was last seen in
+	run      uint64
+	observed int // certificates in the previous result, to bound the signature cache
+	rebuilt  int // objects analysed by the last run (not reused), for tests and benchmarks
 }
 
-// NewAnalyzer returns an Analyzer with an empty cache.
+// analysed is the result of one object in the context it was analysed in.
+type analysed struct {
+	ctx    *meshContext
+	result *model.ObjectAnalysis
+	run    uint64 // the last run the object was in
+}
+
+// meshContext is what an object's findings depend on besides the object: its mesh's authoritative
+// objects (whose trust bundles are the current anchors and whose CAs are candidate issuers) and the
+// mesh's settings. Equal inputs keep the same *meshContext from one run to the next.
+type meshContext struct {
+	authoritative          []*model.Object
+	settings               model.MeshSettings
+	anchors, intermediates *pool
+}
+
+// NewAnalyzer returns an Analyzer with no results yet, using the process's signature cache.
 func NewAnalyzer() *Analyzer {
-	return &Analyzer{sigs: signatureCache{current: map[sigKey]bool{}}}
+	return &Analyzer{sigs: sharedSignatures, results: map[*model.Object]analysed{}, seen: map[objectKey]uint64{}}
 }
 
 type objectKey struct{ source, namespace, name string }
@@ -29,78 +55,140 @@ type objectKey struct{ source, namespace, name string }
 // trust bundles are never trusted: they are compared with the current root set. Candidate issuers
 // on the way are the other certificates of the object itself and of its mesh's authoritative
 // objects. An object that repeats the source, namespace and name of an earlier one is ignored, so
-// every Location in the result is unique.
+// every Location in the result is unique. Objects must not change once analysed: a changed object
+// is a new *model.Object.
 func (a *Analyzer) Analyze(objects []*model.Object, meshes map[model.Mesh]model.MeshSettings) model.Analysis {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	a.sigs.rotate()
+	// Signature checks of certificates that left the mesh are forgotten once the cache holds
+	// clearly more entries than the mesh needs.
+	a.sigs.rotateOver(4*a.observed + 1024)
 
-	objects = unique(objects)
-	meshAnchors, meshIntermediates := map[model.Mesh]*pool{}, map[model.Mesh]*pool{}
+	// Unchanged objects keep their entries: a run costs map look-ups for them, and allocates only
+	// for what changed. Entries of objects that left are dropped at the end.
+	a.run++
+	unique := make([]*model.Object, 0, len(objects))
 	for _, o := range objects {
-		if !o.Authoritative || o.Mesh == model.MeshNone {
-			continue
+		k := objectKey{o.Source, o.Namespace, o.Name}
+		if a.seen[k] == a.run {
+			continue // a later object repeating a location is ignored: locations stay unique
 		}
-		anchors, intermediates := objectPools(o)
-		merge(meshAnchors, o.Mesh, anchors)
-		merge(meshIntermediates, o.Mesh, intermediates)
+		a.seen[k] = a.run
+		unique = append(unique, o)
+	}
+	authoritative := map[model.Mesh][]*model.Object{}
+	for _, o := range unique {
+		if o.Authoritative && o.Mesh != model.MeshNone {
+			authoritative[o.Mesh] = append(authoritative[o.Mesh], o)
+		}
+	}
+	contexts := map[model.Mesh]*meshContext{}
+	contextOf := func(m model.Mesh) *meshContext {
+		if c := contexts[m]; c != nil {
+			return c
+		}
+		c := a.contexts[m]
+		if c == nil || !slices.Equal(c.authoritative, authoritative[m]) || !sameSettings(c.settings, meshes[m]) {
+			c = newMeshContext(authoritative[m], meshes[m])
+		}
+		contexts[m] = c
+		return c
 	}
 
-	var out model.Analysis
-	for _, o := range objects {
+	out := model.Analysis{Objects: make([]*model.ObjectAnalysis, 0, len(unique))}
+	a.observed, a.rebuilt = 0, 0
+	for _, o := range unique {
+		ctx := contextOf(o.Mesh)
+		r, ok := a.results[o]
+		if !ok || r.ctx != ctx {
+			r = analysed{ctx: ctx, result: a.analyse(o, ctx)}
+			a.rebuilt++
+		}
+		r.run = a.run
+		a.results[o] = r
+		out.Objects = append(out.Objects, r.result)
+		a.observed += len(r.result.Certificates)
+	}
+	for o, r := range a.results {
+		if r.run != a.run {
+			delete(a.results, o)
+		}
+	}
+	for k, run := range a.seen {
+		if run != a.run {
+			delete(a.seen, k)
+		}
+	}
+	a.contexts = contexts
+	return out
+}
+
+// newMeshContext collects the anchors and intermediates of a mesh's authoritative objects.
+func newMeshContext(authoritative []*model.Object, settings model.MeshSettings) *meshContext {
+	c := &meshContext{authoritative: authoritative, settings: settings, anchors: newPool(), intermediates: newPool()}
+	for _, o := range authoritative {
 		anchors, intermediates := objectPools(o)
-		allAnchors, allIntermediates := pools{anchors}, pools{intermediates}
-		if p := meshAnchors[o.Mesh]; p != nil {
-			allAnchors = append(allAnchors, p)
+		c.anchors.addAll(anchors)
+		c.intermediates.addAll(intermediates)
+	}
+	return c
+}
+
+// sameSettings reports whether two mesh settings are equal.
+func sameSettings(a, b model.MeshSettings) bool {
+	return a.TrustDomain == b.TrustDomain && a.ControlPlaneNamespace == b.ControlPlaneNamespace &&
+		slices.Equal(a.TrustDomainAliases, b.TrustDomainAliases) && slices.Equal(a.TrustAnchorDigests, b.TrustAnchorDigests)
+}
+
+// analyse finds what one object holds, in its mesh's context.
+func (a *Analyzer) analyse(o *model.Object, ctx *meshContext) *model.ObjectAnalysis {
+	out := &model.ObjectAnalysis{}
+	anchors, intermediates := objectPools(o)
+	allAnchors, allIntermediates := pools{anchors, ctx.anchors}, pools{intermediates, ctx.intermediates}
+	keys := make(map[string]bool, len(o.Bundles))
+	for _, b := range o.Bundles {
+		if keys[b.Key] {
+			continue // a source repeated a key: keep the first, labels stay unique
 		}
-		if p := meshIntermediates[o.Mesh]; p != nil {
-			allIntermediates = append(allIntermediates, p)
+		keys[b.Key] = true
+		if b.Error != model.ReasonNone {
+			out.BundleErrors = append(out.BundleErrors, model.BundleError{Source: o.Source, Namespace: o.Namespace, Name: o.Name, Key: b.Key, Reason: b.Error})
 		}
-		keys := make(map[string]bool, len(o.Bundles))
-		for _, b := range o.Bundles {
-			if keys[b.Key] {
-				continue // a source repeated a key: keep the first, labels stay unique
-			}
-			keys[b.Key] = true
-			if b.Error != model.ReasonNone {
-				out.BundleErrors = append(out.BundleErrors, model.BundleError{Source: o.Source, Namespace: o.Namespace, Name: o.Name, Key: b.Key, Reason: b.Error})
-			}
-			if current := meshAnchors[o.Mesh]; b.Purpose == model.PurposeTrustBundleCopy && current != nil && len(current.seen) > 0 && !anyPartial(b.Certificates) {
-				out.TrustBundles = append(out.TrustBundles, model.TrustBundleStatus{Mesh: o.Mesh, Source: o.Source,
-					Namespace: o.Namespace, Name: o.Name, Key: b.Key, Current: sameSet(b.Certificates, current)})
-			}
-			for i, c := range b.Certificates {
-				if b.Export == model.ExportNone || b.Export == model.ExportFirst && i > 0 {
-					break
-				}
-				obs := model.CertificateObservation{
-					Location:    model.Location{Source: o.Source, Namespace: o.Namespace, Name: o.Name, Key: b.Key, Index: i},
-					Mesh:        o.Mesh,
-					Role:        Classify(c, b.RoleHint),
-					Certificate: c,
-				}
-				if obs.Role != model.RoleTrustAnchor && !c.Partial && !b.NoChain {
-					obs.Chain = buildChain(c, allAnchors, allIntermediates, &a.sigs)
-				}
-				if obs.Role == model.RoleLeaf && o.Mesh != model.MeshNone && !b.NoIdentity {
-					expect := o.Expect
-					if b.Expect != nil {
-						expect = b.Expect
-					}
-					id := CheckIdentity(c, o.Mesh, meshes[o.Mesh], expect)
-					obs.Identity = &id
-				}
-				out.Certificates = append(out.Certificates, obs)
-			}
-		}
-		if digests := meshes[o.Mesh].TrustAnchorDigests; o.TrustRootDigest != "" && len(digests) > 0 {
+		if b.Purpose == model.PurposeTrustBundleCopy && o.Mesh != model.MeshNone && ctx.anchors.len() > 0 && !anyPartial(b.Certificates) {
 			out.TrustBundles = append(out.TrustBundles, model.TrustBundleStatus{Mesh: o.Mesh, Source: o.Source,
-				Namespace: o.Namespace, Name: o.Name, Key: TrustRootDigestKey, Current: slices.Contains(digests, o.TrustRootDigest)})
+				Namespace: o.Namespace, Name: o.Name, Key: b.Key, Current: sameSet(b.Certificates, ctx.anchors)})
 		}
-		if len(o.KeyPairs) > 0 {
-			out.RootKeys = append(out.RootKeys, model.RootKeyStatus{Mesh: o.Mesh, Source: o.Source,
-				Namespace: o.Namespace, Name: o.Name, Stored: holdsRootKey(o)})
+		for i, c := range b.Certificates {
+			if b.Export == model.ExportNone || b.Export == model.ExportFirst && i > 0 {
+				break
+			}
+			obs := model.CertificateObservation{
+				Location:    model.Location{Source: o.Source, Namespace: o.Namespace, Name: o.Name, Key: b.Key, Index: i},
+				Mesh:        o.Mesh,
+				Role:        Classify(c, b.RoleHint),
+				Certificate: c,
+			}
+			if obs.Role != model.RoleTrustAnchor && !c.Partial && !b.NoChain {
+				obs.Chain = buildChain(c, allAnchors, allIntermediates, a.sigs)
+			}
+			if obs.Role == model.RoleLeaf && o.Mesh != model.MeshNone && !b.NoIdentity {
+				expect := o.Expect
+				if b.Expect != nil {
+					expect = b.Expect
+				}
+				id := CheckIdentity(c, o.Mesh, ctx.settings, expect)
+				obs.Identity = &id
+			}
+			out.Certificates = append(out.Certificates, obs)
 		}
+	}
+	if digests := ctx.settings.TrustAnchorDigests; o.TrustRootDigest != "" && len(digests) > 0 {
+		out.TrustBundles = append(out.TrustBundles, model.TrustBundleStatus{Mesh: o.Mesh, Source: o.Source,
+			Namespace: o.Namespace, Name: o.Name, Key: TrustRootDigestKey, Current: slices.Contains(digests, o.TrustRootDigest)})
+	}
+	if len(o.KeyPairs) > 0 {
+		out.RootKeys = append(out.RootKeys, model.RootKeyStatus{Mesh: o.Mesh, Source: o.Source,
+			Namespace: o.Namespace, Name: o.Name, Stored: holdsRootKey(o)})
 	}
 	return out
 }
@@ -121,7 +209,7 @@ func sameSet(certs []*model.Certificate, p *pool) bool {
 		}
 		seen[c.Fingerprint] = true
 	}
-	return len(seen) == len(p.seen)
+	return len(seen) == p.len()
 }
 
 // holdsRootKey reports whether one of o's private keys belongs to a self-signed CA: the root key
@@ -166,29 +254,9 @@ func objectPools(o *model.Object) (anchors, intermediates *pool) {
 	return anchors, intermediates
 }
 
-func merge(into map[model.Mesh]*pool, mesh model.Mesh, from *pool) {
-	p := into[mesh]
-	if p == nil {
-		p = newPool()
-		into[mesh] = p
+// addAll adds every certificate of from.
+func (p *pool) addAll(from *pool) {
+	for _, c := range from.certs {
+		p.add(c)
 	}
-	for _, certs := range from.bySubject {
-		for _, c := range certs {
-			p.add(c)
-		}
-	}
-}
-
-func unique(objects []*model.Object) []*model.Object {
-	seen := make(map[objectKey]bool, len(objects))
-	out := objects[:0:0]
-	for _, o := range objects {
-		k := objectKey{o.Source, o.Namespace, o.Name}
-		if seen[k] {
-			continue
-		}
-		seen[k] = true
-		out = append(out, o)
-	}
-	return out
 }

@@ -3,6 +3,7 @@ package pki
 import (
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -122,7 +123,7 @@ func TestAnalyzeChains(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			obs := NewAnalyzer().Analyze(tt.objects, nil).Certificates
+			obs := NewAnalyzer().Analyze(tt.objects, nil).Certificates()
 			last := tt.objects[len(tt.objects)-1]
 			var got *model.CertificateObservation
 			for i := range obs {
@@ -159,7 +160,7 @@ func TestAnalyzeTwoRootsAndUniqueLocations(t *testing.T) {
 	newRoot := testpki.Issue(testpki.Spec{CommonName: "new root", CA: true, NotBefore: jan2026, NotAfter: jan2036})
 	dir := obj("/etc/cacerts", model.MeshIstio, trust("root-cert.pem", oldRoot, newRoot), trust("root-cert.pem", oldRoot))
 	a := NewAnalyzer().Analyze([]*model.Object{dir, obj("/etc/cacerts", model.MeshIstio, trust("x", oldRoot))}, nil)
-	obs, errs := a.Certificates, a.BundleErrors
+	obs, errs := a.Certificates(), a.BundleErrors()
 	if len(errs) != 0 {
 		t.Fatalf("errors: %v", errs)
 	}
@@ -216,7 +217,7 @@ func TestAnalyzeIdentities(t *testing.T) {
 			leaf := testpki.Issue(testpki.Spec{CommonName: "leaf", Issuer: root, URIs: tt.uris, DNSNames: tt.dns, NotBefore: jan2026, NotAfter: jan2036})
 			o := obj("pod", tt.mesh, chain("default", leaf), trust("ROOTCA", root))
 			o.Expect = tt.expect
-			obs := NewAnalyzer().Analyze([]*model.Object{o}, meshes).Certificates
+			obs := NewAnalyzer().Analyze([]*model.Object{o}, meshes).Certificates()
 			id := obs[0].Identity
 			if id == nil {
 				t.Fatal("no identity result for a mesh leaf")
@@ -262,19 +263,60 @@ func TestParseSPIFFEID(t *testing.T) {
 	}
 }
 
-func TestAnalyzeReusesSignatureChecks(t *testing.T) {
+// TestAnalyzeIsIncremental: an unchanged object keeps its findings, a changed object is analysed
+// alone, a change to its mesh's authoritative objects analyses the mesh's objects again, and
+// signature checks are made once.
+func TestAnalyzeIsIncremental(t *testing.T) {
 	root := testpki.Issue(testpki.Spec{CommonName: "root", CA: true, NotBefore: jan2026, NotAfter: jan2036})
 	inter := testpki.Issue(testpki.Spec{CommonName: "inter", CA: true, Issuer: root, NotBefore: jan2026, NotAfter: jan2036})
-	a := NewAnalyzer()
-	objects := []*model.Object{obj("o", "", chain("ca-cert.pem", inter), trust("root-cert.pem", root))}
-	a.Analyze(objects, nil)
-	if len(a.sigs.current) != 1 {
-		t.Fatalf("cache holds %d checks after one analysis, want 1", len(a.sigs.current))
+	leaf := func(name string) *model.Object {
+		l := testpki.Issue(testpki.Spec{CommonName: name, Issuer: inter, NotBefore: jan2026, NotAfter: jan2036,
+			URIs: []string{"spiffe://cluster.local/ns/a/sa/" + name}})
+		o := obj(name, model.MeshIstio, chain("tls.crt", l, inter))
+		o.Source = "envoy"
+		return o
 	}
-	a.Analyze(nil, nil) // the inter -> root check is not used: it survives one generation...
-	a.Analyze(nil, nil) // ...and is gone after the next.
-	if n := len(a.sigs.current) + len(a.sigs.previous); n != 0 {
-		t.Errorf("cache holds %d checks for a mesh without certificates", n)
+	ca := obj("cacerts", model.MeshIstio, chain("ca-cert.pem", inter), trust("root-cert.pem", root))
+	ca.Authoritative = true
+	a, b := leaf("a"), leaf("b")
+	az := NewAnalyzer()
+	az.sigs = newSignatureCache()
+	step := func(name string, objects []*model.Object, rebuilt, checks int) model.Analysis {
+		t.Helper()
+		out := az.Analyze(objects, nil)
+		if az.rebuilt != rebuilt || az.sigs.checks != checks {
+			t.Errorf("%s: %d objects analysed and %d signatures checked in all, want %d and %d", name, az.rebuilt, az.sigs.checks, rebuilt, checks)
+		}
+		return out
+	}
+	first := step("first run", []*model.Object{ca, a, b}, 3, 3) // inter->root, a->inter, b->inter
+	again := step("unchanged", []*model.Object{ca, a, b}, 0, 3)
+	for i := range first.Objects {
+		if first.Objects[i] != again.Objects[i] {
+			t.Errorf("object %d: findings not kept", i)
+		}
+	}
+	changed := step("one object changed", []*model.Object{ca, leaf("a"), b}, 1, 4)
+	if changed.Objects[2] != first.Objects[2] {
+		t.Error("an unchanged object's findings were not kept")
+	}
+	caCopy := *ca
+	step("the mesh's CA changed", []*model.Object{&caCopy, a, b}, 3, 4) // every check is cached
+	step("an object removed", []*model.Object{&caCopy, a}, 0, 4)
+}
+
+// TestSignatureCacheIsBounded: checks of certificates that left the mesh are forgotten once the
+// cache holds clearly more than the mesh needs.
+func TestSignatureCacheIsBounded(t *testing.T) {
+	root := testpki.Issue(testpki.Spec{CommonName: "root", CA: true, NotBefore: jan2026, NotAfter: jan2036})
+	a := NewAnalyzer()
+	a.sigs = newSignatureCache()
+	for i := range 2500 { // a mesh of one leaf, rotated 2,500 times
+		l := testpki.Issue(testpki.Spec{CommonName: "leaf", Issuer: root, NotBefore: jan2026, NotAfter: jan2036})
+		a.Analyze([]*model.Object{obj("o", "", chain("tls.crt", l), trust("ca.crt", root))}, nil)
+		if n := a.sigs.size(); n > 2*(4*a.observed+1024+1) { // two generations, each rotated once over 4 per certificate + 1024
+			t.Fatalf("after %d rotations the cache holds %d checks for a mesh of one", i+1, n)
+		}
 	}
 }
 
@@ -299,23 +341,23 @@ func TestAnalyzeTrustBundleDriftAndRootKeys(t *testing.T) {
 		obj("other mesh", model.MeshLinkerd, model.Bundle{Key: "ca-bundle.crt", Purpose: model.PurposeTrustBundleCopy, Certificates: certs(oldRoot)}),
 	}, nil)
 	want := map[string]bool{"same": true, "reordered": true, "stale": false, "extra": false}
-	if len(a.TrustBundles) != len(want) {
-		t.Fatalf("%d trust bundle results, want %d (none for a mesh without known anchors): %+v", len(a.TrustBundles), len(want), a.TrustBundles)
+	if len(a.TrustBundles()) != len(want) {
+		t.Fatalf("%d trust bundle results, want %d (none for a mesh without known anchors): %+v", len(a.TrustBundles()), len(want), a.TrustBundles())
 	}
-	for _, b := range a.TrustBundles {
+	for _, b := range a.TrustBundles() {
 		if b.Current != want[b.Name] {
 			t.Errorf("%s: current %v, want %v", b.Name, b.Current, want[b.Name])
 		}
 	}
 	roots := map[string]bool{}
-	for _, k := range a.RootKeys {
+	for _, k := range a.RootKeys() {
 		roots[k.Name] = k.Stored
 	}
 	if roots["cacerts"] || !roots["istio-ca-secret"] || len(roots) != 2 {
 		t.Errorf("root keys = %v, want only istio-ca-secret to hold one", roots)
 	}
 	// A copy is never trusted: the intermediate's chain verifies through the authoritative root.
-	for _, o := range a.Certificates {
+	for _, o := range a.Certificates() {
 		if o.Name == "cacerts" && o.Key == "ca-cert.pem" && !o.Chain.Evaluate(now).Valid {
 			t.Errorf("intermediate chain: %+v", o.Chain.Evaluate(now))
 		}
@@ -329,7 +371,7 @@ func TestCopiesAreNotTrusted(t *testing.T) {
 	// are unknown: the issuer must not verify against its own copy.
 	o := obj("linkerd-identity-issuer", model.MeshLinkerd, chain("tls.crt", issuer),
 		model.Bundle{Key: "ca.crt", Purpose: model.PurposeTrustBundleCopy, Certificates: certs(root)})
-	obs := NewAnalyzer().Analyze([]*model.Object{o}, nil).Certificates
+	obs := NewAnalyzer().Analyze([]*model.Object{o}, nil).Certificates()
 	if st := obs[0].Chain.Evaluate(now); st.Valid || st.Reason != model.ReasonUnknownAuthority {
 		t.Errorf("issuer verified against its own ca.crt: %+v", st)
 	}
@@ -344,7 +386,7 @@ func TestLinkerdTrustRootDigest(t *testing.T) {
 	objects := []*model.Object{pod("fresh", "aaa"), pod("stale", "bbb"), pod("unannotated", "")}
 	published := map[model.Mesh]model.MeshSettings{model.MeshLinkerd: {TrustDomain: "cluster.local", TrustAnchorDigests: []string{"aaa", "ccc"}}}
 	got := map[string]bool{}
-	for _, b := range NewAnalyzer().Analyze(objects, published).TrustBundles {
+	for _, b := range NewAnalyzer().Analyze(objects, published).TrustBundles() {
 		if b.Key != TrustRootDigestKey {
 			t.Errorf("key %q", b.Key)
 		}
@@ -353,7 +395,7 @@ func TestLinkerdTrustRootDigest(t *testing.T) {
 	if len(got) != 2 || !got["fresh"] || got["stale"] {
 		t.Errorf("trust root digests: %v", got)
 	}
-	if n := len(NewAnalyzer().Analyze(objects, nil).TrustBundles); n != 0 {
+	if n := len(NewAnalyzer().Analyze(objects, nil).TrustBundles()); n != 0 {
 		t.Errorf("%d comparisons without a published digest", n)
 	}
 }
@@ -368,5 +410,59 @@ func TestMeshSettingsMerge(t *testing.T) {
 	}
 	if td := configured.Merge(fromRoots).TrustDomain; td != "cluster.local" {
 		t.Errorf("a digest-only source blanked the trust domain: %q", td)
+	}
+}
+
+// TestChainThroughLargePools: pools past smallPool are indexed; chains through them are found the
+// same way, in the object's own pool and in its mesh's.
+func TestChainThroughLargePools(t *testing.T) {
+	root := testpki.Issue(testpki.Spec{CommonName: "root", CA: true, NotBefore: jan2026, NotAfter: jan2036})
+	var inters []*testpki.Cert
+	for i := range 20 {
+		inters = append(inters, testpki.Issue(testpki.Spec{CommonName: fmt.Sprintf("inter %d", i), CA: true, Issuer: root, NotBefore: jan2026, NotAfter: jan2036}))
+	}
+	leaf := testpki.Issue(testpki.Spec{CommonName: "leaf", Issuer: inters[14], NotBefore: jan2026, NotAfter: jan2036})
+	own := obj("own", "", append([]model.Bundle{chain("tls.crt", leaf)}, chain("cas.pem", inters...), trust("ca.crt", root))...)
+	ca := obj("ca", model.MeshIstio, chain("ca-cert.pem", inters...), trust("root-cert.pem", root))
+	ca.Authoritative = true
+	meshLeaf := obj("leaf", model.MeshIstio, chain("tls.crt", leaf))
+	a := NewAnalyzer().Analyze([]*model.Object{own, ca, meshLeaf}, nil)
+	for _, o := range a.Certificates() {
+		if o.Key != "tls.crt" {
+			continue
+		}
+		if st := o.Chain.Evaluate(testpki.Date(2027, 1, 1)); !st.Valid || st.Depth != 3 {
+			t.Errorf("%s: chain %+v, want valid with depth 3", o.Name, st)
+		}
+	}
+}
+
+// TestParseChecksPresentedChains: parsing a presented chain checks its signatures where it is
+// read, so the analysis a scrape waits for checks none; a bundle out of order costs nothing.
+func TestParseChecksPresentedChains(t *testing.T) {
+	saved := sharedSignatures
+	sharedSignatures = newSignatureCache()
+	defer func() { sharedSignatures = saved }()
+	root := testpki.Issue(testpki.Spec{CommonName: "root", CA: true, NotBefore: jan2026, NotAfter: jan2036})
+	inter := testpki.Issue(testpki.Spec{CommonName: "inter", CA: true, Issuer: root, NotBefore: jan2026, NotAfter: jan2036})
+	leaf := testpki.Issue(testpki.Spec{CommonName: "leaf", Issuer: inter, NotBefore: jan2026, NotAfter: jan2036})
+	if _, reason := ParseBundle(testpki.Bundle(inter, leaf)); reason != model.ReasonNone || sharedSignatures.checks != 0 {
+		t.Fatalf("out of order: %q, %d checks", reason, sharedSignatures.checks)
+	}
+	presented, _ := ParseBundle(testpki.Bundle(leaf, inter))
+	roots, _ := ParseBundle(root.PEM())
+	if sharedSignatures.checks != 1 {
+		t.Fatalf("%d checks after parsing leaf and intermediate, want 1", sharedSignatures.checks)
+	}
+	o := &model.Object{Source: "test", Name: "o", Bundles: []model.Bundle{{Key: "tls.crt", Certificates: presented},
+		{Key: "ca.crt", Purpose: model.PurposeTrustBundle, Certificates: roots}}}
+	a := NewAnalyzer()
+	for _, obs := range a.Analyze([]*model.Object{o}, nil).Certificates() {
+		if obs.Chain != nil && !obs.Chain.Evaluate(testpki.Date(2027, 1, 1)).Valid {
+			t.Errorf("%s[%d]: chain not valid", obs.Key, obs.Index)
+		}
+	}
+	if sharedSignatures.checks != 2 { // only inter -> root was left to the analysis
+		t.Errorf("%d checks in all, want 2", sharedSignatures.checks)
 	}
 }

@@ -3,6 +3,7 @@ package pki
 import (
 	"crypto/sha256"
 	"crypto/x509"
+	"sync"
 
 	"github.com/meshcert/meshcert-exporter/internal/model"
 )
@@ -17,32 +18,69 @@ const (
 	maxSignatureChecks = 64
 )
 
-// pool is a set of candidate issuers indexed by subject.
+// pool is a set of candidate issuers. Most pools (one object's certificates) hold two or three and
+// are searched in order; a pool that grows past smallPool is indexed by subject and fingerprint.
 type pool struct {
+	certs     []*model.Certificate
 	bySubject map[string][]*model.Certificate
 	seen      map[[sha256.Size]byte]bool
 }
 
-func newPool() *pool {
-	return &pool{bySubject: map[string][]*model.Certificate{}, seen: map[[sha256.Size]byte]bool{}}
-}
+// smallPool is the size up to which a pool is searched without an index.
+const smallPool = 8
+
+func newPool() *pool { return &pool{} }
 
 func (p *pool) add(c *model.Certificate) {
-	if p.seen[c.Fingerprint] {
+	if p.contains(c) {
 		return
 	}
+	p.certs = append(p.certs, c)
+	switch {
+	case len(p.certs) <= smallPool:
+	case p.seen == nil:
+		p.bySubject, p.seen = map[string][]*model.Certificate{}, map[[sha256.Size]byte]bool{}
+		for _, c := range p.certs {
+			p.index(c)
+		}
+	default:
+		p.index(c)
+	}
+}
+
+func (p *pool) index(c *model.Certificate) {
 	p.seen[c.Fingerprint] = true
 	k := string(c.X509.RawSubject)
 	p.bySubject[k] = append(p.bySubject[k], c)
 }
 
-func (p *pool) contains(c *model.Certificate) bool { return p.seen[c.Fingerprint] }
+// len is the number of certificates in the pool.
+func (p *pool) len() int { return len(p.certs) }
+
+func (p *pool) contains(c *model.Certificate) bool {
+	if p.seen != nil {
+		return p.seen[c.Fingerprint]
+	}
+	for _, x := range p.certs {
+		if x.Fingerprint == c.Fingerprint {
+			return true
+		}
+	}
+	return false
+}
 
 // issuersOf returns the candidates whose subject is c's issuer and whose key identifier, when both
 // sides carry one, matches c's authority key identifier.
 func (p *pool) issuersOf(c *model.Certificate) []*model.Certificate {
+	candidates := p.certs
+	if p.bySubject != nil {
+		candidates = p.bySubject[string(c.X509.RawIssuer)]
+	}
 	var out []*model.Certificate
-	for _, cand := range p.bySubject[string(c.X509.RawIssuer)] {
+	for _, cand := range candidates {
+		if string(cand.X509.RawSubject) != string(c.X509.RawIssuer) {
+			continue
+		}
 		aki, ski := c.X509.AuthorityKeyId, cand.X509.SubjectKeyId
 		if len(aki) > 0 && len(ski) > 0 && string(aki) != string(ski) {
 			continue
@@ -74,27 +112,59 @@ func (ps pools) contains(c *model.Certificate) bool {
 
 type sigKey struct{ child, parent [sha256.Size]byte }
 
-// signatureCache remembers signature checks across analyses. It is generational: an entry that was
-// not used during one whole analysis is forgotten at the end of the next, so the cache follows what
-// is currently in the mesh.
+// signatureCache remembers signature checks across analyses and is shared by the whole process:
+// readers fill it as they parse presented chains (checkPresentedChain) and the analysis reads it.
+// It is generational: rotate forgets the entries not used since the rotation before, so the cache
+// follows what is in the mesh. It is safe for concurrent use; a signature is checked outside the
+// lock.
 type signatureCache struct {
+	mu                sync.Mutex
 	current, previous map[sigKey]bool
+	checks            int // signatures actually checked, for tests
 }
 
-func (s *signatureCache) rotate() {
-	s.previous, s.current = s.current, make(map[sigKey]bool, len(s.current))
+func newSignatureCache() *signatureCache {
+	return &signatureCache{current: map[sigKey]bool{}}
+}
+
+// sharedSignatures is the process's signature cache.
+var sharedSignatures = newSignatureCache()
+
+// rotateOver starts a new generation when the current one holds more than limit checks.
+func (s *signatureCache) rotateOver(limit int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.current) > limit {
+		s.previous, s.current = s.current, make(map[sigKey]bool, len(s.current))
+	}
+}
+
+// size is the number of checks remembered, both generations together.
+func (s *signatureCache) size() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.current) + len(s.previous)
 }
 
 func (s *signatureCache) check(child, parent *model.Certificate) bool {
 	k := sigKey{child.Fingerprint, parent.Fingerprint}
-	if ok, hit := s.current[k]; hit {
+	s.mu.Lock()
+	ok, hit := s.current[k]
+	if !hit {
+		ok, hit = s.previous[k]
+		if hit {
+			s.current[k] = ok
+		}
+	}
+	s.mu.Unlock()
+	if hit {
 		return ok
 	}
-	ok, hit := s.previous[k]
-	if !hit {
-		ok = parent.X509.CheckSignature(child.X509.SignatureAlgorithm, child.X509.RawTBSCertificate, child.X509.Signature) == nil
-	}
+	ok = parent.X509.CheckSignature(child.X509.SignatureAlgorithm, child.X509.RawTBSCertificate, child.X509.Signature) == nil
+	s.mu.Lock()
+	s.checks++
 	s.current[k] = ok
+	s.mu.Unlock()
 	return ok
 }
 

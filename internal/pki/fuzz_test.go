@@ -61,7 +61,7 @@ func FuzzAnalyze(f *testing.F) {
 		}
 		a := NewAnalyzer().Analyze(objects, map[model.Mesh]model.MeshSettings{model.MeshIstio: {TrustDomain: "cluster.local"}})
 		seen := map[model.Location]bool{}
-		for _, o := range a.Certificates {
+		for _, o := range a.Certificates() {
 			if seen[o.Location] {
 				t.Fatalf("duplicate location %+v", o.Location)
 			}

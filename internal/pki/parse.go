@@ -81,7 +81,23 @@ func ParseBundle(data []byte) ([]*model.Certificate, model.ErrorReason) {
 	if len(certs) == 0 && reason == model.ReasonNone {
 		reason = model.ReasonNoCertificate
 	}
+	checkPresentedChain(certs)
 	return certs, reason
+}
+
+// checkPresentedChain checks, into the shared signature cache, the signature of each certificate
+// by the next when the next names it as issuer: the order a presented chain (leaf, then its CAs)
+// has. It runs where the bundle is read (an informer's transform, a proxy reader), so the
+// analysis that a scrape waits for finds the expensive part done. One check per certificate at
+// most: a hostile bundle cannot make this quadratic.
+func checkPresentedChain(certs []*model.Certificate) {
+	for i := 0; i+1 < len(certs); i++ {
+		child, parent := certs[i], certs[i+1]
+		if child.Partial || parent.Partial || !parent.IsCA() || string(parent.X509.RawSubject) != string(child.X509.RawIssuer) {
+			continue
+		}
+		sharedSignatures.check(child, parent)
+	}
 }
 
 // worse keeps the first reason found: the earliest problem in a bundle is the one worth naming.
@@ -117,6 +133,7 @@ func parseDER(data []byte) ([]*model.Certificate, model.ErrorReason) {
 		}
 		certs = append(certs, c)
 	}
+	checkPresentedChain(certs)
 	return certs, reason
 }
 
