@@ -77,6 +77,9 @@ func run(secretCounts string, proxies int, doc string) error {
 	}
 	var results []result
 	for _, s := range strings.Split(secretCounts, ",") {
+		if strings.TrimSpace(s) == "" {
+			continue
+		}
 		n, err := strconv.Atoi(strings.TrimSpace(s))
 		if err != nil {
 			return err
@@ -103,7 +106,7 @@ func buildExporter() (string, error) {
 		return "", err
 	}
 	bin := filepath.Join(dir, "meshcert-exporter")
-	out, err := exec.Command("go", "build", "-o", bin, "github.com/meshcert/meshcert-exporter").CombinedOutput()
+	out, err := exec.Command("go", "build", "-tags="+os.Getenv("BENCH_SCALE_TAGS"), "-o", bin, "github.com/meshcert/meshcert-exporter").CombinedOutput()
 	if err != nil {
 		return "", fmt.Errorf("go build: %w\n%s", err, out)
 	}
@@ -246,6 +249,7 @@ func secretsScenario(bin string, n int) (result, error) {
 		}
 	}
 	res.p50, res.p99 = percentile(lat, 0.5), percentile(lat, 0.99)
+	saveProfile(fmt.Sprintf("secrets-%d", n))
 	apiAfter, err := apiRequests(cp)
 	if err != nil {
 		return res, err
@@ -368,6 +372,7 @@ func proxiesScenario(bin string, n int) (result, error) {
 	}
 	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
 	start := time.Now()
+	go saveCPUProfile(fmt.Sprintf("proxies-%d", n), 10*time.Second)
 	cpu0 := cpuTime(cmd.Process.Pid)
 	var lat []time.Duration
 	for {
@@ -402,6 +407,7 @@ func proxiesScenario(bin string, n int) (result, error) {
 	res.rssAfter = rssMiB(cmd.Process.Pid)
 	res.bytesPerProxy = (res.rssAfter - baseline) * (1 << 20) / float64(n)
 	res.scrapeP50Sweep, res.scrapeP99Sweep = percentile(lat, 0.5), percentile(lat, 0.99)
+	saveProfile(fmt.Sprintf("proxies-%d", n))
 	log("sweep %s, %.2f cores, %.0f bytes/proxy, scrape p50 %s during the sweep", res.sweep, res.sweepCPU, res.bytesPerProxy, res.scrapeP50Sweep)
 	return res, nil
 }
@@ -568,4 +574,37 @@ func cpuModel() string {
 		}
 	}
 	return "unknown CPU"
+}
+
+// saveProfile saves the exporter's heap profile when it was built with pprof (BENCH_SCALE_TAGS=meshcertpprof, MESHCERT_PPROF_ADDR).
+func saveProfile(name string) {
+	addr := os.Getenv("MESHCERT_PPROF_ADDR")
+	if addr == "" {
+		return
+	}
+	for _, p := range []string{"heap", "allocs"} {
+		resp, err := http.Get("http://" + addr + "/debug/pprof/" + p)
+		if err != nil {
+			continue
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		_ = os.WriteFile(filepath.Join(os.TempDir(), name+"."+p), b, 0o644)
+	}
+}
+
+// saveCPUProfile saves a CPU profile of the exporter over d when it was built with pprof.
+func saveCPUProfile(name string, d time.Duration) {
+	addr := os.Getenv("MESHCERT_PPROF_ADDR")
+	if addr == "" {
+		return
+	}
+	time.Sleep(time.Second) // the exporter is starting
+	resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", addr, int(d.Seconds())))
+	if err != nil {
+		return
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	_ = os.WriteFile(filepath.Join(os.TempDir(), name+".cpu"), b, 0o644)
 }
