@@ -1,17 +1,14 @@
 package sources
 
 import (
+	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"math/big"
 	"net/url"
 	"sort"
 	"strings"
-
-	adminv3 "github.com/envoyproxy/go-control-plane/envoy/admin/v3"
-	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
-	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
-	"google.golang.org/protobuf/encoding/protojson"
-	"google.golang.org/protobuf/types/known/anypb"
+	"time"
 
 	"github.com/meshcert/meshcert-exporter/internal/model"
 	"github.com/meshcert/meshcert-exporter/internal/pki"
@@ -29,7 +26,128 @@ const (
 	EnvoyCertsPath   = "/certs"
 )
 
-var protojsonOptions = protojson.UnmarshalOptions{DiscardUnknown: true}
+// Envoy's admin answers are protobuf messages in protojson's JSON form. Envoy writes the proto
+// field names (snake_case); protojson, and so any tool built on it, writes and accepts the
+// lowerCamelCase JSON names too. The types below read the few fields the exporter needs under both
+// names with encoding/json, one pass and no protobuf registry: go-control-plane's registry cost the
+// binary megabytes of memory at start, and its two-pass parse most of a sweep's CPU. The tests
+// render their fixtures with go-control-plane's own types, in both spellings.
+
+// envoyBytes is a protobuf bytes field: base64, standard or URL-safe, padded or not.
+type envoyBytes []byte
+
+// UnmarshalJSON implements json.Unmarshaler.
+func (b *envoyBytes) UnmarshalJSON(data []byte) error {
+	var s string
+	if err := json.Unmarshal(data, &s); err != nil {
+		return err
+	}
+	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.URLEncoding, base64.RawStdEncoding, base64.RawURLEncoding} {
+		if out, err := enc.DecodeString(s); err == nil {
+			*b = out
+			return nil
+		}
+	}
+	return errors.New("bytes field is not base64")
+}
+
+// envoyDataSource is envoy.config.core.v3.DataSource; file and environment sources name data the
+// exporter cannot see.
+type envoyDataSource struct {
+	InlineBytes       envoyBytes `json:"inline_bytes"`
+	InlineBytesCamel  envoyBytes `json:"inlineBytes"`
+	InlineString      string     `json:"inline_string"`
+	InlineStringCamel string     `json:"inlineString"`
+}
+
+// data returns the inline content.
+func (d *envoyDataSource) data() []byte {
+	switch {
+	case d == nil:
+		return nil
+	case len(d.InlineBytes) > 0:
+		return d.InlineBytes
+	case len(d.InlineBytesCamel) > 0:
+		return d.InlineBytesCamel
+	case d.InlineString != "":
+		return []byte(d.InlineString)
+	default:
+		return []byte(d.InlineStringCamel)
+	}
+}
+
+// either returns a when set, else b: the same field under its two names.
+func either[T any](a, b *T) *T {
+	if a != nil {
+		return a
+	}
+	return b
+}
+
+// envoySecret is envoy.extensions.transport_sockets.tls.v3.Secret. The private key is not a field
+// here: it arrives redacted and is never decoded.
+type envoySecret struct {
+	Type                   string                  `json:"@type"`
+	TLSCertificate         *envoyTLSCertificate    `json:"tls_certificate"`
+	TLSCertificateCamel    *envoyTLSCertificate    `json:"tlsCertificate"`
+	ValidationContext      *envoyValidationContext `json:"validation_context"`
+	ValidationContextCamel *envoyValidationContext `json:"validationContext"`
+}
+
+type envoyTLSCertificate struct {
+	CertificateChain      *envoyDataSource `json:"certificate_chain"`
+	CertificateChainCamel *envoyDataSource `json:"certificateChain"`
+}
+
+type envoyValidationContext struct {
+	TrustedCA                  *envoyDataSource     `json:"trusted_ca"`
+	TrustedCACamel             *envoyDataSource     `json:"trustedCa"`
+	CustomValidatorConfig      *envoyTypedExtension `json:"custom_validator_config"`
+	CustomValidatorConfigCamel *envoyTypedExtension `json:"customValidatorConfig"`
+}
+
+// envoyTypedExtension is a TypedExtensionConfig whose config the exporter reads only when it is
+// the SPIFFE certificate validator's.
+type envoyTypedExtension struct {
+	TypedConfig      *envoySPIFFEValidator `json:"typed_config"`
+	TypedConfigCamel *envoySPIFFEValidator `json:"typedConfig"`
+}
+
+type envoySPIFFEValidator struct {
+	Type              string             `json:"@type"`
+	TrustDomains      []envoyTrustDomain `json:"trust_domains"`
+	TrustDomainsCamel []envoyTrustDomain `json:"trustDomains"`
+}
+
+type envoyTrustDomain struct {
+	Name             string           `json:"name"`
+	TrustBundle      *envoyDataSource `json:"trust_bundle"`
+	TrustBundleCamel *envoyDataSource `json:"trustBundle"`
+}
+
+// envoyNamedSecret is a SecretsConfigDump's DynamicSecret or StaticSecret.
+type envoyNamedSecret struct {
+	Name   string       `json:"name"`
+	Secret *envoySecret `json:"secret"`
+}
+
+// envoyConfig is one element of a config_dump's configs: a DynamicSecret, or a SecretsConfigDump.
+type envoyConfig struct {
+	Type string `json:"@type"`
+	envoyNamedSecret
+	StaticSecrets             []envoyNamedSecret `json:"static_secrets"`
+	StaticSecretsCamel        []envoyNamedSecret `json:"staticSecrets"`
+	DynamicActiveSecrets      []envoyNamedSecret `json:"dynamic_active_secrets"`
+	DynamicActiveSecretsCamel []envoyNamedSecret `json:"dynamicActiveSecrets"`
+}
+
+// Protobuf type names the parser checks.
+const (
+	typeDynamicSecret   = ".SecretsConfigDump.DynamicSecret"
+	typeSecretsDump     = ".SecretsConfigDump"
+	typeTLSSecret       = "/envoy.extensions.transport_sockets.tls.v3.Secret"
+	typeSPIFFEValidator = "/envoy.extensions.transport_sockets.tls.v3.SPIFFECertValidatorConfig"
+)
 
 // ParseEnvoyConfigDump reads the secrets of Envoy's
 // /config_dump?resource=dynamic_active_secrets, in both shapes Envoy answers with: one
@@ -38,61 +156,45 @@ var protojsonOptions = protojson.UnmarshalOptions{DiscardUnknown: true}
 // building; the trust bundle ("ROOTCA", or the SPIFFE validator's per-trust-domain bundles) is a
 // copy compared with the mesh's anchors. Other secrets (a gateway's kubernetes:// certificates)
 // export their leaf's facts only: the exporter cannot know who verifies them. Private keys arrive
-// redacted and are never decoded: the parsed key field is dropped unread.
+// redacted and are never decoded.
 func ParseEnvoyConfigDump(body []byte) ([]model.Bundle, error) {
 	var dump struct {
-		Configs []json.RawMessage `json:"configs"`
+		Configs []envoyConfig `json:"configs"`
 	}
 	if err := json.Unmarshal(body, &dump); err != nil {
 		return nil, err
 	}
-	var secrets []*adminv3.SecretsConfigDump_DynamicSecret
-	for _, raw := range dump.Configs {
-		var head struct {
-			Type string `json:"@type"`
-		}
-		if err := json.Unmarshal(raw, &head); err != nil {
-			return nil, err
-		}
+	var secrets []envoyNamedSecret
+	for _, c := range dump.Configs {
 		switch {
-		case strings.HasSuffix(head.Type, ".SecretsConfigDump.DynamicSecret"):
-			s := &adminv3.SecretsConfigDump_DynamicSecret{}
-			if err := protojsonOptions.Unmarshal(raw, s); err != nil {
-				return nil, err
-			}
-			secrets = append(secrets, s)
-		case strings.HasSuffix(head.Type, ".SecretsConfigDump"):
-			d := &adminv3.SecretsConfigDump{}
-			if err := protojsonOptions.Unmarshal(raw, d); err != nil {
-				return nil, err
-			}
-			secrets = append(secrets, d.GetDynamicActiveSecrets()...)
-			for _, st := range d.GetStaticSecrets() {
-				secrets = append(secrets, &adminv3.SecretsConfigDump_DynamicSecret{Name: st.GetName(), Secret: st.GetSecret()})
-			}
+		case strings.HasSuffix(c.Type, typeDynamicSecret):
+			secrets = append(secrets, c.envoyNamedSecret)
+		case strings.HasSuffix(c.Type, typeSecretsDump):
+			secrets = append(secrets, c.DynamicActiveSecrets...)
+			secrets = append(secrets, c.DynamicActiveSecretsCamel...)
+			secrets = append(secrets, c.StaticSecrets...)
+			secrets = append(secrets, c.StaticSecretsCamel...)
 		}
 	}
 	var bundles []model.Bundle
-	for _, ds := range secrets {
-		bundles = append(bundles, envoySecretBundles(ds.GetName(), ds.GetSecret())...)
+	for _, ns := range secrets {
+		bundles = append(bundles, envoySecretBundles(ns.Name, ns.Secret)...)
 	}
 	sort.SliceStable(bundles, func(i, j int) bool { return bundles[i].Key < bundles[j].Key })
 	return bundles, nil
 }
 
 // envoySecretBundles turns one SDS secret into bundles.
-func envoySecretBundles(name string, packed *anypb.Any) []model.Bundle {
-	if packed == nil {
+func envoySecretBundles(name string, secret *envoySecret) []model.Bundle {
+	if secret == nil {
 		return nil
 	}
-	secret := &tlsv3.Secret{}
-	if err := packed.UnmarshalTo(secret); err != nil {
+	if !strings.HasSuffix(secret.Type, typeTLSSecret) {
 		return []model.Bundle{{Key: name, Error: model.ReasonBadResponse}}
 	}
 	var out []model.Bundle
-	if tc := secret.GetTlsCertificate(); tc != nil {
-		tc.PrivateKey = nil // "[redacted]" in any Envoy; never looked at
-		if data := inlineData(tc.GetCertificateChain()); len(data) > 0 {
+	if tc := either(secret.TLSCertificate, secret.TLSCertificateCamel); tc != nil {
+		if data := either(tc.CertificateChain, tc.CertificateChainCamel).data(); len(data) > 0 {
 			b := model.Bundle{Key: name, Export: model.ExportFirst}
 			b.Certificates, b.Error = pki.ParseBundle(data)
 			if name != envoyWorkloadSecret {
@@ -101,12 +203,12 @@ func envoySecretBundles(name string, packed *anypb.Any) []model.Bundle {
 			out = append(out, b)
 		}
 	}
-	if vc := secret.GetValidationContext(); vc != nil {
+	if vc := either(secret.ValidationContext, secret.ValidationContextCamel); vc != nil {
 		purpose := model.PurposeTrustBundle
 		if name == envoyRootSecret {
 			purpose = model.PurposeTrustBundleCopy
 		}
-		if data := inlineData(vc.GetTrustedCa()); len(data) > 0 {
+		if data := either(vc.TrustedCA, vc.TrustedCACamel).data(); len(data) > 0 {
 			b := model.Bundle{Key: name, Purpose: purpose}
 			if purpose == model.PurposeTrustBundleCopy {
 				b.Export = model.ExportNone // compared with the mesh's anchors, never repeated per proxy
@@ -114,14 +216,14 @@ func envoySecretBundles(name string, packed *anypb.Any) []model.Bundle {
 			b.Certificates, b.Error = pki.ParseBundle(data)
 			out = append(out, b)
 		}
-		if cv := vc.GetCustomValidatorConfig(); cv != nil {
-			spiffe := &tlsv3.SPIFFECertValidatorConfig{}
-			if cv.GetTypedConfig() == nil || cv.GetTypedConfig().UnmarshalTo(spiffe) != nil {
+		if cv := either(vc.CustomValidatorConfig, vc.CustomValidatorConfigCamel); cv != nil {
+			spiffe := either(cv.TypedConfig, cv.TypedConfigCamel)
+			if spiffe == nil || !strings.HasSuffix(spiffe.Type, typeSPIFFEValidator) {
 				return append(out, model.Bundle{Key: name, Error: model.ReasonBadResponse})
 			}
-			for _, td := range spiffe.GetTrustDomains() {
-				b := model.Bundle{Key: name + "/" + td.GetName(), Purpose: model.PurposeTrustBundleCopy, Export: model.ExportNone}
-				b.Certificates, b.Error = pki.ParseBundle(inlineData(td.GetTrustBundle()))
+			for _, td := range append(spiffe.TrustDomains, spiffe.TrustDomainsCamel...) {
+				b := model.Bundle{Key: name + "/" + td.Name, Purpose: model.PurposeTrustBundleCopy, Export: model.ExportNone}
+				b.Certificates, b.Error = pki.ParseBundle(either(td.TrustBundle, td.TrustBundleCamel).data())
 				out = append(out, b)
 			}
 		}
@@ -129,17 +231,29 @@ func envoySecretBundles(name string, packed *anypb.Any) []model.Bundle {
 	return out
 }
 
-// inlineData returns a data source's inline content; file and environment sources name data the
-// exporter cannot see.
-func inlineData(ds *corev3.DataSource) []byte {
-	switch {
-	case ds == nil:
-		return nil
-	case len(ds.GetInlineBytes()) > 0:
-		return ds.GetInlineBytes()
-	default:
-		return []byte(ds.GetInlineString())
+// envoyCertificateDetails is envoy.admin.v3.CertificateDetails.
+type envoyCertificateDetails struct {
+	SerialNumber         string            `json:"serial_number"`
+	SerialNumberCamel    string            `json:"serialNumber"`
+	SubjectAltNames      []envoySubjectAlt `json:"subject_alt_names"`
+	SubjectAltNamesCamel []envoySubjectAlt `json:"subjectAltNames"`
+	ValidFrom            *time.Time        `json:"valid_from"`
+	ValidFromCamel       *time.Time        `json:"validFrom"`
+	ExpirationTime       *time.Time        `json:"expiration_time"`
+	ExpirationTimeCamel  *time.Time        `json:"expirationTime"`
+}
+
+type envoySubjectAlt struct {
+	DNS string `json:"dns"`
+	URI string `json:"uri"`
+}
+
+// envoyTime is a protobuf Timestamp; an absent one is the Unix epoch, as protobuf reads it.
+func envoyTime(a, b *time.Time) time.Time {
+	if t := either(a, b); t != nil {
+		return t.UTC()
 	}
+	return time.Unix(0, 0).UTC()
 }
 
 // ParseEnvoyCerts reads Envoy's /certs: a summary per TLS context with the leaf (cert_chain) and
@@ -147,15 +261,26 @@ func inlineData(ds *corev3.DataSource) []byte {
 // refused: it has no PEM, so the certificates are partial facts (no chain, no depth, no drift).
 // Serials are normalised (hex, lowercase, no leading zeros) and repeats dropped.
 func ParseEnvoyCerts(body []byte, origin string) ([]model.Bundle, error) {
-	certs := &adminv3.Certificates{}
-	if err := protojsonOptions.Unmarshal(body, certs); err != nil {
+	var certs struct {
+		Certificates []struct {
+			CACert         []envoyCertificateDetails `json:"ca_cert"`
+			CACertCamel    []envoyCertificateDetails `json:"caCert"`
+			CertChain      []envoyCertificateDetails `json:"cert_chain"`
+			CertChainCamel []envoyCertificateDetails `json:"certChain"`
+		} `json:"certificates"`
+	}
+	if err := json.Unmarshal(body, &certs); err != nil {
 		return nil, err
 	}
 	leaves := model.Bundle{Key: "cert_chain", Export: model.ExportFirst}
 	roots := model.Bundle{Key: "ca_cert", Purpose: model.PurposeTrustBundleCopy, Export: model.ExportNone}
 	seen := map[string]bool{}
-	add := func(b *model.Bundle, d *adminv3.CertificateDetails, ca bool) {
-		serial, ok := new(big.Int).SetString(strings.ToLower(d.GetSerialNumber()), 16)
+	add := func(b *model.Bundle, d envoyCertificateDetails, ca bool) {
+		serialText := d.SerialNumber
+		if serialText == "" {
+			serialText = d.SerialNumberCamel
+		}
+		serial, ok := new(big.Int).SetString(strings.ToLower(serialText), 16)
 		if !ok {
 			b.Error = model.ReasonBadResponse
 			return
@@ -166,24 +291,24 @@ func ParseEnvoyCerts(body []byte, origin string) ([]model.Bundle, error) {
 		}
 		seen[id] = true
 		f := pki.PartialFacts{Serial: serial, CA: ca, Origin: origin,
-			NotBefore: d.GetValidFrom().AsTime(), NotAfter: d.GetExpirationTime().AsTime()}
-		for _, san := range d.GetSubjectAltNames() {
+			NotBefore: envoyTime(d.ValidFrom, d.ValidFromCamel), NotAfter: envoyTime(d.ExpirationTime, d.ExpirationTimeCamel)}
+		for _, san := range append(d.SubjectAltNames, d.SubjectAltNamesCamel...) {
 			switch {
-			case san.GetUri() != "":
-				if u, err := url.Parse(san.GetUri()); err == nil {
+			case san.URI != "":
+				if u, err := url.Parse(san.URI); err == nil {
 					f.URIs = append(f.URIs, u)
 				}
-			case san.GetDns() != "":
-				f.DNSNames = append(f.DNSNames, san.GetDns())
+			case san.DNS != "":
+				f.DNSNames = append(f.DNSNames, san.DNS)
 			}
 		}
 		b.Certificates = append(b.Certificates, pki.NewPartialCertificate(f))
 	}
-	for _, c := range certs.GetCertificates() {
-		for _, d := range c.GetCertChain() {
+	for _, c := range certs.Certificates {
+		for _, d := range append(c.CertChain, c.CertChainCamel...) {
 			add(&leaves, d, false)
 		}
-		for _, d := range c.GetCaCert() {
+		for _, d := range append(c.CACert, c.CACertCamel...) {
 			add(&roots, d, true)
 		}
 	}

@@ -81,12 +81,16 @@ func envoyDump(wrapped bool, secrets ...*tlsv3.Secret) []byte {
 			dump.Configs = append(dump.Configs, mustAny(d))
 		}
 	}
-	out, err := protojson.Marshal(dump)
+	out, err := envoyJSON.Marshal(dump)
 	if err != nil {
 		panic(err)
 	}
 	return out
 }
+
+// envoyJSON renders as Envoy's admin does: proto field names. TestEnvoyParsersReadBothSpellings
+// covers protojson's default lowerCamelCase names too.
+var envoyJSON = protojson.MarshalOptions{UseProtoNames: true}
 
 // envoyCerts renders /certs for a leaf and a root, repeated as Envoy repeats them per context.
 func envoyCerts(leaf, root *testpki.Cert) []byte {
@@ -99,7 +103,7 @@ func envoyCerts(leaf, root *testpki.Cert) []byte {
 		return d
 	}
 	ctx := &adminv3.Certificate{CaCert: []*adminv3.CertificateDetails{details(root)}, CertChain: []*adminv3.CertificateDetails{details(leaf)}}
-	out, err := protojson.Marshal(&adminv3.Certificates{Certificates: []*adminv3.Certificate{ctx, ctx}})
+	out, err := envoyJSON.Marshal(&adminv3.Certificates{Certificates: []*adminv3.Certificate{ctx, ctx}})
 	if err != nil {
 		panic(err)
 	}
@@ -557,5 +561,57 @@ func TestDirectTransportClosesConnections(t *testing.T) {
 	}
 	if n := open.Load(); n != 0 {
 		t.Errorf("%d connections still open after the reads", n)
+	}
+}
+
+// TestEnvoyParsersReadBothSpellings: Envoy writes proto field names, protojson-based tools write
+// lowerCamelCase; both parse to the same bundles, in both config_dump shapes and in /certs.
+func TestEnvoyParsersReadBothSpellings(t *testing.T) {
+	root := testpki.Issue(testpki.Spec{CommonName: "root", CA: true, NotBefore: from, NotAfter: until})
+	leaf := testpki.Issue(testpki.Spec{CommonName: "leaf", Issuer: root, NotBefore: from, NotAfter: until,
+		URIs: []string{"spiffe://cluster.local/ns/a/sa/b"}})
+	defer func(saved protojson.MarshalOptions) { envoyJSON = saved }(envoyJSON)
+	parse := func() (dump, wrapped, certs []model.Bundle) {
+		var err error
+		if dump, err = ParseEnvoyConfigDump(envoyDump(false, workloadSecret(testpki.Bundle(leaf, root)), rootSecret(root.PEM()))); err != nil {
+			t.Fatal(err)
+		}
+		if wrapped, err = ParseEnvoyConfigDump(envoyDump(true, workloadSecret(testpki.Bundle(leaf, root)),
+			spiffeRootSecret(map[string][]byte{"cluster.local": root.PEM()}))); err != nil {
+			t.Fatal(err)
+		}
+		if certs, err = ParseEnvoyCerts(envoyCerts(leaf, root), "a/b"); err != nil {
+			t.Fatal(err)
+		}
+		return dump, wrapped, certs
+	}
+	describe := func(bundles []model.Bundle) string {
+		var out []string
+		for _, b := range bundles {
+			s := fmt.Sprintf("%s purpose=%d export=%d error=%q", b.Key, b.Purpose, b.Export, b.Error)
+			for _, c := range b.Certificates {
+				s += fmt.Sprintf(" [%s %s %s-%s %v]", c.Subject, c.Serial, c.NotBefore().UTC().Format(time.RFC3339), c.NotAfter().UTC().Format(time.RFC3339), c.SPIFFEIDs)
+			}
+			out = append(out, s)
+		}
+		return strings.Join(out, "\n")
+	}
+	envoyJSON = protojson.MarshalOptions{UseProtoNames: true}
+	snakeDump, snakeWrapped, snakeCerts := parse()
+	envoyJSON = protojson.MarshalOptions{}
+	camelDump, camelWrapped, camelCerts := parse()
+	for _, tt := range []struct {
+		name         string
+		snake, camel []model.Bundle
+		want         int
+	}{{"config_dump", snakeDump, camelDump, 2}, {"wrapped config_dump", snakeWrapped, camelWrapped, 2}, {"certs", snakeCerts, camelCerts, 2}} {
+		if len(tt.snake) != tt.want || describe(tt.snake) != describe(tt.camel) {
+			t.Errorf("%s: proto names give\n%s\nJSON names give\n%s", tt.name, describe(tt.snake), describe(tt.camel))
+		}
+		for _, b := range tt.snake {
+			if len(b.Certificates) == 0 || b.Error != model.ReasonNone {
+				t.Errorf("%s: %s read nothing (%q)", tt.name, b.Key, b.Error)
+			}
+		}
 	}
 }
