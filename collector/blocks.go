@@ -3,102 +3,151 @@ package collector
 import (
 	"bytes"
 	"compress/gzip"
+	"slices"
 	"sync"
 	"time"
 
 	"github.com/meshcert/meshcert-exporter/internal/model"
 )
 
-// blockSize is how many objects share a block: small enough that a change re-renders little,
-// large enough that each family's member compresses a few hundred lines together.
+// blockSize is how many items share a block: small enough that a change re-renders little, large
+// enough that each family's member compresses a few hundred lines together.
 const blockSize = 64
 
-// block is a run of objects whose series are rendered and compressed together.
-type block struct {
-	objects []*model.ObjectAnalysis
-	// members hold each family's samples of these objects as one gzip member; nil for none.
-	members [famAnalysisCount][]byte
-	// boundary is when a chain's validity in this block changes next; zero when none will.
+// block is a run of items whose series are rendered and compressed together.
+type block[K comparable] struct {
+	items []K
+	// members hold each family's samples of these items as one gzip member; nil for none.
+	members [famCount][]byte
+	// boundary is when a series of this block changes by itself next (a chain's validity); zero
+	// when none will.
 	boundary time.Time
-	// stale marks a block whose objects changed since it was rendered.
+	// stale marks a block whose items changed since it was rendered.
 	stale bool
 }
 
-// blockCache places the objects of successive analyses into blocks by arrival, not by name: a
-// new or changed object (a new *model.ObjectAnalysis) joins the last, open block, and leaves its
-// old block, which alone is rendered again. During a first sweep of thousands of proxies, each
-// scrape therefore renders the newly read proxies, not all of them. The order of series within a
-// family is free in the exposition format; the families themselves stay contiguous.
-type blockCache struct {
-	version uint64
-	started bool
-	blocks  []*block
-	of      map[*model.ObjectAnalysis]*block
+// renderItem appends the series of one item to fams and returns when they change by themselves
+// next (zero for never).
+type renderItem[K comparable] func(fams *familyBuffers, item K, now time.Time) time.Time
+
+// blockCache keeps the series of a changing set of immutable items (an object's findings, a
+// proxy's state) compressed in blocks, placed by arrival, not by name: a new or changed item (a
+// new key) joins the last, open block, and leaves its old block, which alone renders again.
+// During a first sweep of thousands of proxies, each render covers the newly read proxies, not all
+// of them. The order of series within a family is free in the exposition format; each family
+// stays contiguous (see segments).
+type blockCache[K comparable] struct {
+	render renderItem[K]
+	blocks []*block[K]
+	of     map[K]*block[K]
 }
 
-// update places the objects of a new analysis and reports whether the blocks changed.
-func (c *blockCache) update(a *model.Analysis) bool {
-	if c.started && a.Version == c.version {
-		return false
-	}
-	c.started, c.version = true, a.Version
-	present := make(map[*model.ObjectAnalysis]bool, len(a.Objects))
-	var arrived []*model.ObjectAnalysis
-	for _, o := range a.Objects {
-		if present[o] {
+func newBlockCache[K comparable](render renderItem[K]) blockCache[K] {
+	return blockCache[K]{render: render, of: map[K]*block[K]{}}
+}
+
+// place makes items the cache's set; blocks whose items changed are marked stale.
+func (c *blockCache[K]) place(items []K) {
+	present := make(map[K]bool, len(items))
+	var arrived []K
+	for _, it := range items {
+		if present[it] {
 			continue
 		}
-		present[o] = true
-		if c.of[o] == nil {
-			arrived = append(arrived, o)
+		present[it] = true
+		if c.of[it] == nil {
+			arrived = append(arrived, it)
 		}
 	}
-	// Objects that left: their blocks render again. A block that shrank below half is dissolved
-	// into the open block, so blocks stay full as the mesh changes.
-	var kept []*block
+	var departed []K
+	for it := range c.of {
+		if !present[it] {
+			departed = append(departed, it)
+		}
+	}
+	c.apply(departed, arrived)
+}
+
+// apply removes the departed items and adds the arrived ones: their blocks are marked stale. A
+// block that shrank below half is dissolved into the open block, so blocks stay full as the set
+// changes.
+func (c *blockCache[K]) apply(departed, arrived []K) {
+	for _, it := range departed {
+		b := c.of[it]
+		if b == nil {
+			continue
+		}
+		delete(c.of, it)
+		if i := slices.Index(b.items, it); i >= 0 {
+			b.items = slices.Delete(b.items, i, i+1)
+			b.stale = true
+		}
+	}
+	var kept []*block[K]
+	var moved []K
 	for i, b := range c.blocks {
-		n := 0
-		for _, o := range b.objects {
-			if present[o] {
-				b.objects[n] = o
-				n++
-			} else {
-				delete(c.of, o)
+		if b.stale && len(b.items) < blockSize/2 && i < len(c.blocks)-1 {
+			for _, it := range b.items {
+				delete(c.of, it)
 			}
-		}
-		if n < len(b.objects) {
-			clear(b.objects[n:])
-			b.objects, b.stale = b.objects[:n], true
-		}
-		if b.stale && len(b.objects) < blockSize/2 && i < len(c.blocks)-1 {
-			arrived = append(b.objects, arrived...)
-			for _, o := range b.objects {
-				delete(c.of, o)
-			}
+			moved = append(moved, b.items...)
 			continue
 		}
-		if len(b.objects) > 0 {
+		if len(b.items) > 0 {
 			kept = append(kept, b)
 		}
 	}
 	c.blocks = kept
-	for _, o := range arrived {
+	for _, it := range append(moved, arrived...) {
+		if c.of[it] != nil {
+			continue // arrived twice
+		}
 		last := len(c.blocks) - 1
-		if last < 0 || len(c.blocks[last].objects) >= blockSize {
-			c.blocks = append(c.blocks, &block{objects: make([]*model.ObjectAnalysis, 0, blockSize)})
+		if last < 0 || len(c.blocks[last].items) >= blockSize {
+			c.blocks = append(c.blocks, &block[K]{items: make([]K, 0, blockSize)})
 			last++
 		}
 		b := c.blocks[last]
-		b.objects, b.stale = append(b.objects, o), true
-		c.of[o] = b
+		b.items, b.stale = append(b.items, it), true
+		c.of[it] = b
 	}
-	return true
 }
 
-// segments returns the gzip members of every family in order: its header, then each block's.
-func (c *blockCache) segments() [][]byte {
-	var out [][]byte
-	for f := range famAnalysisCount {
+// refresh renders the blocks that are stale or whose boundary passed; it returns how many.
+func (c *blockCache[K]) refresh(now time.Time) int {
+	n := 0
+	for _, b := range c.blocks {
+		if b.stale || !b.boundary.IsZero() && !now.Before(b.boundary) {
+			c.renderBlock(b, now)
+			n++
+		}
+	}
+	return n
+}
+
+// renderBlock renders a block's series at now and compresses each family's.
+func (c *blockCache[K]) renderBlock(b *block[K], now time.Time) {
+	fams := renderBuffers.Get().(*familyBuffers)
+	defer renderBuffers.Put(fams)
+	for i := range fams {
+		fams[i] = fams[i][:0]
+	}
+	b.boundary = time.Time{}
+	for _, it := range b.items {
+		if t := c.render(fams, it, now); !t.IsZero() && (b.boundary.IsZero() || t.Before(b.boundary)) {
+			b.boundary = t
+		}
+	}
+	for f := range fams {
+		b.members[f] = compress(fams[f])
+	}
+	b.stale = false
+}
+
+// segments appends the gzip members of the given families in order: each family's header, then
+// each block's members.
+func (c *blockCache[K]) segments(out [][]byte, families ...int) [][]byte {
+	for _, f := range families {
 		start := len(out)
 		for _, b := range c.blocks {
 			if len(b.members[f]) > 0 {
@@ -114,25 +163,10 @@ func (c *blockCache) segments() [][]byte {
 	return out
 }
 
-// render renders the block's series at now and compresses each family's.
-func (b *block) render(now time.Time) {
-	fams := renderBuffers.Get().(*familyBuffers)
-	defer renderBuffers.Put(fams)
-	for i := range fams {
-		fams[i] = fams[i][:0]
-	}
-	var scratch []byte
-	b.boundary = time.Time{}
-	for _, o := range b.objects {
-		scratch = renderObject(fams, o, now, scratch)
-		if t := objectBoundary(o, now); !t.IsZero() && (b.boundary.IsZero() || t.Before(b.boundary)) {
-			b.boundary = t
-		}
-	}
-	for f := range fams {
-		b.members[f] = compress(fams[f])
-	}
-	b.stale = false
+// analysisItem renders one object's findings.
+func analysisItem(fams *familyBuffers, o *model.ObjectAnalysis, now time.Time) time.Time {
+	renderObject(fams, o, now, nil)
+	return objectBoundary(o, now)
 }
 
 // renderBuffers are reused between block renders.
@@ -153,8 +187,8 @@ func compress(text []byte) []byte {
 	return bytes.Clone(buf.Bytes())
 }
 
-// familyHeaders are the HELP and TYPE lines of each analysis family, compressed once.
-var familyHeaders = func() (h [famAnalysisCount][]byte) {
+// familyHeaders are the HELP and TYPE lines of each family, compressed once.
+var familyHeaders = func() (h [famCount][]byte) {
 	for f := range h {
 		h[f] = compress(familyHeader(f))
 	}

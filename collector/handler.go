@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"compress/gzip"
+	"context"
 	"io"
 	"net/http"
 	"strings"
@@ -25,7 +26,7 @@ import (
 // changes or its next validity boundary passes. A scrape writes the members of each family in
 // turn (consecutive gzip members are one gzip stream), so it costs little more than copying bytes,
 // and a change re-renders one or two blocks, not the mesh. The proxies' health is kept the same
-// way while no proxy's state changes (see proxyRenderer); their last-success timestamps and the
+// way, in blocks of proxy states (see proxyRenderer); their last-success timestamps and the
 // sources' health, which change with every read, are written on every scrape.
 type Handler struct {
 	provider SnapshotProvider
@@ -34,19 +35,22 @@ type Handler struct {
 	logger   log.Logger
 	inFlight chan struct{}
 
-	proxies proxyRenderer
+	proxies *proxyRenderer
 
 	mu       sync.Mutex
-	blocks   blockCache
+	blocks   blockCache[*model.ObjectAnalysis]
+	placed   bool     // the blocks hold an analysis
+	version  uint64   // of that analysis
 	segments [][]byte // the analysis families as gzip members, in order; replaced, never changed
 	renders  int      // blocks rendered, for tests
 }
 
 // NewHandler returns a handler that serves the analysis of p from its cache, the sources' health
-// of the same snapshot and the families of status (the Go runtime, build info) fresh; at most maxInFlight scrapes run at once (more get a 503).
+// of the same snapshot and the families of status (the Go runtime, build info) fresh; at most
+// maxInFlight scrapes run at once (more get a 503).
 func NewHandler(p SnapshotProvider, status prometheus.Gatherer, logger log.Logger, maxInFlight int) *Handler {
 	return &Handler{provider: p, status: status, now: time.Now, logger: logger, inFlight: make(chan struct{}, maxInFlight),
-		blocks: blockCache{of: map[*model.ObjectAnalysis]*block{}}}
+		blocks: newBlockCache(analysisItem), proxies: newProxyRenderer()}
 }
 
 const contentType = "text/plain; version=0.0.4; charset=utf-8"
@@ -62,13 +66,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	snap := h.provider.Snapshot()
 	segments := h.analysis(snap)
-	up, lastSuccess := h.proxies.render(snap.Proxies)
-	if up != nil {
-		segments = append(segments[:len(segments):len(segments)], up)
-	}
+	segments = append(segments[:len(segments):len(segments)], h.proxies.upSegments(snap.Proxies)...)
 	sources := prometheus.NewRegistry()
 	sources.MustRegister(SourceStatus(snap))
-	dynamic := append(lastSuccess, encode(prometheus.Gatherers{sources, h.status}, h.logger)...)
+	dynamic := h.proxies.lastSuccess(nil, snap.Proxies)
+	dynamic = append(dynamic, encode(prometheus.Gatherers{sources, h.status}, h.logger)...)
 	w.Header().Set("Content-Type", contentType)
 	if !strings.Contains(r.Header.Get("Accept-Encoding"), "gzip") {
 		// Rare (Prometheus always asks for gzip): decompress the cached families.
@@ -96,6 +98,26 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	bw.Flush()
 }
 
+// Run keeps the cache current in the background until ctx is done: every interval it takes a
+// snapshot (which runs the analysis of what changed) and renders the blocks and the proxies'
+// states that changed. A scrape then renders only what changed since the last tick, however
+// long ago the scraper last came: during a sweep of thousands of proxies that is the difference
+// between a few new proxies and all of them. An idle mesh costs a snapshot of unchanged sources.
+func (h *Handler) Run(ctx context.Context, interval time.Duration) {
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			snap := h.provider.Snapshot()
+			h.analysis(snap)
+			h.proxies.upSegments(snap.Proxies)
+		}
+	}
+}
+
 // gzipWriters are reused: a compressor holds about a megabyte of tables, too much to throw away on
 // every scrape.
 var gzipWriters = sync.Pool{New: func() any {
@@ -108,19 +130,28 @@ func (h *Handler) analysis(snap *model.Snapshot) [][]byte {
 	now := h.now()
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	changed := h.blocks.update(&snap.Analysis)
-	for _, b := range h.blocks.blocks {
-		if b.stale || !b.boundary.IsZero() && !now.Before(b.boundary) {
-			b.render(now)
-			h.renders++
-			changed = true
-		}
+	changed := false
+	if !h.placed || snap.Version != h.version {
+		h.blocks.place(snap.Objects)
+		h.placed, h.version, changed = true, snap.Version, true
+	}
+	if n := h.blocks.refresh(now); n > 0 {
+		h.renders += n
+		changed = true
 	}
 	if changed || h.segments == nil {
-		h.segments = h.blocks.segments()
+		h.segments = h.blocks.segments(nil, analysisFamilyIndexes...)
 	}
 	return h.segments
 }
+
+// analysisFamilyIndexes are the families the analysis blocks hold, in order.
+var analysisFamilyIndexes = func() (out []int) {
+	for f := range famAnalysisCount {
+		out = append(out, f)
+	}
+	return out
+}()
 
 // encode gathers g and encodes what it could gather as text; a family that fails costs only itself.
 func encode(g prometheus.Gatherer, logger log.Logger) []byte {

@@ -3,6 +3,7 @@ package collector
 import (
 	"bytes"
 	"compress/gzip"
+	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -218,20 +219,23 @@ func sortedFamilies(t *testing.T, body string) map[string]string {
 	return out
 }
 
-// TestHandlerProxiesHealth: meshcert_proxy_up is kept compressed while no proxy's state changes;
-// the last-success timestamps are current on every scrape; a proxy that fails, changes endpoint or
-// goes away shows at once.
+// TestHandlerProxiesHealth: meshcert_proxy_up is kept in blocks while no proxy's state changes (a
+// change renders its old block and the open one); the last-success timestamps are current on every
+// scrape; a proxy that fails, changes endpoint, arrives or goes away shows at once.
 func TestHandlerProxiesHealth(t *testing.T) {
 	p := &versionedProvider{snap: &model.Snapshot{}}
 	h := NewHandler(p, prometheus.NewRegistry(), log.NewNopLogger(), 2)
 	var proxies []model.ProxyStatus
-	for i := range 100 {
-		proxies = append(proxies, model.ProxyStatus{Mesh: model.MeshIstio, Source: "envoy", Namespace: "a", Name: fmt.Sprintf("p%d", i),
-			Up: true, Endpoint: "config_dump", LastSuccess: from.Add(time.Duration(i) * time.Second)})
+	proxy := func(i int) model.ProxyStatus {
+		return model.ProxyStatus{Mesh: model.MeshIstio, Source: "envoy", Namespace: "a", Name: fmt.Sprintf("p%03d", i),
+			Up: true, Endpoint: "config_dump", LastSuccess: from.Add(time.Duration(i) * time.Second)}
 	}
-	check := func(name string, wantReused bool) {
+	for i := range 200 {
+		proxies = append(proxies, proxy(i))
+	}
+	check := func(name string, wantRenders int) {
 		t.Helper()
-		before := h.proxies.up
+		before := h.proxies.renders
 		p.snap = &model.Snapshot{Proxies: slices.Clone(proxies)}
 		var want bytes.Buffer
 		RenderProxies(&want, proxies)
@@ -241,20 +245,55 @@ func TestHandlerProxiesHealth(t *testing.T) {
 				t.Errorf("%s: %s differs:\n got %s\nwant %s", name, fam, got[fam], w)
 			}
 		}
-		if reused := before != nil && len(h.proxies.up) > 0 && &before[0] == &h.proxies.up[0]; reused != wantReused {
-			t.Errorf("%s: meshcert_proxy_up reused %v, want %v", name, reused, wantReused)
+		if n := h.proxies.renders - before; n != wantRenders {
+			t.Errorf("%s: %d blocks of meshcert_proxy_up rendered, want %d", name, n, wantRenders)
 		}
 	}
-	check("first scrape", false)
+	check("first scrape", 4) // 200 proxies in blocks of 64
 	for i := range proxies {
 		proxies[i].LastSuccess = proxies[i].LastSuccess.Add(time.Minute)
 	}
-	check("every proxy read again", true)
+	check("every proxy read again", 0)
 	proxies[3].Up = false
-	check("one proxy down", false)
+	check("one proxy down", 2)
 	proxies[4].Endpoint = "certs"
-	check("one proxy on another endpoint", false)
+	check("one proxy on another endpoint", 2)
+	proxies = append(proxies, proxy(500))
+	slices.SortFunc(proxies, func(a, b model.ProxyStatus) int { return strings.Compare(a.Name, b.Name) })
+	check("one proxy new", 1)
 	proxies = proxies[1:]
-	check("one proxy gone", false)
-	check("nothing changed", true)
+	check("one proxy gone", 1)
+	check("nothing changed", 0)
+}
+
+// TestHandlerRunRendersInTheBackground: with Run, changes are rendered between scrapes, and a scrape
+// that comes after finds nothing left to render; it still serves exactly the current snapshot.
+func TestHandlerRunRendersInTheBackground(t *testing.T) {
+	p, _ := handlerFixture()
+	clock := scrape()
+	h := NewHandler(p, prometheus.NewRegistry(), log.NewNopLogger(), 2)
+	h.now = func() time.Time { return clock }
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { h.Run(ctx, 5*time.Millisecond); close(done) }()
+	defer func() { cancel(); <-done }()
+	rendered := func() int {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		return h.renders
+	}
+	for deadline := time.Now().Add(5 * time.Second); rendered() == 0; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("nothing rendered in the background")
+		}
+	}
+	before := rendered()
+	body := scrapeHandler(t, h, true)
+	if n := rendered(); n != before {
+		t.Errorf("the scrape rendered %d blocks the background had rendered already", n-before)
+	}
+	if !strings.Contains(body, `meshcert_chain_valid{index="0",key="tls.crt",mesh="istio",name="b",namespace="a",role="leaf",source="secret"} 1`) ||
+		!strings.Contains(body, `meshcert_proxy_up{mesh="istio",name="p",namespace="a",source="envoy",endpoint="config_dump"} 1`) {
+		t.Errorf("scrape after background rendering:\n%s", body)
+	}
 }

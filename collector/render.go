@@ -71,7 +71,7 @@ func RenderAnalysis(a *model.Analysis, now time.Time) []byte {
 }
 
 // familyBuffers hold the samples of each analysis family.
-type familyBuffers [famAnalysisCount][]byte
+type familyBuffers [famCount][]byte
 
 // renderObject appends the series of one object's findings to fams, evaluating its chains at now.
 // Each certificate's location labels are written once, into scratch (returned for reuse), and
@@ -182,26 +182,27 @@ func RenderProxies(w io.Writer, proxies []model.ProxyStatus) {
 	last := make([]byte, 0, len(proxies)*120)
 	var l []byte
 	for i := range proxies {
-		l = appendProxyLabels(l[:0], &proxies[i])
-		up = appendProxyUp(up, l, &proxies[i])
-		last = appendProxyLastSuccess(last, l, &proxies[i])
+		p := &proxies[i]
+		l = appendProxyLabels(l[:0], p.Mesh, p.Source, p.Namespace, p.Name)
+		up = appendProxyUp(up, l, p.Up, p.Endpoint)
+		last = appendProxyLastSuccess(last, l, p)
 	}
 	writeFamily(w, famProxyUp, up)
 	writeFamily(w, famProxyLastSuccess, last)
 }
 
 // appendProxyLabels writes the labels that identify a proxy.
-func appendProxyLabels(b []byte, p *model.ProxyStatus) []byte {
-	b = appendLabel(b, "mesh", string(p.Mesh), true)
-	b = appendLabel(b, "name", labelValue(p.Name), false)
-	b = appendLabel(b, "namespace", labelValue(p.Namespace), false)
-	return appendLabel(b, "source", p.Source, false)
+func appendProxyLabels(b []byte, mesh model.Mesh, source, namespace, name string) []byte {
+	b = appendLabel(b, "mesh", string(mesh), true)
+	b = appendLabel(b, "name", labelValue(name), false)
+	b = appendLabel(b, "namespace", labelValue(namespace), false)
+	return appendLabel(b, "source", source, false)
 }
 
 // appendProxyUp writes a proxy's meshcert_proxy_up sample.
-func appendProxyUp(b, labels []byte, p *model.ProxyStatus) []byte {
-	return appendSampleWith(b, famProxyUp, labels, boolValue(p.Up), func(b []byte) []byte {
-		return appendLabel(b, "endpoint", p.Endpoint, false)
+func appendProxyUp(b, labels []byte, up bool, endpoint string) []byte {
+	return appendSampleWith(b, famProxyUp, labels, boolValue(up), func(b []byte) []byte {
+		return appendLabel(b, "endpoint", endpoint, false)
 	})
 }
 
