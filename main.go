@@ -151,8 +151,13 @@ func loadConfig(o *options) (*config.Config, error) {
 type exporter struct {
 	sources   []sources.Source
 	inventory *inventory.Inventory
+	metrics   *collector.Handler
 	handler   http.Handler
 }
+
+// prepareInterval is how often the metrics handler brings its cache up to date in the background,
+// so that a scrape has at most this much change to render.
+const prepareInterval = 100 * time.Millisecond
 
 // kubeClient returns a client for the cluster named by kubeconfig, or the in-cluster one, or nil
 // when there is neither: then the Kubernetes sources are off.
@@ -270,7 +275,8 @@ func newExporter(cfg *config.Config, k *kube, metricsPath string, logger log.Log
 	status.MustRegister(extra...)
 
 	mux := http.NewServeMux()
-	mux.Handle(metricsPath, collector.NewHandler(inv, status, logger, 10))
+	metrics := collector.NewHandler(inv, status, logger, 10)
+	mux.Handle(metricsPath, metrics)
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "ok")
 	})
@@ -297,12 +303,14 @@ func newExporter(cfg *config.Config, k *kube, metricsPath string, logger log.Log
 		}
 		mux.Handle("/", landing)
 	}
-	return &exporter{sources: srcs, inventory: inv, handler: mux}, nil
+	return &exporter{sources: srcs, inventory: inv, metrics: metrics, handler: mux}, nil
 }
 
-// run starts every source; it returns when ctx is done and all sources have stopped.
+// run starts every source and the metrics handler's background rendering; it returns when ctx is
+// done and all of them have stopped.
 func (e *exporter) run(ctx context.Context, logger log.Logger) {
 	var wg sync.WaitGroup
+	wg.Go(func() { e.metrics.Run(ctx, prepareInterval) })
 	for _, s := range e.sources {
 		wg.Go(func() {
 			if err := s.Run(ctx); err != nil {

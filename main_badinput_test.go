@@ -261,7 +261,9 @@ func TestBadInputCorpus(t *testing.T) {
 		{name: "Envoy garbage JSON", envoy: serve(200, "application/json", []byte(`{"configs": [{"@type": `)), want: []expect{proxyDown, proxyError("bad_response")}},
 		{name: "Envoy empty body", envoy: serve(200, "application/json", nil), want: []expect{proxyDown, proxyError("bad_response")}},
 		{name: "Envoy secret of an unknown type", envoy: serve(200, "application/json", []byte(`{"configs":[{"@type":"type.googleapis.com/envoy.admin.v3.SecretsConfigDump.DynamicSecret","name":"default","secret":{"@type":"type.googleapis.com/example.Unknown","x":1}}]}`)),
-			want: []expect{proxyDown, proxyError("bad_response")}},
+			// The proxy answered: the secret it could not read is that bundle's error.
+			want: []expect{{"meshcert_proxy_up", []string{"name", "proxy"}, "1"},
+				{"meshcert_bundle_error", []string{"name", "proxy", "key", "default", "reason", "bad_response"}, "1"}, proxyError("bad_response")}},
 		{name: "Envoy answers 401", envoy: serve(401, "text/plain", []byte("no")), want: []expect{proxyDown, proxyError("forbidden")}},
 		{name: "Envoy answers 500", envoy: serve(500, "text/plain", []byte("oops")), want: []expect{proxyDown, proxyError("bad_response")}},
 		{name: "Envoy refuses config_dump and /certs", envoy: serve(404, "text/plain", nil), want: []expect{proxyDown, proxyError("bad_response")}},
