@@ -10,10 +10,14 @@ import (
 	"net/http"
 	_ "net/http/pprof" // registers the profiles on http.DefaultServeMux
 	"os"
+	"runtime"
+	"time"
 )
 
 func init() {
 	if addr := os.Getenv("MESHCERT_PPROF_ADDR"); addr != "" {
+		runtime.SetMutexProfileFraction(10)
+		runtime.SetBlockProfileRate(int(100 * time.Microsecond))
 		go func() { _ = http.ListenAndServe(addr, nil) }()
 	}
 }

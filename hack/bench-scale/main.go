@@ -68,6 +68,7 @@ type result struct {
 	bytesPerProxy                  float64
 	scrapeP50Sweep, scrapeP99Sweep time.Duration
 	proxiesUp                      int
+	machineBusy, harnessCPU        float64 // during the sweep: share of all cores busy, cores the harness used
 }
 
 func run(secretCounts string, proxies int, doc string) error {
@@ -374,6 +375,8 @@ func proxiesScenario(bin string, n int) (result, error) {
 	start := time.Now()
 	go saveCPUProfile(fmt.Sprintf("proxies-%d", n), 10*time.Second)
 	cpu0 := cpuTime(cmd.Process.Pid)
+	self0 := cpuTime(os.Getpid())
+	busy0, all0 := machineCPU()
 	var lat []time.Duration
 	for {
 		if time.Since(start) > 6*time.Minute {
@@ -404,11 +407,15 @@ func proxiesScenario(bin string, n int) (result, error) {
 	}
 	res.sweep = time.Since(start)
 	res.sweepCPU = (cpuTime(cmd.Process.Pid) - cpu0).Seconds() / res.sweep.Seconds()
+	busy1, all1 := machineCPU()
+	res.machineBusy = (busy1 - busy0) / (all1 - all0)
+	res.harnessCPU = (cpuTime(os.Getpid()) - self0).Seconds() / res.sweep.Seconds()
 	res.rssAfter = rssMiB(cmd.Process.Pid)
 	res.bytesPerProxy = (res.rssAfter - baseline) * (1 << 20) / float64(n)
 	res.scrapeP50Sweep, res.scrapeP99Sweep = percentile(lat, 0.5), percentile(lat, 0.99)
 	saveProfile(fmt.Sprintf("proxies-%d", n))
-	log("sweep %s, %.2f cores, %.0f bytes/proxy, scrape p50 %s during the sweep", res.sweep, res.sweepCPU, res.bytesPerProxy, res.scrapeP50Sweep)
+	log("sweep %s, %.2f cores, %.0f bytes/proxy, scrape p50 %s during the sweep; machine %.0f%% busy, the harness (doubles and client) %.2f cores",
+		res.sweep, res.sweepCPU, res.bytesPerProxy, res.scrapeP50Sweep, 100*res.machineBusy, res.harnessCPU)
 	return res, nil
 }
 
@@ -513,6 +520,20 @@ func cpuTime(pid int) time.Duration {
 	return time.Duration((utime + stime) / ticks * float64(time.Second))
 }
 
+// machineCPU returns the busy and total jiffies of all cores, from /proc/stat.
+func machineCPU() (busy, total float64) {
+	data, _ := os.ReadFile("/proc/stat")
+	line, _, _ := strings.Cut(string(data), "\n")
+	for i, f := range strings.Fields(line)[1:] {
+		v, _ := strconv.ParseFloat(f, 64)
+		total += v
+		if i != 3 && i != 4 { // idle and iowait
+			busy += v
+		}
+	}
+	return busy, total
+}
+
 func percentile(d []time.Duration, p float64) time.Duration {
 	if len(d) == 0 {
 		return 0
@@ -546,9 +567,9 @@ func writeDoc(doc string, results []result) error {
 		if r.sweep == 0 {
 			continue
 		}
-		fmt.Fprintf(&b, "\n| scenario | full sweep (default interval 5 min, concurrency 16) | exporter CPU during the sweep | memory per proxy beyond the baseline | scrape p50 / p99 during the sweep | proxies up |\n|---|---|---|---|---|---|\n")
-		fmt.Fprintf(&b, "| %s | %s | %.2f cores | %.1f KiB | %s / %s | %d |\n", r.name, r.sweep.Round(time.Second), r.sweepCPU, r.bytesPerProxy/1024,
-			r.scrapeP50Sweep.Round(100*time.Microsecond), r.scrapeP99Sweep.Round(100*time.Microsecond), r.proxiesUp)
+		fmt.Fprintf(&b, "\n| scenario | full sweep (default interval 5 min, concurrency 16) | exporter CPU during the sweep | memory per proxy beyond the baseline | scrape p50 / p99 during the sweep | proxies up | machine busy during the sweep (all processes) | harness (admin doubles, client) |\n|---|---|---|---|---|---|---|---|\n")
+		fmt.Fprintf(&b, "| %s | %s | %.2f cores | %.1f KiB | %s / %s | %d | %.0f%% | %.2f cores |\n", r.name, r.sweep.Round(time.Second), r.sweepCPU, r.bytesPerProxy/1024,
+			r.scrapeP50Sweep.Round(100*time.Microsecond), r.scrapeP99Sweep.Round(100*time.Microsecond), r.proxiesUp, 100*r.machineBusy, r.harnessCPU)
 	}
 	b.WriteString(endMarker)
 	data, err := os.ReadFile(doc)
@@ -582,7 +603,7 @@ func saveProfile(name string) {
 	if addr == "" {
 		return
 	}
-	for _, p := range []string{"heap", "allocs"} {
+	for _, p := range []string{"heap", "allocs", "mutex", "block"} {
 		resp, err := http.Get("http://" + addr + "/debug/pprof/" + p)
 		if err != nil {
 			continue
