@@ -169,7 +169,7 @@ func TestFilesRotationBySymlinkSwapAndDeletion(t *testing.T) {
 	f := NewFiles([]FileTarget{{Path: dir}}, time.Hour, log.NewNopLogger())
 	f.Refresh()
 	first := f.State()
-	if cn := first.Objects[0].Bundles[0].Certificates[0].X509.Subject.CommonName; cn != "old" {
+	if cn := first.Objects[0].Bundles[0].Certificates[0].Subject; cn != "CN=old" {
 		t.Fatalf("read %q, want old", cn)
 	}
 	f.Refresh()
@@ -182,7 +182,7 @@ func TestFilesRotationBySymlinkSwapAndDeletion(t *testing.T) {
 	must(t, os.Rename(tmp, filepath.Join(dir, "..data")))
 	f.Refresh()
 	second := f.State()
-	if cn := second.Objects[0].Bundles[0].Certificates[0].X509.Subject.CommonName; cn != "new" {
+	if cn := second.Objects[0].Bundles[0].Certificates[0].Subject; cn != "CN=new" {
 		t.Errorf("after the swap read %q, want new", cn)
 	}
 	if second.Generation == first.Generation {

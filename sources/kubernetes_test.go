@@ -524,7 +524,7 @@ func TestKubeSurvivesAPIServerRestart(t *testing.T) {
 	inv, _, _ := k.start(cfg, kubernetes.NewForConfigOrDie(controlPlane.AdminConfig()))
 	exported := func(s *model.Snapshot, cn string) bool {
 		c := (snapshotView{s}).cert(SourceSecret, ns, "istio-ca-secret", "ca-cert.pem", 0)
-		return c != nil && c.Certificate.X509.Subject.CommonName == cn
+		return c != nil && c.Certificate.Subject == "CN="+cn
 	}
 	eventually(t, inv, func(s *model.Snapshot) string {
 		if msg := (snapshotView{s}).up(); msg != "" || !exported(s, "root before") {

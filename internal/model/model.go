@@ -68,7 +68,8 @@ const (
 // Certificate is a parsed certificate with the facts the analysis needs precomputed once, when the
 // object that holds it changes.
 type Certificate struct {
-	// X509 is the parsed certificate. It never carries a private key.
+	// X509 is the parsed certificate, holding the fields the analysis reads (pki.NewCertificate
+	// drops the rest once the facts below are computed). It never carries a private key.
 	X509 *x509.Certificate
 	// Fingerprint is the SHA-256 of the DER encoding.
 	Fingerprint [sha256.Size]byte

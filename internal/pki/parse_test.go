@@ -51,8 +51,8 @@ func TestParseBundle(t *testing.T) {
 			if len(certs) != tt.want || reason != tt.reason {
 				t.Fatalf("ParseBundle() = %d certificates, reason %q; want %d, %q", len(certs), reason, tt.want, tt.reason)
 			}
-			if tt.subject != "" && certs[0].X509.Subject.CommonName != tt.subject {
-				t.Errorf("first certificate is %q, want %q", certs[0].X509.Subject.CommonName, tt.subject)
+			if tt.subject != "" && certs[0].Subject != "CN="+tt.subject {
+				t.Errorf("first certificate is %q, want CN=%s", certs[0].Subject, tt.subject)
 			}
 		})
 	}
