@@ -1,7 +1,8 @@
 // Package collector turns a snapshot of the mesh PKI into Prometheus metrics. It is a pure
 // translation of the current snapshot: a certificate that disappears loses its series at once and an
-// expired one keeps its series. The families derived from the analysis are written as text by
-// RenderAnalysis and cached by the Handler; the health families are const metrics gathered on every
+// expired one keeps its series. The families derived from the analysis and the proxies' health are
+// written as text and kept compressed by the Handler (RenderAnalysis and RenderProxies write the
+// same series in one piece); the sources' health families are const metrics gathered on every
 // scrape.
 package collector
 

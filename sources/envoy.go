@@ -94,11 +94,14 @@ type envoySecret struct {
 	ValidationContextCamel *envoyValidationContext `json:"validationContext"`
 }
 
+// envoyTLSCertificate is a Secret's TlsCertificate: the chain it presents.
 type envoyTLSCertificate struct {
 	CertificateChain      *envoyDataSource `json:"certificate_chain"`
 	CertificateChainCamel *envoyDataSource `json:"certificateChain"`
 }
 
+// envoyValidationContext is a Secret's CertificateValidationContext: the CAs it trusts, inline or
+// through a custom validator.
 type envoyValidationContext struct {
 	TrustedCA                  *envoyDataSource     `json:"trusted_ca"`
 	TrustedCACamel             *envoyDataSource     `json:"trustedCa"`
@@ -113,12 +116,14 @@ type envoyTypedExtension struct {
 	TypedConfigCamel *envoySPIFFEValidator `json:"typedConfig"`
 }
 
+// envoySPIFFEValidator is SPIFFECertValidatorConfig: a trust bundle per trust domain.
 type envoySPIFFEValidator struct {
 	Type              string             `json:"@type"`
 	TrustDomains      []envoyTrustDomain `json:"trust_domains"`
 	TrustDomainsCamel []envoyTrustDomain `json:"trustDomains"`
 }
 
+// envoyTrustDomain is one trust domain of the SPIFFE validator and its bundle.
 type envoyTrustDomain struct {
 	Name             string           `json:"name"`
 	TrustBundle      *envoyDataSource `json:"trust_bundle"`

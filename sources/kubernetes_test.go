@@ -25,7 +25,6 @@ import (
 	"github.com/meshcert/meshcert-exporter/internal/rbac"
 	"github.com/meshcert/meshcert-exporter/internal/testenv"
 	"github.com/meshcert/meshcert-exporter/internal/testpki"
-	"github.com/meshcert/meshcert-exporter/sources"
 	. "github.com/meshcert/meshcert-exporter/sources"
 )
 
@@ -334,12 +333,12 @@ func assertNoKeysCached(t *testing.T, k *Kube, certs ...*testpki.Cert) {
 	cached := 0
 	for _, obj := range k.CachedObjects() {
 		cached++
-		meta, _ := sources.Cached(obj)
+		meta, _ := Cached(obj)
 		if len(meta.Labels)+len(meta.Annotations)+len(meta.ManagedFields)+len(meta.Finalizers)+len(meta.OwnerReferences) > 0 {
 			t.Errorf("%s/%s cached with its metadata", meta.Namespace, meta.Name)
 		}
 		for _, cert := range certs {
-			sources.AssertNoKeyMaterial(t, obj, cert.KeyPEM())
+			AssertNoKeyMaterial(t, obj, cert.KeyPEM())
 		}
 	}
 	if cached == 0 {
@@ -499,7 +498,7 @@ func TestKubeGenericSelectors(t *testing.T) {
 		return ""
 	})
 	for _, obj := range append(secrets.CachedObjects(), configMaps.CachedObjects()...) {
-		meta, o := sources.Cached(obj)
+		meta, o := Cached(obj)
 		if strings.HasPrefix(meta.Name, "sh.helm") || meta.Name == "other-team" {
 			t.Errorf("unrelated Secret %s cached", meta.Name)
 		}
