@@ -1,0 +1,48 @@
+package collector
+
+import (
+	"slices"
+	"strings"
+	"testing"
+)
+
+// TestCompareKeysIsTheSourcesOrder: proxies are listed by the string namespace/name, which is not
+// the order of the pair when a namespace holds a byte below '/'.
+func TestCompareKeysIsTheSourcesOrder(t *testing.T) {
+	keys := [][2]string{{"a", "x"}, {"a-b", "x"}, {"a", "x-1"}, {"a.b", "y"}, {"ab", "a"}, {"a", ""}, {"", "a"}, {"a/b", "c"}}
+	for _, x := range keys {
+		for _, y := range keys {
+			got := compareKeys(x[0], x[1], y[0], y[1])
+			want := strings.Compare(x[0]+"/"+x[1], y[0]+"/"+y[1])
+			if (got < 0) != (want < 0) || (got == 0) != (want == 0) {
+				t.Errorf("compareKeys(%q, %q) = %d, want the sign of %d", x, y, got, want)
+			}
+		}
+	}
+}
+
+// TestDiffStates: one ordered pass finds what arrived and departed, a changed state is both, and
+// a list out of the sources' order is refused (the caller falls back to the map).
+func TestDiffStates(t *testing.T) {
+	st := func(source, ns, name string, up bool) upState {
+		return upState{proxyKey: proxyKey{source: source, namespace: ns, name: name}, up: up, endpoint: "config_dump"}
+	}
+	old := []upState{st("envoy", "a", "p1", true), st("envoy", "a", "p2", true), st("envoy", "b", "p1", true), st("linkerd-proxy", "a", "p1", true)}
+	next := []upState{st("envoy", "a", "p0", true), st("envoy", "a", "p2", false), st("envoy", "b", "p1", true), st("linkerd-proxy", "a", "p1", true),
+		st("linkerd-proxy", "z", "p9", true)}
+	departed, arrived, ok := diffStates(old, next)
+	if !ok {
+		t.Fatal("ordered lists refused")
+	}
+	wantDeparted := []upState{old[0], old[1]}
+	wantArrived := []upState{next[0], next[1], next[4]}
+	if !slices.Equal(departed, wantDeparted) || !slices.Equal(arrived, wantArrived) {
+		t.Errorf("departed %v arrived %v, want %v and %v", departed, arrived, wantDeparted, wantArrived)
+	}
+	if _, _, ok := diffStates(old, []upState{next[2], next[0]}); ok {
+		t.Error("a list out of order was diffed")
+	}
+	if d, a, ok := diffStates(nil, next); !ok || len(d) != 0 || len(a) != len(next) {
+		t.Errorf("from nothing: departed %v arrived %v ok %v", d, a, ok)
+	}
+}
