@@ -7,6 +7,7 @@
 package model
 
 import (
+	"crypto"
 	"crypto/sha256"
 	"crypto/x509"
 	"slices"
@@ -65,12 +66,30 @@ const (
 	ExportNone
 )
 
-// Certificate is a parsed certificate with the facts the analysis needs precomputed once, when the
-// object that holds it changes.
+// Certificate is a certificate with what the analysis needs of it, computed once when the object
+// that holds it changes. It keeps no parsed x509.Certificate: that structure alone is 1.4 kB, most
+// of it fields the analysis never reads, and a mesh holds one leaf per workload. It never carries a
+// private key.
 type Certificate struct {
-	// X509 is the parsed certificate, holding the fields the analysis reads (pki.NewCertificate
-	// drops the rest once the facts below are computed). It never carries a private key.
-	X509 *x509.Certificate
+	// Raw is the DER encoding; empty for a Partial certificate. The encodings below are slices of
+	// it: chain building compares names and key identifiers and verifies signatures with them.
+	Raw                                                 []byte
+	RawTBSCertificate, RawSubject, RawIssuer, Signature []byte
+	SignatureAlgorithm                                  x509.SignatureAlgorithm
+	SubjectKeyID, AuthorityKeyID                        []byte
+	// PublicKey is a CA's key, which verifies what it signs; nil for other certificates, whose key
+	// is read again from Raw in the rare case one is offered as an issuer.
+	PublicKey crypto.PublicKey
+	// Validity is the validity window.
+	Validity Validity
+	// CA is true when the basic constraints make the certificate a CA. KeyUsage, MaxPathLen and
+	// MaxPathLenZero are as in x509.Certificate.
+	CA             bool
+	KeyUsage       x509.KeyUsage
+	MaxPathLen     int
+	MaxPathLenZero bool
+	// DNSNames are the DNS SANs (a Linkerd identity is one).
+	DNSNames []string
 	// Fingerprint is the SHA-256 of the DER encoding.
 	Fingerprint [sha256.Size]byte
 	// SelfSigned is true when the subject equals the issuer and the certificate's own key verifies
@@ -82,24 +101,28 @@ type Certificate struct {
 	KeyAlgorithm string
 	// SPIFFEIDs are the spiffe:// URI SANs, as written.
 	SPIFFEIDs []string
-	// Subject and Issuer are the distinguished names as text, computed once.
+	// Subject and Issuer are the distinguished names as text.
 	Subject, Issuer string
 	// Partial marks facts taken from a summary (Envoy's /certs, a proxy's expiry metric) rather than
-	// from the certificate itself: X509 then holds only the fields the summary gave (no signature,
-	// no key, no subject), Fingerprint is derived from what is known, and no chain is built.
+	// from the certificate itself: only the fields the summary gave are set (no encoding, no
+	// signature, no key, no subject), Fingerprint is derived from what is known, and no chain is
+	// built.
 	Partial bool
 }
 
-// IsCA reports whether the certificate may act as a certificate authority.
-func (c *Certificate) IsCA() bool {
-	return c.X509.BasicConstraintsValid && c.X509.IsCA
+// Validity is a certificate's validity window.
+type Validity struct {
+	NotBefore, NotAfter time.Time
 }
 
+// IsCA reports whether the certificate may act as a certificate authority.
+func (c *Certificate) IsCA() bool { return c.CA }
+
 // NotBefore is the start of the validity window.
-func (c *Certificate) NotBefore() time.Time { return c.X509.NotBefore }
+func (c *Certificate) NotBefore() time.Time { return c.Validity.NotBefore }
 
 // NotAfter is the end of the validity window.
-func (c *Certificate) NotAfter() time.Time { return c.X509.NotAfter }
+func (c *Certificate) NotAfter() time.Time { return c.Validity.NotAfter }
 
 // Bundle is the content of one key of an object (a Secret data key, a file, an SDS secret).
 type Bundle struct {

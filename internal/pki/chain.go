@@ -50,7 +50,7 @@ func (p *pool) add(c *model.Certificate) {
 
 func (p *pool) index(c *model.Certificate) {
 	p.seen[c.Fingerprint] = true
-	k := string(c.X509.RawSubject)
+	k := string(c.RawSubject)
 	p.bySubject[k] = append(p.bySubject[k], c)
 }
 
@@ -74,14 +74,14 @@ func (p *pool) contains(c *model.Certificate) bool {
 func (p *pool) issuersOf(c *model.Certificate) []*model.Certificate {
 	candidates := p.certs
 	if p.bySubject != nil {
-		candidates = p.bySubject[string(c.X509.RawIssuer)]
+		candidates = p.bySubject[string(c.RawIssuer)]
 	}
 	var out []*model.Certificate
 	for _, cand := range candidates {
-		if string(cand.X509.RawSubject) != string(c.X509.RawIssuer) {
+		if string(cand.RawSubject) != string(c.RawIssuer) {
 			continue
 		}
-		aki, ski := c.X509.AuthorityKeyId, cand.X509.SubjectKeyId
+		aki, ski := c.AuthorityKeyID, cand.SubjectKeyID
 		if len(aki) > 0 && len(ski) > 0 && string(aki) != string(ski) {
 			continue
 		}
@@ -160,12 +160,21 @@ func (s *signatureCache) check(child, parent *model.Certificate) bool {
 	if hit {
 		return ok
 	}
-	ok = parent.X509.CheckSignature(child.X509.SignatureAlgorithm, child.X509.RawTBSCertificate, child.X509.Signature) == nil
+	ok = verifies(parent, child)
 	s.mu.Lock()
 	s.checks++
 	s.current[k] = ok
 	s.mu.Unlock()
 	return ok
+}
+
+// verifies reports whether parent's key verifies child's signature.
+func verifies(parent, child *model.Certificate) bool {
+	key := publicKey(parent)
+	if key == nil {
+		return false
+	}
+	return (&x509.Certificate{PublicKey: key}).CheckSignature(child.SignatureAlgorithm, child.RawTBSCertificate, child.Signature) == nil
 }
 
 // failureRank orders structural failures: when several paths fail, the most specific reason wins.
@@ -260,23 +269,22 @@ func onPath(path []*model.Certificate, c *model.Certificate) bool {
 // caConstraint checks that parent may sign the certificates below it: it must be a CA, may sign
 // certificates when it restricts its key usage, and must allow the number of intermediates below it.
 func caConstraint(parent *model.Certificate, below []*model.Certificate) model.ErrorReason {
-	x := parent.X509
 	if !parent.IsCA() {
 		return model.ReasonNotCA
 	}
-	if x.KeyUsage != 0 && x.KeyUsage&x509.KeyUsageCertSign == 0 {
+	if parent.KeyUsage != 0 && parent.KeyUsage&x509.KeyUsageCertSign == 0 {
 		return model.ReasonNotCA
 	}
-	if x.MaxPathLen > 0 || x.MaxPathLen == 0 && x.MaxPathLenZero {
+	if parent.MaxPathLen > 0 || parent.MaxPathLen == 0 && parent.MaxPathLenZero {
 		// Intermediates below the parent: everything on the path but the first certificate, and
 		// self-issued certificates do not count (RFC 5280, 6.1.4).
 		n := 0
 		for _, c := range below[1:] {
-			if string(c.X509.RawSubject) != string(c.X509.RawIssuer) {
+			if string(c.RawSubject) != string(c.RawIssuer) {
 				n++
 			}
 		}
-		if n > x.MaxPathLen {
+		if n > parent.MaxPathLen {
 			return model.ReasonPathLenExceeded
 		}
 	}

@@ -115,7 +115,7 @@ func ParseLinkerdIdentity(name string) (LinkerdIdentity, error) {
 func CheckIdentity(c *model.Certificate, mesh model.Mesh, settings model.MeshSettings, expect *model.Identity) model.IdentityStatus {
 	if mesh == model.MeshLinkerd {
 		var names []string
-		for _, n := range c.X509.DNSNames {
+		for _, n := range c.DNSNames {
 			if IsLinkerdIdentityName(n) {
 				names = append(names, n)
 			}

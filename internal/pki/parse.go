@@ -5,6 +5,7 @@ package pki
 
 import (
 	"bytes"
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/rsa"
@@ -93,7 +94,7 @@ func ParseBundle(data []byte) ([]*model.Certificate, model.ErrorReason) {
 func checkPresentedChain(certs []*model.Certificate) {
 	for i := 0; i+1 < len(certs); i++ {
 		child, parent := certs[i], certs[i+1]
-		if child.Partial || parent.Partial || !parent.IsCA() || string(parent.X509.RawSubject) != string(child.X509.RawIssuer) {
+		if child.Partial || parent.Partial || !parent.IsCA() || string(parent.RawSubject) != string(child.RawIssuer) {
 			continue
 		}
 		sharedSignatures.check(child, parent)
@@ -137,16 +138,23 @@ func parseDER(data []byte) ([]*model.Certificate, model.ErrorReason) {
 	return certs, reason
 }
 
-// NewCertificate computes the facts the analysis needs about x once, and keeps of x only what the
-// analysis reads afterwards (see slim).
+// NewCertificate computes once what the analysis needs of x (see model.Certificate).
 func NewCertificate(x *x509.Certificate) *model.Certificate {
 	c := &model.Certificate{
-		X509:         slim(x),
+		Raw: x.Raw, RawTBSCertificate: x.RawTBSCertificate, RawSubject: x.RawSubject, RawIssuer: x.RawIssuer,
+		Signature: x.Signature, SignatureAlgorithm: x.SignatureAlgorithm,
+		SubjectKeyID: x.SubjectKeyId, AuthorityKeyID: x.AuthorityKeyId,
+		Validity: model.Validity{NotBefore: x.NotBefore, NotAfter: x.NotAfter},
+		CA:       x.BasicConstraintsValid && x.IsCA, KeyUsage: x.KeyUsage, MaxPathLen: x.MaxPathLen, MaxPathLenZero: x.MaxPathLenZero,
+		DNSNames:     x.DNSNames,
 		Fingerprint:  sha256.Sum256(x.Raw),
 		Serial:       x.SerialNumber.Text(16),
 		KeyAlgorithm: KeyAlgorithm(x),
 		Subject:      x.Subject.String(),
 		Issuer:       x.Issuer.String(),
+	}
+	if c.CA {
+		c.PublicKey = x.PublicKey
 	}
 	// Self-signed means the certificate's own key verifies its signature, not only that the names
 	// match: a cross-signed CA can carry its own subject as issuer.
@@ -161,20 +169,17 @@ func NewCertificate(x *x509.Certificate) *model.Certificate {
 	return c
 }
 
-// slim returns a copy of x with the fields the analysis reads once the facts are computed: the
-// encodings it compares and verifies, the key, the validity window, the CA constraints and the DNS
-// names. A parsed certificate also holds every extension with its object identifier, every name
-// attribute and every URI as structures: at ten thousand proxies those were 8 MB of a 67 MB heap.
-// The encodings are slices of Raw, so they cost nothing more.
-func slim(x *x509.Certificate) *x509.Certificate {
-	return &x509.Certificate{
-		Raw: x.Raw, RawTBSCertificate: x.RawTBSCertificate, RawSubject: x.RawSubject, RawIssuer: x.RawIssuer,
-		Signature: x.Signature, SignatureAlgorithm: x.SignatureAlgorithm,
-		PublicKeyAlgorithm: x.PublicKeyAlgorithm, PublicKey: x.PublicKey,
-		SerialNumber: x.SerialNumber, NotBefore: x.NotBefore, NotAfter: x.NotAfter, KeyUsage: x.KeyUsage,
-		BasicConstraintsValid: x.BasicConstraintsValid, IsCA: x.IsCA, MaxPathLen: x.MaxPathLen, MaxPathLenZero: x.MaxPathLenZero,
-		SubjectKeyId: x.SubjectKeyId, AuthorityKeyId: x.AuthorityKeyId, DNSNames: x.DNSNames,
+// publicKey returns the key of c: a CA's kept key, or for any other certificate the key read again
+// from its encoding (only a certificate that names a leaf as its issuer asks for one).
+func publicKey(c *model.Certificate) crypto.PublicKey {
+	if c.PublicKey != nil || len(c.Raw) == 0 {
+		return c.PublicKey
 	}
+	x, err := x509.ParseCertificate(c.Raw)
+	if err != nil {
+		return nil
+	}
+	return x.PublicKey
 }
 
 // KeyAlgorithm describes the public key of x as the exporter labels it, e.g. "ECDSA-P256",
@@ -223,9 +228,8 @@ type PartialFacts struct {
 // NewPartialCertificate builds a certificate from partial facts. It carries no signature and no
 // key, so it never builds or ends a chain.
 func NewPartialCertificate(f PartialFacts) *model.Certificate {
-	x := &x509.Certificate{SerialNumber: f.Serial, NotBefore: f.NotBefore, NotAfter: f.NotAfter, URIs: f.URIs, DNSNames: f.DNSNames,
-		BasicConstraintsValid: f.CA, IsCA: f.CA}
-	c := &model.Certificate{X509: x, Partial: true, SelfSigned: f.CA, KeyAlgorithm: "unknown"}
+	c := &model.Certificate{Validity: model.Validity{NotBefore: f.NotBefore, NotAfter: f.NotAfter}, DNSNames: f.DNSNames,
+		CA: f.CA, Partial: true, SelfSigned: f.CA, KeyAlgorithm: "unknown"}
 	h := sha256.New()
 	if f.Serial != nil {
 		c.Serial = f.Serial.Text(16)

@@ -65,7 +65,7 @@ func TestParseBundleClearsKeyBytes(t *testing.T) {
 	data := append(append([]byte{}, keyPEM...), root.PEM()...)
 	certs, _ := ParseBundle(data)
 	for _, c := range certs {
-		if bytes.Contains(c.X509.Raw, keyBlock.Bytes[:32]) {
+		if bytes.Contains(c.Raw, keyBlock.Bytes[:32]) {
 			t.Fatal("a parsed certificate references private key bytes")
 		}
 	}
