@@ -7,7 +7,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/go-kit/log"
 	"github.com/prometheus/client_golang/prometheus"
@@ -67,10 +66,10 @@ func BenchmarkScrape10k(b *testing.B) {
 	}
 }
 
-// BenchmarkScrapeDuringSweep serves a scrape of 10,000 proxies while they are read at 800 a second:
-// since the handler's last background pass (Run, every 250 ms) 200 proxies were read for the first
-// time (new objects to analyse and render) and every proxy's last-success time moved. The analysis
-// runs inside the scrape, as in the exporter.
+// BenchmarkScrapeDuringSweep serves a scrape of 10,000 proxies while they are read for the first
+// time: since the handler's last background pass 200 proxies were read (new objects to analyse and
+// render, new proxy states). That is 250 ms of a sweep at 800 reads a second, more than the 100 ms
+// the exporter's pass leaves. The analysis runs inside the scrape, as in the exporter.
 func BenchmarkScrapeDuringSweep(b *testing.B) {
 	const n, perScrape = 10000, 200
 	m := testpki.NewMesh(n, from)
@@ -123,9 +122,6 @@ func BenchmarkScrapeDuringSweep(b *testing.B) {
 			read = n / 2
 		}
 		read += perScrape
-		for i := range statuses {
-			statuses[i].LastSuccess = statuses[i].LastSuccess.Add(time.Second)
-		}
 		b.StartTimer()
 		analyse(read) // the inventory's part of the scrape
 		h.ServeHTTP(httptest.NewRecorder(), req)

@@ -26,8 +26,9 @@ import (
 // changes or its next validity boundary passes. A scrape writes the members of each family in
 // turn (consecutive gzip members are one gzip stream), so it costs little more than copying bytes,
 // and a change re-renders one or two blocks, not the mesh. The proxies' health is kept the same
-// way, in blocks of proxy states (see proxyRenderer); their last-success timestamps and the
-// sources' health, which change with every read, are written on every scrape.
+// way, in blocks of proxy states (see proxyRenderer). Run does this rendering in the background,
+// so a scrape renders at most one tick of change. The sources' health and the Go runtime's
+// families are gathered on every scrape.
 type Handler struct {
 	provider SnapshotProvider
 	status   prometheus.Gatherer
@@ -66,11 +67,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	snap := h.provider.Snapshot()
 	segments := h.analysis(snap)
-	segments = append(segments[:len(segments):len(segments)], h.proxies.upSegments(snap.Proxies)...)
+	segments = append(segments[:len(segments):len(segments)], h.proxies.render(snap.Proxies)...)
 	sources := prometheus.NewRegistry()
 	sources.MustRegister(SourceStatus(snap))
-	dynamic := h.proxies.lastSuccess(nil, snap.Proxies)
-	dynamic = append(dynamic, encode(prometheus.Gatherers{sources, h.status}, h.logger)...)
+	dynamic := encode(prometheus.Gatherers{sources, h.status}, h.logger)
 	w.Header().Set("Content-Type", contentType)
 	if !strings.Contains(r.Header.Get("Accept-Encoding"), "gzip") {
 		// Rare (Prometheus always asks for gzip): decompress the cached families.
@@ -113,7 +113,7 @@ func (h *Handler) Run(ctx context.Context, interval time.Duration) {
 		case <-tick.C:
 			snap := h.provider.Snapshot()
 			h.analysis(snap)
-			h.proxies.upSegments(snap.Proxies)
+			h.proxies.render(snap.Proxies)
 		}
 	}
 }

@@ -1,30 +1,29 @@
 package collector
 
 import (
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/meshcert/meshcert-exporter/internal/model"
 )
 
-// proxyRenderer writes the proxies' health, keeping what does not change between scrapes.
-// meshcert_proxy_up changes only when a proxy comes, goes, fails, recovers or changes endpoint:
-// it lives in blocks (see blockCache) keyed by each proxy's state, so a change renders one or two
-// blocks. The last-success timestamps move with every read, so they are written on every scrape,
-// from each proxy's label text, built once per proxy and kept in the order of the statuses.
+// proxyRenderer keeps the proxies' health families (meshcert_proxy_up and
+// meshcert_proxy_last_success_timestamp_seconds) in blocks of proxy states (see blockCache): a
+// proxy that is read, fails, recovers, arrives or leaves has a new state, which joins the open
+// block and leaves its old one, and only those blocks render again. The Handler's background pass
+// does that work every tick, so a scrape finds at most a tick's reads to render.
 type proxyRenderer struct {
 	mu     sync.Mutex
-	labels map[proxyKey][]byte
-	// shown is the states the up blocks show, in the order of the statuses; rendered says whether
+	labels map[proxyKey][]byte // each proxy's label text, built once
+	// shown is the states the blocks show, in the order of the statuses; rendered says whether
 	// they were rendered at all.
-	shown    []upState
+	shown    []proxyItem
 	rendered bool
-	blocks   blockCache[upState]
+	sorted   bool // shown is in the sources' order, so the next render may diff against it
+	blocks   blockCache[proxyItem]
 	segments [][]byte
 	renders  int // blocks rendered, for tests
-	// alignedLabels are the labels of the proxies in shownKeys order, for the last-success family.
-	shownKeys     []proxyKey
-	alignedLabels [][]byte
 }
 
 // proxyKey identifies a proxy.
@@ -33,19 +32,29 @@ type proxyKey struct {
 	source, namespace, name string
 }
 
-// upState is what meshcert_proxy_up shows of a proxy: a block item.
-type upState struct {
+// proxyItem is what the health families show of a proxy: a block item.
+type proxyItem struct {
 	proxyKey
 	up       bool
 	endpoint string
+	// lastSuccess is in whole Unix seconds; 0 for a proxy never read.
+	lastSuccess int64
 }
 
-func keyOf(p *model.ProxyStatus) proxyKey { return proxyKey{p.Mesh, p.Source, p.Namespace, p.Name} }
+func itemOf(p *model.ProxyStatus) proxyItem {
+	it := proxyItem{proxyKey: proxyKey{p.Mesh, p.Source, p.Namespace, p.Name}, up: p.Up, endpoint: p.Endpoint}
+	if !p.LastSuccess.IsZero() {
+		it.lastSuccess = p.LastSuccess.Unix()
+	}
+	return it
+}
 
 func newProxyRenderer() *proxyRenderer {
 	r := &proxyRenderer{labels: map[proxyKey][]byte{}}
-	r.blocks = newBlockCache(func(fams *familyBuffers, s upState, _ time.Time) time.Time {
-		fams[famProxyUp] = appendProxyUp(fams[famProxyUp], r.labelsOf(s.proxyKey), s.up, s.endpoint)
+	r.blocks = newBlockCache(func(fams *familyBuffers, it proxyItem, _ time.Time) time.Time {
+		labels := r.labelsOf(it.proxyKey)
+		fams[famProxyUp] = appendProxyUp(fams[famProxyUp], labels, it.up, it.endpoint)
+		fams[famProxyLastSuccess] = appendProxyLastSuccess(fams[famProxyLastSuccess], labels, it.lastSuccess)
 		return time.Time{}
 	})
 	return r
@@ -61,91 +70,56 @@ func (r *proxyRenderer) labelsOf(k proxyKey) []byte {
 	return l
 }
 
-// upSegments returns meshcert_proxy_up as gzip members, rendering the blocks whose proxies'
-// states changed.
-func (r *proxyRenderer) upSegments(proxies []model.ProxyStatus) [][]byte {
+// render returns the health families of proxies as gzip members, rendering the blocks whose
+// proxies' states changed.
+func (r *proxyRenderer) render(proxies []model.ProxyStatus) [][]byte {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.showing(proxies) {
 		return r.segments
 	}
-	states := make([]upState, len(proxies))
+	items := make([]proxyItem, len(proxies))
 	for i := range proxies {
-		p := &proxies[i]
-		states[i] = upState{keyOf(p), p.Up, p.Endpoint}
+		items[i] = itemOf(&proxies[i])
 	}
-	if departed, arrived, ok := diffStates(r.shown, states); ok {
+	departed, arrived, sorted := diffItems(r.shown, items)
+	if sorted && (r.sorted || !r.rendered) {
 		r.blocks.apply(departed, arrived)
 	} else {
-		r.blocks.place(states)
+		r.blocks.place(items)
 	}
+	r.sorted = sorted
 	r.renders += r.blocks.refresh(time.Time{})
-	r.segments = r.blocks.segments(nil, famProxyUp)
-	r.shown, r.rendered = states, true
+	r.segments = r.blocks.segments(nil, famProxyUp, famProxyLastSuccess)
+	r.shown, r.rendered = items, true
 	if len(r.labels) > 2*len(proxies)+64 { // forget the proxies that went away
-		keep := make(map[proxyKey][]byte, len(states))
-		for _, s := range states {
-			keep[s.proxyKey] = r.labels[s.proxyKey]
+		keep := make(map[proxyKey][]byte, len(items))
+		for _, it := range items {
+			keep[it.proxyKey] = r.labels[it.proxyKey]
 		}
 		r.labels = keep
 	}
 	return r.segments
 }
 
-// lastSuccess returns the last-success family as text, appended to b.
-func (r *proxyRenderer) lastSuccess(b []byte, proxies []model.ProxyStatus) []byte {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if !r.aligned(proxies) {
-		r.shownKeys, r.alignedLabels = r.shownKeys[:0], r.alignedLabels[:0]
-		for i := range proxies {
-			k := keyOf(&proxies[i])
-			r.shownKeys = append(r.shownKeys, k)
-			r.alignedLabels = append(r.alignedLabels, r.labelsOf(k))
-		}
-	}
-	samples := make([]byte, 0, len(proxies)*110)
-	for i := range proxies {
-		samples = appendProxyLastSuccess(samples, r.alignedLabels[i], &proxies[i])
-	}
-	if len(samples) == 0 {
-		return b
-	}
-	return append(append(b, familyHeader(famProxyLastSuccess)...), samples...)
-}
-
-// aligned reports whether the aligned labels are those of proxies, in order: the usual case, the
-// same proxies in the same order, costs a comparison of strings that share their bytes.
-func (r *proxyRenderer) aligned(proxies []model.ProxyStatus) bool {
-	if len(r.shownKeys) != len(proxies) {
-		return false
-	}
-	for i := range proxies {
-		if keyOf(&proxies[i]) != r.shownKeys[i] {
-			return false
-		}
-	}
-	return true
-}
-
-// showing reports whether the up blocks show exactly these proxies' states.
+// showing reports whether the blocks show exactly these proxies' states.
 func (r *proxyRenderer) showing(proxies []model.ProxyStatus) bool {
 	if !r.rendered || len(r.shown) != len(proxies) {
 		return false
 	}
 	for i := range proxies {
-		p := &proxies[i]
-		if s := r.shown[i]; s.up != p.Up || s.endpoint != p.Endpoint || s.proxyKey != keyOf(p) {
+		if r.shown[i] != itemOf(&proxies[i]) {
 			return false
 		}
 	}
 	return true
 }
 
-// diffStates compares two lists of proxy states in the order the sources give them (by source,
+// diffItems compares two lists of proxy states in the order the sources give them (by source,
 // then by namespace/name) in one pass, without hashing ten thousand keys: a state that is in old
-// only departed, one in next only arrived. It reports false when either list is not in that order.
-func diffStates(old, next []upState) (departed, arrived []upState, ok bool) {
+// only departed, one in next only arrived. It reports false when next is not in that order; old
+// must be (the caller keeps track).
+func diffItems(old, next []proxyItem) (departed, arrived []proxyItem, ok bool) {
 	var sources []string // in order of appearance: next's, then those only old has
 	rank := func(source string) int {
 		for i, s := range sources {
@@ -156,25 +130,24 @@ func diffStates(old, next []upState) (departed, arrived []upState, ok bool) {
 		sources = append(sources, source)
 		return len(sources) - 1
 	}
-	for _, s := range next {
-		rank(s.source)
+	for _, it := range next {
+		rank(it.source)
 	}
-	compare := func(a, b *upState) int {
+	compare := func(a, b *proxyItem) int {
 		if a.source != b.source {
 			return rank(a.source) - rank(b.source)
 		}
 		return compareKeys(a.namespace, a.name, b.namespace, b.name)
 	}
-	for _, list := range [][]upState{next, old} {
-		for i := 1; i < len(list); i++ {
-			if compare(&list[i-1], &list[i]) >= 0 {
-				return nil, nil, false
-			}
+	// old was checked when it was next.
+	for i := 1; i < len(next); i++ {
+		if compare(&next[i-1], &next[i]) >= 0 {
+			return nil, nil, false
 		}
 	}
 	i, j := 0, 0
 	for i < len(old) || j < len(next) {
-		switch c := 0; {
+		switch {
 		case i == len(old):
 			arrived = append(arrived, next[j])
 			j++
@@ -182,8 +155,7 @@ func diffStates(old, next []upState) (departed, arrived []upState, ok bool) {
 			departed = append(departed, old[i])
 			i++
 		default:
-			c = compare(&old[i], &next[j])
-			switch {
+			switch c := compare(&old[i], &next[j]); {
 			case c == 0:
 				if old[i] != next[j] {
 					departed, arrived = append(departed, old[i]), append(arrived, next[j])
@@ -205,6 +177,9 @@ func diffStates(old, next []upState) (departed, arrived []upState, ok bool) {
 // compareKeys compares namespace1 + "/" + name1 with namespace2 + "/" + name2, the key a proxy
 // source sorts by, without building either.
 func compareKeys(namespace1, name1, namespace2, name2 string) int {
+	if namespace1 == namespace2 {
+		return strings.Compare(name1, name2)
+	}
 	at := func(ns, n string, i int) byte {
 		switch {
 		case i < len(ns):

@@ -21,28 +21,28 @@ func TestCompareKeysIsTheSourcesOrder(t *testing.T) {
 	}
 }
 
-// TestDiffStates: one ordered pass finds what arrived and departed, a changed state is both, and
+// TestDiffItems: one ordered pass finds what arrived and departed, a changed state is both, and
 // a list out of the sources' order is refused (the caller falls back to the map).
-func TestDiffStates(t *testing.T) {
-	st := func(source, ns, name string, up bool) upState {
-		return upState{proxyKey: proxyKey{source: source, namespace: ns, name: name}, up: up, endpoint: "config_dump"}
+func TestDiffItems(t *testing.T) {
+	st := func(source, ns, name string, up bool) proxyItem {
+		return proxyItem{proxyKey: proxyKey{source: source, namespace: ns, name: name}, up: up, endpoint: "config_dump", lastSuccess: 1}
 	}
-	old := []upState{st("envoy", "a", "p1", true), st("envoy", "a", "p2", true), st("envoy", "b", "p1", true), st("linkerd-proxy", "a", "p1", true)}
-	next := []upState{st("envoy", "a", "p0", true), st("envoy", "a", "p2", false), st("envoy", "b", "p1", true), st("linkerd-proxy", "a", "p1", true),
+	old := []proxyItem{st("envoy", "a", "p1", true), st("envoy", "a", "p2", true), st("envoy", "b", "p1", true), st("linkerd-proxy", "a", "p1", true)}
+	next := []proxyItem{st("envoy", "a", "p0", true), st("envoy", "a", "p2", false), st("envoy", "b", "p1", true), st("linkerd-proxy", "a", "p1", true),
 		st("linkerd-proxy", "z", "p9", true)}
-	departed, arrived, ok := diffStates(old, next)
+	departed, arrived, ok := diffItems(old, next)
 	if !ok {
 		t.Fatal("ordered lists refused")
 	}
-	wantDeparted := []upState{old[0], old[1]}
-	wantArrived := []upState{next[0], next[1], next[4]}
+	wantDeparted := []proxyItem{old[0], old[1]}
+	wantArrived := []proxyItem{next[0], next[1], next[4]}
 	if !slices.Equal(departed, wantDeparted) || !slices.Equal(arrived, wantArrived) {
 		t.Errorf("departed %v arrived %v, want %v and %v", departed, arrived, wantDeparted, wantArrived)
 	}
-	if _, _, ok := diffStates(old, []upState{next[2], next[0]}); ok {
+	if _, _, ok := diffItems(old, []proxyItem{next[2], next[0]}); ok {
 		t.Error("a list out of order was diffed")
 	}
-	if d, a, ok := diffStates(nil, next); !ok || len(d) != 0 || len(a) != len(next) {
+	if d, a, ok := diffItems(nil, next); !ok || len(d) != 0 || len(a) != len(next) {
 		t.Errorf("from nothing: departed %v arrived %v ok %v", d, a, ok)
 	}
 }

@@ -176,7 +176,7 @@ func earlierAfter(next, t, now time.Time) time.Time {
 }
 
 // RenderProxies writes the health of each proxy as exposition text. The Handler writes the same
-// series through a proxyRenderer, which keeps what does not change between scrapes.
+// series through a proxyRenderer, which keeps them in blocks.
 func RenderProxies(w io.Writer, proxies []model.ProxyStatus) {
 	up := make([]byte, 0, len(proxies)*150)
 	last := make([]byte, 0, len(proxies)*120)
@@ -185,7 +185,7 @@ func RenderProxies(w io.Writer, proxies []model.ProxyStatus) {
 		p := &proxies[i]
 		l = appendProxyLabels(l[:0], p.Mesh, p.Source, p.Namespace, p.Name)
 		up = appendProxyUp(up, l, p.Up, p.Endpoint)
-		last = appendProxyLastSuccess(last, l, p)
+		last = appendProxyLastSuccess(last, l, itemOf(p).lastSuccess)
 	}
 	writeFamily(w, famProxyUp, up)
 	writeFamily(w, famProxyLastSuccess, last)
@@ -206,14 +206,13 @@ func appendProxyUp(b, labels []byte, up bool, endpoint string) []byte {
 	})
 }
 
-// appendProxyLastSuccess writes a proxy's last success, in whole seconds (a read's time to the
-// second is all an age needs, and shorter lines compress faster on every scrape); nothing for a
-// proxy never read.
-func appendProxyLastSuccess(b, labels []byte, p *model.ProxyStatus) []byte {
-	if p.LastSuccess.IsZero() {
+// appendProxyLastSuccess writes a proxy's last success, in whole Unix seconds (a read's time to
+// the second is all an age needs); nothing for a proxy never read (0).
+func appendProxyLastSuccess(b, labels []byte, unixSeconds int64) []byte {
+	if unixSeconds == 0 {
 		return b
 	}
-	return appendSample(b, famProxyLastSuccess, labels, nil, float64(p.LastSuccess.Unix()))
+	return appendSample(b, famProxyLastSuccess, labels, nil, float64(unixSeconds))
 }
 
 // writeFamily writes a family's HELP and TYPE lines and its samples; a family without samples is
