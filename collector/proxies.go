@@ -14,8 +14,7 @@ import (
 // block and leaves its old one, and only those blocks render again. The Handler's background pass
 // does that work every tick, so a scrape finds at most a tick's reads to render.
 type proxyRenderer struct {
-	mu     sync.Mutex
-	labels map[proxyKey][]byte // each proxy's label text, built once
+	mu sync.Mutex
 	// shown is the states the blocks show, in the order of the statuses; rendered says whether
 	// they were rendered at all.
 	shown    []proxyItem
@@ -50,24 +49,15 @@ func itemOf(p *model.ProxyStatus) proxyItem {
 }
 
 func newProxyRenderer() *proxyRenderer {
-	r := &proxyRenderer{labels: map[proxyKey][]byte{}}
+	r := &proxyRenderer{}
+	var labels []byte // a block renders only when it changed: the label text is not worth keeping
 	r.blocks = newBlockCache(func(fams *familyBuffers, it proxyItem, _ time.Time) time.Time {
-		labels := r.labelsOf(it.proxyKey)
+		labels = appendProxyLabels(labels[:0], it.mesh, it.source, it.namespace, it.name)
 		fams[famProxyUp] = appendProxyUp(fams[famProxyUp], labels, it.up, it.endpoint)
 		fams[famProxyLastSuccess] = appendProxyLastSuccess(fams[famProxyLastSuccess], labels, it.lastSuccess)
 		return time.Time{}
 	})
 	return r
-}
-
-// labelsOf returns the label text of a proxy, built once; r.mu is held.
-func (r *proxyRenderer) labelsOf(k proxyKey) []byte {
-	l, ok := r.labels[k]
-	if !ok {
-		l = appendProxyLabels(nil, k.mesh, k.source, k.namespace, k.name)
-		r.labels[k] = l
-	}
-	return l
 }
 
 // render returns the health families of proxies as gzip members, rendering the blocks whose
@@ -92,13 +82,6 @@ func (r *proxyRenderer) render(proxies []model.ProxyStatus) [][]byte {
 	r.renders += r.blocks.refresh(time.Time{})
 	r.segments = r.blocks.segments(nil, famProxyUp, famProxyLastSuccess)
 	r.shown, r.rendered = items, true
-	if len(r.labels) > 2*len(proxies)+64 { // forget the proxies that went away
-		keep := make(map[proxyKey][]byte, len(items))
-		for _, it := range items {
-			keep[it.proxyKey] = r.labels[it.proxyKey]
-		}
-		r.labels = keep
-	}
 	return r.segments
 }
 
