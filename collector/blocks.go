@@ -11,7 +11,7 @@ import (
 )
 
 // blockSize is how many items share a block: small enough that a change re-renders little, large
-// enough that each family's member compresses a few hundred lines together.
+// enough that each family's member compresses a few dozen lines together.
 const blockSize = 64
 
 // block is a run of items whose series are rendered and compressed together.

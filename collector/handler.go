@@ -102,7 +102,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // snapshot (which runs the analysis of what changed) and renders the blocks and the proxies'
 // states that changed. A scrape then renders only what changed since the last tick, however
 // long ago the scraper last came: during a sweep of thousands of proxies that is the difference
-// between a few new proxies and all of them. An idle mesh costs a snapshot of unchanged sources.
+// between a few new proxies and all of them. An idle mesh costs a snapshot of unchanged sources
+// and a comparison of the proxies' states with those shown.
 func (h *Handler) Run(ctx context.Context, interval time.Duration) {
 	tick := time.NewTicker(interval)
 	defer tick.Stop()
