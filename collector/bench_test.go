@@ -78,12 +78,12 @@ func BenchmarkScrapeDuringSweep(b *testing.B) {
 		Bundles: []model.Bundle{{Key: "ca-cert.pem", Certificates: []*model.Certificate{inter}},
 			{Key: "root-cert.pem", Purpose: model.PurposeTrustBundle, Certificates: []*model.Certificate{root}}}}
 	proxies := make([]*model.Object, n)
-	statuses := make([]model.ProxyStatus, n)
+	statuses := make([]*model.ProxyStatus, n)
 	for i, l := range m.Leaves {
 		proxies[i] = &model.Object{Source: "envoy", Namespace: fmt.Sprintf("ns-%d", i%50), Name: fmt.Sprintf("pod-%d", i), Mesh: model.MeshIstio,
 			Bundles: []model.Bundle{{Key: "default", Export: model.ExportFirst, Certificates: []*model.Certificate{pki.NewCertificate(l.X509), inter}},
 				{Key: "ROOTCA", Purpose: model.PurposeTrustBundleCopy, Export: model.ExportNone, Certificates: []*model.Certificate{root}}}}
-		statuses[i] = model.ProxyStatus{Mesh: model.MeshIstio, Source: "envoy", Namespace: proxies[i].Namespace, Name: proxies[i].Name,
+		statuses[i] = &model.ProxyStatus{Mesh: model.MeshIstio, Source: "envoy", Namespace: proxies[i].Namespace, Name: proxies[i].Name,
 			Up: true, Endpoint: "config_dump", LastSuccess: from}
 	}
 	// A source lists its proxies by namespace/name; the objects are in that order too.
@@ -94,7 +94,7 @@ func BenchmarkScrapeDuringSweep(b *testing.B) {
 	slices.SortFunc(order, func(a, b int) int {
 		return strings.Compare(statuses[a].Namespace+"/"+statuses[a].Name, statuses[b].Namespace+"/"+statuses[b].Name)
 	})
-	sortedProxies, sortedStatuses := make([]*model.Object, n), make([]model.ProxyStatus, n)
+	sortedProxies, sortedStatuses := make([]*model.Object, n), make([]*model.ProxyStatus, n)
 	for i, k := range order {
 		sortedProxies[i], sortedStatuses[i] = proxies[k], statuses[k]
 	}
@@ -106,7 +106,7 @@ func BenchmarkScrapeDuringSweep(b *testing.B) {
 	p := &versionedProvider{snap: &model.Snapshot{}}
 	analyse := func(read int) {
 		objects := append([]*model.Object{ca}, proxies[:read]...)
-		p.snap = &model.Snapshot{Analysis: analyzer.Analyze(objects, meshes), Proxies: slices.Clone(statuses[:read])}
+		p.snap = &model.Snapshot{Analysis: analyzer.Analyze(objects, meshes), Proxies: statuses[:read]}
 		p.snap.Version = uint64(read)
 	}
 	h := NewHandler(p, prometheus.NewRegistry(), log.NewNopLogger(), 1)

@@ -184,7 +184,7 @@ func TestCollectNoDuplicateSeries(t *testing.T) {
 }
 
 func TestCollectProxyStatus(t *testing.T) {
-	p := staticProvider{&model.Snapshot{Proxies: []model.ProxyStatus{
+	p := staticProvider{&model.Snapshot{Proxies: []*model.ProxyStatus{
 		{Mesh: model.MeshIstio, Source: "envoy", Namespace: "shop", Name: "cart-1", Up: true, Endpoint: "config_dump", LastSuccess: testpki.Date(2026, 6, 1)},
 		{Mesh: model.MeshIstio, Source: "envoy", Namespace: "shop", Name: "never", Up: false, Endpoint: "config_dump"},
 	}}}

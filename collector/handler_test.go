@@ -84,7 +84,7 @@ func handlerFixture() (*versionedProvider, *testpki.Cert) {
 	a.Version = 1
 	return &versionedProvider{&model.Snapshot{Analysis: a, Sources: []model.SourceStatus{{Name: "secret", Up: true,
 		Errors: map[model.ErrorReason]uint64{model.ReasonBadPEM: 1}}},
-		Proxies: []model.ProxyStatus{{Mesh: model.MeshIstio, Source: "envoy", Namespace: "a", Name: "p", Up: true, Endpoint: "config_dump", LastSuccess: from}}}}, leaf
+		Proxies: []*model.ProxyStatus{{Mesh: model.MeshIstio, Source: "envoy", Namespace: "a", Name: "p", Up: true, Endpoint: "config_dump", LastSuccess: from}}}}, leaf
 }
 
 // TestHandlerServesTheRenderedFamilies: the handler's scrape, plain and gzip, holds exactly the
@@ -225,14 +225,21 @@ func sortedFamilies(t *testing.T, body string) map[string]string {
 func TestHandlerProxiesHealth(t *testing.T) {
 	p := &versionedProvider{snap: &model.Snapshot{}}
 	h := NewHandler(p, prometheus.NewRegistry(), log.NewNopLogger(), 2)
-	var proxies []model.ProxyStatus
-	proxy := func(i int) model.ProxyStatus {
-		return model.ProxyStatus{Mesh: model.MeshIstio, Source: "envoy", Namespace: "a", Name: fmt.Sprintf("p%03d", i),
+	var proxies []*model.ProxyStatus
+	proxy := func(i int) *model.ProxyStatus {
+		return &model.ProxyStatus{Mesh: model.MeshIstio, Source: "envoy", Namespace: "a", Name: fmt.Sprintf("p%03d", i),
 			Up: true, Endpoint: "config_dump", LastSuccess: from.Add(time.Duration(i) * time.Second)}
 	}
 	for i := range 200 {
 		proxies = append(proxies, proxy(i))
 	}
+	// change gives proxy i a new record, as a source does: records are immutable.
+	change := func(i int, f func(*model.ProxyStatus)) {
+		next := *proxies[i]
+		f(&next)
+		proxies[i] = &next
+	}
+	later := func(p *model.ProxyStatus) { p.LastSuccess = p.LastSuccess.Add(time.Minute) }
 	check := func(name string, wantRenders int) {
 		t.Helper()
 		before := h.proxies.renders
@@ -251,19 +258,19 @@ func TestHandlerProxiesHealth(t *testing.T) {
 	}
 	check("first scrape", 4) // 200 proxies in blocks of 64
 	for i := range proxies[:3] {
-		proxies[i].LastSuccess = proxies[i].LastSuccess.Add(time.Minute)
+		change(i, later)
 	}
 	check("three proxies read again", 2)
 	for i := range proxies {
-		proxies[i].LastSuccess = proxies[i].LastSuccess.Add(time.Minute)
+		change(i, later)
 	}
 	check("every proxy read again", 4)
-	proxies[3].Up = false
+	change(3, func(p *model.ProxyStatus) { p.Up = false })
 	check("one proxy down", 2)
-	proxies[4].Endpoint = "certs"
+	change(4, func(p *model.ProxyStatus) { p.Endpoint = "certs" })
 	check("one proxy on another endpoint", 2)
 	proxies = append(proxies, proxy(500))
-	slices.SortFunc(proxies, func(a, b model.ProxyStatus) int { return strings.Compare(a.Name, b.Name) })
+	slices.SortFunc(proxies, func(a, b *model.ProxyStatus) int { return strings.Compare(a.Name, b.Name) })
 	check("one proxy new", 1)
 	proxies = proxies[1:]
 	check("one proxy gone", 1)
@@ -271,10 +278,10 @@ func TestHandlerProxiesHealth(t *testing.T) {
 	// A list in another order than the sources' is placed by the map, and the next diff does not
 	// trust it.
 	slices.Reverse(proxies)
-	proxies[7].Up = !proxies[7].Up
+	change(7, func(p *model.ProxyStatus) { p.Up = !p.Up })
 	check("out of order", 1) // the changed proxy was in the open block
 	slices.Reverse(proxies)
-	proxies[9].Endpoint = "metrics"
+	change(9, func(p *model.ProxyStatus) { p.Endpoint = "metrics" })
 	check("in order again", 2)
 }
 

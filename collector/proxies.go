@@ -1,6 +1,7 @@
 package collector
 
 import (
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -10,51 +11,37 @@ import (
 
 // proxyRenderer keeps the proxies' health families (meshcert_proxy_up and
 // meshcert_proxy_last_success_timestamp_seconds) in blocks of proxy states (see blockCache): a
-// proxy that is read, fails, recovers, arrives or leaves has a new state, which joins the open
-// block and leaves its old one, and only those blocks render again. The Handler's background pass
-// does that work every tick, so a scrape finds at most a tick's reads to render.
+// proxy that is read, fails, recovers, arrives or leaves has a new state record, which joins the
+// open block and leaves its old one, and only those blocks render again. The Handler's background
+// pass does that work every tick, so a scrape finds at most a tick's reads to render. Items are
+// the sources' own immutable records: a pointer each, however many proxies.
 type proxyRenderer struct {
 	mu sync.Mutex
 	// shown is the states the blocks show, in the order of the statuses; rendered says whether
 	// they were rendered at all.
-	shown    []proxyItem
+	shown    []*model.ProxyStatus
 	rendered bool
 	sorted   bool // shown is in the sources' order, so the next render may diff against it
-	blocks   blockCache[proxyItem]
+	blocks   blockCache[*model.ProxyStatus]
 	segments [][]byte
 	renders  int // blocks rendered, for tests
 }
 
-// proxyKey identifies a proxy.
-type proxyKey struct {
-	mesh                    model.Mesh
-	source, namespace, name string
-}
-
-// proxyItem is what the health families show of a proxy: a block item.
-type proxyItem struct {
-	proxyKey
-	up       bool
-	endpoint string
-	// lastSuccess is in whole Unix seconds; 0 for a proxy never read.
-	lastSuccess int64
-}
-
-func itemOf(p *model.ProxyStatus) proxyItem {
-	it := proxyItem{proxyKey: proxyKey{p.Mesh, p.Source, p.Namespace, p.Name}, up: p.Up, endpoint: p.Endpoint}
-	if !p.LastSuccess.IsZero() {
-		it.lastSuccess = p.LastSuccess.Unix()
+// lastSuccessSeconds is when the proxy was last read, in whole Unix seconds; 0 for never.
+func lastSuccessSeconds(p *model.ProxyStatus) int64 {
+	if p.LastSuccess.IsZero() {
+		return 0
 	}
-	return it
+	return p.LastSuccess.Unix()
 }
 
 func newProxyRenderer() *proxyRenderer {
 	r := &proxyRenderer{}
 	var labels []byte // a block renders only when it changed: the label text is not worth keeping
-	r.blocks = newBlockCache(func(fams *familyBuffers, it proxyItem, _ time.Time) time.Time {
-		labels = appendProxyLabels(labels[:0], it.mesh, it.source, it.namespace, it.name)
-		fams[famProxyUp] = appendProxyUp(fams[famProxyUp], labels, it.up, it.endpoint)
-		fams[famProxyLastSuccess] = appendProxyLastSuccess(fams[famProxyLastSuccess], labels, it.lastSuccess)
+	r.blocks = newBlockCache(func(fams *familyBuffers, p *model.ProxyStatus, _ time.Time) time.Time {
+		labels = appendProxyLabels(labels[:0], p.Mesh, p.Source, p.Namespace, p.Name)
+		fams[famProxyUp] = appendProxyUp(fams[famProxyUp], labels, p.Up, p.Endpoint)
+		fams[famProxyLastSuccess] = appendProxyLastSuccess(fams[famProxyLastSuccess], labels, lastSuccessSeconds(p))
 		return time.Time{}
 	})
 	return r
@@ -62,16 +49,13 @@ func newProxyRenderer() *proxyRenderer {
 
 // render returns the health families of proxies as gzip members, rendering the blocks whose
 // proxies' states changed.
-func (r *proxyRenderer) render(proxies []model.ProxyStatus) [][]byte {
+func (r *proxyRenderer) render(proxies []*model.ProxyStatus) [][]byte {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.showing(proxies) {
 		return r.segments
 	}
-	items := make([]proxyItem, len(proxies))
-	for i := range proxies {
-		items[i] = itemOf(&proxies[i])
-	}
+	items := proxies // a snapshot's slices are never modified once handed out
 	departed, arrived, sorted := diffItems(r.shown, items)
 	if sorted && (r.sorted || !r.rendered) {
 		r.blocks.apply(departed, arrived)
@@ -86,23 +70,15 @@ func (r *proxyRenderer) render(proxies []model.ProxyStatus) [][]byte {
 }
 
 // showing reports whether the blocks show exactly these proxies' states.
-func (r *proxyRenderer) showing(proxies []model.ProxyStatus) bool {
-	if !r.rendered || len(r.shown) != len(proxies) {
-		return false
-	}
-	for i := range proxies {
-		if r.shown[i] != itemOf(&proxies[i]) {
-			return false
-		}
-	}
-	return true
+func (r *proxyRenderer) showing(proxies []*model.ProxyStatus) bool {
+	return r.rendered && slices.Equal(r.shown, proxies)
 }
 
 // diffItems compares two lists of proxy states in the order the sources give them (by source,
 // then by namespace/name) in one pass, without hashing ten thousand keys: a state that is in old
 // only departed, one in next only arrived. It reports false when next is not in that order; old
 // must be (the caller keeps track).
-func diffItems(old, next []proxyItem) (departed, arrived []proxyItem, ok bool) {
+func diffItems(old, next []*model.ProxyStatus) (departed, arrived []*model.ProxyStatus, ok bool) {
 	var sources []string // in order of appearance: next's, then those only old has
 	rank := func(source string) int {
 		for i, s := range sources {
@@ -114,17 +90,17 @@ func diffItems(old, next []proxyItem) (departed, arrived []proxyItem, ok bool) {
 		return len(sources) - 1
 	}
 	for _, it := range next {
-		rank(it.source)
+		rank(it.Source)
 	}
-	compare := func(a, b *proxyItem) int {
-		if a.source != b.source {
-			return rank(a.source) - rank(b.source)
+	compare := func(a, b *model.ProxyStatus) int {
+		if a.Source != b.Source {
+			return rank(a.Source) - rank(b.Source)
 		}
-		return compareKeys(a.namespace, a.name, b.namespace, b.name)
+		return compareKeys(a.Namespace, a.Name, b.Namespace, b.Name)
 	}
 	// old was checked when it was next.
 	for i := 1; i < len(next); i++ {
-		if compare(&next[i-1], &next[i]) >= 0 {
+		if compare(next[i-1], next[i]) >= 0 {
 			return nil, nil, false
 		}
 	}
@@ -138,7 +114,7 @@ func diffItems(old, next []proxyItem) (departed, arrived []proxyItem, ok bool) {
 			departed = append(departed, old[i])
 			i++
 		default:
-			switch c := compare(&old[i], &next[j]); {
+			switch c := compare(old[i], next[j]); {
 			case c == 0:
 				if old[i] != next[j] {
 					departed, arrived = append(departed, old[i]), append(arrived, next[j])

@@ -4,6 +4,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/meshcert/meshcert-exporter/internal/model"
 )
 
 // TestCompareKeysIsTheSourcesOrder: proxies are listed by the string namespace/name, which is not
@@ -21,25 +23,25 @@ func TestCompareKeysIsTheSourcesOrder(t *testing.T) {
 	}
 }
 
-// TestDiffItems: one ordered pass finds what arrived and departed, a changed state is both, and
-// a list out of the sources' order is refused (the caller falls back to the map).
+// TestDiffItems: one ordered pass finds what arrived and departed, a changed state (a new record
+// for the same proxy) is both, and a list out of the sources' order is refused (the caller falls
+// back to the map).
 func TestDiffItems(t *testing.T) {
-	st := func(source, ns, name string, up bool) proxyItem {
-		return proxyItem{proxyKey: proxyKey{source: source, namespace: ns, name: name}, up: up, endpoint: "config_dump", lastSuccess: 1}
+	st := func(source, ns, name string, up bool) *model.ProxyStatus {
+		return &model.ProxyStatus{Source: source, Namespace: ns, Name: name, Up: up, Endpoint: "config_dump"}
 	}
-	old := []proxyItem{st("envoy", "a", "p1", true), st("envoy", "a", "p2", true), st("envoy", "b", "p1", true), st("linkerd-proxy", "a", "p1", true)}
-	next := []proxyItem{st("envoy", "a", "p0", true), st("envoy", "a", "p2", false), st("envoy", "b", "p1", true), st("linkerd-proxy", "a", "p1", true),
-		st("linkerd-proxy", "z", "p9", true)}
+	old := []*model.ProxyStatus{st("envoy", "a", "p1", true), st("envoy", "a", "p2", true), st("envoy", "b", "p1", true), st("linkerd-proxy", "a", "p1", true)}
+	next := []*model.ProxyStatus{st("envoy", "a", "p0", true), st("envoy", "a", "p2", false), old[2], old[3], st("linkerd-proxy", "z", "p9", true)}
 	departed, arrived, ok := diffItems(old, next)
 	if !ok {
 		t.Fatal("ordered lists refused")
 	}
-	wantDeparted := []proxyItem{old[0], old[1]}
-	wantArrived := []proxyItem{next[0], next[1], next[4]}
+	wantDeparted := []*model.ProxyStatus{old[0], old[1]}
+	wantArrived := []*model.ProxyStatus{next[0], next[1], next[4]}
 	if !slices.Equal(departed, wantDeparted) || !slices.Equal(arrived, wantArrived) {
 		t.Errorf("departed %v arrived %v, want %v and %v", departed, arrived, wantDeparted, wantArrived)
 	}
-	if _, _, ok := diffItems(old, []proxyItem{next[2], next[0]}); ok {
+	if _, _, ok := diffItems(old, []*model.ProxyStatus{next[2], next[0]}); ok {
 		t.Error("a list out of order was diffed")
 	}
 	if d, a, ok := diffItems(nil, next); !ok || len(d) != 0 || len(a) != len(next) {

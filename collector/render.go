@@ -177,15 +177,14 @@ func earlierAfter(next, t, now time.Time) time.Time {
 
 // RenderProxies writes the health of each proxy as exposition text. The Handler writes the same
 // series through a proxyRenderer, which keeps them in blocks.
-func RenderProxies(w io.Writer, proxies []model.ProxyStatus) {
+func RenderProxies(w io.Writer, proxies []*model.ProxyStatus) {
 	up := make([]byte, 0, len(proxies)*150)
 	last := make([]byte, 0, len(proxies)*120)
 	var l []byte
-	for i := range proxies {
-		p := &proxies[i]
+	for _, p := range proxies {
 		l = appendProxyLabels(l[:0], p.Mesh, p.Source, p.Namespace, p.Name)
 		up = appendProxyUp(up, l, p.Up, p.Endpoint)
-		last = appendProxyLastSuccess(last, l, itemOf(p).lastSuccess)
+		last = appendProxyLastSuccess(last, l, lastSuccessSeconds(p))
 	}
 	writeFamily(w, famProxyUp, up)
 	writeFamily(w, famProxyLastSuccess, last)

@@ -77,15 +77,14 @@ type Proxies struct {
 
 // proxyState is what is known of one proxy.
 type proxyState struct {
-	target      Target
-	object      *model.Object // of the last successful read
-	up          bool
-	endpoint    string
-	lastSuccess time.Time
-	nextRead    time.Time
-	tried       bool
-	inFlight    bool
-	failing     model.ErrorReason
+	target Target
+	object *model.Object // of the last successful read
+	// status is the proxy's health as handed out, replaced when it changes; nil until the first
+	// read is done.
+	status   *model.ProxyStatus
+	nextRead time.Time
+	inFlight bool
+	failing  model.ErrorReason
 }
 
 // NewEnvoyProxies reads Envoy admin endpoints of Istio sidecars and gateways (and static Envoy
@@ -307,12 +306,17 @@ func (p *Proxies) readOne(ctx context.Context, ps *proxyState) {
 	now := time.Now()
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	ps.inFlight, ps.tried, ps.endpoint = false, true, endpoint
+	ps.inFlight = false
 	ps.nextRead = now.Add(p.settings.Interval - p.settings.Interval/20 + jitter(p.settings.Interval/10))
-	p.dirty = true
 	if err != nil {
 		reason := errorReason(err)
-		ps.up = false
+		if s := ps.status; s == nil || s.Up || s.Endpoint != endpoint {
+			var last time.Time
+			if s != nil {
+				last = s.LastSuccess
+			}
+			p.setStatus(ps, false, endpoint, last) // a proxy that keeps failing keeps its record
+		}
 		countError(&p.state, reason)
 		if ps.failing != reason {
 			level.Warn(p.logger).Log("msg", "cannot read proxy", "source", p.name, "namespace", t.Namespace, "name", t.Name,
@@ -329,8 +333,16 @@ func (p *Proxies) readOne(ctx context.Context, ps *proxyState) {
 		ps.object = o
 		p.objectsChanged = true // most reads return what the proxy served before: no new analysis then
 	}
-	ps.up, ps.lastSuccess, ps.failing = true, now, model.ReasonNone
+	p.setStatus(ps, true, endpoint, now)
+	ps.failing = model.ReasonNone
 	p.state.LastSuccess = now
+}
+
+// setStatus gives a proxy a new health record; p.mu is held.
+func (p *Proxies) setStatus(ps *proxyState, up bool, endpoint string, lastSuccess time.Time) {
+	ps.status = &model.ProxyStatus{Mesh: p.mesh, Source: p.name, Namespace: ps.target.Namespace, Name: ps.target.Name,
+		Up: up, Endpoint: endpoint, LastSuccess: lastSuccess}
+	p.dirty = true
 }
 
 // sameObject reports whether two reads of a proxy found the same certificates and facts.
@@ -357,7 +369,7 @@ func (p *Proxies) State() State {
 	if !p.swept && p.listed {
 		p.swept = true
 		for _, ps := range p.proxies {
-			p.swept = p.swept && ps.tried
+			p.swept = p.swept && ps.status != nil
 		}
 	}
 	if p.dirty {
@@ -372,17 +384,16 @@ func (p *Proxies) State() State {
 		if p.objectsChanged {
 			objects = make([]*model.Object, 0, len(p.state.Objects)+1)
 		}
-		statuses := make([]model.ProxyStatus, 0, len(p.state.Proxies)+1)
+		statuses := make([]*model.ProxyStatus, 0, len(p.state.Proxies)+1)
 		for _, k := range p.order {
 			ps := p.proxies[k]
-			if !ps.tried {
-				continue
+			if ps.status == nil {
+				continue // not read yet
 			}
 			if ps.object != nil && p.objectsChanged {
 				objects = append(objects, ps.object)
 			}
-			statuses = append(statuses, model.ProxyStatus{Mesh: p.mesh, Source: p.name, Namespace: ps.target.Namespace, Name: ps.target.Name,
-				Up: ps.up, Endpoint: ps.endpoint, LastSuccess: ps.lastSuccess})
+			statuses = append(statuses, ps.status)
 		}
 		p.state.Proxies = statuses
 		if p.objectsChanged {

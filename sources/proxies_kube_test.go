@@ -131,7 +131,7 @@ func TestEnvoyThroughPortForward(t *testing.T) {
 		}
 		status := map[string]model.ProxyStatus{}
 		for _, p := range s.Proxies {
-			status[p.Name] = p
+			status[p.Name] = *p
 		}
 		if len(status) != 3 || !status["cart-1"].Up || !status["cart-2"].Up || status["hanging"].Up || status["hanging"].LastSuccess != (time.Time{}) {
 			return fmt.Sprintf("proxy statuses %+v", status)

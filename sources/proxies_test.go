@@ -615,3 +615,53 @@ func TestEnvoyParsersReadBothSpellings(t *testing.T) {
 		}
 	}
 }
+
+// TestProxyHealthRecords: a proxy's health record is replaced when its health changes and kept
+// when it does not, since the collector re-renders a proxy's series exactly when its record is
+// new: a proxy that keeps failing keeps its record, a failure after a success keeps the time of
+// that success, and each successful read is a new record with a new time.
+func TestProxyHealthRecords(t *testing.T) {
+	root := testpki.Issue(testpki.Spec{CommonName: "root", CA: true, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().AddDate(1, 0, 0)})
+	var status atomic.Int32
+	status.Store(http.StatusInternalServerError)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(int(status.Load()))
+		w.Write(envoyDump(false, rootSecret(root.PEM())))
+	}))
+	defer srv.Close()
+	p := NewEnvoyProxies(nil, []Target{{Namespace: "shop", Name: "cart", URL: srv.URL}}, NewDirectTransport(1<<20), fastSettings, log.NewNopLogger())
+	read := func() *model.ProxyStatus {
+		t.Helper()
+		due := p.due(time.Now().Add(2 * fastSettings.Interval))
+		if len(due) != 1 {
+			t.Fatalf("%d proxies due, want 1", len(due))
+		}
+		p.readOne(context.Background(), due[0])
+		st := p.State()
+		if len(st.Proxies) != 1 {
+			t.Fatalf("statuses %v", st.Proxies)
+		}
+		return st.Proxies[0]
+	}
+	failed := read()
+	if failed.Up || !failed.LastSuccess.IsZero() || failed.Namespace != "shop" || failed.Name != "cart" || failed.Source != SourceEnvoy {
+		t.Fatalf("first failed read: %+v", failed)
+	}
+	if again := read(); again != failed {
+		t.Errorf("a proxy that failed again got a new record %+v", again)
+	}
+	status.Store(http.StatusOK)
+	up := read()
+	if up == failed || !up.Up || up.Endpoint != "config_dump" || up.LastSuccess.IsZero() {
+		t.Fatalf("read after recovery: %+v", up)
+	}
+	time.Sleep(10 * time.Millisecond) // the clock moves between reads
+	if next := read(); next == up || !next.LastSuccess.After(up.LastSuccess) {
+		t.Errorf("a second good read: %+v after %+v, want a new record with a later time", next, up)
+	}
+	status.Store(http.StatusInternalServerError)
+	down := read()
+	if down.Up || down.LastSuccess.IsZero() {
+		t.Errorf("failure after a success: %+v, want down with the time of the last success", down)
+	}
+}

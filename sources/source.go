@@ -41,8 +41,9 @@ type State struct {
 	Errors map[model.ErrorReason]uint64
 	// Meshes holds mesh settings the source discovered (for example from a mesh's config map).
 	Meshes map[model.Mesh]model.MeshSettings
-	// Proxies is the health of each proxy a proxy source reads.
-	Proxies []model.ProxyStatus
+	// Proxies is the health of each proxy a proxy source reads. Like Objects, the slice and its
+	// records are never modified once handed out.
+	Proxies []*model.ProxyStatus
 	// LastSuccess is the time the objects are current as of: the last successful read, or for a
 	// watch, the last moment it was known healthy. During an outage it stops moving.
 	LastSuccess time.Time

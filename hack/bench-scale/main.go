@@ -603,14 +603,16 @@ func saveProfile(name string) {
 	if addr == "" {
 		return
 	}
-	for _, p := range []string{"heap", "allocs", "mutex", "block"} {
+	// memstats is the heap profile's text form, which ends with the runtime's memory statistics:
+	// live heap, heap goal, idle and released spans, stacks.
+	for file, p := range map[string]string{"heap": "heap", "allocs": "allocs", "mutex": "mutex", "block": "block", "memstats": "heap?debug=1"} {
 		resp, err := http.Get("http://" + addr + "/debug/pprof/" + p)
 		if err != nil {
 			continue
 		}
 		b, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
-		_ = os.WriteFile(filepath.Join(os.TempDir(), name+"."+p), b, 0o644)
+		_ = os.WriteFile(filepath.Join(os.TempDir(), name+"."+file), b, 0o644)
 	}
 }
 

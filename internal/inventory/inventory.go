@@ -41,7 +41,11 @@ func (inv *Inventory) Snapshot() *model.Snapshot {
 		st := s.State()
 		states[i], generations[i] = st, st.Generation
 		snap.Sources = append(snap.Sources, model.SourceStatus{Name: s.Name(), Up: st.Up, Errors: st.Errors, LastSuccess: st.LastSuccess})
-		snap.Proxies = append(snap.Proxies, st.Proxies...)
+		if snap.Proxies == nil {
+			snap.Proxies = slices.Clip(st.Proxies) // one proxy source, usually: no copy; a second appends to a copy
+		} else {
+			snap.Proxies = append(snap.Proxies, st.Proxies...)
+		}
 	}
 
 	inv.mu.Lock()

@@ -208,7 +208,11 @@ func collect[T any](a Analysis, field func(*ObjectAnalysis) []T) []T {
 	return out
 }
 
-// ProxyStatus is the health of one proxy a source reads.
+// ProxyStatus is the health of one proxy a source reads. It is immutable: a source replaces a
+// proxy's record when its health changes, so consumers (the collector's rendered blocks) may keep
+// what they derive from a pointer for as long as the pointer is in the snapshot. One record per
+// proxy is shared from the source to the collector: at ten thousand proxies, copies of it in each
+// stage were a sixth of the exporter's heap.
 type ProxyStatus struct {
 	Mesh                    Mesh
 	Source, Namespace, Name string
@@ -225,5 +229,5 @@ type ProxyStatus struct {
 type Snapshot struct {
 	Analysis
 	Sources []SourceStatus
-	Proxies []ProxyStatus
+	Proxies []*ProxyStatus
 }
