@@ -4,6 +4,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -464,5 +465,40 @@ func TestParseChecksPresentedChains(t *testing.T) {
 	}
 	if sharedSignatures.checks != 2 { // only inter -> root was left to the analysis
 		t.Errorf("%d checks in all, want 2", sharedSignatures.checks)
+	}
+}
+
+// TestAnalyzeUniqueLocationsAcrossRuns: locations stay unique when an object is handed twice, and
+// when a new object repeats the location of one analysed in an earlier run (the earlier in the
+// list wins, whichever is new).
+func TestAnalyzeUniqueLocationsAcrossRuns(t *testing.T) {
+	root := testpki.Issue(testpki.Spec{CommonName: "root", CA: true, NotBefore: jan2026, NotAfter: jan2036})
+	other := testpki.Issue(testpki.Spec{CommonName: "other", CA: true, NotBefore: jan2026, NotAfter: jan2036})
+	first := obj("/etc/a", model.MeshNone, trust("ca.crt", root))
+	b := obj("/etc/b", model.MeshNone, trust("ca.crt", root))
+	a := NewAnalyzer()
+	subjects := func(an model.Analysis) []string {
+		var out []string
+		for _, o := range an.Certificates() {
+			out = append(out, o.Name+":"+o.Certificate.Subject)
+		}
+		return out
+	}
+	runs := []struct {
+		name    string
+		objects []*model.Object
+		want    []string
+	}{
+		{"first run, b twice", []*model.Object{first, b, b}, []string{"/etc/a:CN=root", "/etc/b:CN=root"}},
+		{"the same again", []*model.Object{first, b, b}, []string{"/etc/a:CN=root", "/etc/b:CN=root"}},
+		{"a new object after an old one at its location", []*model.Object{first, b, obj("/etc/a", model.MeshNone, trust("ca.crt", other))},
+			[]string{"/etc/a:CN=root", "/etc/b:CN=root"}},
+		{"a new object before an old one at its location", []*model.Object{obj("/etc/a", model.MeshNone, trust("ca.crt", other)), first, b},
+			[]string{"/etc/a:CN=other", "/etc/b:CN=root"}},
+	}
+	for _, r := range runs {
+		if got := subjects(a.Analyze(r.objects, nil)); !slices.Equal(got, r.want) {
+			t.Errorf("%s: %v, want %v", r.name, got, r.want)
+		}
 	}
 }
