@@ -127,6 +127,7 @@ type CertificateObservation struct {
 	// Chain is nil for trust anchors.
 	Chain *Chain
 	// Identity is nil when the certificate neither carries nor should carry a mesh identity.
+	// Observations with equal results share one record: it is never modified.
 	Identity *IdentityStatus
 }
 

@@ -199,8 +199,7 @@ func (a *Analyzer) analyse(o *model.Object, ctx *meshContext) *model.ObjectAnaly
 				if b.Expect != nil {
 					expect = b.Expect
 				}
-				id := CheckIdentity(c, o.Mesh, ctx.settings, expect)
-				obs.Identity = &id
+				obs.Identity = sharedIdentityStatus(CheckIdentity(c, o.Mesh, ctx.settings, expect))
 			}
 			out.Certificates = append(out.Certificates, obs)
 		}
@@ -214,6 +213,19 @@ func (a *Analyzer) analyse(o *model.Object, ctx *meshContext) *model.ObjectAnaly
 			Namespace: o.Namespace, Name: o.Name, Stored: holdsRootKey(o)})
 	}
 	return out
+}
+
+// identityStatuses hold one immutable record per identity result: the results are a handful of
+// values, and every workload leaf points at one of them rather than at a copy of its own.
+var identityStatuses sync.Map // model.IdentityStatus -> *model.IdentityStatus
+
+// sharedIdentityStatus returns the shared record equal to s.
+func sharedIdentityStatus(s model.IdentityStatus) *model.IdentityStatus {
+	if p, ok := identityStatuses.Load(s); ok {
+		return p.(*model.IdentityStatus)
+	}
+	p, _ := identityStatuses.LoadOrStore(s, &s)
+	return p.(*model.IdentityStatus)
 }
 
 // TrustRootDigestKey is the key label of the trust-root digest comparison: the annotation it reads.
