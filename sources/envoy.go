@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 	"time"
+	"unique"
 
 	"github.com/meshcert/meshcert-exporter/internal/model"
 	"github.com/meshcert/meshcert-exporter/internal/pki"
@@ -183,7 +184,8 @@ func ParseEnvoyConfigDump(body []byte) ([]model.Bundle, error) {
 	}
 	var bundles []model.Bundle
 	for _, ns := range secrets {
-		bundles = append(bundles, envoySecretBundles(ns.Name, ns.Secret)...)
+		// Every sidecar names its secrets alike ("default", "ROOTCA"): one copy of each name.
+		bundles = append(bundles, envoySecretBundles(unique.Make(ns.Name).Value(), ns.Secret)...)
 	}
 	sort.SliceStable(bundles, func(i, j int) bool { return bundles[i].Key < bundles[j].Key })
 	return bundles, nil

@@ -17,6 +17,7 @@ import (
 	"net/url"
 	"strings"
 	"time"
+	"unique"
 
 	"github.com/meshcert/meshcert-exporter/internal/model"
 )
@@ -146,12 +147,14 @@ func NewCertificate(x *x509.Certificate) *model.Certificate {
 		SubjectKeyID: x.SubjectKeyId, AuthorityKeyID: x.AuthorityKeyId,
 		Validity: model.Validity{NotBefore: x.NotBefore, NotAfter: x.NotAfter},
 		CA:       x.BasicConstraintsValid && x.IsCA, KeyUsage: x.KeyUsage, MaxPathLen: x.MaxPathLen, MaxPathLenZero: x.MaxPathLenZero,
-		DNSNames:     x.DNSNames,
-		Fingerprint:  sha256.Sum256(x.Raw),
-		Serial:       x.SerialNumber.Text(16),
-		KeyAlgorithm: KeyAlgorithm(x),
+		DNSNames:    x.DNSNames,
+		Fingerprint: sha256.Sum256(x.Raw),
+		Serial:      x.SerialNumber.Text(16),
+		// Thousands of workload leaves share their issuer's name and their key's algorithm: one
+		// copy of each text is kept (the runtime's unique map drops it when no certificate holds it).
+		KeyAlgorithm: unique.Make(KeyAlgorithm(x)).Value(),
 		Subject:      x.Subject.String(),
-		Issuer:       x.Issuer.String(),
+		Issuer:       unique.Make(x.Issuer.String()).Value(),
 	}
 	if c.CA {
 		c.PublicKey = x.PublicKey
