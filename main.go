@@ -322,6 +322,7 @@ func (e *exporter) run(ctx context.Context, logger log.Logger) {
 }
 
 func main() {
+	setGCPercent()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, os.Args[1:]); err != nil {
