@@ -40,7 +40,7 @@ const (
 )
 
 // Purpose says what a bundle is for in the object that holds it.
-type Purpose int
+type Purpose uint8
 
 const (
 	// PurposeCertificates is a certificate or chain presented by its owner (leaf or signing CA first).
@@ -55,7 +55,7 @@ const (
 )
 
 // Export says which certificates of a bundle are exported.
-type Export int
+type Export uint8
 
 const (
 	// ExportAll exports every certificate.
@@ -82,19 +82,24 @@ type Certificate struct {
 	PublicKey crypto.PublicKey
 	// Validity is the validity window.
 	Validity Validity
-	// CA is true when the basic constraints make the certificate a CA. KeyUsage, MaxPathLen and
-	// MaxPathLenZero are as in x509.Certificate.
+	// KeyUsage, MaxPathLen and MaxPathLenZero are as in x509.Certificate.
+	KeyUsage   x509.KeyUsage
+	MaxPathLen int
+	// CA is true when the basic constraints make the certificate a CA.
 	CA             bool
-	KeyUsage       x509.KeyUsage
-	MaxPathLen     int
 	MaxPathLenZero bool
+	// SelfSigned is true when the subject equals the issuer and the certificate's own key verifies
+	// its signature.
+	SelfSigned bool
+	// Partial marks facts taken from a summary (Envoy's /certs, a proxy's expiry metric) rather than
+	// from the certificate itself: only the fields the summary gave are set (no encoding, no
+	// signature, no key, no subject), Fingerprint is derived from what is known, and no chain is
+	// built. (The four flags sit together: a leaf per workload, 32 bytes fewer each.)
+	Partial bool
 	// DNSNames are the DNS SANs (a Linkerd identity is one).
 	DNSNames []string
 	// Fingerprint is the SHA-256 of the DER encoding.
 	Fingerprint [sha256.Size]byte
-	// SelfSigned is true when the subject equals the issuer and the certificate's own key verifies
-	// its signature.
-	SelfSigned bool
 	// Serial is the serial number in lowercase hex (two's complement sign kept as a leading '-').
 	Serial string
 	// KeyAlgorithm is a short description of the public key, such as "ECDSA-P256" or "RSA-2048".
@@ -103,11 +108,6 @@ type Certificate struct {
 	SPIFFEIDs []string
 	// Subject and Issuer are the distinguished names as text.
 	Subject, Issuer string
-	// Partial marks facts taken from a summary (Envoy's /certs, a proxy's expiry metric) rather than
-	// from the certificate itself: only the fields the summary gave are set (no encoding, no
-	// signature, no key, no subject), Fingerprint is derived from what is known, and no chain is
-	// built.
-	Partial bool
 }
 
 // Validity is a certificate's validity window.
@@ -124,12 +124,11 @@ func (c *Certificate) NotBefore() time.Time { return c.Validity.NotBefore }
 // NotAfter is the end of the validity window.
 func (c *Certificate) NotAfter() time.Time { return c.Validity.NotAfter }
 
-// Bundle is the content of one key of an object (a Secret data key, a file, an SDS secret).
+// Bundle is the content of one key of an object (a Secret data key, a file, an SDS secret). Every
+// proxy holds two or three: the small fields sit together, so a Bundle is 88 bytes, not 104.
 type Bundle struct {
 	// Key is the data key, file name or SDS secret name.
 	Key string
-	// Purpose says whether the bundle is presented or trusted.
-	Purpose Purpose
 	// RoleHint names the role of CA certificates that are not self-signed; RoleIssuer for Linkerd's
 	// issuer. Empty means RoleIntermediate.
 	RoleHint Role
@@ -137,6 +136,8 @@ type Bundle struct {
 	Certificates []*Certificate
 	// Error is the bounded reason why the bundle could not be read completely, or "".
 	Error ErrorReason
+	// Purpose says whether the bundle is presented or trusted.
+	Purpose Purpose
 	// Export says which of the bundle's certificates get series. Proxies repeat the mesh's
 	// intermediates and roots thousands of times: they export their leaf (the rest still serve to
 	// build its chain) and compare their trust bundle without exporting it.
