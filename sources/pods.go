@@ -158,28 +158,29 @@ func (w *PodWatcher) Synced() bool {
 	return w.handler != nil && w.handler.HasSynced()
 }
 
-// Pods returns the running pods of this shard that run a proxy of kind, as targets.
-func (w *PodWatcher) Pods(kind podKind) []Target {
+// Pods returns the running pods of this shard that run a proxy of kind, as targets. The targets
+// are the cache's own: immutable, and replaced when their pod changes.
+func (w *PodWatcher) Pods(kind podKind) []*Target {
 	return w.list(func(p *podInfo) bool { return p.kind&kind != 0 && w.sharding.owns(p.Namespace, p.Name) })
 }
 
 // podsOnNode returns every running pod of a node, whatever its shard.
-func (w *PodWatcher) podsOnNode(node string) []Target {
+func (w *PodWatcher) podsOnNode(node string) []*Target {
 	return w.list(func(p *podInfo) bool { return p.Node == node })
 }
 
-func (w *PodWatcher) list(match func(*podInfo) bool) []Target {
+func (w *PodWatcher) list(match func(*podInfo) bool) []*Target {
 	w.mu.Lock()
 	inf := w.informer
 	w.mu.Unlock()
 	if inf == nil {
 		return nil
 	}
-	var out []Target
+	var out []*Target
 	for _, obj := range inf.GetStore().List() {
 		p, ok := obj.(*podInfo)
 		if ok && match(p) {
-			out = append(out, p.Target)
+			out = append(out, &p.Target)
 		}
 	}
 	return out

@@ -77,7 +77,8 @@ type Proxies struct {
 
 // proxyState is what is known of one proxy.
 type proxyState struct {
-	target Target
+	// target is the pod cache's (or the configuration's) record of the proxy, shared, not copied.
+	target *Target
 	object *model.Object // of the last successful read
 	// status is the proxy's health as handed out, replaced when it changes; nil until the first
 	// read is done.
@@ -208,8 +209,11 @@ func (p *Proxies) Run(ctx context.Context) error {
 }
 
 // targets returns the proxies to read now: the meshed pods of this shard and the static targets.
-func (p *Proxies) targets() []Target {
-	out := slices.Clone(p.static)
+func (p *Proxies) targets() []*Target {
+	out := make([]*Target, 0, len(p.static))
+	for i := range p.static {
+		out = append(out, &p.static[i])
+	}
 	if p.pods == nil {
 		return out
 	}
@@ -232,7 +236,7 @@ func (p *Proxies) due(now time.Time) []*proxyState {
 	p.mu.Lock()
 	refresh := !p.listed || generation != p.podsSeen
 	p.mu.Unlock()
-	var targets []Target
+	var targets []*Target
 	if refresh {
 		targets = p.targets()
 	}
@@ -255,7 +259,7 @@ func (p *Proxies) due(now time.Time) []*proxyState {
 }
 
 // refresh makes the set of proxies that of targets; p.mu is held.
-func (p *Proxies) refresh(targets []Target, now time.Time) {
+func (p *Proxies) refresh(targets []*Target, now time.Time) {
 	seen := make(map[string]bool, len(targets))
 	for _, t := range targets {
 		k := t.key()
@@ -267,10 +271,10 @@ func (p *Proxies) refresh(targets []Target, now time.Time) {
 			p.proxies[k] = ps
 			p.order = nil
 		}
-		if ps.target != t {
-			ps.target = t
+		if ps.target == nil || *ps.target != *t {
 			p.dirty = true
 		}
+		ps.target = t // the pod's current record, even when equal: the old one is not kept alive
 	}
 	for k, ps := range p.proxies {
 		if !seen[k] {
@@ -292,7 +296,7 @@ func jitter(d time.Duration) time.Duration {
 // readOne reads one proxy and records the outcome.
 func (p *Proxies) readOne(ctx context.Context, ps *proxyState) {
 	p.mu.Lock()
-	t := ps.target
+	t := *ps.target
 	p.mu.Unlock()
 	rctx, cancel := context.WithTimeout(ctx, p.settings.Timeout)
 	bundles, endpoint, err := p.read(rctx, p.transport, t, p.settings.AdminPort)
