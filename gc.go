@@ -10,8 +10,9 @@ import (
 // long-lived (each proxy's and Secret's certificate and findings, kept until it changes), while what
 // it allocates in between is short-lived (admin answers, JSON, rendered text): at 100, that garbage
 // costs as much memory again as the whole mesh model. At 50 the resident memory of a 10,000-proxy
-// sweep was about a fifth lower for a tenth of a core more during the sweep, and nothing measurable
-// when idle (docs/performance.md). Prometheus made the same trade (GOGC 75 by default since 2.53).
+// sweep was about a fifth lower for a tenth of a core more during the sweep (docs/performance.md;
+// the idle cost was not measured separately). Prometheus made the same trade (GOGC 75 by default
+// since 2.53).
 const defaultGCPercent = 50
 
 // gcPercent returns the garbage collector target to use: none (keep the runtime's, which read

@@ -55,17 +55,17 @@ func (r *proxyRenderer) render(proxies []*model.ProxyStatus) [][]byte {
 	if r.showing(proxies) {
 		return r.segments
 	}
-	items := proxies // a snapshot's slices are never modified once handed out
-	departed, arrived, sorted := diffItems(r.shown, items)
+	// A snapshot's slices are never modified once handed out: shown may keep this one.
+	departed, arrived, sorted := diffItems(r.shown, proxies)
 	if sorted && (r.sorted || !r.rendered) {
 		r.blocks.apply(departed, arrived)
 	} else {
-		r.blocks.place(items)
+		r.blocks.place(proxies)
 	}
 	r.sorted = sorted
 	r.renders += r.blocks.refresh(time.Time{})
 	r.segments = r.blocks.segments(nil, famProxyUp, famProxyLastSuccess)
-	r.shown, r.rendered = items, true
+	r.shown, r.rendered = proxies, true
 	return r.segments
 }
 
