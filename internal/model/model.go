@@ -67,18 +67,23 @@ const (
 )
 
 // Certificate is a certificate with what the analysis needs of it, computed once when the object
-// that holds it changes. It keeps no parsed x509.Certificate: that structure alone is 1.4 kB, most
-// of it fields the analysis never reads, and a mesh holds one leaf per workload. It never carries a
-// private key.
+// that holds it changes. It keeps neither a parsed x509.Certificate (1.4 kB, most of it fields the
+// analysis never reads) nor the DER encoding (half a kilobyte): a mesh holds one leaf per workload.
+// It never carries a private key.
 type Certificate struct {
-	// Raw is the DER encoding; empty for a Partial certificate. The encodings below are slices of
-	// it: chain building compares names and key identifiers and verifies signatures with them.
-	Raw                                                 []byte
-	RawTBSCertificate, RawSubject, RawIssuer, Signature []byte
-	SignatureAlgorithm                                  x509.SignatureAlgorithm
-	SubjectKeyID, AuthorityKeyID                        []byte
-	// PublicKey is a CA's key, which verifies what it signs; nil for other certificates, whose key
-	// is read again from Raw in the rare case one is offered as an issuer.
+	// RawSubject and RawIssuer are the DER encodings of the names; chain building compares them,
+	// as it compares SubjectKeyID with a child's AuthorityKeyID.
+	RawSubject, RawIssuer        string
+	SubjectKeyID, AuthorityKeyID string
+	// Signed is what verifying the certificate's signature needs of the part its issuer signed:
+	// the digest of that part under SignatureAlgorithm's hash, or the part itself when the
+	// algorithm hashes it as it verifies (Ed25519). Empty when the algorithm is one the exporter
+	// does not verify (MD5, DSA): such a signature never verifies.
+	Signed             string
+	Signature          string
+	SignatureAlgorithm x509.SignatureAlgorithm
+	// PublicKey is a CA's key, which verifies what it signs; nil for other certificates, which
+	// cannot sign a certificate.
 	PublicKey crypto.PublicKey
 	// Validity is the validity window.
 	Validity Validity
@@ -110,19 +115,25 @@ type Certificate struct {
 	Subject, Issuer string
 }
 
-// Validity is a certificate's validity window.
+// Validity is a certificate's validity window in Unix seconds: X.509 times have no fractions of a
+// second, and two integers take a third of the room of two time.Time values.
 type Validity struct {
-	NotBefore, NotAfter time.Time
+	NotBefore, NotAfter int64
+}
+
+// NewValidity returns the window from notBefore to notAfter.
+func NewValidity(notBefore, notAfter time.Time) Validity {
+	return Validity{NotBefore: notBefore.Unix(), NotAfter: notAfter.Unix()}
 }
 
 // IsCA reports whether the certificate may act as a certificate authority.
 func (c *Certificate) IsCA() bool { return c.CA }
 
 // NotBefore is the start of the validity window.
-func (c *Certificate) NotBefore() time.Time { return c.Validity.NotBefore }
+func (c *Certificate) NotBefore() time.Time { return time.Unix(c.Validity.NotBefore, 0).UTC() }
 
 // NotAfter is the end of the validity window.
-func (c *Certificate) NotAfter() time.Time { return c.Validity.NotAfter }
+func (c *Certificate) NotAfter() time.Time { return time.Unix(c.Validity.NotAfter, 0).UTC() }
 
 // Bundle is the content of one key of an object (a Secret data key, a file, an SDS secret). Every
 // proxy holds two or three: the small fields sit together, so a Bundle is 88 bytes, not 104.

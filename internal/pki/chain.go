@@ -168,15 +168,6 @@ func (s *signatureCache) check(child, parent *model.Certificate) bool {
 	return ok
 }
 
-// verifies reports whether parent's key verifies child's signature.
-func verifies(parent, child *model.Certificate) bool {
-	key := publicKey(parent)
-	if key == nil {
-		return false
-	}
-	return (&x509.Certificate{PublicKey: key}).CheckSignature(child.SignatureAlgorithm, child.RawTBSCertificate, child.Signature) == nil
-}
-
 // failureRank orders structural failures: when several paths fail, the most specific reason wins.
 var failureRank = map[model.ErrorReason]int{
 	model.ReasonUnknownAuthority: 1,
@@ -235,6 +226,13 @@ func (b *chainBuilder) extend(path []*model.Certificate) {
 		if onPath(path, parent) {
 			continue // a loop: A signs B signs A
 		}
+		next := append(path[:len(path):len(path)], parent)
+		if !parent.IsCA() {
+			// A certificate that is not a CA may not sign certificates (and keeps no key to check
+			// a signature with): whatever its key signed, the path is broken there.
+			b.fail(next, model.ReasonNotCA)
+			continue
+		}
 		if b.checks >= maxSignatureChecks {
 			b.fail(path, model.ReasonChainTooLong)
 			return
@@ -244,7 +242,6 @@ func (b *chainBuilder) extend(path []*model.Certificate) {
 			b.fail(path, model.ReasonBadSignature)
 			continue
 		}
-		next := append(path[:len(path):len(path)], parent)
 		if reason := caConstraint(parent, path); reason != model.ReasonNone {
 			b.fail(next, reason)
 			continue

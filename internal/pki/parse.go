@@ -5,7 +5,6 @@ package pki
 
 import (
 	"bytes"
-	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/rsa"
@@ -15,6 +14,7 @@ import (
 	"fmt"
 	"math/big"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 	"unique"
@@ -141,17 +141,26 @@ func parseDER(data []byte) ([]*model.Certificate, model.ErrorReason) {
 
 // NewCertificate computes once what the analysis needs of x (see model.Certificate).
 func NewCertificate(x *x509.Certificate) *model.Certificate {
+	// The encodings the certificate keeps of its own share one allocation; the issuer's name and
+	// key identifier are shared by every certificate of that issuer (the runtime's unique map drops
+	// a text when no certificate holds it).
+	signed := signedPart(x.SignatureAlgorithm, x.RawTBSCertificate)
+	own := string(slices.Concat(x.RawSubject, x.SubjectKeyId, signed, x.Signature))
+	next := func(n int) string {
+		s := own[:n]
+		own = own[n:]
+		return s
+	}
 	c := &model.Certificate{
-		Raw: x.Raw, RawTBSCertificate: x.RawTBSCertificate, RawSubject: x.RawSubject, RawIssuer: x.RawIssuer,
-		Signature: x.Signature, SignatureAlgorithm: x.SignatureAlgorithm,
-		SubjectKeyID: x.SubjectKeyId, AuthorityKeyID: x.AuthorityKeyId,
-		Validity: model.Validity{NotBefore: x.NotBefore, NotAfter: x.NotAfter},
-		CA:       x.BasicConstraintsValid && x.IsCA, KeyUsage: x.KeyUsage, MaxPathLen: x.MaxPathLen, MaxPathLenZero: x.MaxPathLenZero,
-		DNSNames:    x.DNSNames,
-		Fingerprint: sha256.Sum256(x.Raw),
-		Serial:      x.SerialNumber.Text(16),
-		// Thousands of workload leaves share their issuer's name and their key's algorithm: one
-		// copy of each text is kept (the runtime's unique map drops it when no certificate holds it).
+		RawSubject: next(len(x.RawSubject)), SubjectKeyID: next(len(x.SubjectKeyId)),
+		Signed: next(len(signed)), Signature: next(len(x.Signature)),
+		RawIssuer: unique.Make(string(x.RawIssuer)).Value(), AuthorityKeyID: unique.Make(string(x.AuthorityKeyId)).Value(),
+		SignatureAlgorithm: x.SignatureAlgorithm,
+		Validity:           model.NewValidity(x.NotBefore, x.NotAfter),
+		CA:                 x.BasicConstraintsValid && x.IsCA, KeyUsage: x.KeyUsage, MaxPathLen: x.MaxPathLen, MaxPathLenZero: x.MaxPathLenZero,
+		DNSNames:     x.DNSNames,
+		Fingerprint:  sha256.Sum256(x.Raw),
+		Serial:       x.SerialNumber.Text(16),
 		KeyAlgorithm: unique.Make(KeyAlgorithm(x)).Value(),
 		Subject:      x.Subject.String(),
 		Issuer:       unique.Make(x.Issuer.String()).Value(),
@@ -170,19 +179,6 @@ func NewCertificate(x *x509.Certificate) *model.Certificate {
 		}
 	}
 	return c
-}
-
-// publicKey returns the key of c: a CA's kept key, or for any other certificate the key read again
-// from its encoding (only a certificate that names a leaf as its issuer asks for one).
-func publicKey(c *model.Certificate) crypto.PublicKey {
-	if c.PublicKey != nil || len(c.Raw) == 0 {
-		return c.PublicKey
-	}
-	x, err := x509.ParseCertificate(c.Raw)
-	if err != nil {
-		return nil
-	}
-	return x.PublicKey
 }
 
 // KeyAlgorithm describes the public key of x as the exporter labels it, e.g. "ECDSA-P256",
@@ -231,7 +227,7 @@ type PartialFacts struct {
 // NewPartialCertificate builds a certificate from partial facts. It carries no signature and no
 // key, so it never builds or ends a chain.
 func NewPartialCertificate(f PartialFacts) *model.Certificate {
-	c := &model.Certificate{Validity: model.Validity{NotBefore: f.NotBefore, NotAfter: f.NotAfter}, DNSNames: f.DNSNames,
+	c := &model.Certificate{Validity: model.NewValidity(f.NotBefore, f.NotAfter), DNSNames: f.DNSNames,
 		CA: f.CA, Partial: true, SelfSigned: f.CA, KeyAlgorithm: "unknown"}
 	h := sha256.New()
 	if f.Serial != nil {
