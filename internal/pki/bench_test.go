@@ -2,6 +2,7 @@ package pki
 
 import (
 	"fmt"
+	"runtime"
 	"slices"
 	"sync"
 	"testing"
@@ -83,4 +84,25 @@ func BenchmarkParseBundle(b *testing.B) {
 	for b.Loop() {
 		ParseBundle(data)
 	}
+}
+
+// BenchmarkAnalysisHeld reports the heap an analysis keeps per workload object once it is done:
+// the analyser's entry and the object's findings (its leaf's observation and chain).
+func BenchmarkAnalysisHeld(b *testing.B) {
+	objects := meshObjects()
+	NewAnalyzer().Analyze(objects, benchMeshes) // warms the process's signature cache
+	var held float64
+	for b.Loop() {
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		a := NewAnalyzer()
+		result := a.Analyze(objects, benchMeshes)
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		held = (float64(after.HeapAlloc) - float64(before.HeapAlloc)) / float64(len(objects))
+		runtime.KeepAlive(a)
+		runtime.KeepAlive(result)
+	}
+	b.ReportMetric(held, "held-bytes/object")
 }
