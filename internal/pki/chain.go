@@ -110,7 +110,17 @@ func (ps pools) contains(c *model.Certificate) bool {
 	return false
 }
 
-type sigKey struct{ child, parent [sha256.Size]byte }
+// sigKey names a (child, parent) pair by the SHA-256 of their two fingerprints: one digest rather
+// than both fingerprints halves the entry that every workload leaf holds, and a collision is as
+// hard to find as one of SHA-256.
+type sigKey [sha256.Size]byte
+
+func newSigKey(child, parent *model.Certificate) sigKey {
+	var pair [2 * sha256.Size]byte
+	copy(pair[:], child.Fingerprint[:])
+	copy(pair[sha256.Size:], parent.Fingerprint[:])
+	return sha256.Sum256(pair[:])
+}
 
 // signatureCache remembers signature checks across analyses and is shared by the whole process:
 // readers fill it as they parse presented chains (checkPresentedChain) and the analysis reads it.
@@ -147,7 +157,7 @@ func (s *signatureCache) size() int {
 }
 
 func (s *signatureCache) check(child, parent *model.Certificate) bool {
-	k := sigKey{child.Fingerprint, parent.Fingerprint}
+	k := newSigKey(child, parent)
 	s.mu.Lock()
 	ok, hit := s.current[k]
 	if !hit {
