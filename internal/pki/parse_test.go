@@ -7,7 +7,6 @@ import (
 	"runtime"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/meshcert/meshcert-exporter/internal/model"
 	"github.com/meshcert/meshcert-exporter/internal/testpki"
@@ -105,14 +104,37 @@ func TestParseBundleSharesIdenticalCertificates(t *testing.T) {
 	if len(a) != 1 || len(b) != 1 || a[0] != b[0] {
 		t.Fatal("two bundles holding one certificate got two copies")
 	}
-	before := certificates.size()
-	a, b = nil, nil
-	for range 10 {
-		runtime.GC()
-		if certificates.size() < before {
-			return
-		}
-		time.Sleep(10 * time.Millisecond)
+}
+
+// TestInternerDropsCollectedCertificates: the entries of certificates nothing refers to any more
+// are removed once the map has grown, so ten thousand rotated leaves do not stay in it.
+func TestInternerDropsCollectedCertificates(t *testing.T) {
+	key := testpki.NewKey(testpki.ECDSAP256)
+	ders := make([][]byte, 3*minSweep)
+	for i := range ders {
+		ders[i] = testpki.IssueDER(testpki.Spec{CommonName: fmt.Sprintf("leaf %d", i), SubjectKey: key, NotBefore: jan2026, NotAfter: jan2036})
 	}
-	t.Errorf("the entry of a certificate nothing refers to was not removed (%d entries)", certificates.size())
+	in := newInterner()
+	for _, der := range ders[:minSweep] {
+		if _, err := in.certificate(der); err != nil {
+			t.Fatal(err)
+		}
+	}
+	runtime.GC() // nothing refers to the first certificates any more
+	var live []*model.Certificate
+	for _, der := range ders[minSweep:] {
+		c, err := in.certificate(der)
+		if err != nil {
+			t.Fatal(err)
+		}
+		live = append(live, c)
+	}
+	if n := in.size(); n >= len(live)+minSweep {
+		t.Errorf("%d entries for %d live certificates: the collected ones stayed", n, len(live))
+	}
+	again, err := in.certificate(ders[minSweep])
+	if err != nil || again != live[0] {
+		t.Error("a live certificate was parsed again")
+	}
+	runtime.KeepAlive(live)
 }
