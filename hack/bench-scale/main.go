@@ -605,7 +605,7 @@ func saveProfile(name string) {
 	}
 	// memstats is the heap profile's text form, which ends with the runtime's memory statistics:
 	// live heap, heap goal, idle and released spans, stacks.
-	for file, p := range map[string]string{"heap": "heap", "allocs": "allocs", "mutex": "mutex", "block": "block", "memstats": "heap?debug=1"} {
+	for file, p := range map[string]string{"heap": "heap?gc=1", "allocs": "allocs", "mutex": "mutex", "block": "block", "memstats": "heap?debug=1"} {
 		resp, err := http.Get("http://" + addr + "/debug/pprof/" + p)
 		if err != nil {
 			continue
