@@ -101,7 +101,7 @@ func renderObject(fams *familyBuffers, oa *model.ObjectAnalysis, now time.Time, 
 			return appendLabel(b, "subject", labelValue(c.Subject), false)
 		})
 		if o.Chain != nil {
-			st := o.Chain.Evaluate(now)
+			st := o.Chain.Evaluate(c, now)
 			anchor := ""
 			if st.Anchor != nil {
 				anchor = st.Anchor.Serial
@@ -153,18 +153,29 @@ func renderObject(fams *familyBuffers, oa *model.ObjectAnalysis, now time.Time, 
 func objectBoundary(oa *model.ObjectAnalysis, now time.Time) time.Time {
 	var next time.Time
 	for i := range oa.Certificates {
-		c := oa.Certificates[i].Chain
-		if c == nil {
+		o := &oa.Certificates[i]
+		if o.Chain == nil {
 			continue
 		}
-		for _, path := range append(c.Paths, c.Partial) {
+		// The chain is shared with other certificates: read it, never append to it.
+		next = certBoundary(next, o.Certificate, now)
+		for _, path := range o.Chain.Paths {
 			for _, cert := range path {
-				next = earlierAfter(next, cert.NotBefore(), now)
-				next = earlierAfter(next, cert.NotAfter().Add(time.Nanosecond), now) // expired once strictly after NotAfter
+				next = certBoundary(next, cert, now)
 			}
+		}
+		for _, cert := range o.Chain.Partial {
+			next = certBoundary(next, cert, now)
 		}
 	}
 	return next
+}
+
+// certBoundary returns the earlier of next and the first instant after now at which c's validity
+// changes: its NotBefore reached, or its NotAfter passed (expired once strictly after NotAfter).
+func certBoundary(next time.Time, c *model.Certificate, now time.Time) time.Time {
+	next = earlierAfter(next, c.NotBefore(), now)
+	return earlierAfter(next, c.NotAfter().Add(time.Nanosecond), now)
 }
 
 // earlierAfter returns t when it is after now and before next (or next is zero), else next.

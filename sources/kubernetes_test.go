@@ -202,7 +202,7 @@ func chainIs(c *model.CertificateObservation, role model.Role, valid bool, reaso
 	if c.Role != role || c.Chain == nil {
 		return fmt.Sprintf("role %q, chain %v; want %q", c.Role, c.Chain != nil, role)
 	}
-	st := c.Chain.Evaluate(time.Now())
+	st := c.Chain.Evaluate(c.Certificate, time.Now())
 	if st.Valid != valid || st.Reason != reason || st.Depth != depth {
 		return fmt.Sprintf("%s/%s: chain valid %v reason %q depth %d; want %v %q %d", c.Name, c.Key, st.Valid, st.Reason, st.Depth, valid, reason, depth)
 	}

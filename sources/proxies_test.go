@@ -243,7 +243,7 @@ func TestEnvoyProxies(t *testing.T) {
 			if leaf != nil {
 				gotChain := ""
 				if leaf.Chain != nil {
-					c := leaf.Chain.Evaluate(now)
+					c := leaf.Chain.Evaluate(leaf.Certificate, now)
 					gotChain = fmt.Sprintf("%s/%d", map[bool]string{true: "valid", false: string(c.Reason)}[c.Valid], c.Depth)
 				}
 				gotSAN := model.ErrorReason("-")

@@ -47,14 +47,17 @@ const (
 	ReasonNotOnNode           ErrorReason = "workload_not_on_node"
 )
 
-// Chain is the time-independent result of path building for one certificate. Time-dependent
-// checks (validity windows) are made by Evaluate at scrape time, so a Chain can be cached until
-// the objects it was built from change.
+// Chain is the time-independent result of path building for one certificate, above it: the
+// certificate itself is not part of its paths, so every certificate of one issuer (ten thousand
+// workload leaves) shares one Chain. Time-dependent checks (validity windows) are made by Evaluate
+// at scrape time, so a Chain can be cached until the objects it was built from change. A Chain is
+// never modified once built.
 type Chain struct {
-	// Paths are complete paths from the certificate to a trust anchor whose signatures and CA
-	// constraints hold, shortest first. Each starts with the certificate and ends with the anchor.
+	// Paths are complete paths from the certificate's issuer to a trust anchor whose signatures
+	// and CA constraints hold, shortest first. Each ends with the anchor.
 	Paths [][]*Certificate
-	// Partial is the longest path that could be built when no complete path exists.
+	// Partial is the longest path above the certificate that could be built when no complete path
+	// exists (empty when not even an issuer was found).
 	Partial []*Certificate
 	// Reason is why no complete path exists; ReasonNone when Paths is not empty.
 	Reason ErrorReason
@@ -66,47 +69,53 @@ type ChainStatus struct {
 	Reason ErrorReason
 	// Depth is the number of certificates in the chosen path, the certificate and anchor included.
 	Depth int
-	// NotAfter is the earliest NotAfter along the chosen path.
+	// NotAfter is the earliest NotAfter along the chosen path, the certificate's own included.
 	NotAfter time.Time
 	// Anchor is the trust anchor the chosen path ends at, or nil.
 	Anchor *Certificate
 }
 
-// Evaluate checks the validity windows of the chain at now. It prefers the first path that is valid
-// at now; when none is, it reports the first path and why it is not valid.
-func (c *Chain) Evaluate(now time.Time) ChainStatus {
-	if len(c.Paths) == 0 {
-		return ChainStatus{Reason: c.Reason, Depth: len(c.Partial), NotAfter: earliestNotAfter(c.Partial)}
+// Evaluate checks the validity windows of c, the certificate the chain was built for, and of the
+// chain at now. It prefers the first path that is valid at now; when none is, it reports the
+// first path and why it is not valid.
+func (ch *Chain) Evaluate(c *Certificate, now time.Time) ChainStatus {
+	if len(ch.Paths) == 0 {
+		return ChainStatus{Reason: ch.Reason, Depth: 1 + len(ch.Partial), NotAfter: earliestNotAfter(c, ch.Partial)}
 	}
-	for _, p := range c.Paths {
-		if timeReason(p, now) == ReasonNone {
-			return ChainStatus{Valid: true, Depth: len(p), NotAfter: earliestNotAfter(p), Anchor: p[len(p)-1]}
+	for _, p := range ch.Paths {
+		if timeReason(c, p, now) == ReasonNone {
+			return ChainStatus{Valid: true, Depth: 1 + len(p), NotAfter: earliestNotAfter(c, p), Anchor: p[len(p)-1]}
 		}
 	}
-	p := c.Paths[0]
-	return ChainStatus{Reason: timeReason(p, now), Depth: len(p), NotAfter: earliestNotAfter(p), Anchor: p[len(p)-1]}
+	p := ch.Paths[0]
+	return ChainStatus{Reason: timeReason(c, p, now), Depth: 1 + len(p), NotAfter: earliestNotAfter(c, p), Anchor: p[len(p)-1]}
 }
 
-// timeReason is ReasonExpired when any certificate of the path has expired at now, else
-// ReasonNotYetValid when one is not yet valid, else ReasonNone.
-func timeReason(path []*Certificate, now time.Time) ErrorReason {
+// timeReason is ReasonExpired when c or any certificate of the path above it has expired at now,
+// else ReasonNotYetValid when one is not yet valid, else ReasonNone.
+func timeReason(c *Certificate, path []*Certificate, now time.Time) ErrorReason {
 	reason := ReasonNone
-	for _, c := range path {
+	for i := -1; i < len(path); i++ {
+		cert := c
+		if i >= 0 {
+			cert = path[i]
+		}
 		switch {
-		case now.After(c.NotAfter()):
+		case now.After(cert.NotAfter()):
 			return ReasonExpired
-		case now.Before(c.NotBefore()):
+		case now.Before(cert.NotBefore()):
 			reason = ReasonNotYetValid
 		}
 	}
 	return reason
 }
 
-func earliestNotAfter(path []*Certificate) time.Time {
-	var t time.Time
-	for i, c := range path {
-		if i == 0 || c.NotAfter().Before(t) {
-			t = c.NotAfter()
+// earliestNotAfter is the earliest NotAfter of c and the path above it.
+func earliestNotAfter(c *Certificate, path []*Certificate) time.Time {
+	t := c.NotAfter()
+	for _, p := range path {
+		if p.NotAfter().Before(t) {
+			t = p.NotAfter()
 		}
 	}
 	return t

@@ -138,7 +138,7 @@ func TestAnalyzeChains(t *testing.T) {
 			if got.Role != tt.want.role || got.Chain == nil {
 				t.Fatalf("role %q (chain %v), want %q with a chain", got.Role, got.Chain != nil, tt.want.role)
 			}
-			st := got.Chain.Evaluate(now)
+			st := got.Chain.Evaluate(got.Certificate, now)
 			if st.Valid != tt.want.valid || st.Reason != tt.want.reason || st.Depth != tt.want.depth || !st.NotAfter.Equal(tt.want.notAft) {
 				t.Errorf("chain = valid %v reason %q depth %d not after %s; want %v %q %d %s",
 					st.Valid, st.Reason, st.Depth, st.NotAfter, tt.want.valid, tt.want.reason, tt.want.depth, tt.want.notAft)
@@ -226,8 +226,8 @@ func TestAnalyzeIdentities(t *testing.T) {
 			if id.Valid != (tt.reason == "") || id.Reason != tt.reason {
 				t.Errorf("identity = %+v, want reason %q", *id, tt.reason)
 			}
-			if !obs[0].Chain.Evaluate(now).Valid {
-				t.Errorf("chain invalid: %+v", obs[0].Chain.Evaluate(now))
+			if !obs[0].Chain.Evaluate(obs[0].Certificate, now).Valid {
+				t.Errorf("chain invalid: %+v", obs[0].Chain.Evaluate(obs[0].Certificate, now))
 			}
 			if obs[1].Identity != nil {
 				t.Error("a trust anchor got an identity check")
@@ -359,8 +359,8 @@ func TestAnalyzeTrustBundleDriftAndRootKeys(t *testing.T) {
 	}
 	// A copy is never trusted: the intermediate's chain verifies through the authoritative root.
 	for _, o := range a.Certificates() {
-		if o.Name == "cacerts" && o.Key == "ca-cert.pem" && !o.Chain.Evaluate(now).Valid {
-			t.Errorf("intermediate chain: %+v", o.Chain.Evaluate(now))
+		if o.Name == "cacerts" && o.Key == "ca-cert.pem" && !o.Chain.Evaluate(o.Certificate, now).Valid {
+			t.Errorf("intermediate chain: %+v", o.Chain.Evaluate(o.Certificate, now))
 		}
 	}
 }
@@ -373,7 +373,7 @@ func TestCopiesAreNotTrusted(t *testing.T) {
 	o := obj("linkerd-identity-issuer", model.MeshLinkerd, chain("tls.crt", issuer),
 		model.Bundle{Key: "ca.crt", Purpose: model.PurposeTrustBundleCopy, Certificates: certs(root)})
 	obs := NewAnalyzer().Analyze([]*model.Object{o}, nil).Certificates()
-	if st := obs[0].Chain.Evaluate(now); st.Valid || st.Reason != model.ReasonUnknownAuthority {
+	if st := obs[0].Chain.Evaluate(obs[0].Certificate, now); st.Valid || st.Reason != model.ReasonUnknownAuthority {
 		t.Errorf("issuer verified against its own ca.crt: %+v", st)
 	}
 }
@@ -432,7 +432,7 @@ func TestChainThroughLargePools(t *testing.T) {
 		if o.Key != "tls.crt" {
 			continue
 		}
-		if st := o.Chain.Evaluate(testpki.Date(2027, 1, 1)); !st.Valid || st.Depth != 3 {
+		if st := o.Chain.Evaluate(o.Certificate, testpki.Date(2027, 1, 1)); !st.Valid || st.Depth != 3 {
 			t.Errorf("%s: chain %+v, want valid with depth 3", o.Name, st)
 		}
 	}
@@ -459,7 +459,7 @@ func TestParseChecksPresentedChains(t *testing.T) {
 		{Key: "ca.crt", Purpose: model.PurposeTrustBundle, Certificates: roots}}}
 	a := NewAnalyzer()
 	for _, obs := range a.Analyze([]*model.Object{o}, nil).Certificates() {
-		if obs.Chain != nil && !obs.Chain.Evaluate(testpki.Date(2027, 1, 1)).Valid {
+		if obs.Chain != nil && !obs.Chain.Evaluate(obs.Certificate, testpki.Date(2027, 1, 1)).Valid {
 			t.Errorf("%s[%d]: chain not valid", obs.Key, obs.Index)
 		}
 	}
@@ -500,5 +500,58 @@ func TestAnalyzeUniqueLocationsAcrossRuns(t *testing.T) {
 		if got := subjects(a.Analyze(r.objects, nil)); !slices.Equal(got, r.want) {
 			t.Errorf("%s: %v, want %v", r.name, got, r.want)
 		}
+	}
+}
+
+// TestLeavesShareTheirIssuersChain: the workload leaves of one issuer hold one chain, which holds
+// the paths above them only; a leaf of another issuer has its own, and each leaf still evaluates
+// with its own validity.
+func TestLeavesShareTheirIssuersChain(t *testing.T) {
+	root := testpki.Issue(testpki.Spec{CommonName: "root", CA: true, NotBefore: jan2026, NotAfter: jan2036})
+	inter := testpki.Issue(testpki.Spec{CommonName: "inter", CA: true, Issuer: root, NotBefore: jan2026, NotAfter: jan2036})
+	other := testpki.Issue(testpki.Spec{CommonName: "other inter", CA: true, Issuer: root, NotBefore: jan2026, NotAfter: jan2036})
+	leaf := func(name string, issuer *testpki.Cert, notAfter time.Time) *testpki.Cert {
+		return testpki.Issue(testpki.Spec{CommonName: name, Issuer: issuer, NotBefore: jan2026, NotAfter: notAfter})
+	}
+	parsed := func(cs ...*testpki.Cert) []*model.Certificate {
+		out, reason := ParseBundle(testpki.Bundle(cs...))
+		if reason != model.ReasonNone {
+			t.Fatal(reason)
+		}
+		return out
+	}
+	proxy := func(name string, cs ...*testpki.Cert) *model.Object {
+		return &model.Object{Source: "envoy", Name: name, Mesh: model.MeshIstio, Bundles: []model.Bundle{{Key: "default", Export: model.ExportFirst, NoIdentity: true, Certificates: parsed(cs...)}}}
+	}
+	objects := []*model.Object{
+		{Source: "secret", Name: "cacerts", Mesh: model.MeshIstio, Authoritative: true, Bundles: []model.Bundle{{Key: "root-cert.pem", Purpose: model.PurposeTrustBundle, Certificates: parsed(root)}}},
+		proxy("a", leaf("a", inter, jan2036), inter),
+		proxy("b", leaf("b", inter, testpki.Date(2027, 1, 1)), inter),
+		proxy("c", leaf("c", other, jan2036), other),
+	}
+	obs := NewAnalyzer().Analyze(objects, map[model.Mesh]model.MeshSettings{model.MeshIstio: {TrustDomain: "cluster.local"}}).Certificates()
+	byName := map[string]model.CertificateObservation{}
+	for _, o := range obs {
+		byName[o.Name] = o
+	}
+	a, b, c := byName["a"], byName["b"], byName["c"]
+	if a.Chain == nil || a.Chain != b.Chain {
+		t.Fatal("two leaves of one issuer hold two chains")
+	}
+	if c.Chain == a.Chain {
+		t.Fatal("leaves of different issuers share a chain")
+	}
+	for _, o := range []model.CertificateObservation{a, b, c} {
+		for _, p := range o.Chain.Paths {
+			if slices.Contains(p, o.Certificate) {
+				t.Errorf("%s: the shared chain holds the leaf", o.Name)
+			}
+		}
+	}
+	if st := a.Chain.Evaluate(a.Certificate, now); !st.Valid || st.Depth != 3 || st.Anchor == nil || st.Anchor.Subject != "CN=root" {
+		t.Errorf("a: %+v", st)
+	}
+	if st := b.Chain.Evaluate(b.Certificate, now); st.Valid || st.Reason != model.ReasonExpired || !st.NotAfter.Equal(testpki.Date(2027, 1, 1)) {
+		t.Errorf("b, expired on its own: %+v", st)
 	}
 }

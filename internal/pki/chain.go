@@ -205,10 +205,22 @@ func buildChain(c *model.Certificate, anchors, intermediates pools, sigs *signat
 	if len(b.result.Paths) > 0 {
 		b.result.Partial, b.result.Reason = nil, model.ReasonNone
 	}
-	// A copy of the result: a pointer into the builder would keep the builder and the pools it
-	// searched alive with the chain, a quarter of a kilobyte for each workload leaf.
-	chain := b.result
-	return &chain
+	// The chain keeps the paths above c, in arrays of its own (a pointer into the builder would
+	// keep the builder and the pools it searched alive), and is shared by every certificate whose
+	// paths are the same: ten thousand workload leaves hold one chain.
+	chain := &model.Chain{Partial: above(b.result.Partial), Reason: b.result.Reason}
+	for _, p := range b.result.Paths {
+		chain.Paths = append(chain.Paths, above(p))
+	}
+	return sharedChain(chain)
+}
+
+// above returns a copy of the path without its first certificate, or nil.
+func above(path []*model.Certificate) []*model.Certificate {
+	if len(path) <= 1 {
+		return nil
+	}
+	return append([]*model.Certificate(nil), path[1:]...)
 }
 
 func (b *chainBuilder) fail(path []*model.Certificate, reason model.ErrorReason) {

@@ -69,7 +69,7 @@ func FuzzAnalyze(f *testing.F) {
 			if o.Chain == nil {
 				continue
 			}
-			st := o.Chain.Evaluate(time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC))
+			st := o.Chain.Evaluate(o.Certificate, time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC))
 			if st.Depth < 1 || st.Depth > maxChainLength {
 				t.Fatalf("depth %d", st.Depth)
 			}

@@ -68,7 +68,7 @@ func ParseBundle(data []byte) ([]*model.Certificate, model.ErrorReason) {
 			reason = model.ReasonTooMany
 			break
 		}
-		c, err := certificates.certificate(block.Bytes)
+		c, err := sharedCertificate(block.Bytes)
 		if err != nil {
 			reason = worse(reason, model.ReasonBadDER)
 			continue
@@ -129,7 +129,7 @@ func parseDER(data []byte) ([]*model.Certificate, model.ErrorReason) {
 	}
 	certs := make([]*model.Certificate, 0, len(xs))
 	for _, x := range xs {
-		c, err := certificates.certificate(x.Raw)
+		c, err := sharedCertificate(x.Raw)
 		if err != nil {
 			return certs, model.ReasonBadDER
 		}

@@ -106,35 +106,27 @@ func TestParseBundleSharesIdenticalCertificates(t *testing.T) {
 	}
 }
 
-// TestInternerDropsCollectedCertificates: the entries of certificates nothing refers to any more
-// are removed once the map has grown, so ten thousand rotated leaves do not stay in it.
-func TestInternerDropsCollectedCertificates(t *testing.T) {
-	key := testpki.NewKey(testpki.ECDSAP256)
-	ders := make([][]byte, 3*minSweep)
-	for i := range ders {
-		ders[i] = testpki.IssueDER(testpki.Spec{CommonName: fmt.Sprintf("leaf %d", i), SubjectKey: key, NotBefore: jan2026, NotAfter: jan2036})
+// TestWeakTableDropsCollectedValues: the entries of values nothing refers to any more are removed
+// once the map has grown, so ten thousand rotated leaves do not stay in it, and live values stay
+// shared.
+func TestWeakTableDropsCollectedValues(t *testing.T) {
+	table := newWeakTable[int, model.Certificate]()
+	for i := range minSweep {
+		table.share(i, &model.Certificate{Serial: fmt.Sprint(i)})
 	}
-	in := newInterner()
-	for _, der := range ders[:minSweep] {
-		if _, err := in.certificate(der); err != nil {
-			t.Fatal(err)
-		}
-	}
-	runtime.GC() // nothing refers to the first certificates any more
+	runtime.GC() // nothing refers to the first values any more
 	var live []*model.Certificate
-	for _, der := range ders[minSweep:] {
-		c, err := in.certificate(der)
-		if err != nil {
-			t.Fatal(err)
-		}
-		live = append(live, c)
+	for i := minSweep; i < 3*minSweep; i++ {
+		live = append(live, table.share(i, &model.Certificate{Serial: fmt.Sprint(i)}))
 	}
-	if n := in.size(); n >= len(live)+minSweep {
-		t.Errorf("%d entries for %d live certificates: the collected ones stayed", n, len(live))
+	if n := table.size(); n >= len(live)+minSweep {
+		t.Errorf("%d entries for %d live values: the collected ones stayed", n, len(live))
 	}
-	again, err := in.certificate(ders[minSweep])
-	if err != nil || again != live[0] {
-		t.Error("a live certificate was parsed again")
+	if got := table.share(minSweep, &model.Certificate{}); got != live[0] {
+		t.Error("a live value was not shared")
+	}
+	if table.get(0) != nil {
+		t.Error("a collected value is still returned")
 	}
 	runtime.KeepAlive(live)
 }
