@@ -8,6 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unique"
 
 	"github.com/go-kit/log"
 
@@ -222,9 +223,11 @@ func stripPod(obj any) (any, error) {
 	if !ok {
 		return obj, nil
 	}
+	// Thousands of pods share a few namespaces, service accounts, nodes and trust-root digests:
+	// one copy of each text is kept instead of one per pod.
 	info := &podInfo{
-		Target: Target{Namespace: p.Namespace, Name: p.Name, ServiceAccount: p.Spec.ServiceAccountName, Node: p.Spec.NodeName,
-			IP: p.Status.PodIP, TrustRootDigest: p.Annotations[annotationTrustRoot]},
+		Target: Target{Namespace: unique.Make(p.Namespace).Value(), Name: p.Name, ServiceAccount: unique.Make(p.Spec.ServiceAccountName).Value(),
+			Node: unique.Make(p.Spec.NodeName).Value(), IP: p.Status.PodIP, TrustRootDigest: unique.Make(p.Annotations[annotationTrustRoot]).Value()},
 		resourceVersion: p.ResourceVersion,
 	}
 	switch {
