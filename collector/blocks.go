@@ -2,7 +2,6 @@ package collector
 
 import (
 	"bytes"
-	"compress/gzip"
 	"slices"
 	"sync"
 	"time"
@@ -179,11 +178,11 @@ func compress(text []byte) []byte {
 	}
 	var buf bytes.Buffer
 	buf.Grow(len(text)/6 + 64)
-	zw := gzipWriters.Get().(*gzip.Writer)
+	zw := getGzipWriter()
 	zw.Reset(&buf)
 	zw.Write(text)
 	zw.Close()
-	gzipWriters.Put(zw)
+	putGzipWriter(zw)
 	return bytes.Clone(buf.Bytes())
 }
 
