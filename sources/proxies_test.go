@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -663,5 +665,35 @@ func TestProxyHealthRecords(t *testing.T) {
 	down := read()
 	if down.Up || down.LastSuccess.IsZero() {
 		t.Errorf("failure after a success: %+v, want down with the time of the last success", down)
+	}
+}
+
+// TestReadBody: an answer is read whole whether or not its size is announced, a body shorter than
+// announced is an error, and the limit holds both ways.
+func TestReadBody(t *testing.T) {
+	const limit = 10
+	for _, tt := range []struct {
+		name    string
+		status  int
+		length  int64
+		body    string
+		want    string
+		wantErr error
+	}{
+		{"announced", 200, 5, "hello", "hello", nil},
+		{"not announced", 200, -1, "hello", "hello", nil},
+		{"empty", 200, 0, "", "", nil},
+		{"shorter than announced", 200, 8, "hello", "", io.ErrUnexpectedEOF},
+		{"announced over the limit", 200, 11, "hello world", "", errBodyTooLarge},
+		{"over the limit, not announced", 200, -1, "hello world", "", errBodyTooLarge},
+		{"not 200", 503, 5, "hello", "", statusError{503}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			resp := &http.Response{StatusCode: tt.status, ContentLength: tt.length, Body: io.NopCloser(strings.NewReader(tt.body))}
+			got, err := readBody(resp, limit)
+			if !errors.Is(err, tt.wantErr) || string(got) != tt.want {
+				t.Errorf("readBody = %q, %v; want %q, %v", got, err, tt.want, tt.wantErr)
+			}
+		})
 	}
 }
