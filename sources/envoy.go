@@ -1,6 +1,7 @@
 package sources
 
 import (
+	"bytes"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -37,15 +38,27 @@ const (
 // envoyBytes is a protobuf bytes field: base64, standard or URL-safe, padded or not.
 type envoyBytes []byte
 
-// UnmarshalJSON implements json.Unmarshaler.
+// base64Encodings are the spellings of a protobuf bytes field, the usual one first.
+var base64Encodings = []*base64.Encoding{base64.StdEncoding, base64.URLEncoding, base64.RawStdEncoding, base64.RawURLEncoding}
+
+// UnmarshalJSON implements json.Unmarshaler. A JSON string without escapes (base64 needs none) is
+// decoded where it lies, without a string copy of it first: a workload's chain is kilobytes, and
+// every proxy is read every interval.
 func (b *envoyBytes) UnmarshalJSON(data []byte) error {
-	var s string
-	if err := json.Unmarshal(data, &s); err != nil {
-		return err
+	text := data
+	if len(data) < 2 || data[0] != '"' || data[len(data)-1] != '"' || bytes.IndexByte(data, '\\') >= 0 {
+		var s string
+		if err := json.Unmarshal(data, &s); err != nil {
+			return err
+		}
+		text = []byte(s)
+	} else {
+		text = data[1 : len(data)-1]
 	}
-	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.URLEncoding, base64.RawStdEncoding, base64.RawURLEncoding} {
-		if out, err := enc.DecodeString(s); err == nil {
-			*b = out
+	out := make([]byte, base64.RawStdEncoding.DecodedLen(len(text))) // the longest of the four
+	for _, enc := range base64Encodings {
+		if n, err := enc.Decode(out, text); err == nil {
+			*b = out[:n:n]
 			return nil
 		}
 	}

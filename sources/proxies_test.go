@@ -1,6 +1,7 @@
 package sources
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -693,6 +694,37 @@ func TestReadBody(t *testing.T) {
 			got, err := readBody(resp, limit)
 			if !errors.Is(err, tt.wantErr) || string(got) != tt.want {
 				t.Errorf("readBody = %q, %v; want %q, %v", got, err, tt.want, tt.wantErr)
+			}
+		})
+	}
+}
+
+// TestEnvoyBytes: a protobuf bytes field is read in each base64 spelling protojson accepts, with
+// or without JSON escapes, and anything else is an error.
+func TestEnvoyBytes(t *testing.T) {
+	data := []byte("\xfb\xff\xfe certificate bytes?>")
+	quote := func(s string) string { return `"` + s + `"` }
+	for _, tt := range []struct {
+		name, json string
+		ok         bool
+	}{
+		{"standard", quote(base64.StdEncoding.EncodeToString(data)), true},
+		{"URL-safe", quote(base64.URLEncoding.EncodeToString(data)), true},
+		{"standard, unpadded", quote(base64.RawStdEncoding.EncodeToString(data)), true},
+		{"URL-safe, unpadded", quote(base64.RawURLEncoding.EncodeToString(data)), true},
+		{"escaped slash", quote(strings.ReplaceAll(base64.StdEncoding.EncodeToString(data), "/", `\/`)), true},
+		{"escaped unicode", quote(`\u002b` + base64.StdEncoding.EncodeToString(data)[1:]), true}, // "+"
+		{"not base64", quote("not base64!"), false},
+		{"not a string", `42`, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var b envoyBytes
+			err := json.Unmarshal([]byte(tt.json), &b)
+			if tt.ok && (err != nil || !bytes.Equal(b, data)) {
+				t.Errorf("got %q, %v; want %q", b, err, data)
+			}
+			if !tt.ok && err == nil {
+				t.Errorf("no error, got %q", b)
 			}
 		})
 	}
