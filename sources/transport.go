@@ -2,6 +2,7 @@ package sources
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -111,14 +112,30 @@ func readBody(resp *http.Response, limit int64) ([]byte, error) {
 		}
 		return body, nil
 	}
-	body, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
-	if err != nil {
+	// Not announced (Envoy's admin streams its answers): read into a reused buffer, and return an
+	// exact copy.
+	buf := bodyBuffers.Get().(*bytes.Buffer)
+	defer putBodyBuffer(buf)
+	buf.Reset()
+	if _, err := buf.ReadFrom(io.LimitReader(resp.Body, limit+1)); err != nil {
 		return nil, err
 	}
-	if int64(len(body)) > limit {
+	if int64(buf.Len()) > limit {
 		return nil, errBodyTooLarge
 	}
-	return body, nil
+	return bytes.Clone(buf.Bytes()), nil
+}
+
+// bodyBuffers are reused between reads of answers of unknown size.
+var bodyBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// maxPooledBody is the largest buffer kept for reuse: a rare big answer's is left to the collector.
+const maxPooledBody = 256 << 10
+
+func putBodyBuffer(buf *bytes.Buffer) {
+	if buf.Cap() <= maxPooledBody {
+		bodyBuffers.Put(buf)
+	}
 }
 
 // DirectTransport reads an admin endpoint over plain HTTP at the pod's IP (Linkerd's 4191, Envoy
@@ -140,9 +157,11 @@ func NewDirectTransport(maxBody int64) *DirectTransport {
 			// a sweep of 10,000 proxies in bench-scale).
 			DisableKeepAlives:  true,
 			DisableCompression: false,
-			// A request is one line and a few headers: the default 4 KB write buffer of each
-			// connection (one per read) was garbage at once.
+			// A request is one line and a few headers: the default 4 KB buffers of each
+			// connection (one per read) were garbage at once.
 			WriteBufferSize: 1 << 10,
+			// 1 KB holds an admin answer's head; its body streams through in a few more reads.
+			ReadBufferSize: 1 << 10,
 		},
 		CheckRedirect: func(*http.Request, []*http.Request) error { return errRedirect },
 	}}
