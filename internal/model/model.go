@@ -82,24 +82,20 @@ type Certificate struct {
 	Signed             string
 	Signature          string
 	SignatureAlgorithm x509.SignatureAlgorithm
-	// PublicKey is a CA's key, which verifies what it signs; nil for other certificates, which
-	// cannot sign a certificate.
-	PublicKey crypto.PublicKey
+	// Authority is what a CA signs with and under which constraints; nil for other certificates,
+	// which cannot sign a certificate (and for a Partial CA, which shows no key).
+	Authority *Authority
 	// Validity is the validity window.
 	Validity Validity
-	// KeyUsage, MaxPathLen and MaxPathLenZero are as in x509.Certificate.
-	KeyUsage   x509.KeyUsage
-	MaxPathLen int
 	// CA is true when the basic constraints make the certificate a CA.
-	CA             bool
-	MaxPathLenZero bool
+	CA bool
 	// SelfSigned is true when the subject equals the issuer and the certificate's own key verifies
 	// its signature.
 	SelfSigned bool
 	// Partial marks facts taken from a summary (Envoy's /certs, a proxy's expiry metric) rather than
 	// from the certificate itself: only the fields the summary gave are set (no encoding, no
 	// signature, no key, no subject), Fingerprint is derived from what is known, and no chain is
-	// built. (The four flags sit together: a leaf per workload, 32 bytes fewer each.)
+	// built. (The flags sit together: a leaf per workload, bytes saved here count.)
 	Partial bool
 	// DNSNames are the DNS SANs (a Linkerd identity is one).
 	DNSNames []string
@@ -113,6 +109,18 @@ type Certificate struct {
 	SPIFFEIDs []string
 	// Subject and Issuer are the distinguished names as text.
 	Subject, Issuer string
+}
+
+// Authority is the part of a CA certificate that only a CA needs: the key that verifies what it
+// signs and the constraints on what it may sign. Workload leaves, most of a mesh's certificates,
+// do without these 40 bytes.
+type Authority struct {
+	// PublicKey verifies what the CA signs.
+	PublicKey crypto.PublicKey
+	// KeyUsage, MaxPathLen and MaxPathLenZero are as in x509.Certificate.
+	KeyUsage       x509.KeyUsage
+	MaxPathLen     int
+	MaxPathLenZero bool
 }
 
 // Validity is a certificate's validity window in Unix seconds: X.509 times have no fractions of a

@@ -291,13 +291,14 @@ func onPath(path []*model.Certificate, c *model.Certificate) bool {
 // caConstraint checks that parent may sign the certificates below it: it must be a CA, may sign
 // certificates when it restricts its key usage, and must allow the number of intermediates below it.
 func caConstraint(parent *model.Certificate, below []*model.Certificate) model.ErrorReason {
-	if !parent.IsCA() {
+	a := parent.Authority
+	if !parent.IsCA() || a == nil {
 		return model.ReasonNotCA
 	}
-	if parent.KeyUsage != 0 && parent.KeyUsage&x509.KeyUsageCertSign == 0 {
+	if a.KeyUsage != 0 && a.KeyUsage&x509.KeyUsageCertSign == 0 {
 		return model.ReasonNotCA
 	}
-	if parent.MaxPathLen > 0 || parent.MaxPathLen == 0 && parent.MaxPathLenZero {
+	if a.MaxPathLen > 0 || a.MaxPathLen == 0 && a.MaxPathLenZero {
 		// Intermediates below the parent: everything on the path but the first certificate, and
 		// self-issued certificates do not count (RFC 5280, 6.1.4).
 		n := 0
@@ -306,7 +307,7 @@ func caConstraint(parent *model.Certificate, below []*model.Certificate) model.E
 				n++
 			}
 		}
-		if n > parent.MaxPathLen {
+		if n > a.MaxPathLen {
 			return model.ReasonPathLenExceeded
 		}
 	}

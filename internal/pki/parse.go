@@ -157,7 +157,7 @@ func NewCertificate(x *x509.Certificate) *model.Certificate {
 		RawIssuer: unique.Make(string(x.RawIssuer)).Value(), AuthorityKeyID: unique.Make(string(x.AuthorityKeyId)).Value(),
 		SignatureAlgorithm: x.SignatureAlgorithm,
 		Validity:           model.NewValidity(x.NotBefore, x.NotAfter),
-		CA:                 x.BasicConstraintsValid && x.IsCA, KeyUsage: x.KeyUsage, MaxPathLen: x.MaxPathLen, MaxPathLenZero: x.MaxPathLenZero,
+		CA:                 x.BasicConstraintsValid && x.IsCA,
 		DNSNames:     x.DNSNames,
 		Fingerprint:  sha256.Sum256(x.Raw),
 		Serial:       x.SerialNumber.Text(16),
@@ -166,7 +166,7 @@ func NewCertificate(x *x509.Certificate) *model.Certificate {
 		Issuer:       unique.Make(x.Issuer.String()).Value(),
 	}
 	if c.CA {
-		c.PublicKey = x.PublicKey
+		c.Authority = &model.Authority{PublicKey: x.PublicKey, KeyUsage: x.KeyUsage, MaxPathLen: x.MaxPathLen, MaxPathLenZero: x.MaxPathLenZero}
 	}
 	// Self-signed means the certificate's own key verifies its signature, not only that the names
 	// match: a cross-signed CA can carry its own subject as issuer.

@@ -59,11 +59,11 @@ func signedPart(algo x509.SignatureAlgorithm, tbs []byte) []byte {
 // certificate that is not a CA verifies nothing (it may not sign certificates at all).
 func verifies(parent, child *model.Certificate) bool {
 	scheme, ok := signatureSchemes[child.SignatureAlgorithm]
-	if !ok || child.Signed == "" {
+	if !ok || child.Signed == "" || parent.Authority == nil {
 		return false
 	}
 	signed, signature := []byte(child.Signed), []byte(child.Signature)
-	switch key := parent.PublicKey.(type) {
+	switch key := parent.Authority.PublicKey.(type) {
 	case *rsa.PublicKey:
 		if scheme.key != x509.RSA {
 			return false
