@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/pem"
 	"fmt"
-	"runtime"
 	"strings"
 	"testing"
 
@@ -104,29 +103,4 @@ func TestParseBundleSharesIdenticalCertificates(t *testing.T) {
 	if len(a) != 1 || len(b) != 1 || a[0] != b[0] {
 		t.Fatal("two bundles holding one certificate got two copies")
 	}
-}
-
-// TestWeakTableDropsCollectedValues: the entries of values nothing refers to any more are removed
-// once the map has grown, so ten thousand rotated leaves do not stay in it, and live values stay
-// shared.
-func TestWeakTableDropsCollectedValues(t *testing.T) {
-	table := newWeakTable[int, model.Certificate]()
-	for i := range minSweep {
-		table.share(i, &model.Certificate{Serial: fmt.Sprint(i)})
-	}
-	runtime.GC() // nothing refers to the first values any more
-	var live []*model.Certificate
-	for i := minSweep; i < 3*minSweep; i++ {
-		live = append(live, table.share(i, &model.Certificate{Serial: fmt.Sprint(i)}))
-	}
-	if n := table.size(); n >= len(live)+minSweep {
-		t.Errorf("%d entries for %d live values: the collected ones stayed", n, len(live))
-	}
-	if got := table.share(minSweep, &model.Certificate{}); got != live[0] {
-		t.Error("a live value was not shared")
-	}
-	if table.get(0) != nil {
-		t.Error("a collected value is still returned")
-	}
-	runtime.KeepAlive(live)
 }
