@@ -16,6 +16,7 @@ import (
 	"github.com/go-kit/log/level"
 
 	"github.com/meshcert/meshcert-exporter/internal/model"
+	"github.com/meshcert/meshcert-exporter/internal/share"
 )
 
 // The `source` label values of the proxy sources.
@@ -331,7 +332,7 @@ func (p *Proxies) readOne(ctx context.Context, ps *proxyState) {
 	}
 	o := &model.Object{Source: p.name, Namespace: t.Namespace, Name: t.Name, Mesh: p.mesh, Bundles: bundles, TrustRootDigest: t.TrustRootDigest}
 	if p.expect && t.ServiceAccount != "" {
-		o.Expect = &model.Identity{Namespace: t.Namespace, ServiceAccount: t.ServiceAccount}
+		o.Expect = sharedIdentity(model.Identity{Namespace: t.Namespace, ServiceAccount: t.ServiceAccount})
 	}
 	if !sameObject(ps.object, o) {
 		ps.object = o
@@ -340,6 +341,18 @@ func (p *Proxies) readOne(ctx context.Context, ps *proxyState) {
 	p.setStatus(ps, true, endpoint, now)
 	ps.failing = model.ReasonNone
 	p.state.LastSuccess = now
+}
+
+// expectations hold one record per expected identity: the replicas of a workload, often
+// hundreds of pods, expect the same one.
+var expectations = share.NewTable[model.Identity, model.Identity]()
+
+// sharedIdentity returns the shared record equal to id.
+func sharedIdentity(id model.Identity) *model.Identity {
+	if e := expectations.Get(id); e != nil {
+		return e
+	}
+	return expectations.Share(id, &model.Identity{Namespace: id.Namespace, ServiceAccount: id.ServiceAccount, NotOnNode: id.NotOnNode})
 }
 
 // setStatus gives a proxy a new health record; p.mu is held.

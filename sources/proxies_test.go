@@ -729,3 +729,27 @@ func TestEnvoyBytes(t *testing.T) {
 		})
 	}
 }
+
+// TestReplicasShareTheirExpectedIdentity: proxies of one service account in one namespace point
+// at one expected identity; another service account gets its own.
+func TestReplicasShareTheirExpectedIdentity(t *testing.T) {
+	root := testpki.Issue(testpki.Spec{CommonName: "root", CA: true, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().AddDate(1, 0, 0)})
+	srv := adminDouble{EnvoySecretsPath: {200, envoyDump(false, rootSecret(root.PEM()))}}.serve(t)
+	targets := []Target{
+		{Namespace: "shop", Name: "cart-1", ServiceAccount: "cart", URL: srv.URL},
+		{Namespace: "shop", Name: "cart-2", ServiceAccount: "cart", URL: srv.URL},
+		{Namespace: "shop", Name: "web-1", ServiceAccount: "web", URL: srv.URL},
+	}
+	st := readOnce(t, NewEnvoyProxies(nil, targets, NewDirectTransport(1<<20), fastSettings, log.NewNopLogger()))
+	expect := map[string]*model.Identity{}
+	for _, o := range st.Objects {
+		expect[o.Name] = o.Expect
+	}
+	cart1, cart2, web := expect["cart-1"], expect["cart-2"], expect["web-1"]
+	if cart1 == nil || cart1 != cart2 || *cart1 != (model.Identity{Namespace: "shop", ServiceAccount: "cart"}) {
+		t.Errorf("replicas expect %+v and %+v, want one shared shop/cart", cart1, cart2)
+	}
+	if web == nil || web == cart1 || web.ServiceAccount != "web" {
+		t.Errorf("web expects %+v", web)
+	}
+}
