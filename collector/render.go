@@ -78,16 +78,17 @@ type familyBuffers [famCount][]byte
 // shared by its series: a few allocations per certificate, not per series.
 func renderObject(fams *familyBuffers, oa *model.ObjectAnalysis, now time.Time, scratch []byte) []byte {
 	loc := scratch
+	obj := oa.Object
 	for i := range oa.Certificates {
 		o := &oa.Certificates[i]
 		c := o.Certificate
 		loc = appendLabel(loc[:0], "index", strconv.Itoa(o.Index), true)
 		loc = appendLabel(loc, "key", labelValue(o.Key), false)
-		loc = appendLabel(loc, "mesh", string(o.Mesh), false)
-		loc = appendLabel(loc, "name", labelValue(o.Name), false)
-		loc = appendLabel(loc, "namespace", labelValue(o.Namespace), false)
+		loc = appendLabel(loc, "mesh", string(obj.Mesh), false)
+		loc = appendLabel(loc, "name", labelValue(obj.Name), false)
+		loc = appendLabel(loc, "namespace", labelValue(obj.Namespace), false)
 		loc = appendLabel(loc, "role", string(o.Role), false)
-		loc = appendLabel(loc, "source", o.Source, false)
+		loc = appendLabel(loc, "source", obj.Source, false)
 
 		fams[famNotAfter] = appendSample(fams[famNotAfter], famNotAfter, loc, nil, unixSeconds(c.NotAfter()))
 		if !c.NotBefore().IsZero() { // a proxy's expiry metric gives no start
@@ -131,10 +132,10 @@ func renderObject(fams *familyBuffers, oa *model.ObjectAnalysis, now time.Time, 
 	}
 	for _, b := range oa.TrustBundles {
 		l := appendLabel(loc[:0], "key", labelValue(b.Key), true)
-		l = appendLabel(l, "mesh", string(b.Mesh), false)
-		l = appendLabel(l, "name", labelValue(b.Name), false)
-		l = appendLabel(l, "namespace", labelValue(b.Namespace), false)
-		loc = appendLabel(l, "source", b.Source, false)
+		l = appendLabel(l, "mesh", string(obj.Mesh), false)
+		l = appendLabel(l, "name", labelValue(obj.Name), false)
+		l = appendLabel(l, "namespace", labelValue(obj.Namespace), false)
+		loc = appendLabel(l, "source", obj.Source, false)
 		fams[famTrustBundleCurrent] = appendSample(fams[famTrustBundleCurrent], famTrustBundleCurrent, loc, nil, boolValue(b.Current))
 	}
 	for _, k := range oa.RootKeys {

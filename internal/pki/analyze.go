@@ -165,7 +165,7 @@ func sameSettings(a, b model.MeshSettings) bool {
 
 // analyse finds what one object holds, in its mesh's context.
 func (a *Analyzer) analyse(o *model.Object, ctx *meshContext) *model.ObjectAnalysis {
-	out := &model.ObjectAnalysis{}
+	out := &model.ObjectAnalysis{Object: o}
 	anchors, intermediates := objectPools(o)
 	allAnchors, allIntermediates := pools{anchors, ctx.anchors}, pools{intermediates, ctx.intermediates}
 	keys := make(map[string]bool, len(o.Bundles))
@@ -178,19 +178,13 @@ func (a *Analyzer) analyse(o *model.Object, ctx *meshContext) *model.ObjectAnaly
 			out.BundleErrors = append(out.BundleErrors, model.BundleError{Source: o.Source, Namespace: o.Namespace, Name: o.Name, Key: b.Key, Reason: b.Error})
 		}
 		if b.Purpose == model.PurposeTrustBundleCopy && o.Mesh != model.MeshNone && ctx.anchors.len() > 0 && !anyPartial(b.Certificates) {
-			out.TrustBundles = append(out.TrustBundles, model.TrustBundleStatus{Mesh: o.Mesh, Source: o.Source,
-				Namespace: o.Namespace, Name: o.Name, Key: b.Key, Current: sameSet(b.Certificates, ctx.anchors)})
+			out.TrustBundles = append(out.TrustBundles, model.TrustBundleFinding{Key: b.Key, Current: sameSet(b.Certificates, ctx.anchors)})
 		}
 		for i, c := range b.Certificates {
 			if b.Export == model.ExportNone || b.Export == model.ExportFirst && i > 0 {
 				break
 			}
-			obs := model.CertificateObservation{
-				Location:    model.Location{Source: o.Source, Namespace: o.Namespace, Name: o.Name, Key: b.Key, Index: i},
-				Mesh:        o.Mesh,
-				Role:        Classify(c, b.RoleHint),
-				Certificate: c,
-			}
+			obs := model.CertificateFinding{Key: b.Key, Index: i, Role: Classify(c, b.RoleHint), Certificate: c}
 			if obs.Role != model.RoleTrustAnchor && !c.Partial && !b.NoChain {
 				obs.Chain = buildChain(c, allAnchors, allIntermediates, a.sigs)
 			}
@@ -205,8 +199,7 @@ func (a *Analyzer) analyse(o *model.Object, ctx *meshContext) *model.ObjectAnaly
 		}
 	}
 	if digests := ctx.settings.TrustAnchorDigests; o.TrustRootDigest != "" && len(digests) > 0 {
-		out.TrustBundles = append(out.TrustBundles, model.TrustBundleStatus{Mesh: o.Mesh, Source: o.Source,
-			Namespace: o.Namespace, Name: o.Name, Key: TrustRootDigestKey, Current: slices.Contains(digests, o.TrustRootDigest)})
+		out.TrustBundles = append(out.TrustBundles, model.TrustBundleFinding{Key: TrustRootDigestKey, Current: slices.Contains(digests, o.TrustRootDigest)})
 	}
 	if len(o.KeyPairs) > 0 {
 		out.RootKeys = append(out.RootKeys, model.RootKeyStatus{Mesh: o.Mesh, Source: o.Source,
