@@ -11,6 +11,7 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"slices"
+	"sync/atomic"
 	"time"
 )
 
@@ -82,6 +83,11 @@ type Certificate struct {
 	Signed             string
 	Signature          string
 	SignatureAlgorithm x509.SignatureAlgorithm
+	// VerifiedBy remembers the first CA whose key was found to verify the certificate's
+	// signature: the check of a workload leaf by its issuer, the only one most certificates ever
+	// need, then takes no entry in the process's signature cache. It is the one field set after
+	// the certificate is shared: atomically, once, and only to such a CA.
+	VerifiedBy atomic.Pointer[Certificate]
 	// Authority is what a CA signs with and under which constraints; nil for other certificates,
 	// which cannot sign a certificate (and for a Partial CA, which shows no key).
 	Authority *Authority

@@ -15,7 +15,14 @@ import (
 
 var now = testpki.Date(2027, 6, 1)
 
-func cert(c *testpki.Cert) *model.Certificate { return NewCertificate(c.X509) }
+// cert returns the process's shared certificate for c, as every source gets it from ParseBundle.
+func cert(c *testpki.Cert) *model.Certificate {
+	shared, err := sharedCertificate(c.X509.Raw)
+	if err != nil {
+		panic(err)
+	}
+	return shared
+}
 
 func certs(cs ...*testpki.Cert) []*model.Certificate {
 	out := make([]*model.Certificate, len(cs))
@@ -454,6 +461,10 @@ func TestParseChecksPresentedChains(t *testing.T) {
 	roots, _ := ParseBundle(root.PEM())
 	if sharedSignatures.checks != 1 {
 		t.Fatalf("%d checks after parsing leaf and intermediate, want 1", sharedSignatures.checks)
+	}
+	// The leaf remembers its issuer itself: a workload leaf takes no entry in the cache.
+	if presented[0].VerifiedBy.Load() != presented[1] || sharedSignatures.size() != 0 {
+		t.Errorf("leaf verified by %v, %d cache entries; want the intermediate and none", presented[0].VerifiedBy.Load(), sharedSignatures.size())
 	}
 	o := &model.Object{Source: "test", Name: "o", Bundles: []model.Bundle{{Key: "tls.crt", Certificates: presented},
 		{Key: "ca.crt", Purpose: model.PurposeTrustBundle, Certificates: roots}}}

@@ -157,6 +157,9 @@ func (s *signatureCache) size() int {
 }
 
 func (s *signatureCache) check(child, parent *model.Certificate) bool {
+	if v := child.VerifiedBy.Load(); v != nil && v.Fingerprint == parent.Fingerprint {
+		return true
+	}
 	k := newSigKey(child, parent)
 	s.mu.Lock()
 	ok, hit := s.current[k]
@@ -171,9 +174,14 @@ func (s *signatureCache) check(child, parent *model.Certificate) bool {
 		return ok
 	}
 	ok = verifies(parent, child)
+	// The first CA found to verify the child is remembered by the child itself (8 bytes, not a
+	// cache entry); any other result goes to the cache.
+	remembered := ok && child.VerifiedBy.CompareAndSwap(nil, parent)
 	s.mu.Lock()
 	s.checks++
-	s.current[k] = ok
+	if !remembered {
+		s.current[k] = ok
+	}
 	s.mu.Unlock()
 	return ok
 }

@@ -64,7 +64,7 @@ func TestParseBundleClearsKeyBytes(t *testing.T) {
 	data := append(append([]byte{}, keyPEM...), root.PEM()...)
 	certs, _ := ParseBundle(data)
 	for _, c := range certs {
-		if strings.Contains(fmt.Sprint(*c), string(keyBlock.Bytes[:32])) {
+		if strings.Contains(fmt.Sprint(c), string(keyBlock.Bytes[:32])) {
 			t.Fatal("a parsed certificate references private key bytes")
 		}
 	}
