@@ -175,7 +175,8 @@ func NewCertificate(x *x509.Certificate) *model.Certificate {
 	}
 	for _, u := range x.URIs {
 		if strings.EqualFold(u.Scheme, "spiffe") {
-			c.SPIFFEIDs = append(c.SPIFFEIDs, u.String())
+			// An exact copy: url.URL.String leaves its builder's spare room in the text.
+			c.SPIFFEIDs = append(c.SPIFFEIDs, strings.Clone(u.String()))
 		}
 	}
 	return c
