@@ -110,8 +110,8 @@ func TestFilesLayouts(t *testing.T) {
 			t.Errorf("%s: missing", k)
 			continue
 		}
-		if len(b.Certificates) != w.certs || b.Purpose != w.purpose || b.RoleHint != w.hint || b.Error != w.reason {
-			t.Errorf("%s: %d certificates, purpose %v, hint %q, reason %q; want %+v", k, len(b.Certificates), b.Purpose, b.RoleHint, b.Error, w)
+		if len(b.Certificates) != w.certs || b.Purpose != w.purpose || b.RoleHint() != w.hint || b.Error != w.reason {
+			t.Errorf("%s: %d certificates, purpose %v, hint %q, reason %q; want %+v", k, len(b.Certificates), b.Purpose, b.RoleHint(), b.Error, w)
 		}
 	}
 	for k := range got {

@@ -139,7 +139,7 @@ func BuildObject(source, namespace, name string, l Layout, parsed func(key strin
 		if len(certs) == 0 && reason == model.ReasonNone {
 			continue
 		}
-		o.Bundles = append(o.Bundles, model.Bundle{Key: r.Key, Purpose: r.Purpose, RoleHint: r.RoleHint, Certificates: certs, Error: reason})
+		o.Bundles = append(o.Bundles, model.Bundle{Key: r.Key, Purpose: r.Purpose, Issuer: r.RoleHint == model.RoleIssuer, Certificates: certs, Error: reason})
 	}
 	for _, k := range l.Missing {
 		o.Bundles = append(o.Bundles, model.Bundle{Key: k, Error: model.ReasonIncomplete})

@@ -150,13 +150,10 @@ func (c *Certificate) NotBefore() time.Time { return time.Unix(c.Validity.NotBef
 func (c *Certificate) NotAfter() time.Time { return time.Unix(c.Validity.NotAfter, 0).UTC() }
 
 // Bundle is the content of one key of an object (a Secret data key, a file, an SDS secret). Every
-// proxy holds two or three: the small fields sit together, so a Bundle is 88 bytes, not 104.
+// proxy holds two or three: the small fields sit together, so a Bundle is 72 bytes, not 104.
 type Bundle struct {
 	// Key is the data key, file name or SDS secret name.
 	Key string
-	// RoleHint names the role of CA certificates that are not self-signed; RoleIssuer for Linkerd's
-	// issuer. Empty means RoleIntermediate.
-	RoleHint Role
 	// Certificates in the order they appear.
 	Certificates []*Certificate
 	// Error is the bounded reason why the bundle could not be read completely, or "".
@@ -173,9 +170,21 @@ type Bundle struct {
 	// NoChain marks certificates whose verifiers the exporter cannot know (a gateway's public
 	// server certificate): no chain is built for them.
 	NoChain bool
+	// Issuer marks a bundle whose CA certificates that are not self-signed are the mesh's issuer
+	// (Linkerd's identity issuer) rather than intermediates.
+	Issuer bool
 	// Expect, when set, overrides the object's expectation for this bundle (ztunnel holds one
 	// certificate per workload identity on its node).
 	Expect *Identity
+}
+
+// RoleHint is the role of the bundle's CA certificates that are not self-signed: RoleIssuer, or
+// empty for RoleIntermediate.
+func (b *Bundle) RoleHint() Role {
+	if b.Issuer {
+		return RoleIssuer
+	}
+	return ""
 }
 
 // Identity is what a workload certificate is expected to prove.

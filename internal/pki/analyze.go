@@ -184,7 +184,7 @@ func (a *Analyzer) analyse(o *model.Object, ctx *meshContext) *model.ObjectAnaly
 			if b.Export == model.ExportNone || b.Export == model.ExportFirst && i > 0 {
 				break
 			}
-			obs := model.CertificateFinding{Key: b.Key, Index: i, Role: Classify(c, b.RoleHint), Certificate: c}
+			obs := model.CertificateFinding{Key: b.Key, Index: i, Role: Classify(c, b.RoleHint()), Certificate: c}
 			if obs.Role != model.RoleTrustAnchor && !c.Partial && !b.NoChain {
 				obs.Chain = buildChain(c, allAnchors, allIntermediates, a.sigs)
 			}
