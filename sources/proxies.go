@@ -64,6 +64,8 @@ type Proxies struct {
 
 	mu      sync.Mutex
 	proxies map[string]*proxyState
+	// epoch is the origin of the source's clock, on which reads are scheduled.
+	epoch time.Time
 	// podsSeen is the pod watcher's generation the proxies were last listed at; listed says
 	// whether they were listed at all.
 	podsSeen uint64
@@ -83,8 +85,11 @@ type proxyState struct {
 	object *model.Object // of the last successful read
 	// status is the proxy's health as handed out, replaced when it changes; nil until the first
 	// read is done.
-	status   *model.ProxyStatus
-	nextRead time.Time
+	status *model.ProxyStatus
+	// nextRead is when the proxy is read next, on the source's clock (since its epoch): 8 bytes
+	// where a time.Time takes 24, which puts the state of each of ten thousand proxies in the
+	// 64-byte size class instead of 80.
+	nextRead time.Duration
 	inFlight bool
 	failing  model.ErrorReason
 }
@@ -111,8 +116,11 @@ func NewLinkerdProxies(pods *PodWatcher, tr Transport, s ProxySettings, logger l
 func newProxies(name string, mesh model.Mesh, kind podKind, read proxyReader, pods *PodWatcher, static []Target,
 	tr Transport, s ProxySettings, logger log.Logger) *Proxies {
 	return &Proxies{name: name, mesh: mesh, kind: kind, read: read, settings: s, transport: tr, pods: pods, static: static,
-		logger: logger, reporter: newErrorReporter(name, logger), expect: true, proxies: map[string]*proxyState{}}
+		logger: logger, reporter: newErrorReporter(name, logger), expect: true, proxies: map[string]*proxyState{}, epoch: time.Now()}
 }
+
+// clock is now on the source's clock: time since its epoch, on the monotonic clock.
+func (p *Proxies) clock(now time.Time) time.Duration { return now.Sub(p.epoch) }
 
 // Name implements Source.
 func (p *Proxies) Name() string { return p.name }
@@ -249,13 +257,13 @@ func (p *Proxies) due(now time.Time) []*proxyState {
 	}
 	var due []*proxyState
 	for _, ps := range p.proxies {
-		if !ps.inFlight && !now.Before(ps.nextRead) {
+		if !ps.inFlight && p.clock(now) >= ps.nextRead {
 			ps.inFlight = true
 			due = append(due, ps)
 		}
 	}
 	p.listed = p.listed || podsSynced
-	sort.Slice(due, func(i, j int) bool { return due[i].nextRead.Before(due[j].nextRead) })
+	sort.Slice(due, func(i, j int) bool { return due[i].nextRead < due[j].nextRead })
 	return due
 }
 
@@ -268,7 +276,7 @@ func (p *Proxies) refresh(targets []*Target, now time.Time) {
 		ps := p.proxies[k]
 		if ps == nil {
 			// First read soon, spread over a few seconds so a start does not hit every proxy at once.
-			ps = &proxyState{nextRead: now.Add(jitter(min(p.settings.Interval, p.settings.StartSpread)))}
+			ps = &proxyState{nextRead: p.clock(now) + jitter(min(p.settings.Interval, p.settings.StartSpread))}
 			p.proxies[k] = ps
 			p.order = nil
 		}
@@ -312,7 +320,7 @@ func (p *Proxies) readOne(ctx context.Context, ps *proxyState) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	ps.inFlight = false
-	ps.nextRead = now.Add(p.settings.Interval - p.settings.Interval/20 + jitter(p.settings.Interval/10))
+	ps.nextRead = p.clock(now) + p.settings.Interval - p.settings.Interval/20 + jitter(p.settings.Interval/10)
 	if err != nil {
 		reason := errorReason(err)
 		if s := ps.status; s == nil || s.Up || s.Endpoint != endpoint {
