@@ -9,11 +9,12 @@ import (
 // the heap grow to twice what is live before a collection. Most of this exporter's heap is
 // long-lived (each proxy's and Secret's certificate and findings, kept until it changes), while what
 // it allocates in between is short-lived (admin answers, JSON, rendered text): at 100, that garbage
-// costs as much memory again as the whole mesh model. At 50 the resident memory of a 10,000-proxy
-// sweep was about a fifth lower for a tenth of a core more during the sweep (docs/performance.md;
-// the idle cost was not measured separately). Prometheus made the same trade (GOGC 75 by default
-// since 2.53).
-const defaultGCPercent = 50
+// costs as much memory again as the whole mesh model. In bench-scale's sweep of 10,000 proxies
+// (docs/performance.md), 50 cut the resident memory per proxy by a quarter for about a tenth of a
+// core; once the sweep's garbage had been cut by a third, 40 cut it by another 0.2-0.3 KiB for a
+// few hundredths of a core more (the idle cost was not measured separately). Prometheus makes the
+// same kind of trade (GOGC 75 by default since 2.53).
+const defaultGCPercent = 40
 
 // gcPercent returns the garbage collector target to use: none (keep the runtime's, which read
 // GOGC) when the environment sets GOGC, else defaultGCPercent. An empty GOGC is unset, as for the
