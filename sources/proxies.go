@@ -69,8 +69,9 @@ type Proxies struct {
 	// podsSeen is the pod watcher's generation the proxies were last listed at; listed says
 	// whether they were listed at all.
 	podsSeen uint64
-	// order is the keys of proxies, sorted; nil after the set of proxies changed.
-	order  []string
+	// order is the proxies sorted by key; nil after the set of proxies changed. It holds the
+	// states themselves: a snapshot walks it without a map look-up per proxy.
+	order  []*proxyState
 	listed bool // the targets have been listed at least once
 	swept  bool // every proxy known at some point has been tried at least once
 	// dirty means the statuses changed; objectsChanged means the certificates did too.
@@ -399,19 +400,18 @@ func (p *Proxies) State() State {
 	}
 	if p.dirty {
 		if p.order == nil { // sorted again only when proxies come or go, not on every read
-			p.order = make([]string, 0, len(p.proxies))
-			for k := range p.proxies {
-				p.order = append(p.order, k)
+			keys := slices.Sorted(maps.Keys(p.proxies))
+			p.order = make([]*proxyState, len(keys))
+			for i, k := range keys {
+				p.order[i] = p.proxies[k]
 			}
-			sort.Strings(p.order)
 		}
 		var objects []*model.Object
 		if p.objectsChanged {
 			objects = make([]*model.Object, 0, len(p.state.Objects)+1)
 		}
 		statuses := make([]*model.ProxyStatus, 0, len(p.state.Proxies)+1)
-		for _, k := range p.order {
-			ps := p.proxies[k]
+		for _, ps := range p.order {
 			if ps.status == nil {
 				continue // not read yet
 			}
