@@ -413,6 +413,7 @@ func proxiesScenario(bin string, n int) (result, error) {
 	res.rssAfter = rssMiB(cmd.Process.Pid)
 	res.bytesPerProxy = (res.rssAfter - baseline) * (1 << 20) / float64(n)
 	res.scrapeP50Sweep, res.scrapeP99Sweep = percentile(lat, 0.5), percentile(lat, 0.99)
+	log("scrapes during the sweep, in order: %v", roundAll(lat, 100*time.Microsecond))
 	saveProfile(fmt.Sprintf("proxies-%d", n))
 	log("sweep %s, %.2f cores, %.0f bytes/proxy, scrape p50 %s during the sweep; machine %.0f%% busy, the harness (doubles and client) %.2f cores",
 		res.sweep, res.sweepCPU, res.bytesPerProxy, res.scrapeP50Sweep, 100*res.machineBusy, res.harnessCPU)
@@ -630,4 +631,13 @@ func saveCPUProfile(name string, d time.Duration) {
 	b, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	_ = os.WriteFile(filepath.Join(os.TempDir(), name+".cpu"), b, 0o644)
+}
+
+// roundAll returns the durations rounded to m, for a log line.
+func roundAll(ds []time.Duration, m time.Duration) []time.Duration {
+	out := make([]time.Duration, len(ds))
+	for i, d := range ds {
+		out[i] = d.Round(m)
+	}
+	return out
 }
