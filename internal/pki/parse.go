@@ -158,12 +158,12 @@ func NewCertificate(x *x509.Certificate) *model.Certificate {
 		SignatureAlgorithm: x.SignatureAlgorithm,
 		Validity:           model.NewValidity(x.NotBefore, x.NotAfter),
 		CA:                 x.BasicConstraintsValid && x.IsCA,
-		DNSNames:     x.DNSNames,
-		Fingerprint:  sha256.Sum256(x.Raw),
-		Serial:       x.SerialNumber.Text(16),
-		KeyAlgorithm: unique.Make(KeyAlgorithm(x)).Value(),
-		Subject:      x.Subject.String(),
-		Issuer:       unique.Make(x.Issuer.String()).Value(),
+		DNSNames:           x.DNSNames,
+		Fingerprint:        sha256.Sum256(x.Raw),
+		Serial:             x.SerialNumber.Text(16),
+		KeyAlgorithm:       unique.Make(KeyAlgorithm(x)).Value(),
+		Subject:            x.Subject.String(),
+		Issuer:             unique.Make(x.Issuer.String()).Value(),
 	}
 	if c.CA {
 		c.Authority = &model.Authority{PublicKey: x.PublicKey, KeyUsage: x.KeyUsage, MaxPathLen: x.MaxPathLen, MaxPathLenZero: x.MaxPathLenZero}
