@@ -114,27 +114,45 @@ func readBody(resp *http.Response, limit int64) ([]byte, error) {
 	}
 	// Not announced (Envoy's admin streams its answers): read into a reused buffer, and return an
 	// exact copy.
-	buf := bodyBuffers.Get().(*bytes.Buffer)
-	defer putBodyBuffer(buf)
-	buf.Reset()
-	if _, err := buf.ReadFrom(io.LimitReader(resp.Body, limit+1)); err != nil {
+	bp := bodyBuffers.Get().(*[]byte)
+	defer putBodyBuffer(bp)
+	body, err := readAll((*bp)[:0], io.LimitReader(resp.Body, limit+1))
+	*bp = body
+	if err != nil {
 		return nil, err
 	}
-	if int64(buf.Len()) > limit {
+	if int64(len(body)) > limit {
 		return nil, errBodyTooLarge
 	}
-	return bytes.Clone(buf.Bytes()), nil
+	return bytes.Clone(body), nil
+}
+
+// readAll appends everything r has to b, growing it as io.ReadAll does.
+func readAll(b []byte, r io.Reader) ([]byte, error) {
+	for {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+		n, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err == io.EOF {
+			return b, nil
+		}
+		if err != nil {
+			return b, err
+		}
+	}
 }
 
 // bodyBuffers are reused between reads of answers of unknown size.
-var bodyBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+var bodyBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 16<<10); return &b }}
 
 // maxPooledBody is the largest buffer kept for reuse: a rare big answer's is left to the collector.
 const maxPooledBody = 256 << 10
 
-func putBodyBuffer(buf *bytes.Buffer) {
-	if buf.Cap() <= maxPooledBody {
-		bodyBuffers.Put(buf)
+func putBodyBuffer(bp *[]byte) {
+	if cap(*bp) <= maxPooledBody {
+		bodyBuffers.Put(bp)
 	}
 }
 
