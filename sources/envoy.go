@@ -45,15 +45,15 @@ var base64Encodings = []*base64.Encoding{base64.StdEncoding, base64.URLEncoding,
 // decoded where it lies, without a string copy of it first: a workload's chain is kilobytes, and
 // every proxy is read every interval.
 func (b *envoyBytes) UnmarshalJSON(data []byte) error {
-	text := data
-	if len(data) < 2 || data[0] != '"' || data[len(data)-1] != '"' || bytes.IndexByte(data, '\\') >= 0 {
+	var text []byte
+	if len(data) >= 2 && data[0] == '"' && data[len(data)-1] == '"' && bytes.IndexByte(data, '\\') < 0 {
+		text = data[1 : len(data)-1]
+	} else {
 		var s string
 		if err := json.Unmarshal(data, &s); err != nil {
 			return err
 		}
 		text = []byte(s)
-	} else {
-		text = data[1 : len(data)-1]
 	}
 	out := make([]byte, base64.RawStdEncoding.DecodedLen(len(text))) // the longest of the four
 	for _, enc := range base64Encodings {

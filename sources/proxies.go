@@ -257,8 +257,9 @@ func (p *Proxies) due(now time.Time) []*proxyState {
 		p.podsSeen = generation
 	}
 	var due []*proxyState
+	clock := p.clock(now)
 	for _, ps := range p.proxies {
-		if !ps.inFlight && p.clock(now) >= ps.nextRead {
+		if !ps.inFlight && clock >= ps.nextRead {
 			ps.inFlight = true
 			due = append(due, ps)
 		}
@@ -361,7 +362,8 @@ func sharedIdentity(id model.Identity) *model.Identity {
 	if e := expectations.Get(id); e != nil {
 		return e
 	}
-	return expectations.Share(id, &model.Identity{Namespace: id.Namespace, ServiceAccount: id.ServiceAccount, NotOnNode: id.NotOnNode})
+	stored := id
+	return expectations.Share(id, &stored)
 }
 
 // setStatus gives a proxy a new health record; p.mu is held.

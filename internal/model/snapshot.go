@@ -94,20 +94,28 @@ func (ch *Chain) Evaluate(c *Certificate, now time.Time) ChainStatus {
 // timeReason is ReasonExpired when c or any certificate of the path above it has expired at now,
 // else ReasonNotYetValid when one is not yet valid, else ReasonNone.
 func timeReason(c *Certificate, path []*Certificate, now time.Time) ErrorReason {
-	reason := ReasonNone
-	for i := -1; i < len(path); i++ {
-		cert := c
-		if i >= 0 {
-			cert = path[i]
+	reason := validityAt(c, now)
+	for _, p := range path {
+		if reason == ReasonExpired {
+			break
 		}
-		switch {
-		case now.After(cert.NotAfter()):
-			return ReasonExpired
-		case now.Before(cert.NotBefore()):
-			reason = ReasonNotYetValid
+		if r := validityAt(p, now); r != ReasonNone {
+			reason = r
 		}
 	}
 	return reason
+}
+
+// validityAt is ReasonExpired when c has expired at now, ReasonNotYetValid when it is not yet
+// valid, else ReasonNone.
+func validityAt(c *Certificate, now time.Time) ErrorReason {
+	switch {
+	case now.After(c.NotAfter()):
+		return ReasonExpired
+	case now.Before(c.NotBefore()):
+		return ReasonNotYetValid
+	}
+	return ReasonNone
 }
 
 // earliestNotAfter is the earliest NotAfter of c and the path above it.

@@ -259,11 +259,10 @@ func (b *chainBuilder) extend(path []*model.Certificate) {
 		if onPath(path, parent) {
 			continue // a loop: A signs B signs A
 		}
-		next := append(path[:len(path):len(path)], parent)
 		if !parent.IsCA() {
 			// A certificate that is not a CA may not sign certificates (and keeps no key to check
 			// a signature with): whatever its key signed, the path is broken there.
-			b.fail(next, model.ReasonNotCA)
+			b.fail(append(path[:len(path):len(path)], parent), model.ReasonNotCA)
 			continue
 		}
 		if b.checks >= maxSignatureChecks {
@@ -275,6 +274,7 @@ func (b *chainBuilder) extend(path []*model.Certificate) {
 			b.fail(path, model.ReasonBadSignature)
 			continue
 		}
+		next := append(path[:len(path):len(path)], parent)
 		if reason := caConstraint(parent, path); reason != model.ReasonNone {
 			b.fail(next, reason)
 			continue

@@ -38,12 +38,16 @@ func sharedChain(ch *model.Chain) *model.Chain {
 	h := sha256.New()
 	h.Write([]byte{byte(len(ch.Reason)), byte(len(ch.Paths))})
 	h.Write([]byte(ch.Reason))
-	for _, path := range append(ch.Paths, ch.Partial) {
+	writePath := func(path []*model.Certificate) {
 		h.Write([]byte{byte(len(path))})
 		for _, c := range path {
 			h.Write(c.Fingerprint[:])
 		}
 	}
+	for _, path := range ch.Paths {
+		writePath(path)
+	}
+	writePath(ch.Partial)
 	var k [sha256.Size]byte
 	h.Sum(k[:0])
 	return chains.Share(k, ch)
