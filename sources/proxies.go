@@ -342,7 +342,7 @@ func (p *Proxies) readOne(ctx context.Context, ps *proxyState) {
 	}
 	o := &model.Object{Source: p.name, Namespace: t.Namespace, Name: t.Name, Mesh: p.mesh, Bundles: bundles, TrustRootDigest: t.TrustRootDigest}
 	if p.expect && t.ServiceAccount != "" {
-		o.Expect = sharedIdentity(model.Identity{Namespace: t.Namespace, ServiceAccount: t.ServiceAccount})
+		o.Expect = share.Of(expectations, model.Identity{Namespace: t.Namespace, ServiceAccount: t.ServiceAccount})
 	}
 	if !sameObject(ps.object, o) {
 		ps.object = o
@@ -356,15 +356,6 @@ func (p *Proxies) readOne(ctx context.Context, ps *proxyState) {
 // expectations hold one record per expected identity: the replicas of a workload, often
 // hundreds of pods, expect the same one.
 var expectations = share.NewTable[model.Identity, model.Identity]()
-
-// sharedIdentity returns the shared record equal to id.
-func sharedIdentity(id model.Identity) *model.Identity {
-	if e := expectations.Get(id); e != nil {
-		return e
-	}
-	stored := id
-	return expectations.Share(id, &stored)
-}
 
 // setStatus gives a proxy a new health record; p.mu is held.
 func (p *Proxies) setStatus(ps *proxyState, up bool, endpoint string, lastSuccess time.Time) {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/meshcert/meshcert-exporter/internal/model"
 	"github.com/meshcert/meshcert-exporter/internal/pki"
+	"github.com/meshcert/meshcert-exporter/internal/share"
 )
 
 // ZtunnelConfigDumpPath is the admin path ztunnel serves its state on.
@@ -55,7 +56,7 @@ func ParseZtunnelConfigDump(body []byte, origin string, onNode func(namespace, s
 		}
 		if id, err := pki.ParseSPIFFEID(c.Identity); err == nil {
 			if ns, sa, ok := id.Workload(); ok {
-				b.Expect = &model.Identity{Namespace: ns, ServiceAccount: sa, NotOnNode: onNode != nil && !onNode(ns, sa)}
+				b.Expect = share.Of(expectations, model.Identity{Namespace: ns, ServiceAccount: sa, NotOnNode: onNode != nil && !onNode(ns, sa)})
 			}
 		}
 		b.Certificates, b.Error = ztunnelCerts(c.CertChain, origin, false)

@@ -5,6 +5,7 @@ import (
 	"sync"
 
 	"github.com/meshcert/meshcert-exporter/internal/model"
+	"github.com/meshcert/meshcert-exporter/internal/share"
 )
 
 // Analyzer turns the objects of every source into observations: it classifies each certificate,
@@ -193,7 +194,7 @@ func (a *Analyzer) analyse(o *model.Object, ctx *meshContext) *model.ObjectAnaly
 				if b.Expect != nil {
 					expect = b.Expect
 				}
-				obs.Identity = sharedIdentityStatus(CheckIdentity(c, o.Mesh, ctx.settings, expect))
+				obs.Identity = share.Of(identityStatuses, CheckIdentity(c, o.Mesh, ctx.settings, expect))
 			}
 			out.Certificates = append(out.Certificates, obs)
 		}
@@ -210,16 +211,7 @@ func (a *Analyzer) analyse(o *model.Object, ctx *meshContext) *model.ObjectAnaly
 
 // identityStatuses hold one immutable record per identity result: the results are a handful of
 // values, and every workload leaf points at one of them rather than at a copy of its own.
-var identityStatuses sync.Map // model.IdentityStatus -> *model.IdentityStatus
-
-// sharedIdentityStatus returns the shared record equal to s.
-func sharedIdentityStatus(s model.IdentityStatus) *model.IdentityStatus {
-	if p, ok := identityStatuses.Load(s); ok {
-		return p.(*model.IdentityStatus)
-	}
-	p, _ := identityStatuses.LoadOrStore(s, &s)
-	return p.(*model.IdentityStatus)
-}
+var identityStatuses = share.NewTable[model.IdentityStatus, model.IdentityStatus]()
 
 // TrustRootDigestKey is the key label of the trust-root digest comparison: the annotation it reads.
 const TrustRootDigestKey = "linkerd.io/trust-root-sha256"

@@ -49,6 +49,16 @@ func (t *Table[K, V]) Share(k K, v *V) *V {
 	return v
 }
 
+// Of returns the shared copy of v, for a value that is its own key (an identity, a check's
+// result): v itself is copied to the heap only when no live copy exists.
+func Of[V comparable](t *Table[V, V], v V) *V {
+	if p := t.Get(v); p != nil {
+		return p
+	}
+	stored := v
+	return t.Share(v, &stored)
+}
+
 // sweep removes the entries of collected values and sets the next sweep at twice the live
 // entries, so the work is constant per value stored and dead entries never outnumber live ones by
 // more than minSweep. It runs under t.mu.

@@ -31,3 +31,15 @@ func TestTableDropsCollectedValues(t *testing.T) {
 	}
 	runtime.KeepAlive(live)
 }
+
+// TestOf: equal values get one shared copy; different values get their own.
+func TestOf(t *testing.T) {
+	table := NewTable[value, value]()
+	a, b, c := Of(table, value{1}), Of(table, value{1}), Of(table, value{2})
+	if a != b || *a != (value{1}) {
+		t.Errorf("equal values: %p and %p", a, b)
+	}
+	if c == a || *c != (value{2}) {
+		t.Errorf("a different value shares %v", *c)
+	}
+}
