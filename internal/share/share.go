@@ -13,10 +13,10 @@ const minSweep = 1024
 
 // Table shares immutable values by key between everything that builds an equal one. It holds
 // weak pointers, so a value nothing refers to any more is collected. The entries of collected
-// values are removed when the map has doubled since the last sweep: a cleanup function per value
-// would remove them sooner, but cost a tenth of a kilobyte for each of ten thousand leaves, and at
-// most half of the entries are ever dead. A Table is safe for concurrent use; values must not
-// change once shared.
+// values are removed when the map has grown to twice the entries live at the last sweep: a
+// cleanup function per value would remove them sooner, but cost about a tenth of a kilobyte for
+// each of ten thousand leaves, while this way the map never holds more than twice what was live
+// (or minSweep entries). A Table is safe for concurrent use; values must not change once shared.
 type Table[K comparable, V any] struct {
 	mu      sync.Mutex
 	m       map[K]weak.Pointer[V]
@@ -60,8 +60,7 @@ func Of[V comparable](t *Table[V, V], v V) *V {
 }
 
 // sweep removes the entries of collected values and sets the next sweep at twice the live
-// entries, so the work is constant per value stored and dead entries never outnumber live ones by
-// more than minSweep. It runs under t.mu.
+// entries, so the work is constant per value stored. It runs under t.mu.
 func (t *Table[K, V]) sweep() {
 	for k, wp := range t.m {
 		if wp.Value() == nil {
