@@ -11,6 +11,7 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"time"
 )
@@ -95,6 +96,10 @@ type Certificate struct {
 	Validity Validity
 	// CA is true when the basic constraints make the certificate a CA.
 	CA bool
+	// Version1 marks an X.509 v1 certificate, which has no extensions at all. A self-signed one
+	// can still be a root: in a trust-anchor position it is an anchor and may sign, as crypto/x509
+	// and OpenSSL allow (it keeps an Authority for that); anywhere else it is no CA.
+	Version1 bool
 	// SelfSigned is true when the subject equals the issuer and the certificate's own key verifies
 	// its signature.
 	SelfSigned bool
@@ -143,6 +148,10 @@ func NewValidity(notBefore, notAfter time.Time) Validity {
 // IsCA reports whether the certificate may act as a certificate authority.
 func (c *Certificate) IsCA() bool { return c.CA }
 
+// MayAnchor reports whether the certificate is a root when it stands in a trust-anchor position: a
+// self-signed CA, or a self-signed X.509 v1 certificate.
+func (c *Certificate) MayAnchor() bool { return c.SelfSigned && (c.CA || c.Version1) }
+
 // NotBefore is the start of the validity window.
 func (c *Certificate) NotBefore() time.Time { return time.Unix(c.Validity.NotBefore, 0).UTC() }
 
@@ -170,21 +179,37 @@ type Bundle struct {
 	// NoChain marks certificates whose verifiers the exporter cannot know (a gateway's public
 	// server certificate): no chain is built for them.
 	NoChain bool
-	// Issuer marks a bundle whose CA certificates that are not self-signed are the mesh's issuer
-	// (Linkerd's identity issuer) rather than intermediates.
+	// Issuer marks a bundle whose CA certificates are the mesh's issuer (Linkerd's identity
+	// issuer) rather than intermediates, self-signed ones included: a default Linkerd install
+	// issues from a self-signed issuer that is its own trust anchor.
 	Issuer bool
+	// Presented marks a chain its owner presents in the TLS handshake (a proxy's workload
+	// certificate, istiod's serving certificate): peers verify it with nothing but their trust
+	// anchors, so its path is built only from the certificates presented with it.
+	Presented bool
+	// TrustDomainKeyed marks a trust bundle held for one trust domain (Envoy's SPIFFE validator):
+	// the key's last path element names the domain (see TrustDomain).
+	TrustDomainKeyed bool
 	// Expect, when set, overrides the object's expectation for this bundle (ztunnel holds one
 	// certificate per workload identity on its node).
 	Expect *Identity
 }
 
-// RoleHint is the role of the bundle's CA certificates that are not self-signed: RoleIssuer, or
-// empty for RoleIntermediate.
+// RoleHint is the role of the bundle's CA certificates: RoleIssuer, or empty for the role their
+// own constraints give.
 func (b *Bundle) RoleHint() Role {
 	if b.Issuer {
 		return RoleIssuer
 	}
 	return ""
+}
+
+// TrustDomain is the trust domain a trust-domain-keyed bundle is held for, or "".
+func (b *Bundle) TrustDomain() string {
+	if !b.TrustDomainKeyed {
+		return ""
+	}
+	return b.Key[strings.LastIndexByte(b.Key, '/')+1:]
 }
 
 // Identity is what a workload certificate is expected to prove.

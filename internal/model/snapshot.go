@@ -22,6 +22,9 @@ const (
 	ReasonUnavailable   ErrorReason = "unavailable"
 	ReasonTimeout       ErrorReason = "timeout"
 	ReasonBadResponse   ErrorReason = "bad_response"
+	// ReasonUnknownShape is an answer that parses but in none of the shapes the reader knows
+	// (a proxy release newer or older than the ones it was checked against).
+	ReasonUnknownShape ErrorReason = "unknown_shape"
 )
 
 // Chain failures: why a certificate does not verify up to a trust anchor.
@@ -33,6 +36,17 @@ const (
 	ReasonNotCA            ErrorReason = "not_ca"
 	ReasonPathLenExceeded  ErrorReason = "path_len_exceeded"
 	ReasonChainTooLong     ErrorReason = "chain_too_long"
+	// ReasonIncompleteChain is a presented chain that verifies only through a CA its owner did not
+	// present: peers, which hold only the trust anchors, reject it.
+	ReasonIncompleteChain ErrorReason = "incomplete_chain"
+)
+
+// Mesh requirement failures: why a CA certificate breaks a rule its mesh enforces.
+const (
+	// ReasonUnsupportedKey is a key algorithm or size the mesh does not accept for the role.
+	ReasonUnsupportedKey ErrorReason = "unsupported_key_algorithm"
+	// ReasonWrongIssuerName is a Linkerd issuer not named identity.<control plane namespace>.<trust domain>.
+	ReasonWrongIssuerName ErrorReason = "wrong_issuer_name"
 )
 
 // Identity failures: why a certificate's mesh identity is not what is expected of it.
@@ -54,7 +68,8 @@ const (
 // never modified once built.
 type Chain struct {
 	// Paths are complete paths from the certificate's issuer to a trust anchor whose signatures
-	// and CA constraints hold, shortest first. Each ends with the anchor.
+	// and CA constraints hold, shortest first. Each ends with the anchor; a certificate that is
+	// itself a current anchor (a self-signed issuer) has one empty path.
 	Paths [][]*Certificate
 	// Partial is the longest path above the certificate that could be built when no complete path
 	// exists (empty when not even an issuer was found).
@@ -84,11 +99,20 @@ func (ch *Chain) Evaluate(c *Certificate, now time.Time) ChainStatus {
 	}
 	for _, p := range ch.Paths {
 		if timeReason(c, p, now) == ReasonNone {
-			return ChainStatus{Valid: true, Depth: 1 + len(p), NotAfter: earliestNotAfter(c, p), Anchor: p[len(p)-1]}
+			return ChainStatus{Valid: true, Depth: 1 + len(p), NotAfter: earliestNotAfter(c, p), Anchor: pathAnchor(c, p)}
 		}
 	}
 	p := ch.Paths[0]
-	return ChainStatus{Reason: timeReason(c, p, now), Depth: 1 + len(p), NotAfter: earliestNotAfter(c, p), Anchor: p[len(p)-1]}
+	return ChainStatus{Reason: timeReason(c, p, now), Depth: 1 + len(p), NotAfter: earliestNotAfter(c, p), Anchor: pathAnchor(c, p)}
+}
+
+// pathAnchor is the anchor a path above c ends at: its last certificate, or c itself for the empty
+// path of a certificate that is one of the current anchors.
+func pathAnchor(c *Certificate, path []*Certificate) *Certificate {
+	if len(path) == 0 {
+		return c
+	}
+	return path[len(path)-1]
 }
 
 // timeReason is ReasonExpired when c or any certificate of the path above it has expired at now,
@@ -149,6 +173,24 @@ type CertificateFinding struct {
 	// Identity is nil when the certificate neither carries nor should carry a mesh identity.
 	// Findings with equal results share one record: it is never modified.
 	Identity *IdentityStatus
+	// Requirement is nil when the mesh places no rule on the certificate (see RequirementStatus).
+	// Findings with equal results share one record: it is never modified.
+	Requirement *RequirementStatus
+}
+
+// RequirementStatus is the result of checking a CA certificate against the rules its mesh
+// enforces for its role (key algorithm and size, Linkerd's issuer name).
+type RequirementStatus struct {
+	Met    bool
+	Reason ErrorReason
+}
+
+// FederatedBundleFinding is a trust bundle an object holds for a trust domain that is not its
+// mesh's (SPIFFE federation): that domain's anchors, exported as such and never compared with the
+// mesh's own.
+type FederatedBundleFinding struct {
+	Key         string
+	TrustDomain string
 }
 
 // TrustBundleFinding says whether one trust-bundle copy of an object (or the trust-root digest a
@@ -170,6 +212,8 @@ type CertificateObservation struct {
 	// Identity is nil when the certificate neither carries nor should carry a mesh identity.
 	// Observations with equal results share one record: it is never modified.
 	Identity *IdentityStatus
+	// Requirement is nil when the mesh places no rule on the certificate.
+	Requirement *RequirementStatus
 }
 
 // BundleError is a bundle that could not be read completely.
@@ -209,11 +253,12 @@ type RootKeyStatus struct {
 // keep what it derives from one (rendered series) for as long as the pointer is in the analysis.
 type ObjectAnalysis struct {
 	// Object is the object analysed; its location and mesh are those of every finding below.
-	Object       *Object
-	Certificates []CertificateFinding
-	TrustBundles []TrustBundleFinding
-	BundleErrors []BundleError
-	RootKeys     []RootKeyStatus
+	Object           *Object
+	Certificates     []CertificateFinding
+	TrustBundles     []TrustBundleFinding
+	FederatedBundles []FederatedBundleFinding
+	BundleErrors     []BundleError
+	RootKeys         []RootKeyStatus
 }
 
 // Observations returns the object's certificate findings with their locations.
@@ -223,7 +268,7 @@ func (oa *ObjectAnalysis) Observations() []CertificateObservation {
 	for _, f := range oa.Certificates {
 		out = append(out, CertificateObservation{
 			Location: Location{Source: o.Source, Namespace: o.Namespace, Name: o.Name, Key: f.Key, Index: f.Index},
-			Mesh:     o.Mesh, Role: f.Role, Certificate: f.Certificate, Chain: f.Chain, Identity: f.Identity,
+			Mesh:     o.Mesh, Role: f.Role, Certificate: f.Certificate, Chain: f.Chain, Identity: f.Identity, Requirement: f.Requirement,
 		})
 	}
 	return out

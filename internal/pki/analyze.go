@@ -169,8 +169,10 @@ func (a *Analyzer) analyse(o *model.Object, ctx *meshContext) *model.ObjectAnaly
 	out := &model.ObjectAnalysis{Object: o}
 	anchors, intermediates := objectPools(o)
 	allAnchors, allIntermediates := pools{anchors, ctx.anchors}, pools{intermediates, ctx.intermediates}
+	trustOwn := trustsOwnRoots(o)
 	keys := make(map[string]bool, len(o.Bundles))
-	for _, b := range o.Bundles {
+	for bi := range o.Bundles {
+		b := &o.Bundles[bi]
 		if keys[b.Key] {
 			continue // a source repeated a key: keep the first, labels stay unique
 		}
@@ -178,16 +180,34 @@ func (a *Analyzer) analyse(o *model.Object, ctx *meshContext) *model.ObjectAnaly
 		if b.Error != model.ReasonNone {
 			out.BundleErrors = append(out.BundleErrors, model.BundleError{Source: o.Source, Namespace: o.Namespace, Name: o.Name, Key: b.Key, Reason: b.Error})
 		}
-		if b.Purpose == model.PurposeTrustBundleCopy && o.Mesh != model.MeshNone && ctx.anchors.len() > 0 && !anyPartial(b.Certificates) {
-			out.TrustBundles = append(out.TrustBundles, model.TrustBundleFinding{Key: b.Key, Current: sameSet(b.Certificates, ctx.anchors)})
+		export := b.Export
+		if b.Purpose == model.PurposeTrustBundleCopy && o.Mesh != model.MeshNone && !anyPartial(b.Certificates) {
+			switch td := b.TrustDomain(); {
+			case td != "" && !slices.Contains(ctx.settings.TrustDomains(), td):
+				// Another trust domain's anchors (federation): exported as that domain's, and
+				// never compared with this mesh's.
+				out.FederatedBundles = append(out.FederatedBundles, model.FederatedBundleFinding{Key: b.Key, TrustDomain: td})
+				export = model.ExportAll
+			case ctx.anchors.len() > 0:
+				out.TrustBundles = append(out.TrustBundles, model.TrustBundleFinding{Key: b.Key, Current: sameSet(b.Certificates, ctx.anchors)})
+			}
+		}
+		anchorPosition := b.Purpose != model.PurposeCertificates || trustOwn
+		var presented pools // the chain's own certificates, when its owner presents it
+		if b.Presented {
+			presented = pools{bundlePool(b)}
 		}
 		for i, c := range b.Certificates {
-			if b.Export == model.ExportNone || b.Export == model.ExportFirst && i > 0 {
+			if export == model.ExportNone || export == model.ExportFirst && i > 0 {
 				break
 			}
-			obs := model.CertificateFinding{Key: b.Key, Index: i, Role: Classify(c, b.RoleHint()), Certificate: c}
+			obs := model.CertificateFinding{Key: b.Key, Index: i, Role: Classify(c, b.RoleHint(), anchorPosition), Certificate: c}
 			if obs.Role != model.RoleTrustAnchor && !c.Partial && !b.NoChain {
-				obs.Chain = buildChain(c, allAnchors, allIntermediates, a.sigs)
+				if presented != nil {
+					obs.Chain = buildPresentedChain(c, allAnchors, presented, allIntermediates, a.sigs)
+				} else {
+					obs.Chain = buildChain(c, allAnchors, allIntermediates, a.sigs)
+				}
 			}
 			if obs.Role == model.RoleLeaf && o.Mesh != model.MeshNone && !b.NoIdentity {
 				expect := o.Expect
@@ -195,6 +215,11 @@ func (a *Analyzer) analyse(o *model.Object, ctx *meshContext) *model.ObjectAnaly
 					expect = b.Expect
 				}
 				obs.Identity = share.Of(identityStatuses, CheckIdentity(c, o.Mesh, ctx.settings, expect))
+			}
+			if obs.Role != model.RoleLeaf && !c.Partial && (b.Purpose == model.PurposeCertificates || o.Authoritative && b.Purpose == model.PurposeTrustBundle) {
+				if r, ok := CheckRequirements(c, obs.Role, o.Mesh, ctx.settings); ok {
+					obs.Requirement = share.Of(requirementStatuses, r)
+				}
 			}
 			out.Certificates = append(out.Certificates, obs)
 		}
@@ -209,9 +234,23 @@ func (a *Analyzer) analyse(o *model.Object, ctx *meshContext) *model.ObjectAnaly
 	return out
 }
 
+// bundlePool is a pool of a bundle's certificates.
+func bundlePool(b *model.Bundle) *pool {
+	p := newPool()
+	for _, c := range b.Certificates {
+		if !c.Partial {
+			p.add(c)
+		}
+	}
+	return p
+}
+
 // identityStatuses hold one immutable record per identity result: the results are a handful of
 // values, and every workload leaf points at one of them rather than at a copy of its own.
 var identityStatuses = share.NewTable[model.IdentityStatus, model.IdentityStatus]()
+
+// requirementStatuses do the same for requirement results.
+var requirementStatuses = share.NewTable[model.RequirementStatus, model.RequirementStatus]()
 
 // TrustRootDigestKey is the key label of the trust-root digest comparison: the annotation it reads.
 const TrustRootDigestKey = "linkerd.io/trust-root-sha256"
@@ -232,13 +271,14 @@ func sameSet(certs []*model.Certificate, p *pool) bool {
 	return len(seen) == p.len()
 }
 
-// holdsRootKey reports whether one of o's private keys belongs to a self-signed CA: the root key
-// of a PKI, which must not live in the cluster. The key is never looked at: a key stored next to a
-// certificate is that certificate's key in every layout the exporter reads.
+// holdsRootKey reports whether one of o's private keys belongs to a root (a self-signed CA, or a
+// self-signed v1 certificate): the root key of a PKI, which must not live in the cluster. The key
+// is never looked at: a key stored next to a certificate is that certificate's key in every layout
+// the exporter reads.
 func holdsRootKey(o *model.Object) bool {
 	for _, kp := range o.KeyPairs {
 		for _, b := range o.Bundles {
-			if b.Key == kp.Certificate && len(b.Certificates) > 0 && Classify(b.Certificates[0], "") == model.RoleTrustAnchor {
+			if b.Key == kp.Certificate && len(b.Certificates) > 0 && b.Certificates[0].MayAnchor() {
 				return true
 			}
 		}
@@ -246,28 +286,42 @@ func holdsRootKey(o *model.Object) bool {
 	return false
 }
 
-// objectPools returns the trust anchors and intermediates an object holds.
-func objectPools(o *model.Object) (anchors, intermediates *pool) {
-	anchors, intermediates = newPool(), newPool()
-	// A generic object without a trust bundle (a PEM bundle holding leaf, intermediates and
-	// root) trusts its own root; a mesh object trusts only its mesh's anchors and its own bundle.
-	trustOwnRoots := o.Mesh == model.MeshNone
-	for _, b := range o.Bundles {
-		trustOwnRoots = trustOwnRoots && b.Purpose != model.PurposeTrustBundle
+// trustsOwnRoots reports whether the self-signed CAs of o's presented certificates are anchors: a
+// generic object without a trust bundle (a PEM bundle holding leaf, intermediates and root) trusts
+// its own root; a mesh object trusts only its mesh's anchors and its own trust bundles.
+func trustsOwnRoots(o *model.Object) bool {
+	if o.Mesh != model.MeshNone {
+		return false
 	}
 	for _, b := range o.Bundles {
+		if b.Purpose == model.PurposeTrustBundle {
+			return false
+		}
+	}
+	return true
+}
+
+// objectPools returns the trust anchors and intermediates an object holds. A root is an anchor in
+// a trust-anchor position (a trust bundle, or the presented certificates of an object that trusts
+// its own roots), whatever its X.509 version; copies of trust bundles are never trusted.
+func objectPools(o *model.Object) (anchors, intermediates *pool) {
+	anchors, intermediates = newPool(), newPool()
+	trustOwn := trustsOwnRoots(o)
+	for _, b := range o.Bundles {
+		anchorPosition := b.Purpose == model.PurposeTrustBundle || b.Purpose == model.PurposeCertificates && trustOwn
 		for _, c := range b.Certificates {
 			switch {
 			case c.Partial:
 				// Facts from a summary cannot sign or verify anything.
-			case !c.IsCA() || !c.SelfSigned:
-				// Non-CA certificates are candidates too, so that a certificate signed by a
-				// leaf is reported as not_ca rather than as an unknown authority.
+			case anchorPosition && c.MayAnchor():
+				anchors.add(c)
+			case c.IsCA() && c.SelfSigned:
+				// A root outside a trust-anchor position is not trusted here.
+			default:
+				// Intermediates, and certificates that may not sign (leaves, v1 certificates), so
+				// that a certificate signed by one is reported as not_ca rather than as an
+				// unknown authority.
 				intermediates.add(c)
-			case b.Purpose == model.PurposeTrustBundle:
-				anchors.add(c)
-			case b.Purpose == model.PurposeCertificates && trustOwnRoots:
-				anchors.add(c)
 			}
 		}
 	}

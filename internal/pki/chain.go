@@ -206,6 +206,31 @@ type chainBuilder struct {
 // buildChain finds the paths from c through intermediates to anchors. Signature, CA and path length
 // constraints are checked here, once; validity windows are checked by Chain.Evaluate at scrape time.
 func buildChain(c *model.Certificate, anchors, intermediates pools, sigs *signatureCache) *model.Chain {
+	if anchors.contains(c) {
+		// The certificate is itself a current anchor (a self-signed issuer that is its own
+		// anchor, as a default Linkerd install makes): its one path is empty.
+		return sharedChain(&model.Chain{Paths: [][]*model.Certificate{nil}})
+	}
+	return build(c, anchors, intermediates, sigs)
+}
+
+// buildPresentedChain builds the chain of a certificate its owner presents, as a peer does: from
+// the certificates presented with it (presented) up to the anchors. When a path exists only
+// through another CA the exporter knows (intermediates), the chain is incomplete: it reports the
+// path the presented certificates give and the reason ReasonIncompleteChain.
+func buildPresentedChain(c *model.Certificate, anchors, presented, intermediates pools, sigs *signatureCache) *model.Chain {
+	ch := buildChain(c, anchors, presented, sigs)
+	if len(ch.Paths) > 0 {
+		return ch
+	}
+	if full := build(c, anchors, intermediates, sigs); len(full.Paths) > 0 {
+		return sharedChain(&model.Chain{Partial: ch.Partial, Reason: model.ReasonIncompleteChain})
+	}
+	return ch
+}
+
+// build finds the paths of c that end at one of anchors.
+func build(c *model.Certificate, anchors, intermediates pools, sigs *signatureCache) *model.Chain {
 	b := &chainBuilder{anchors: anchors, intermediates: intermediates, sigs: sigs}
 	b.result.Partial = []*model.Certificate{c}
 	b.result.Reason = model.ReasonUnknownAuthority
@@ -259,7 +284,8 @@ func (b *chainBuilder) extend(path []*model.Certificate) {
 		if onPath(path, parent) {
 			continue // a loop: A signs B signs A
 		}
-		if !parent.IsCA() {
+		anchor := b.anchors.contains(parent)
+		if !mayIssue(parent, anchor) {
 			// A certificate that is not a CA may not sign certificates (and keeps no key to check
 			// a signature with): whatever its key signed, the path is broken there.
 			b.fail(append(path[:len(path):len(path)], parent), model.ReasonNotCA)
@@ -275,11 +301,11 @@ func (b *chainBuilder) extend(path []*model.Certificate) {
 			continue
 		}
 		next := append(path[:len(path):len(path)], parent)
-		if reason := caConstraint(parent, path); reason != model.ReasonNone {
+		if reason := caConstraint(parent, anchor, path); reason != model.ReasonNone {
 			b.fail(next, reason)
 			continue
 		}
-		if b.anchors.contains(parent) {
+		if anchor {
 			b.result.Paths = append(b.result.Paths, next)
 			continue
 		}
@@ -296,11 +322,18 @@ func onPath(path []*model.Certificate, c *model.Certificate) bool {
 	return false
 }
 
-// caConstraint checks that parent may sign the certificates below it: it must be a CA, may sign
-// certificates when it restricts its key usage, and must allow the number of intermediates below it.
-func caConstraint(parent *model.Certificate, below []*model.Certificate) model.ErrorReason {
+// mayIssue reports whether parent may sign certificates: a CA, or a self-signed v1 certificate
+// that is one of the anchors (a v1 root has no extensions to make it a CA).
+func mayIssue(parent *model.Certificate, anchor bool) bool {
+	return parent.IsCA() || anchor && parent.Version1 && parent.SelfSigned
+}
+
+// caConstraint checks that parent may sign the certificates below it: it must be a CA (or a v1
+// root among the anchors), may sign certificates when it restricts its key usage, and must allow
+// the number of intermediates below it.
+func caConstraint(parent *model.Certificate, anchor bool, below []*model.Certificate) model.ErrorReason {
 	a := parent.Authority
-	if !parent.IsCA() || a == nil {
+	if !mayIssue(parent, anchor) || a == nil {
 		return model.ReasonNotCA
 	}
 	if a.KeyUsage != 0 && a.KeyUsage&x509.KeyUsageCertSign == 0 {

@@ -158,6 +158,7 @@ func NewCertificate(x *x509.Certificate) *model.Certificate {
 		SignatureAlgorithm: x.SignatureAlgorithm,
 		Validity:           model.NewValidity(x.NotBefore, x.NotAfter),
 		CA:                 x.BasicConstraintsValid && x.IsCA,
+		Version1:           x.Version == 1,
 		DNSNames:           x.DNSNames,
 		Fingerprint:        sha256.Sum256(x.Raw),
 		Serial:             x.SerialNumber.Text(16),
@@ -165,13 +166,14 @@ func NewCertificate(x *x509.Certificate) *model.Certificate {
 		Subject:            x.Subject.String(),
 		Issuer:             unique.Make(x.Issuer.String()).Value(),
 	}
-	if c.CA {
-		c.Authority = &model.Authority{PublicKey: x.PublicKey, KeyUsage: x.KeyUsage, MaxPathLen: x.MaxPathLen, MaxPathLenZero: x.MaxPathLenZero}
-	}
 	// Self-signed means the certificate's own key verifies its signature, not only that the names
 	// match: a cross-signed CA can carry its own subject as issuer.
 	if bytes.Equal(x.RawSubject, x.RawIssuer) {
 		c.SelfSigned = x.CheckSignature(x.SignatureAlgorithm, x.RawTBSCertificate, x.Signature) == nil
+	}
+	// A self-signed v1 certificate keeps its key too: as a trust anchor it may sign.
+	if c.CA || c.Version1 && c.SelfSigned {
+		c.Authority = &model.Authority{PublicKey: x.PublicKey, KeyUsage: x.KeyUsage, MaxPathLen: x.MaxPathLen, MaxPathLenZero: x.MaxPathLenZero}
 	}
 	for _, u := range x.URIs {
 		if strings.EqualFold(u.Scheme, "spiffe") {
@@ -197,14 +199,18 @@ func KeyAlgorithm(x *x509.Certificate) string {
 	}
 }
 
-// Classify returns the role of c: a self-signed CA is a trust anchor, another CA an intermediate
-// (or the hint, when the holder names it otherwise), anything else a leaf.
-func Classify(c *model.Certificate, hint model.Role) model.Role {
+// Classify returns the role of c in a bundle: a root in a trust-anchor position (see
+// model.Certificate.MayAnchor) or any other self-signed CA is a trust anchor, except where the
+// holder names its CAs otherwise (hint: Linkerd's issuer, self-signed or not); another CA is an
+// intermediate; anything else is a leaf.
+func Classify(c *model.Certificate, hint model.Role, anchorPosition bool) model.Role {
 	switch {
-	case c.IsCA() && c.SelfSigned:
+	case anchorPosition && c.MayAnchor():
 		return model.RoleTrustAnchor
 	case c.IsCA() && hint != "":
 		return hint
+	case c.IsCA() && c.SelfSigned:
+		return model.RoleTrustAnchor
 	case c.IsCA():
 		return model.RoleIntermediate
 	default:

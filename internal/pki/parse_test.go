@@ -77,12 +77,12 @@ func TestNewCertificateFacts(t *testing.T) {
 	p384 := testpki.Issue(testpki.Spec{CommonName: "p384", Key: testpki.ECDSAP384, NotBefore: jan2026, NotAfter: jan2036})
 
 	c := NewCertificate(root.X509)
-	if !c.SelfSigned || c.Serial != "abcdef" || c.KeyAlgorithm != "ECDSA-P256" || Classify(c, "") != model.RoleTrustAnchor {
-		t.Errorf("root: self-signed %v, serial %q, key %q, role %q", c.SelfSigned, c.Serial, c.KeyAlgorithm, Classify(c, ""))
+	if !c.SelfSigned || c.Serial != "abcdef" || c.KeyAlgorithm != "ECDSA-P256" || Classify(c, "", true) != model.RoleTrustAnchor {
+		t.Errorf("root: self-signed %v, serial %q, key %q, role %q", c.SelfSigned, c.Serial, c.KeyAlgorithm, Classify(c, "", true))
 	}
 	l := NewCertificate(rsaLeaf.X509)
-	if l.SelfSigned || l.KeyAlgorithm != "RSA-2048" || Classify(l, model.RoleIssuer) != model.RoleLeaf {
-		t.Errorf("leaf: self-signed %v, key %q, role %q", l.SelfSigned, l.KeyAlgorithm, Classify(l, model.RoleIssuer))
+	if l.SelfSigned || l.KeyAlgorithm != "RSA-2048" || Classify(l, model.RoleIssuer, false) != model.RoleLeaf {
+		t.Errorf("leaf: self-signed %v, key %q, role %q", l.SelfSigned, l.KeyAlgorithm, Classify(l, model.RoleIssuer, false))
 	}
 	if strings.Join(l.SPIFFEIDs, ",") != "spiffe://cluster.local/ns/a/sa/b" {
 		t.Errorf("SPIFFE IDs = %v", l.SPIFFEIDs)
@@ -91,7 +91,7 @@ func TestNewCertificateFacts(t *testing.T) {
 		t.Errorf("P-384 key = %q", got)
 	}
 	// A self-signed leaf is a leaf, not an anchor.
-	if got := Classify(NewCertificate(p384.X509), ""); got != model.RoleLeaf {
+	if got := Classify(NewCertificate(p384.X509), "", true); got != model.RoleLeaf {
 		t.Errorf("self-signed leaf role = %q", got)
 	}
 }

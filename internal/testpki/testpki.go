@@ -6,9 +6,11 @@ package testpki
 import (
 	"crypto"
 	"crypto/ecdsa"
+	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
+	"crypto/sha256"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/asn1"
@@ -27,6 +29,9 @@ const (
 	ECDSAP256 KeyType = iota
 	RSA2048
 	ECDSAP384
+	// Ed25519 and RSA1024 are keys some mesh refuses for its CAs.
+	Ed25519
+	RSA1024
 )
 
 // Spec describes a certificate to issue.
@@ -106,6 +111,10 @@ func NewKey(t KeyType) crypto.Signer {
 		k, err = rsa.GenerateKey(rand.Reader, 2048)
 	case ECDSAP384:
 		k, err = ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	case Ed25519:
+		_, k, err = ed25519.GenerateKey(rand.Reader)
+	case RSA1024:
+		k, err = rsa.GenerateKey(rand.Reader, 1024)
 	default:
 		k, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	}
@@ -222,4 +231,72 @@ func StringSubject(tag int, commonName string) []byte {
 		panic(err)
 	}
 	return seq
+}
+
+// IssueV1 issues an X.509 v1 certificate (no version field, no extensions: no basic constraints,
+// no key identifiers, no SANs), as old PKIs and Istio's own multi-level test PKI have for their
+// roots. crypto/x509 only writes v3, so the certificate is encoded here and signed with ECDSA or
+// RSA over SHA-256. Only CommonName, the dates, Key, Serial, Issuer and SubjectKey of s are used.
+func IssueV1(s Spec) *Cert {
+	key := s.SubjectKey
+	if key == nil {
+		key = NewKey(s.Key)
+	}
+	serial := big.NewInt(s.Serial)
+	if s.Serial == 0 {
+		serial = big.NewInt(1)
+	}
+	subject := pkix.Name{CommonName: s.CommonName}
+	issuerName, signer := subject, key
+	if s.Issuer != nil {
+		issuerName, signer = s.Issuer.X509.Subject, s.Issuer.Key
+		issuerName.Names, issuerName.ExtraNames = nil, nil
+	}
+	algo := pkix.AlgorithmIdentifier{Algorithm: asn1.ObjectIdentifier{1, 2, 840, 10045, 4, 3, 2}} // ecdsa-with-SHA256
+	if _, ok := signer.Public().(*rsa.PublicKey); ok {
+		algo = pkix.AlgorithmIdentifier{Algorithm: asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 1, 11}, Parameters: asn1.NullRawValue} // sha256WithRSAEncryption
+	}
+	spki, err := x509.MarshalPKIXPublicKey(key.Public())
+	if err != nil {
+		panic(err)
+	}
+	name := func(n pkix.Name) asn1.RawValue {
+		der, err := asn1.Marshal(n.ToRDNSequence())
+		if err != nil {
+			panic(err)
+		}
+		return asn1.RawValue{FullBytes: der}
+	}
+	tbs, err := asn1.Marshal(struct {
+		Serial    *big.Int
+		Algorithm pkix.AlgorithmIdentifier
+		Issuer    asn1.RawValue
+		Validity  struct{ NotBefore, NotAfter time.Time }
+		Subject   asn1.RawValue
+		PublicKey asn1.RawValue
+	}{serial, algo, name(issuerName), struct{ NotBefore, NotAfter time.Time }{s.NotBefore.UTC(), s.NotAfter.UTC()}, name(subject), asn1.RawValue{FullBytes: spki}})
+	if err != nil {
+		panic(err)
+	}
+	digest := sha256.Sum256(tbs)
+	sig, err := signer.Sign(rand.Reader, digest[:], crypto.SHA256)
+	if err != nil {
+		panic(err)
+	}
+	der, err := asn1.Marshal(struct {
+		TBS       asn1.RawValue
+		Algorithm pkix.AlgorithmIdentifier
+		Signature asn1.BitString
+	}{asn1.RawValue{FullBytes: tbs}, algo, asn1.BitString{Bytes: sig, BitLength: 8 * len(sig)}})
+	if err != nil {
+		panic(err)
+	}
+	x, err := x509.ParseCertificate(der)
+	if err != nil {
+		panic(err)
+	}
+	if x.Version != 1 {
+		panic("not a v1 certificate")
+	}
+	return &Cert{X509: x, Key: key}
 }
