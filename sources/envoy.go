@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math/big"
 	"net/url"
 	"sort"
@@ -178,13 +179,20 @@ const (
 // redacted and are never decoded.
 func ParseEnvoyConfigDump(body []byte) ([]model.Bundle, error) {
 	var dump struct {
-		Configs []envoyConfig `json:"configs"`
+		Configs *[]envoyConfig `json:"configs"`
 	}
 	if err := json.Unmarshal(body, &dump); err != nil {
 		return nil, err
 	}
+	if dump.Configs == nil {
+		// Envoy answers {} when it holds no secret of the kind asked for.
+		if string(bytes.TrimSpace(body)) == "{}" {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("%w: config_dump without configs", ErrUnknownShape)
+	}
 	var secrets []envoyNamedSecret
-	for _, c := range dump.Configs {
+	for _, c := range *dump.Configs {
 		switch {
 		case strings.HasSuffix(c.Type, typeDynamicSecret):
 			secrets = append(secrets, c.envoyNamedSecret)
@@ -193,6 +201,8 @@ func ParseEnvoyConfigDump(body []byte) ([]model.Bundle, error) {
 			secrets = append(secrets, c.DynamicActiveSecretsCamel...)
 			secrets = append(secrets, c.StaticSecrets...)
 			secrets = append(secrets, c.StaticSecretsCamel...)
+		default:
+			return nil, fmt.Errorf("%w: config_dump element of type %q", ErrUnknownShape, c.Type)
 		}
 	}
 	var bundles []model.Bundle
@@ -215,7 +225,8 @@ func envoySecretBundles(name string, secret *envoySecret) []model.Bundle {
 	var out []model.Bundle
 	if tc := either(secret.TLSCertificate, secret.TLSCertificateCamel); tc != nil {
 		if data := either(tc.CertificateChain, tc.CertificateChainCamel).data(); len(data) > 0 {
-			b := model.Bundle{Key: name, Export: model.ExportFirst}
+			// The workload certificate is presented to peers, who verify it with their roots alone.
+			b := model.Bundle{Key: name, Export: model.ExportFirst, Presented: name == envoyWorkloadSecret}
 			b.Certificates, b.Error = pki.ParseBundle(data)
 			if name != envoyWorkloadSecret {
 				b.NoChain, b.NoIdentity = true, true
@@ -242,7 +253,13 @@ func envoySecretBundles(name string, secret *envoySecret) []model.Bundle {
 				return append(out, model.Bundle{Key: name, Error: model.ReasonBadResponse})
 			}
 			for _, td := range append(spiffe.TrustDomains, spiffe.TrustDomainsCamel...) {
-				b := model.Bundle{Key: name + "/" + td.Name, Purpose: model.PurposeTrustBundleCopy, Export: model.ExportNone}
+				if !pki.ValidTrustDomain(td.Name) {
+					out = append(out, model.Bundle{Key: name, Error: model.ReasonBadResponse})
+					continue
+				}
+				// One bundle per trust domain: the analysis compares the mesh's own (or an
+				// alias's) with the current anchors and exports a federated domain's as its own.
+				b := model.Bundle{Key: name + "/" + td.Name, Purpose: model.PurposeTrustBundleCopy, Export: model.ExportNone, TrustDomainKeyed: true}
 				b.Certificates, b.Error = pki.ParseBundle(either(td.TrustBundle, td.TrustBundleCamel).data())
 				out = append(out, b)
 			}

@@ -3,6 +3,7 @@ package sources
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"slices"
 
 	"github.com/go-kit/log"
 	"go.yaml.in/yaml/v3"
@@ -23,7 +24,7 @@ func NewSecretSource(client kubernetes.Interface, cfg *config.Config, logger log
 	if is.Watch {
 		watches = append(watches,
 			namedWatch(is.Namespace, is.CASecret, readIstioSelfSignedCA),
-			namedWatch(is.Namespace, is.PluginCASecret, readMeshCA(SourceSecret, model.MeshIstio)),
+			namedWatch(is.Namespace, is.PluginCASecret, readIstioPluginCA),
 			namedWatch(is.Namespace, is.IstiodTLSSecret, readWorkloadSecret(model.MeshIstio)),
 		)
 	}
@@ -34,9 +35,9 @@ func NewSecretSource(client kubernetes.Interface, cfg *config.Config, logger log
 		watches = append(watches, selectorWatch(SourceSecret, sel))
 	}
 	k := newKube(SourceSecret, true, client, watches, logger)
-	// istiod uses cacerts when it exists and ignores istio-ca-secret: then the latter's root is not
-	// a current trust anchor.
-	k.adjust = demoteWhenPresent(is.Namespace, is.PluginCASecret, is.CASecret, false)
+	// istiod signs with cacerts when it holds a signing certificate and ignores istio-ca-secret:
+	// then the latter's root is not a current trust anchor.
+	k.adjust = demoteWhenPresent(is.Namespace, is.PluginCASecret, is.CASecret, false, keyIstioCACert, keyTLSCert)
 	return k
 }
 
@@ -111,24 +112,47 @@ func selectorWatch(source string, sel config.Selector) *kubeWatch {
 	return w
 }
 
-// readMeshCA reads a mesh's CA object in the mesh's layout.
-func readMeshCA(source string, mesh model.Mesh) func(kubeData) readResult {
-	return func(d kubeData) readResult {
-		return objectResult(source, d, DetectLayout(mesh, d.keys()))
-	}
-}
-
-// readIstioSelfSignedCA reads istio-ca-secret: istiod needs only ca-cert.pem and ca-key.pem there
-// (old installs have nothing else); the four-key rule of a plug-in CA does not apply.
+// readIstioSelfSignedCA reads istio-ca-secret as istiod does in its self-signed mode: ca-cert.pem
+// is the self-signed root it signs with and the mesh's current anchor (istiod distributes it,
+// with the roots of a mounted cacerts root-cert.pem appended); root-cert.pem there is a copy of
+// the first root that istiod's rotator never rewrites, compared with the current anchors and not
+// exported. istiod needs only ca-cert.pem and ca-key.pem (old installs have nothing else): the
+// four-key rule of a plug-in CA does not apply.
 func readIstioSelfSignedCA(d kubeData) readResult {
-	l := DetectLayout(model.MeshIstio, d.keys())
-	var missing []string
-	for _, k := range l.Missing {
-		if k == keyIstioCACert || k == keyIstioCAKey {
-			missing = append(missing, k)
+	l := Layout{Mesh: model.MeshIstio, Authoritative: true}
+	for _, k := range []string{keyIstioCACert, keyIstioRoot} {
+		if slices.Contains(d.keys(), k) {
+			l.Read = append(l.Read, KeyRule{Key: k, Purpose: model.PurposeTrustBundle})
 		}
 	}
-	l.Missing = missing
+	for _, k := range []string{keyIstioCACert, keyIstioCAKey} {
+		if !slices.Contains(d.keys(), k) {
+			l.Missing = append(l.Missing, k)
+		}
+	}
+	r := objectResult(SourceSecret, d, l)
+	for i := range r.object.Bundles {
+		if b := &r.object.Bundles[i]; b.Key == keyIstioRoot {
+			b.Purpose, b.Export = model.PurposeTrustBundleCopy, model.ExportNone
+		}
+	}
+	return r
+}
+
+// readIstioPluginCA reads cacerts in either layout. istiod refuses a partial plug-in bundle
+// ("incomplete signing CA bundle"): any of its four files without the others is reported as
+// incomplete. A cacerts with only a root-cert.pem leaves istiod on its self-signed root, and the
+// roots there are added to the current anchors (as istiod appends a mounted root-cert.pem).
+func readIstioPluginCA(d kubeData) readResult {
+	l := DetectLayout(model.MeshIstio, d.keys())
+	if !slices.Contains(d.keys(), keyTLSCert) && !slices.Contains(d.keys(), keyIstioCACert) &&
+		(slices.Contains(d.keys(), keyIstioRoot) || slices.Contains(d.keys(), keyIstioCertChain)) {
+		for _, k := range []string{keyIstioCACert, keyIstioCAKey, keyIstioCertChain, keyIstioRoot} {
+			if !slices.Contains(d.keys(), k) && !slices.Contains(l.Missing, k) {
+				l.Missing = append(l.Missing, k)
+			}
+		}
+	}
 	return objectResult(SourceSecret, d, l)
 }
 
@@ -138,7 +162,14 @@ func readWorkloadSecret(mesh model.Mesh) func(kubeData) readResult {
 	return func(d kubeData) readResult {
 		l := DetectLayout(model.MeshNone, d.keys())
 		l.Mesh = mesh
-		return objectResult(SourceSecret, d, asCopies(l))
+		r := objectResult(SourceSecret, d, asCopies(l))
+		// Its owner serves the certificate chain to peers that hold only the trust anchors.
+		for i := range r.object.Bundles {
+			if b := &r.object.Bundles[i]; b.Purpose == model.PurposeCertificates {
+				b.Presented = true
+			}
+		}
+		return r
 	}
 }
 
@@ -280,15 +311,15 @@ func keyPairs(keys []string) []model.KeyPair {
 }
 
 // demoteWhenPresent returns an adjust function: while the object named winner (in namespace) holds
-// certificates, the object named loser is not authoritative and, when copies is set, its trust
-// bundles become copies to compare with the winner's.
-func demoteWhenPresent(namespace, winner, loser string, copies bool) func([]*model.Object) []*model.Object {
+// certificates (in one of keys, when keys are given), the object named loser is not authoritative
+// and, when copies is set, its trust bundles become copies to compare with the winner's.
+func demoteWhenPresent(namespace, winner, loser string, copies bool, keys ...string) func([]*model.Object) []*model.Object {
 	return func(objects []*model.Object) []*model.Object {
 		present := false
 		for _, o := range objects {
 			if o.Namespace == namespace && o.Name == winner {
 				for _, b := range o.Bundles {
-					present = present || len(b.Certificates) > 0
+					present = present || len(b.Certificates) > 0 && (len(keys) == 0 || slices.Contains(keys, b.Key))
 				}
 			}
 		}

@@ -185,6 +185,15 @@ func (v snapshotView) bundleCurrent(ns, name string) (current, found bool) {
 	return false, false
 }
 
+func (v snapshotView) bundleCurrentKey(ns, name, key string) (current, found bool) {
+	for _, b := range v.TrustBundles() {
+		if b.Namespace == ns && b.Name == name && b.Key == key {
+			return b.Current, true
+		}
+	}
+	return false, false
+}
+
 func (v snapshotView) up() string {
 	for _, s := range v.Sources {
 		if !s.Up {
@@ -242,6 +251,13 @@ func TestKubeIstio(t *testing.T) {
 		if stored, _ := v.rootKey(ns, "istio-ca-secret"); !stored {
 			return "the root key in istio-ca-secret is not reported"
 		}
+		// istiod's root-cert.pem there is a copy of the root it signs with, not the authority.
+		if cur, found := v.bundleCurrentKey(ns, "istio-ca-secret", "root-cert.pem"); !found || !cur {
+			return fmt.Sprintf("istio-ca-secret root-cert.pem copy: current %v, found %v", cur, found)
+		}
+		if v.cert(SourceSecret, ns, "istio-ca-secret", "root-cert.pem", 0) != nil {
+			return "istio-ca-secret's root-cert.pem copy is exported"
+		}
 		return ""
 	})
 
@@ -276,7 +292,8 @@ func TestKubeIstio(t *testing.T) {
 	// istio-csr's istiod-tls with the trust domain from the mesh config.
 	k.configMap(ns, "istio", map[string]string{"mesh": "trustDomain: prod.example\ndefaultConfig:\n  discoveryAddress: istiod:15012\n"})
 	istiod := issue("istiod", false, inter3, "spiffe://prod.example/ns/"+ns+"/sa/istiod")
-	k.secret(ns, "istiod-tls", corev1.SecretTypeTLS, map[string][]byte{"tls.crt": istiod.PEM(), "tls.key": istiod.KeyPEM(), "ca.crt": root2.PEM()})
+	// cert-manager writes the issuing CA after the leaf in tls.crt: the chain istiod presents.
+	k.secret(ns, "istiod-tls", corev1.SecretTypeTLS, map[string][]byte{"tls.crt": testpki.Bundle(istiod, inter3), "tls.key": istiod.KeyPEM(), "ca.crt": root2.PEM()})
 	eventually(t, inv, func(s *model.Snapshot) string {
 		v := snapshotView{s}
 		if v.cert(SourceSecret, ns, "cacerts", "ca-cert.pem", 0) != nil {

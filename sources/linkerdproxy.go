@@ -17,7 +17,7 @@ import (
 const LinkerdMetricsPath = "/metrics"
 
 // linkerdExpiryMetrics are the names a Linkerd proxy's identity certificate expiry has had,
-// newest first: control_identity_... from proxy v2.227, identity_... up to v2.226.
+// newest first: control_identity_... since the rename of April 2024, identity_... before it.
 var linkerdExpiryMetrics = []string{
 	"control_identity_cert_expiration_timestamp_seconds",
 	"identity_cert_expiration_timestamp_seconds",

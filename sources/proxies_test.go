@@ -410,7 +410,7 @@ func TestLinkerdProxyMetrics(t *testing.T) {
 		ok         bool
 	}{
 		{"current name", "# TYPE control_identity_cert_expiration_timestamp_seconds gauge\ncontrol_identity_cert_expiration_timestamp_seconds " + v + "\n", true},
-		{"v2.220 to v2.226", "# TYPE identity_cert_refreshes_total counter\nidentity_cert_refreshes_total{result=\"ok\"} 3\n# TYPE identity_cert_expiration_timestamp_seconds gauge\nidentity_cert_expiration_timestamp_seconds " + v + "\n", true},
+		{"before April 2024, with the refresh counter", "# TYPE identity_cert_refreshes_total counter\nidentity_cert_refreshes_total{result=\"ok\"} 3\n# TYPE identity_cert_expiration_timestamp_seconds gauge\nidentity_cert_expiration_timestamp_seconds " + v + "\n", true},
 		{"old untyped", "identity_cert_expiration_timestamp_seconds " + v + "\n", true},
 		{"no identity metric", "request_total 3\n", false},
 		{"not metrics", "<html>", false},

@@ -64,6 +64,8 @@ func errorReason(err error) model.ErrorReason {
 	var ne net.Error
 	var br badResponseError
 	switch {
+	case errors.Is(err, ErrUnknownShape):
+		return model.ReasonUnknownShape
 	case errors.As(err, &br):
 		return model.ReasonBadResponse
 	case errors.Is(err, errBodyTooLarge):
@@ -82,6 +84,10 @@ func errorReason(err error) model.ErrorReason {
 }
 
 var errRedirect = errors.New("admin endpoint redirected")
+
+// ErrUnknownShape is wrapped by a parser that understood an answer as JSON (or text) but found it
+// in none of the shapes the releases it knows write.
+var ErrUnknownShape = errors.New("answer in an unknown shape")
 
 // badResponseError is an answer that could be fetched but not understood.
 type badResponseError struct{ err error }

@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"math/big"
 	"sort"
 	"strings"
@@ -17,35 +18,53 @@ import (
 // ZtunnelConfigDumpPath is the admin path ztunnel serves its state on.
 const ZtunnelConfigDumpPath = "/config_dump"
 
-// ztunnelCert is one certificate of ztunnel's config dump.
+// ztunnelCert is one certificate of ztunnel's config dump. Releases up to 1.21 wrote its fields in
+// snake_case, later ones in camelCase: both are read.
 type ztunnelCert struct {
-	PEM            string `json:"pem"`
-	SerialNumber   string `json:"serialNumber"`
-	ValidFrom      string `json:"validFrom"`
-	ExpirationTime string `json:"expirationTime"`
+	PEM                 string `json:"pem"`
+	SerialNumber        string `json:"serialNumber"`
+	SerialNumberSnake   string `json:"serial_number"`
+	ValidFrom           string `json:"validFrom"`
+	ValidFromSnake      string `json:"valid_from"`
+	ExpirationTime      string `json:"expirationTime"`
+	ExpirationTimeSnake string `json:"expiration_time"`
 }
 
-// ParseZtunnelConfigDump reads the certificates of ztunnel's /config_dump: one entry per workload
-// identity on the node, with its chain (leaf first) and roots. Each identity's leaf is exported and
-// expected to carry that identity; the roots are a copy compared with the mesh's anchors (one
-// bundle per distinct root set). An identity whose certificate is not available is a bundle error.
+// ztunnelIdentity is the certificate state of one workload identity. Its chain and roots have been
+// written in three shapes: ca_cert (the root) and cert_chain (up to 1.21); cert_chain or certChain
+// alone, holding the leaf and the root (releases in between); certChain and rootCerts (current).
+type ztunnelIdentity struct {
+	Identity       string         `json:"identity"`
+	State          string         `json:"state"`
+	CertChain      *[]ztunnelCert `json:"certChain"`
+	CertChainSnake *[]ztunnelCert `json:"cert_chain"`
+	RootCerts      *[]ztunnelCert `json:"rootCerts"`
+	CACert         *[]ztunnelCert `json:"ca_cert"`
+}
+
+// ParseZtunnelConfigDump reads the certificates of ztunnel's /config_dump, in each shape ztunnel
+// releases wrote: one entry per workload identity on the node, with its chain (leaf first) and
+// roots. Each identity's leaf is exported and expected to carry that identity; its chain is a
+// presented one. The roots are a copy compared with the mesh's anchors (one bundle per distinct
+// root set); where a release wrote them at the end of the chain, the self-signed CAs there are the
+// roots. An identity whose certificate is not available is a bundle error. A dump without a
+// certificates list, or an available identity without a chain in any known shape, is an error
+// wrapping ErrUnknownShape: a release this reader does not know, never an empty result.
 // onNode reports whether a namespace and service account runs on the ztunnel's node.
 func ParseZtunnelConfigDump(body []byte, origin string, onNode func(namespace, serviceAccount string) bool) ([]model.Bundle, error) {
 	var dump struct {
-		Certificates []struct {
-			Identity  string        `json:"identity"`
-			State     string        `json:"state"`
-			CertChain []ztunnelCert `json:"certChain"`
-			RootCerts []ztunnelCert `json:"rootCerts"`
-		} `json:"certificates"`
+		Certificates *[]ztunnelIdentity `json:"certificates"`
 	}
 	if err := json.Unmarshal(body, &dump); err != nil {
 		return nil, err
 	}
+	if dump.Certificates == nil {
+		return nil, fmt.Errorf("%w: ztunnel config_dump without certificates", ErrUnknownShape)
+	}
 	var bundles []model.Bundle
 	rootSets := map[string]bool{}
-	for _, c := range dump.Certificates {
-		b := model.Bundle{Key: c.Identity, Export: model.ExportFirst}
+	for _, c := range *dump.Certificates {
+		b := model.Bundle{Key: c.Identity, Export: model.ExportFirst, Presented: true}
 		switch {
 		case c.State == "Initializing":
 			continue
@@ -54,15 +73,27 @@ func ParseZtunnelConfigDump(body []byte, origin string, onNode func(namespace, s
 			bundles = append(bundles, b)
 			continue
 		}
+		chainCerts := either(c.CertChain, c.CertChainSnake)
+		if chainCerts == nil {
+			return nil, fmt.Errorf("%w: ztunnel identity without a certificate chain", ErrUnknownShape)
+		}
 		if id, err := pki.ParseSPIFFEID(c.Identity); err == nil {
 			if ns, sa, ok := id.Workload(); ok {
 				b.Expect = share.Of(expectations, model.Identity{Namespace: ns, ServiceAccount: sa, NotOnNode: onNode != nil && !onNode(ns, sa)})
 			}
 		}
-		b.Certificates, b.Error = ztunnelCerts(c.CertChain, origin, false)
+		b.Certificates, b.Error = ztunnelCerts(*chainCerts, origin, false)
+		var (
+			roots  []*model.Certificate
+			reason = model.ReasonNone
+		)
+		if rc := either(c.RootCerts, c.CACert); rc != nil {
+			roots, reason = ztunnelCerts(*rc, origin, true)
+		} else {
+			b.Certificates, roots = splitRoots(b.Certificates)
+		}
 		bundles = append(bundles, b)
 
-		roots, reason := ztunnelCerts(c.RootCerts, origin, true)
 		var fps []string
 		for _, r := range roots {
 			fps = append(fps, hex.EncodeToString(r.Fingerprint[:]))
@@ -80,6 +111,16 @@ func ParseZtunnelConfigDump(body []byte, origin string, onNode func(namespace, s
 		bundles = append(bundles, model.Bundle{Key: key, Purpose: model.PurposeTrustBundleCopy, Export: model.ExportNone, Certificates: roots, Error: reason})
 	}
 	return bundles, nil
+}
+
+// splitRoots separates the roots a chain ends with (self-signed CAs, after the leaf) from the
+// chain.
+func splitRoots(chain []*model.Certificate) (rest, roots []*model.Certificate) {
+	n := len(chain)
+	for n > 1 && !chain[n-1].Partial && chain[n-1].MayAnchor() {
+		n--
+	}
+	return chain[:n:n], chain[n:]
 }
 
 // ztunnelCerts decodes ztunnel's certificates: the base64 PEM when present, else partial facts
@@ -103,9 +144,9 @@ func ztunnelCerts(in []ztunnelCert, origin string, ca bool) ([]*model.Certificat
 			out = append(out, certs...)
 			continue
 		}
-		serial, ok := new(big.Int).SetString(zc.SerialNumber, 10) // decimal, unlike Envoy's hex
-		from, err1 := time.Parse(time.RFC3339, zc.ValidFrom)
-		until, err2 := time.Parse(time.RFC3339, zc.ExpirationTime)
+		serial, ok := new(big.Int).SetString(firstSet(zc.SerialNumber, zc.SerialNumberSnake), 10) // decimal, unlike Envoy's hex
+		from, err1 := time.Parse(time.RFC3339, firstSet(zc.ValidFrom, zc.ValidFromSnake))
+		until, err2 := time.Parse(time.RFC3339, firstSet(zc.ExpirationTime, zc.ExpirationTimeSnake))
 		if !ok || err1 != nil || err2 != nil {
 			reason = model.ReasonBadResponse
 			continue
@@ -113,4 +154,12 @@ func ztunnelCerts(in []ztunnelCert, origin string, ca bool) ([]*model.Certificat
 		out = append(out, pki.NewPartialCertificate(pki.PartialFacts{Serial: serial, NotBefore: from, NotAfter: until, CA: ca, Origin: origin}))
 	}
 	return out, reason
+}
+
+// firstSet returns a when it is not empty, else b: one field under its two spellings.
+func firstSet(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
 }

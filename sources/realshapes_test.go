@@ -1,0 +1,211 @@
+package sources
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/meshcert/meshcert-exporter/internal/model"
+	"github.com/meshcert/meshcert-exporter/internal/pki"
+	"github.com/meshcert/meshcert-exporter/internal/testpki"
+)
+
+var (
+	shapesFrom  = testpki.Date(2026, 1, 1)
+	shapesUntil = testpki.Date(2036, 1, 1)
+	shapesNow   = testpki.Date(2027, 6, 1)
+)
+
+// shapesPKI is a root, an intermediate and a workload leaf of shop/cart.
+func shapesPKI() (root, inter, leaf *testpki.Cert) {
+	root = testpki.Issue(testpki.Spec{CommonName: "root", CA: true, NotBefore: shapesFrom, NotAfter: shapesUntil})
+	inter = testpki.Issue(testpki.Spec{CommonName: "inter", CA: true, Issuer: root, NotBefore: shapesFrom, NotAfter: shapesUntil})
+	leaf = testpki.Issue(testpki.Spec{Issuer: inter, URIs: []string{"spiffe://cluster.local/ns/shop/sa/cart"}, NotBefore: shapesFrom, NotAfter: shapesUntil})
+	return root, inter, leaf
+}
+
+// analyseProxy analyses a proxy's bundles next to a plug-in CA of root and inter.
+func analyseProxy(source string, bundles []model.Bundle, root, inter *testpki.Cert) model.Analysis {
+	ca := &model.Object{Source: SourceSecret, Namespace: "istio-system", Name: "cacerts", Mesh: model.MeshIstio, Authoritative: true,
+		Bundles: []model.Bundle{{Key: "ca-cert.pem", Certificates: parsed(inter)}, {Key: "root-cert.pem", Purpose: model.PurposeTrustBundle, Certificates: parsed(root)}}}
+	proxy := &model.Object{Source: source, Namespace: "shop", Name: "cart-1", Mesh: model.MeshIstio, Bundles: bundles}
+	settings := map[model.Mesh]model.MeshSettings{model.MeshIstio: {TrustDomain: "cluster.local", TrustDomainAliases: []string{"old.local"}}}
+	return pki.NewAnalyzer().Analyze([]*model.Object{ca, proxy}, settings)
+}
+
+func parsed(cs ...*testpki.Cert) []*model.Certificate {
+	certs, _ := pki.ParseBundle(testpki.Bundle(cs...))
+	return certs
+}
+
+// chainStatus is the chain of the proxy's certificate at key, evaluated at shapesNow.
+func chainStatus(t *testing.T, a model.Analysis, key string) model.ChainStatus {
+	t.Helper()
+	for _, c := range a.Certificates() {
+		if c.Name == "cart-1" && c.Key == key && c.Index == 0 {
+			if c.Chain == nil {
+				t.Fatalf("%s has no chain", key)
+			}
+			return c.Chain.Evaluate(c.Certificate, shapesNow)
+		}
+	}
+	t.Fatalf("no certificate at %s", key)
+	return model.ChainStatus{}
+}
+
+// TestEnvoyDefaultIsAPresentedChain: a sidecar whose default secret lacks the intermediate is
+// reported as peers see it.
+func TestEnvoyDefaultIsAPresentedChain(t *testing.T) {
+	root, inter, leaf := shapesPKI()
+	for _, tt := range []struct {
+		name   string
+		chain  []byte
+		valid  bool
+		reason model.ErrorReason
+		depth  int
+	}{
+		{"full chain", testpki.Bundle(leaf, inter, root), true, "", 3},
+		{"leaf only", leaf.PEM(), false, model.ReasonIncompleteChain, 1},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			bundles, err := ParseEnvoyConfigDump(envoyDump(false, workloadSecret(tt.chain), rootSecret(root.PEM())))
+			if err != nil {
+				t.Fatal(err)
+			}
+			st := chainStatus(t, analyseProxy(SourceEnvoy, bundles, root, inter), "default")
+			if st.Valid != tt.valid || st.Reason != tt.reason || st.Depth != tt.depth {
+				t.Errorf("chain = valid %v reason %q depth %d, want %v %q %d", st.Valid, st.Reason, st.Depth, tt.valid, tt.reason, tt.depth)
+			}
+		})
+	}
+}
+
+// TestEnvoyFederatedBundles: the SPIFFE validator's bundle of the mesh's trust domain (and of an
+// alias) is compared; a federated domain's is exported as that domain's anchors, never stale.
+func TestEnvoyFederatedBundles(t *testing.T) {
+	root, inter, leaf := shapesPKI()
+	partner := testpki.Issue(testpki.Spec{CommonName: "partner root", CA: true, NotBefore: shapesFrom, NotAfter: shapesUntil})
+	body := envoyDump(false, workloadSecret(testpki.Bundle(leaf, inter)),
+		spiffeRootSecret(map[string][]byte{"cluster.local": root.PEM(), "old.local": root.PEM(), "partner.example": partner.PEM()}))
+	bundles, err := ParseEnvoyConfigDump(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := analyseProxy(SourceEnvoy, bundles, root, inter)
+	current := map[string]bool{}
+	for _, b := range a.TrustBundles() {
+		current[b.Key] = b.Current
+	}
+	if len(current) != 2 || !current["ROOTCA/cluster.local"] || !current["ROOTCA/old.local"] {
+		t.Errorf("compared bundles %v, want the mesh's domain and its alias, both current", current)
+	}
+	var federated []model.FederatedBundleFinding
+	for _, o := range a.Objects {
+		federated = append(federated, o.FederatedBundles...)
+	}
+	if len(federated) != 1 || federated[0].TrustDomain != "partner.example" {
+		t.Errorf("federated bundles %+v", federated)
+	}
+	exported := false
+	for _, c := range a.Certificates() {
+		exported = exported || c.Key == "ROOTCA/partner.example" && c.Role == model.RoleTrustAnchor
+	}
+	if !exported {
+		t.Error("the partner's anchor is not exported")
+	}
+}
+
+// TestEnvoyUnknownShape: an answer that parses but in no shape Envoy writes is an error, never an
+// empty read.
+func TestEnvoyUnknownShape(t *testing.T) {
+	for _, tt := range []struct {
+		name, body string
+		unknown    bool
+	}{
+		{"no secrets at all", `{}`, false},
+		{"an empty list", `{"configs":[]}`, false},
+		{"no configs", `{"secrets":[{"name":"default"}]}`, true},
+		{"an element of another type", `{"configs":[{"@type":"type.googleapis.com/envoy.admin.v3.ClustersConfigDump"}]}`, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := ParseEnvoyConfigDump([]byte(tt.body))
+			if got := errors.Is(err, ErrUnknownShape); got != tt.unknown {
+				t.Errorf("unknown shape = %v (%v), want %v", got, err, tt.unknown)
+			}
+			if tt.unknown && errorReason(badResponse(err)) != model.ReasonUnknownShape {
+				t.Errorf("reason %q", errorReason(badResponse(err)))
+			}
+		})
+	}
+}
+
+// TestZtunnelShapes: every shape a ztunnel release wrote gives the same leaf, chain and roots, and
+// an unknown shape is an error with the reason unknown_shape.
+func TestZtunnelShapes(t *testing.T) {
+	root, inter, leaf := shapesPKI()
+	camel := func(c *testpki.Cert) map[string]any {
+		return map[string]any{"pem": base64.StdEncoding.EncodeToString(c.PEM()), "serialNumber": c.X509.SerialNumber.String(),
+			"validFrom": c.X509.NotBefore.Format(time.RFC3339), "expirationTime": c.X509.NotAfter.Format(time.RFC3339)}
+	}
+	snake := func(c *testpki.Cert) map[string]any {
+		return map[string]any{"pem": base64.StdEncoding.EncodeToString(c.PEM()), "serial_number": c.X509.SerialNumber.String(),
+			"valid_from": c.X509.NotBefore.Format(time.RFC3339), "expiration_time": c.X509.NotAfter.Format(time.RFC3339)}
+	}
+	list := func(f func(*testpki.Cert) map[string]any, cs ...*testpki.Cert) []map[string]any {
+		var out []map[string]any
+		for _, c := range cs {
+			out = append(out, f(c))
+		}
+		return out
+	}
+	id := "spiffe://cluster.local/ns/shop/sa/cart"
+	tests := []struct {
+		name    string
+		entry   map[string]any
+		unknown bool
+	}{
+		{"current: certChain and rootCerts", map[string]any{"identity": id, "state": "Available", "certChain": list(camel, leaf, inter), "rootCerts": list(camel, root)}, false},
+		{"1.21 and before: snake_case ca_cert and cert_chain", map[string]any{"identity": id, "state": "Available", "cert_chain": list(snake, leaf, inter), "ca_cert": list(snake, root)}, false},
+		{"in between: cert_chain alone with the root at its end", map[string]any{"identity": id, "state": "Available", "cert_chain": list(snake, leaf, inter, root)}, false},
+		{"in between: certChain alone with the root at its end", map[string]any{"identity": id, "state": "Available", "certChain": list(camel, leaf, inter, root)}, false},
+		{"the first preview: leaf and chain strings", map[string]any{"identity": id, "leaf": string(leaf.PEM()), "chain": []string{string(inter.PEM())}, "state": "Available"}, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			body, _ := json.Marshal(map[string]any{"certificates": []map[string]any{tt.entry}})
+			bundles, err := ParseZtunnelConfigDump(body, "node-1", nil)
+			if tt.unknown {
+				if !errors.Is(err, ErrUnknownShape) || errorReason(badResponse(err)) != model.ReasonUnknownShape {
+					t.Fatalf("err = %v, want an unknown shape", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			a := analyseProxy(SourceZtunnel, bundles, root, inter)
+			if st := chainStatus(t, a, id); !st.Valid || st.Depth != 3 {
+				t.Errorf("chain %+v, want valid with depth 3", st)
+			}
+			tb := a.TrustBundles()
+			if len(tb) != 1 || !tb[0].Current || tb[0].Key != "rootCerts" {
+				t.Errorf("root bundles %+v, want one current copy", tb)
+			}
+		})
+	}
+	// A dump without a certificates list is no ztunnel answer this reader knows.
+	if _, err := ParseZtunnelConfigDump([]byte(`{"workloads":{}}`), "node-1", nil); !errors.Is(err, ErrUnknownShape) {
+		t.Errorf("dump without certificates: %v", err)
+	}
+	// An identity presented without its intermediate is incomplete.
+	body, _ := json.Marshal(map[string]any{"certificates": []map[string]any{{"identity": id, "state": "Available", "certChain": list(camel, leaf), "rootCerts": list(camel, root)}}})
+	bundles, err := ParseZtunnelConfigDump(body, "node-1", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := chainStatus(t, analyseProxy(SourceZtunnel, bundles, root, inter), id); st.Reason != model.ReasonIncompleteChain {
+		t.Errorf("leaf alone: %+v, want incomplete_chain", st)
+	}
+}
