@@ -106,6 +106,14 @@ meshcert_chain_depth{index="0",key="tls.crt",mesh="istio",name="istiod-tls",name
 # TYPE meshcert_chain_valid gauge
 meshcert_chain_valid{index="0",key="ca-cert.pem",mesh="istio",name="/etc/cacerts",namespace="",role="intermediate",source="file"} 1
 meshcert_chain_valid{index="0",key="tls.crt",mesh="istio",name="istiod-tls",namespace="istio-system",role="leaf",source="secret"} 0
+# HELP meshcert_mesh_requirements_info Which rule of its mesh a CA certificate breaks (reason is empty when it meets them all); always 1.
+# TYPE meshcert_mesh_requirements_info gauge
+meshcert_mesh_requirements_info{index="0",key="ca-cert.pem",mesh="istio",name="/etc/cacerts",namespace="",reason="",role="intermediate",source="file"} 1
+meshcert_mesh_requirements_info{index="0",key="root-cert.pem",mesh="istio",name="/etc/cacerts",namespace="",reason="",role="trust_anchor",source="file"} 1
+# HELP meshcert_mesh_requirements_met 1 when a CA certificate of a mesh meets the rules the mesh itself enforces for its role (Linkerd: ECDSA P-256 anchor and issuer, the issuer named identity.<control plane namespace>.<trust domain>; Istio: RSA of at least 2048 bits or ECDSA P-256/P-384), else 0.
+# TYPE meshcert_mesh_requirements_met gauge
+meshcert_mesh_requirements_met{index="0",key="ca-cert.pem",mesh="istio",name="/etc/cacerts",namespace="",role="intermediate",source="file"} 1
+meshcert_mesh_requirements_met{index="0",key="root-cert.pem",mesh="istio",name="/etc/cacerts",namespace="",role="trust_anchor",source="file"} 1
 # HELP meshcert_chain_info Why the chain does not verify (reason is empty when it does) and the serial of the trust anchor it ends at; always 1.
 # TYPE meshcert_chain_info gauge
 meshcert_chain_info{anchor_serial="1",index="0",key="ca-cert.pem",mesh="istio",name="/etc/cacerts",namespace="",reason="",role="intermediate",source="file"} 1

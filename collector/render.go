@@ -21,8 +21,11 @@ const (
 	famChainInfo
 	famSANValid
 	famSANInfo
+	famRequirementsMet
+	famRequirementsInfo
 	famBundleError
 	famTrustBundleCurrent
+	famFederatedBundle
 	famRootKey
 	famProxyUp
 	famProxyLastSuccess
@@ -42,9 +45,14 @@ var analysisFamilies = [famCount]struct{ name, help string }{
 	famChainInfo:     {"meshcert_chain_info", "Why the chain does not verify (reason is empty when it does) and the serial of the trust anchor it ends at; always 1."},
 	famSANValid:      {"meshcert_san_valid", "1 when the certificate carries exactly the mesh identity expected of it (SPIFFE ID or Linkerd identity, trust domain, namespace, service account), else 0."},
 	famSANInfo:       {"meshcert_san_info", "Why the certificate's mesh identity is not valid (reason is empty when it is); always 1."},
-	famBundleError:   {"meshcert_bundle_error", "1 for each key of an object that could not be read completely, with the reason; the readable certificates in it are still exported."},
+	famRequirementsMet: {"meshcert_mesh_requirements_met",
+		"1 when a CA certificate of a mesh meets the rules the mesh itself enforces for its role (Linkerd: ECDSA P-256 anchor and issuer, the issuer named identity.<control plane namespace>.<trust domain>; Istio: RSA of at least 2048 bits or ECDSA P-256/P-384), else 0."},
+	famRequirementsInfo: {"meshcert_mesh_requirements_info", "Which rule of its mesh a CA certificate breaks (reason is empty when it meets them all); always 1."},
+	famBundleError:      {"meshcert_bundle_error", "1 for each key of an object that could not be read completely, with the reason; the readable certificates in it are still exported."},
 	famTrustBundleCurrent: {"meshcert_trust_bundle_current",
 		"1 when a copy of the mesh's trust anchors handed to workloads (a namespace's root ConfigMap, a proxy's root bundle, an issuer's ca.crt) holds exactly the mesh's current trust anchors, else 0. Absent when the current anchors are unknown."},
+	famFederatedBundle: {"meshcert_federated_trust_bundle_info",
+		"1 for each trust bundle an object holds for another trust domain than its mesh's (SPIFFE federation): that domain's anchors, exported under the bundle's key and never compared with the mesh's own."},
 	famRootKey: {"meshcert_root_key_in_cluster", "1 when a watched Secret holds the private key of a self-signed trust anchor (the key itself is never read), else 0."},
 	famProxyUp: {"meshcert_proxy_up",
 		"1 when the last read of a proxy's admin endpoint worked, else 0. Proxies are read in the background on an interval; the certificates of a proxy that cannot be read are those of its last successful read."},
@@ -121,6 +129,12 @@ func renderObject(fams *familyBuffers, oa *model.ObjectAnalysis, now time.Time, 
 				return appendLabel(b, "reason", string(o.Identity.Reason), false)
 			})
 		}
+		if r := o.Requirement; r != nil {
+			fams[famRequirementsMet] = appendSample(fams[famRequirementsMet], famRequirementsMet, loc, nil, boolValue(r.Met))
+			fams[famRequirementsInfo] = appendSampleWith(fams[famRequirementsInfo], famRequirementsInfo, loc, 1, func(b []byte) []byte {
+				return appendLabel(b, "reason", string(r.Reason), false)
+			})
+		}
 	}
 	for _, e := range oa.BundleErrors {
 		l := appendLabel(loc[:0], "key", labelValue(e.Key), true)
@@ -137,6 +151,15 @@ func renderObject(fams *familyBuffers, oa *model.ObjectAnalysis, now time.Time, 
 		l = appendLabel(l, "namespace", labelValue(obj.Namespace), false)
 		loc = appendLabel(l, "source", obj.Source, false)
 		fams[famTrustBundleCurrent] = appendSample(fams[famTrustBundleCurrent], famTrustBundleCurrent, loc, nil, boolValue(b.Current))
+	}
+	for _, f := range oa.FederatedBundles {
+		l := appendLabel(loc[:0], "key", labelValue(f.Key), true)
+		l = appendLabel(l, "mesh", string(obj.Mesh), false)
+		l = appendLabel(l, "name", labelValue(obj.Name), false)
+		l = appendLabel(l, "namespace", labelValue(obj.Namespace), false)
+		l = appendLabel(l, "source", obj.Source, false)
+		loc = appendLabel(l, "trust_domain", labelValue(f.TrustDomain), false)
+		fams[famFederatedBundle] = appendSample(fams[famFederatedBundle], famFederatedBundle, loc, nil, 1)
 	}
 	for _, k := range oa.RootKeys {
 		l := appendLabel(loc[:0], "mesh", string(k.Mesh), true)
