@@ -16,7 +16,7 @@ build:
 	  -X github.com/prometheus/common/version.Revision=$$(git rev-parse HEAD 2>/dev/null) \
 	  -X github.com/prometheus/common/version.Branch=$$(git rev-parse --abbrev-ref HEAD 2>/dev/null)" .
 
-## test: install the tools, build the test control plane (cached), lint, run every test with -race.
+## test: install the tools, build the test control plane and istiod's CA code (cached), lint, run every test with -race.
 test: tools testenv lint unit
 
 tools:
@@ -24,6 +24,7 @@ tools:
 
 testenv:
 	@bash hack/build-testenv.sh >/dev/null
+	@bash hack/build-istio-ca.sh >/dev/null
 
 lint:
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt would change: $$out"; exit 1; fi
@@ -31,7 +32,7 @@ lint:
 	staticcheck ./...
 
 unit:
-	MESHCERT_TESTENV=$$(bash hack/build-testenv.sh) $(GO) test -race -count=1 ./...
+	MESHCERT_TESTENV=$$(bash hack/build-testenv.sh) MESHCERT_ISTIO_CA=$$(bash hack/build-istio-ca.sh) $(GO) test -race -count=1 ./...
 
 ## bench: the Go benchmarks (not part of `make test`); the Kubernetes ones use the test control plane.
 bench: testenv

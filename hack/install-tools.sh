@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Installs the real tools the tests use, once: prometheus, promtool and alertmanager (Debian's
-# prometheus and prometheus-alertmanager packages), staticcheck and helm (built from the Go module
-# proxy into the cache directory: helm takes about ten minutes the first time). Prints nothing
-# when everything is already there.
+# prometheus and prometheus-alertmanager packages), openssl (Debian's), staticcheck, helm and
+# smallstep's step CLI (built from the Go module proxy into the cache directory: helm takes about
+# ten minutes the first time, step a few). Prints nothing when everything is already there.
 set -euo pipefail
 
 CACHE_ROOT=${MESHCERT_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/meshcert-exporter}
 BIN="$CACHE_ROOT/bin"
 STATICCHECK_VERSION=${STATICCHECK_VERSION:-v0.8.2}
 HELM_VERSION=${HELM_VERSION:-v3.22.0}
+STEP_VERSION=${STEP_VERSION:-v0.30.6}
 mkdir -p "$BIN"
 
 apt_install() {
@@ -22,6 +23,7 @@ apt_install() {
 missing=()
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 command -v prometheus-alertmanager >/dev/null 2>&1 || missing+=(prometheus-alertmanager)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 if [ ${#missing[@]} -gt 0 ]; then
   apt_install "${missing[@]}"
 fi
@@ -36,4 +38,11 @@ have=$("$BIN/helm" version --template '{{.Version}}' 2>/dev/null || true)
 if [ "$have" != "$HELM_VERSION" ]; then
   echo "install-tools: building helm ${HELM_VERSION} (first run only; about ten minutes)" >&2
   GOBIN="$BIN" go install -ldflags "-X helm.sh/helm/v3/internal/version.version=${HELM_VERSION}" "helm.sh/helm/v3/cmd/helm@${HELM_VERSION}"
+fi
+
+# The step CLI makes Linkerd's PKI in the tests exactly as Linkerd's docs make it.
+have=$("$BIN/step" version 2>/dev/null | head -n 1 || true)
+if [[ "$have" != *"${STEP_VERSION#v}"* ]]; then
+  echo "install-tools: building step ${STEP_VERSION} (first run only)" >&2
+  GOBIN="$BIN" go install -ldflags "-X main.Version=${STEP_VERSION#v}" "github.com/smallstep/cli/cmd/step@${STEP_VERSION}"
 fi

@@ -21,16 +21,12 @@ import (
 	"testing"
 	"time"
 
-	adminv3 "github.com/envoyproxy/go-control-plane/envoy/admin/v3"
-	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
-	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
-	"google.golang.org/protobuf/encoding/protojson"
-	"google.golang.org/protobuf/types/known/anypb"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/meshcert/meshcert-exporter/dashboards"
+	"github.com/meshcert/meshcert-exporter/internal/testadmin"
 	"github.com/meshcert/meshcert-exporter/internal/testenv"
 	"github.com/meshcert/meshcert-exporter/internal/testpki"
 )
@@ -96,25 +92,7 @@ func waitHTTP(t *testing.T, u string, timeout time.Duration) {
 // envoyAdmin serves a config_dump with Istio's workload secret and trust bundle.
 func envoyAdmin(t *testing.T, chain, roots []byte) string {
 	t.Helper()
-	inline := func(b []byte) *corev3.DataSource {
-		return &corev3.DataSource{Specifier: &corev3.DataSource_InlineBytes{InlineBytes: b}}
-	}
-	pack := func(s *tlsv3.Secret) *anypb.Any {
-		inner, _ := anypb.New(s)
-		a, _ := anypb.New(&adminv3.SecretsConfigDump_DynamicSecret{Name: s.Name, Secret: inner})
-		return a
-	}
-	body, err := protojson.Marshal(&adminv3.ConfigDump{Configs: []*anypb.Any{
-		pack(&tlsv3.Secret{Name: "default", Type: &tlsv3.Secret_TlsCertificate{TlsCertificate: &tlsv3.TlsCertificate{
-			CertificateChain: inline(chain), PrivateKey: inline([]byte("[redacted]"))}}}),
-		pack(&tlsv3.Secret{Name: "ROOTCA", Type: &tlsv3.Secret_ValidationContext{ValidationContext: &tlsv3.CertificateValidationContext{TrustedCa: inline(roots)}}}),
-	}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write(body) }))
-	t.Cleanup(srv.Close)
-	return srv.URL
+	return testadmin.Serve(t, testadmin.EnvoySecrets(chain, roots))
 }
 
 // webhook collects the alerts Alertmanager sends.
