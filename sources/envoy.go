@@ -299,7 +299,7 @@ func envoyTime(a, b *time.Time) time.Time {
 // Serials are normalised (hex, lowercase, no leading zeros) and repeats dropped.
 func ParseEnvoyCerts(body []byte, origin string) ([]model.Bundle, error) {
 	var certs struct {
-		Certificates []struct {
+		Certificates *[]struct {
 			CACert         []envoyCertificateDetails `json:"ca_cert"`
 			CACertCamel    []envoyCertificateDetails `json:"caCert"`
 			CertChain      []envoyCertificateDetails `json:"cert_chain"`
@@ -308,6 +308,9 @@ func ParseEnvoyCerts(body []byte, origin string) ([]model.Bundle, error) {
 	}
 	if err := json.Unmarshal(body, &certs); err != nil {
 		return nil, err
+	}
+	if certs.Certificates == nil {
+		return nil, fmt.Errorf("%w: /certs without certificates", ErrUnknownShape)
 	}
 	leaves := model.Bundle{Key: "cert_chain", Export: model.ExportFirst}
 	roots := model.Bundle{Key: "ca_cert", Purpose: model.PurposeTrustBundleCopy, Export: model.ExportNone}
@@ -341,7 +344,7 @@ func ParseEnvoyCerts(body []byte, origin string) ([]model.Bundle, error) {
 		}
 		b.Certificates = append(b.Certificates, pki.NewPartialCertificate(f))
 	}
-	for _, c := range certs.Certificates {
+	for _, c := range *certs.Certificates {
 		for _, d := range append(c.CertChain, c.CertChainCamel...) {
 			add(&leaves, d, false)
 		}

@@ -3,6 +3,7 @@ package sources
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
@@ -23,7 +24,9 @@ var linkerdExpiryMetrics = []string{
 	"identity_cert_expiration_timestamp_seconds",
 }
 
-var errNoLinkerdExpiry = errors.New("no identity certificate expiry metric")
+// errIdentityNotLoaded is a proxy whose expiry metric is there but zero: its identity is not
+// loaded yet.
+var errIdentityNotLoaded = errors.New("the proxy's identity certificate is not loaded yet")
 
 // ParseLinkerdProxyMetrics reads the expiry of a Linkerd proxy's identity certificate from its
 // metrics, under any of the names it has had. The proxy shows no certificate, so the result is a
@@ -34,11 +37,13 @@ func ParseLinkerdProxyMetrics(body []byte, origin string) ([]model.Bundle, error
 	if err != nil {
 		return nil, err
 	}
+	known := false
 	for _, name := range linkerdExpiryMetrics {
 		f := families[name]
 		if f == nil || len(f.GetMetric()) == 0 {
 			continue
 		}
+		known = true
 		seconds := metricValue(f.GetMetric()[0])
 		if seconds <= 0 {
 			continue // identity not yet loaded
@@ -47,7 +52,11 @@ func ParseLinkerdProxyMetrics(body []byte, origin string) ([]model.Bundle, error
 		c := pki.NewPartialCertificate(pki.PartialFacts{NotAfter: notAfter, Origin: origin})
 		return []model.Bundle{{Key: "identity", Certificates: []*model.Certificate{c}, NoIdentity: true}}, nil
 	}
-	return nil, errNoLinkerdExpiry
+	if !known {
+		// Metrics without any name the expiry has had: a proxy release this reader does not know.
+		return nil, fmt.Errorf("%w: no identity certificate expiry metric", ErrUnknownShape)
+	}
+	return nil, errIdentityNotLoaded
 }
 
 func metricValue(m *dto.Metric) float64 {

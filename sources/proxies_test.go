@@ -408,18 +408,23 @@ func TestLinkerdProxyMetrics(t *testing.T) {
 	tests := []struct {
 		name, body string
 		ok         bool
+		reason     model.ErrorReason // of a failed read
 	}{
-		{"current name", "# TYPE control_identity_cert_expiration_timestamp_seconds gauge\ncontrol_identity_cert_expiration_timestamp_seconds " + v + "\n", true},
-		{"before April 2024, with the refresh counter", "# TYPE identity_cert_refreshes_total counter\nidentity_cert_refreshes_total{result=\"ok\"} 3\n# TYPE identity_cert_expiration_timestamp_seconds gauge\nidentity_cert_expiration_timestamp_seconds " + v + "\n", true},
-		{"old untyped", "identity_cert_expiration_timestamp_seconds " + v + "\n", true},
-		{"no identity metric", "request_total 3\n", false},
-		{"not metrics", "<html>", false},
+		{"current name", "# TYPE control_identity_cert_expiration_timestamp_seconds gauge\ncontrol_identity_cert_expiration_timestamp_seconds " + v + "\n", true, ""},
+		{"before April 2024, with the refresh counter", "# TYPE identity_cert_refreshes_total counter\nidentity_cert_refreshes_total{result=\"ok\"} 3\n# TYPE identity_cert_expiration_timestamp_seconds gauge\nidentity_cert_expiration_timestamp_seconds " + v + "\n", true, ""},
+		{"old untyped", "identity_cert_expiration_timestamp_seconds " + v + "\n", true, ""},
+		{"identity not loaded yet", "control_identity_cert_expiration_timestamp_seconds 0\n", false, model.ReasonUnavailable},
+		{"no identity metric: an unknown release", "request_total 3\n", false, model.ReasonUnknownShape},
+		{"not metrics", "<html>", false, model.ReasonBadResponse},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			b, err := ParseLinkerdProxyMetrics([]byte(tt.body), "pod")
 			if (err == nil) != tt.ok {
 				t.Fatalf("err = %v", err)
+			}
+			if !tt.ok && errorReason(badResponse(err)) != tt.reason {
+				t.Errorf("reason %q, want %q", errorReason(badResponse(err)), tt.reason)
 			}
 			if tt.ok && (len(b) != 1 || !b[0].Certificates[0].NotAfter().Equal(expiry) || !b[0].Certificates[0].Partial) {
 				t.Errorf("bundles %+v", b)

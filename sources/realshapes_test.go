@@ -141,6 +141,16 @@ func TestEnvoyUnknownShape(t *testing.T) {
 	}
 }
 
+// TestEnvoyCertsUnknownShape: /certs without its certificates list is no answer Envoy writes.
+func TestEnvoyCertsUnknownShape(t *testing.T) {
+	if _, err := ParseEnvoyCerts([]byte(`{"certificates":[]}`), "p"); err != nil {
+		t.Errorf("an Envoy without TLS contexts: %v", err)
+	}
+	if _, err := ParseEnvoyCerts([]byte(`{"certs":[]}`), "p"); !errors.Is(err, ErrUnknownShape) {
+		t.Errorf("no certificates list: %v", err)
+	}
+}
+
 // TestZtunnelShapes: every shape a ztunnel release wrote gives the same leaf, chain and roots, and
 // an unknown shape is an error with the reason unknown_shape.
 func TestZtunnelShapes(t *testing.T) {

@@ -66,6 +66,8 @@ func errorReason(err error) model.ErrorReason {
 	switch {
 	case errors.Is(err, ErrUnknownShape):
 		return model.ReasonUnknownShape
+	case errors.Is(err, errIdentityNotLoaded):
+		return model.ReasonUnavailable
 	case errors.As(err, &br):
 		return model.ReasonBadResponse
 	case errors.Is(err, errBodyTooLarge):

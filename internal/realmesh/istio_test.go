@@ -32,10 +32,10 @@ func serialOf(t *testing.T, pemData []byte) string {
 	return c.SerialNumber.Text(16)
 }
 
-// istioObjects waits until istio's code has written istio-ca-secret and the root copy in each
-// namespace, all holding the same root set, different from not; it returns istio-ca-secret's data
-// and the root set.
-func istioObjects(t *testing.T, client kubernetes.Interface, caSecret string, not []byte, namespaces ...string) (map[string][]byte, []byte) {
+// istioObjects waits until istio's code has written the root copy in each namespace, all holding
+// the same root set, different from not, and (when caSecret is named) its CA Secret in istiodNS;
+// it returns that Secret's data and the root set.
+func istioObjects(t *testing.T, client kubernetes.Interface, istiodNS, caSecret string, not []byte, namespaces ...string) (map[string][]byte, []byte) {
 	t.Helper()
 	var (
 		data  map[string][]byte
@@ -44,7 +44,7 @@ func istioObjects(t *testing.T, client kubernetes.Interface, caSecret string, no
 	eventually(t, 60*time.Second, func() string {
 		ctx := context.Background()
 		if caSecret != "" {
-			s, err := client.CoreV1().Secrets("istio-system").Get(ctx, caSecret, metav1.GetOptions{})
+			s, err := client.CoreV1().Secrets(istiodNS).Get(ctx, caSecret, metav1.GetOptions{})
 			if err != nil {
 				return err.Error()
 			}
@@ -88,7 +88,7 @@ func TestIstiodSelfSignedRootAndRotation(t *testing.T) {
 	workload := filepath.Join(dir, "web.pem")
 	istiod := run(t, dir, bin, "--kubeconfig="+kubeconfig, "--mode=self-signed",
 		"--workload=spiffe://cluster.local/ns/app-a/sa/web", "--workload-out="+workload)
-	secret, roots := istioObjects(t, client, "istio-ca-secret", nil, "app-a", "app-b")
+	secret, roots := istioObjects(t, client, "istio-system", "istio-ca-secret", nil, "app-a", "app-b")
 	for _, k := range []string{"ca-cert.pem", "ca-key.pem", "root-cert.pem", "cert-chain.pem", "key.pem"} {
 		if _, ok := secret[k]; !ok {
 			t.Errorf("istio-ca-secret has no %s: istiod writes it", k)
@@ -135,7 +135,7 @@ proxies:
 	// istio's rotator renews the root with the same key; its callback republishes the roots.
 	istiod.stop()
 	run(t, dir, bin, "--kubeconfig="+kubeconfig, "--mode=self-signed", "--rotate-once")
-	secret, _ = istioObjects(t, client, "istio-ca-secret", roots, "app-a", "app-b")
+	secret, _ = istioObjects(t, client, "istio-system", "istio-ca-secret", roots, "app-a", "app-b")
 	second := serialOf(t, secret["ca-cert.pem"])
 	if second == first {
 		t.Fatal("istio's rotator did not renew the root")
@@ -175,14 +175,13 @@ func TestIstiodOldSelfSignedSecret(t *testing.T) {
 	dir := t.TempDir()
 	// istio's CA makes its secret; the old install's shape keeps only its two keys.
 	istiod := run(t, dir, bin, "--kubeconfig="+kubeconfig, "--namespace=istio-old", "--mode=self-signed")
-	secret, _ := istioObjects(t, client, "", nil, "old-app")
+	secret, _ := istioObjects(t, client, "istio-old", "istio-ca-secret", nil, "old-app")
 	istiod.stop()
 	ctx := context.Background()
 	s, err := client.CoreV1().Secrets("istio-old").Get(ctx, "istio-ca-secret", metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	secret = s.Data
 	s.Data = map[string][]byte{"ca-cert.pem": secret["ca-cert.pem"], "ca-key.pem": secret["ca-key.pem"]}
 	if _, err := client.CoreV1().Secrets("istio-old").Update(ctx, s, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
@@ -263,7 +262,7 @@ func TestIstiodPluginCA(t *testing.T) {
 	workload := filepath.Join(dir, "cart.pem")
 	run(t, dir, bin, "--kubeconfig="+kubeconfig, "--namespace=istio-plug", "--mode=plugged", "--cacerts-dir="+mount,
 		"--workload=spiffe://cluster.local/ns/shop/sa/cart", "--workload-out="+workload)
-	_, roots := istioObjects(t, client, "", nil, "shop")
+	_, roots := istioObjects(t, client, "istio-plug", "", nil, "shop")
 	chain := readFile(t, workload)
 	leaf, _ := pem.Decode(chain)
 	full := testadmin.Serve(t, testadmin.EnvoySecrets(chain, roots))
