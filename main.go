@@ -48,6 +48,7 @@ type options struct {
 	secretTypes []string
 	kubeconfig  string
 	metricsPath string
+	maxRequests int
 	logLevel    string
 	logFormat   string
 	web         *web.FlagConfig
@@ -70,6 +71,8 @@ func parseFlags(args []string) (*options, error) {
 	app.Flag("kubeconfig", "Path to a kubeconfig file. Without it the in-cluster configuration is used when running in a pod; elsewhere the Kubernetes sources are off.").
 		StringVar(&o.kubeconfig)
 	app.Flag("web.telemetry-path", "Path under which to expose metrics.").Default("/metrics").StringVar(&o.metricsPath)
+	app.Flag("web.max-requests", "Maximum number of parallel scrape requests; more get a 503. 0 means no limit.").
+		Default("40").IntVar(&o.maxRequests)
 	app.Flag("log.level", "Only log messages with the given severity or above. One of: [debug, info, warn, error]").
 		Default("info").EnumVar(&o.logLevel, "debug", "info", "warn", "error")
 	app.Flag("log.format", "Output format of log messages. One of: [logfmt, json]").
@@ -245,7 +248,7 @@ func settings(p config.Proxy) sources.ProxySettings {
 
 // newExporter wires the sources of cfg to an inventory, a collector and the HTTP endpoints. k may
 // be nil: the Kubernetes sources are then off.
-func newExporter(cfg *config.Config, k *kube, metricsPath string, logger log.Logger, extra ...prometheus.Collector) (*exporter, error) {
+func newExporter(cfg *config.Config, k *kube, metricsPath string, maxRequests int, logger log.Logger, extra ...prometheus.Collector) (*exporter, error) {
 	var targets []sources.FileTarget
 	for _, t := range cfg.Files.Targets {
 		mesh, err := config.ParseMesh(t.Mesh)
@@ -275,7 +278,7 @@ func newExporter(cfg *config.Config, k *kube, metricsPath string, logger log.Log
 	status.MustRegister(extra...)
 
 	mux := http.NewServeMux()
-	metrics := collector.NewHandler(inv, status, logger, 10)
+	metrics := collector.NewHandler(inv, status, logger, maxRequests)
 	mux.Handle(metricsPath, metrics)
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "ok")
@@ -323,6 +326,7 @@ func (e *exporter) run(ctx context.Context, logger log.Logger) {
 
 func main() {
 	setGCPercent()
+	setVersion()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, os.Args[1:]); err != nil {

@@ -69,7 +69,7 @@ func runBadCase(t *testing.T, c badCase, logs io.Writer) (int, string) {
 		cfg.Proxies.Envoy.Timeout = 300 * time.Millisecond
 		cfg.Proxies.Envoy.Interval = time.Second // the first read starts within a tenth of it
 	}
-	e, err := newExporter(cfg, nil, "/metrics", level.NewFilter(log.NewLogfmtLogger(logs), level.AllowDebug()))
+	e, err := newExporter(cfg, nil, "/metrics", 40, level.NewFilter(log.NewLogfmtLogger(logs), level.AllowDebug()))
 	if err != nil {
 		t.Fatal(err)
 	}

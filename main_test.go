@@ -41,7 +41,7 @@ func write(t *testing.T, path string, data []byte) {
 // scrape serves an exporter over cfg and returns one scrape's status and body.
 func scrape(t *testing.T, cfg *config.Config, logger log.Logger) (int, string) {
 	t.Helper()
-	e, err := newExporter(cfg, nil, "/metrics", logger)
+	e, err := newExporter(cfg, nil, "/metrics", 40, logger)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -52,7 +52,7 @@ func (r *reloader) start() (*running, error) {
 	if err != nil {
 		return nil, err
 	}
-	e, err := newExporter(cfg, r.k, r.o.metricsPath, r.logger, reloadCollector{r})
+	e, err := newExporter(cfg, r.k, r.o.metricsPath, r.o.maxRequests, r.logger, reloadCollector{r})
 	if err != nil {
 		return nil, err
 	}

@@ -49,30 +49,43 @@ type Handler struct {
 
 // NewHandler returns a handler that serves the analysis of p from its cache, the sources' health
 // of the same snapshot and the families of status (the Go runtime, build info) fresh; at most
-// maxInFlight scrapes run at once (more get a 503).
+// maxInFlight scrapes run at once (more get a 503), any number when it is 0.
 func NewHandler(p SnapshotProvider, status prometheus.Gatherer, logger log.Logger, maxInFlight int) *Handler {
-	return &Handler{provider: p, status: status, now: time.Now, logger: logger, inFlight: make(chan struct{}, maxInFlight),
+	h := &Handler{provider: p, status: status, now: time.Now, logger: logger,
 		blocks: newBlockCache(analysisItem), proxies: newProxyRenderer()}
+	if maxInFlight > 0 {
+		h.inFlight = make(chan struct{}, maxInFlight)
+	}
+	return h
 }
 
-const contentType = "text/plain; version=0.0.4; charset=utf-8"
+// negotiate returns the exposition format of a scrape: OpenMetrics when the scraper asks for it,
+// else the text format. Both share the pre-rendered families (gauges only, whose lines are the
+// same in both); the families gathered per scrape are encoded in the format negotiated, and
+// OpenMetrics ends with its # EOF line.
+func negotiate(h http.Header) expfmt.Format {
+	return expfmt.NegotiateAccept(h, expfmt.FmtOpenMetrics_1_0_0, expfmt.FmtOpenMetrics_0_0_1, expfmt.FmtText)
+}
 
 // ServeHTTP implements http.Handler.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	select {
-	case h.inFlight <- struct{}{}:
-		defer func() { <-h.inFlight }()
-	default:
-		http.Error(w, "too many scrapes at once", http.StatusServiceUnavailable)
-		return
+	if h.inFlight != nil {
+		select {
+		case h.inFlight <- struct{}{}:
+			defer func() { <-h.inFlight }()
+		default:
+			http.Error(w, "too many scrapes at once", http.StatusServiceUnavailable)
+			return
+		}
 	}
 	snap := h.provider.Snapshot()
 	segments := h.analysis(snap)
 	segments = append(segments[:len(segments):len(segments)], h.proxies.render(snap.Proxies)...)
 	sources := prometheus.NewRegistry()
 	sources.MustRegister(SourceStatus(snap))
-	dynamic := encode(prometheus.Gatherers{sources, h.status}, h.logger)
-	w.Header().Set("Content-Type", contentType)
+	format := negotiate(r.Header)
+	dynamic := encode(prometheus.Gatherers{sources, h.status}, format, h.logger)
+	w.Header().Set("Content-Type", string(format))
 	if !strings.Contains(r.Header.Get("Accept-Encoding"), "gzip") {
 		// Rare (Prometheus always asks for gzip): decompress the cached families.
 		readers := make([]io.Reader, len(segments))
@@ -173,17 +186,23 @@ var analysisFamilyIndexes = func() (out []int) {
 	return out
 }()
 
-// encode gathers g and encodes what it could gather as text; a family that fails costs only itself.
-func encode(g prometheus.Gatherer, logger log.Logger) []byte {
+// encode gathers g and encodes what it could gather in format; a family that fails costs only
+// itself. The encoding is closed: OpenMetrics gets its # EOF.
+func encode(g prometheus.Gatherer, format expfmt.Format, logger log.Logger) []byte {
 	families, err := g.Gather()
 	if err != nil {
 		level.Error(logger).Log("msg", "gathering metrics", "err", err)
 	}
 	var buf bytes.Buffer
-	enc := expfmt.NewEncoder(&buf, expfmt.NewFormat(expfmt.TypeTextPlain))
+	enc := expfmt.NewEncoder(&buf, format)
 	for _, f := range families {
 		if err := enc.Encode(f); err != nil {
 			level.Error(logger).Log("msg", "encoding metrics", "family", f.GetName(), "err", err)
+		}
+	}
+	if c, ok := enc.(expfmt.Closer); ok {
+		if err := c.Close(); err != nil {
+			level.Error(logger).Log("msg", "closing the exposition", "err", err)
 		}
 	}
 	return buf.Bytes()

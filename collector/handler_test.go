@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -18,6 +19,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/prometheus/common/expfmt"
 	prommodel "github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/model/textparse"
 
 	"github.com/meshcert/meshcert-exporter/internal/model"
 	"github.com/meshcert/meshcert-exporter/internal/pki"
@@ -314,5 +317,86 @@ func TestHandlerRunRendersInTheBackground(t *testing.T) {
 	if !strings.Contains(body, `meshcert_chain_valid{index="0",key="tls.crt",mesh="istio",name="b",namespace="a",role="leaf",source="secret"} 1`) ||
 		!strings.Contains(body, `meshcert_proxy_up{mesh="istio",name="p",namespace="a",source="envoy",endpoint="config_dump"} 1`) {
 		t.Errorf("scrape after background rendering:\n%s", body)
+	}
+}
+
+// TestOpenMetricsNegotiation: a scraper that asks for OpenMetrics gets it, from the same cached
+// families, ending with # EOF and accepted by Prometheus' own OpenMetrics parser; anyone else gets
+// the text format.
+func TestOpenMetricsNegotiation(t *testing.T) {
+	p, _ := handlerFixture()
+	h := NewHandler(p, prometheus.NewRegistry(), log.NewNopLogger(), 2)
+	h.now = func() time.Time { return scrape() }
+	for _, tt := range []struct {
+		accept, contentType string
+		openMetrics         bool
+	}{
+		{"application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5", "application/openmetrics-text; version=1.0.0", true},
+		{"text/plain;version=0.0.4", "text/plain; version=0.0.4", false},
+		{"application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited;q=0.7,text/plain;version=0.0.4;q=0.3", "text/plain; version=0.0.4", false},
+		{"", "text/plain; version=0.0.4", false},
+	} {
+		for _, gz := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s gzip %v", tt.accept, gz), func(t *testing.T) {
+				req := httptest.NewRequest(http.MethodGet, "/metrics", nil)
+				req.Header.Set("Accept", tt.accept)
+				if gz {
+					req.Header.Set("Accept-Encoding", "gzip")
+				}
+				rec := httptest.NewRecorder()
+				h.ServeHTTP(rec, req)
+				if ct := rec.Header().Get("Content-Type"); !strings.HasPrefix(ct, tt.contentType) {
+					t.Fatalf("Content-Type %q, want %q", ct, tt.contentType)
+				}
+				body := rec.Body.Bytes()
+				if gz {
+					zr, err := gzip.NewReader(rec.Body)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if body, err = io.ReadAll(zr); err != nil {
+						t.Fatal(err)
+					}
+				}
+				if got := bytes.HasSuffix(body, []byte("# EOF\n")); got != tt.openMetrics {
+					t.Fatalf("ends with # EOF: %v, want %v", got, tt.openMetrics)
+				}
+				if !tt.openMetrics {
+					parse(t, string(body))
+					return
+				}
+				names := map[string]bool{}
+				parser := textparse.NewOpenMetricsParser(body, labels.NewSymbolTable())
+				for {
+					entry, err := parser.Next()
+					if errors.Is(err, io.EOF) {
+						break
+					}
+					if err != nil {
+						t.Fatalf("OpenMetrics parser: %v", err)
+					}
+					if entry == textparse.EntrySeries {
+						var l labels.Labels
+						parser.Labels(&l)
+						names[l.Get(prommodel.MetricNameLabel)] = true
+					}
+				}
+				for _, n := range []string{"meshcert_certificate_not_after_timestamp_seconds", "meshcert_source_errors_total", "meshcert_proxy_up"} {
+					if !names[n] {
+						t.Errorf("no %s series in the OpenMetrics answer", n)
+					}
+				}
+			})
+		}
+	}
+}
+
+// TestHelpTextsNeedNoOpenMetricsEscape: the cached families' HELP lines are the same in both
+// formats only while no HELP text holds a double quote (which OpenMetrics escapes).
+func TestHelpTextsNeedNoOpenMetricsEscape(t *testing.T) {
+	for _, f := range analysisFamilies {
+		if strings.ContainsRune(f.help, '"') {
+			t.Errorf("%s: HELP holds a double quote", f.name)
+		}
 	}
 }

@@ -6,6 +6,7 @@ package sources
 import (
 	"context"
 	"maps"
+	"slices"
 	"sync"
 	"time"
 
@@ -133,3 +134,57 @@ func (r *errorReporter) recovered() {
 	}
 	r.failing = model.ReasonNone
 }
+
+// ReasonLister is implemented by a source that knows every reason it may count an error under:
+// the inventory exports each of them from the start, at 0, so that a rate or an alert on the
+// first error has a series to compare with.
+type ReasonLister interface {
+	Reasons() []model.ErrorReason
+}
+
+// bundleReasons are the reasons a bundle of certificate material can fail to be read for.
+var bundleReasons = []model.ErrorReason{model.ReasonNoCertificate, model.ReasonBadPEM, model.ReasonBadDER,
+	model.ReasonTooLarge, model.ReasonTooMany, model.ReasonIncomplete}
+
+// watchReasons are the reasons a list or watch of the API server fails for.
+var watchReasons = []model.ErrorReason{model.ReasonForbidden, model.ReasonUnavailable, model.ReasonTimeout}
+
+// proxyReasons are the reasons a read of a proxy's admin endpoint fails for.
+var proxyReasons = []model.ErrorReason{model.ReasonTimeout, model.ReasonRefused, model.ReasonForbidden,
+	model.ReasonBadResponse, model.ReasonUnknownShape, model.ReasonTooLarge, model.ReasonUnavailable}
+
+// reasons joins reason lists without repeats, in order.
+func reasons(lists ...[]model.ErrorReason) []model.ErrorReason {
+	var out []model.ErrorReason
+	for _, l := range lists {
+		for _, r := range l {
+			if !slices.Contains(out, r) {
+				out = append(out, r)
+			}
+		}
+	}
+	return out
+}
+
+var (
+	_ ReasonLister = (*Kube)(nil)
+	_ ReasonLister = (*Files)(nil)
+	_ ReasonLister = (*PodWatcher)(nil)
+	_ ReasonLister = (*Proxies)(nil)
+)
+
+// Reasons implements ReasonLister.
+func (k *Kube) Reasons() []model.ErrorReason {
+	return reasons(bundleReasons, []model.ErrorReason{model.ReasonBadConfig}, watchReasons)
+}
+
+// Reasons implements ReasonLister.
+func (f *Files) Reasons() []model.ErrorReason {
+	return reasons(bundleReasons, []model.ErrorReason{model.ReasonReadError})
+}
+
+// Reasons implements ReasonLister.
+func (p *PodWatcher) Reasons() []model.ErrorReason { return watchReasons }
+
+// Reasons implements ReasonLister.
+func (p *Proxies) Reasons() []model.ErrorReason { return reasons(proxyReasons, bundleReasons) }

@@ -40,7 +40,7 @@ func (inv *Inventory) Snapshot() *model.Snapshot {
 	for i, s := range inv.sources {
 		st := s.State()
 		states[i], generations[i] = st, st.Generation
-		snap.Sources = append(snap.Sources, model.SourceStatus{Name: s.Name(), Up: st.Up, Errors: st.Errors, LastSuccess: st.LastSuccess})
+		snap.Sources = append(snap.Sources, model.SourceStatus{Name: s.Name(), Up: st.Up, Errors: withKnownReasons(s, st.Errors), LastSuccess: st.LastSuccess})
 		if snap.Proxies == nil {
 			snap.Proxies = slices.Clip(st.Proxies) // one proxy source, usually: no copy; a second appends to a copy
 		} else {
@@ -79,4 +79,20 @@ func (inv *Inventory) Ready() bool {
 		}
 	}
 	return true
+}
+
+// withKnownReasons returns errors with every reason the source lists and has not counted yet at 0.
+func withKnownReasons(s sources.Source, errors map[model.ErrorReason]uint64) map[model.ErrorReason]uint64 {
+	l, ok := s.(sources.ReasonLister)
+	if !ok {
+		return errors
+	}
+	out := make(map[model.ErrorReason]uint64, len(errors)+len(l.Reasons()))
+	for _, r := range l.Reasons() {
+		out[r] = 0
+	}
+	for r, n := range errors {
+		out[r] = n
+	}
+	return out
 }

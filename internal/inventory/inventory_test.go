@@ -2,6 +2,7 @@ package inventory
 
 import (
 	"context"
+	"maps"
 	"testing"
 
 	"github.com/meshcert/meshcert-exporter/internal/model"
@@ -42,5 +43,26 @@ func TestSnapshotAnalysesOnlyOnChange(t *testing.T) {
 	src.state.Synced = true
 	if !inv.Ready() {
 		t.Error("not ready after every source synced")
+	}
+}
+
+// listingSource is a source that lists the reasons it counts errors under.
+type listingSource struct{ fakeSource }
+
+func (l *listingSource) Reasons() []model.ErrorReason {
+	return []model.ErrorReason{model.ReasonForbidden, model.ReasonTimeout}
+}
+
+// TestKnownReasonsStartAtZero: every reason a source lists is in the snapshot from the start, at
+// 0, next to the ones it counted.
+func TestKnownReasonsStartAtZero(t *testing.T) {
+	src := &listingSource{fakeSource{state: sources.State{Errors: map[model.ErrorReason]uint64{model.ReasonTimeout: 2, model.ReasonBadPEM: 1}}}}
+	snap := New([]sources.Source{src, &fakeSource{}}, nil).Snapshot()
+	want := map[model.ErrorReason]uint64{model.ReasonForbidden: 0, model.ReasonTimeout: 2, model.ReasonBadPEM: 1}
+	if got := snap.Sources[0].Errors; !maps.Equal(got, want) {
+		t.Errorf("errors %v, want %v", got, want)
+	}
+	if got := snap.Sources[1].Errors; len(got) != 0 {
+		t.Errorf("a source that lists no reasons: %v", got)
 	}
 }
