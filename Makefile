@@ -3,18 +3,30 @@ CACHE ?= $(or $(MESHCERT_CACHE),$(HOME)/.cache/meshcert-exporter)
 export PATH := $(CACHE)/bin:$(PATH)
 GO ?= go
 
-.PHONY: run test tools testenv lint unit bench bench-scale examples build generate fuzz
+.PHONY: run test tools testenv lint unit bench bench-scale examples build image generate fuzz
 
 ## run: serve the sample Istio and Linkerd PKI in examples/ on :9733.
 run:
 	$(GO) run . --config.file=examples/meshcert.yaml
 
-## build: build the binary with version information.
+## build: a static binary (CGO off) with version information, in .build/<os>-<arch>/.
+GOOS ?= $(shell $(GO) env GOOS)
+GOARCH ?= $(shell $(GO) env GOARCH)
+APP_VERSION := $(shell sed -n 's/^appVersion: "\(.*\)"$$/\1/p' chart/Chart.yaml)
 build:
-	$(GO) build -o meshcert-exporter -ldflags "\
-	  -X github.com/prometheus/common/version.Version=$$(git describe --tags --always 2>/dev/null || echo dev) \
+	CGO_ENABLED=0 GOOS=$(GOOS) GOARCH=$(GOARCH) $(GO) build -trimpath -o .build/$(GOOS)-$(GOARCH)/meshcert-exporter -ldflags "-s -w \
+	  -X github.com/prometheus/common/version.Version=$(APP_VERSION) \
 	  -X github.com/prometheus/common/version.Revision=$$(git rev-parse HEAD 2>/dev/null) \
-	  -X github.com/prometheus/common/version.Branch=$$(git rev-parse --abbrev-ref HEAD 2>/dev/null)" .
+	  -X github.com/prometheus/common/version.Branch=$$(git rev-parse --abbrev-ref HEAD 2>/dev/null) \
+	  -X github.com/prometheus/common/version.BuildDate=$$(date -u +%Y%m%d-%H:%M:%S)" .
+
+## image: the release image: the binary of `make build` on a static, non-root base (the tag the chart uses).
+IMAGE ?= ghcr.io/meshcert/meshcert-exporter
+CONTAINER ?= $(shell command -v podman >/dev/null 2>&1 && echo podman || echo docker)
+BASE ?= gcr.io/distroless/static-debian12:nonroot
+image:
+	$(MAKE) build GOOS=linux
+	$(CONTAINER) build --target release --build-arg BASE=$(BASE) --build-arg TARGETARCH=$(GOARCH) -t $(IMAGE):$(APP_VERSION) .
 
 ## test: install the tools, build the test control plane and istiod's CA code (cached), lint, run every test with -race.
 test: tools testenv lint unit

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the real tools the tests use, once: prometheus, promtool and alertmanager (Debian's
-# prometheus and prometheus-alertmanager packages), openssl (Debian's), staticcheck, helm and
+# prometheus and prometheus-alertmanager packages), openssl, podman and runc (Debian's), staticcheck, helm and
 # smallstep's step CLI (built from the Go module proxy into the cache directory: helm takes about
 # ten minutes the first time, step a few). Prints nothing when everything is already there.
 set -euo pipefail
@@ -24,6 +24,8 @@ missing=()
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 command -v prometheus-alertmanager >/dev/null 2>&1 || missing+=(prometheus-alertmanager)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+command -v podman >/dev/null 2>&1 || missing+=(podman)
+command -v runc >/dev/null 2>&1 || missing+=(runc)
 if [ ${#missing[@]} -gt 0 ]; then
   apt_install "${missing[@]}"
 fi

@@ -219,6 +219,13 @@ func (cp *ControlPlane) Stop() {
 // URL is the API server's address.
 func (cp *ControlPlane) URL() string { return fmt.Sprintf("https://127.0.0.1:%d", cp.apiPort) }
 
+// Port is the API server's port on 127.0.0.1.
+func (cp *ControlPlane) Port() int { return cp.apiPort }
+
+// CAPEM is the CA certificate that signed the API server's serving certificate: what a pod finds
+// in its service account's ca.crt.
+func (cp *ControlPlane) CAPEM() []byte { return cp.caPEM }
+
 // AdminConfig returns a client configuration with cluster-admin rights and no client-side
 // throttling worth the name.
 func (cp *ControlPlane) AdminConfig() *rest.Config {
