@@ -1,14 +1,29 @@
-{{/* Full name of the release's objects. */}}
+{{/* Name of the chart, or nameOverride. */}}
+{{- define "meshcert.name" -}}
+{{- .Values.nameOverride | default .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Full name of the release's objects, or fullnameOverride. */}}
 {{- define "meshcert.fullname" -}}
-{{- if contains .Chart.Name .Release.Name -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := include "meshcert.name" . -}}
+{{- if contains $name .Release.Name -}}
 {{- .Release.Name | trunc 63 | trimSuffix "-" -}}
 {{- else -}}
-{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
 {{- end -}}
 {{- end -}}
 
+{{/* Namespace of the namespaced objects. */}}
+{{- define "meshcert.namespace" -}}
+{{- .Values.namespaceOverride | default .Release.Namespace -}}
+{{- end -}}
+
 {{- define "meshcert.selectorLabels" -}}
-app.kubernetes.io/name: {{ .Chart.Name }}
+app.kubernetes.io/name: {{ include "meshcert.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 
@@ -17,6 +32,66 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{/* The image reference: registry (global.imageRegistry wins), repository, digest or tag. */}}
+{{- define "meshcert.image" -}}
+{{- $registry := .Values.global.imageRegistry | default .Values.image.registry -}}
+{{- $ref := .Values.image.repository -}}
+{{- if $registry }}{{ $ref = printf "%s/%s" $registry $ref }}{{ end -}}
+{{- if .Values.image.digest -}}
+{{- printf "%s@%s" $ref .Values.image.digest -}}
+{{- else -}}
+{{- printf "%s:%s" $ref (.Values.image.tag | default .Chart.AppVersion) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Whether the exporter serves TLS (a web configuration with a tls_server_config). */}}
+{{- define "meshcert.tls" -}}
+{{- if and .Values.webConfig (hasKey .Values.webConfig "tls_server_config") -}}true{{- end -}}
+{{- end -}}
+
+{{/* Whether a web configuration is in force. */}}
+{{- define "meshcert.webConfig" -}}
+{{- if or .Values.webConfig .Values.webConfigSecret -}}true{{- end -}}
+{{- end -}}
+
+{{/* The scheme a scrape uses: the value given, else https when the exporter serves TLS. */}}
+{{- define "meshcert.scheme" -}}
+{{- $ctx := index . 0 -}}{{- $given := index . 1 -}}
+{{- $given | default (ternary "https" "http" (eq (include "meshcert.tls" $ctx) "true")) -}}
+{{- end -}}
+
+{{/*
+The exporter's arguments: the chart's flags, each left out when extraArgs gives the same flag
+(so extraArgs overrides instead of repeating, which the exporter refuses), then extraArgs.
+*/}}
+{{- define "meshcert.args" -}}
+{{- $defaults := list "--config.file=/etc/meshcert/config.yaml" "--web.listen-address=:9733" (printf "--log.level=%s" .Values.logLevel) (printf "--log.format=%s" .Values.logFormat) -}}
+{{- if eq (include "meshcert.webConfig" .) "true" -}}
+{{- $defaults = append $defaults "--web.config.file=/etc/meshcert/web/web-config.yml" -}}
+{{- end -}}
+{{- if eq .Values.mode "sharded" -}}
+{{- $defaults = append $defaults "--shard=$(SHARD)" -}}
+{{- $defaults = append $defaults (printf "--total-shards=%v" .Values.shards) -}}
+{{- end -}}
+{{- if eq .Values.mode "daemonset" -}}
+{{- $defaults = append $defaults "--proxy.node-name=$(NODE_NAME)" -}}
+{{- end -}}
+{{- $given := list -}}
+{{- range .Values.extraArgs -}}
+{{- $given = append $given (regexReplaceAll "^(--?[^=]+).*$" (toString .) "${1}") -}}
+{{- end -}}
+{{- $args := list -}}
+{{- range $defaults -}}
+{{- if not (has (regexReplaceAll "^(--?[^=]+).*$" . "${1}") $given) -}}
+{{- $args = append $args . -}}
+{{- end -}}
+{{- end -}}
+{{- concat $args .Values.extraArgs | toYaml -}}
 {{- end -}}
 
 {{- define "meshcert.serviceAccountName" -}}
