@@ -118,3 +118,21 @@ func TestEveryAlertIsTestedAndDocumented(t *testing.T) {
 		t.Errorf("%d alerts; the contract has 15", n)
 	}
 }
+
+// TestPintLint: the rules pass pint with the project's policy (.pint.hcl: aggregations keep
+// cluster and job), and the policy refuses a rule that drops them.
+func TestPintLint(t *testing.T) {
+	pint := testenv.Tool(t, "pint")
+	if out, err := exec.Command(pint, "--no-color", "-c", ".pint.hcl", "lint", rulesFile).CombinedOutput(); err != nil {
+		t.Fatalf("pint lint: %v\n%s", err, out)
+	}
+	bad := filepath.Join(t.TempDir(), "bad.rules.yml")
+	rule := "groups:\n  - name: x\n    rules:\n      - alert: X\n        expr: min by (mesh) (meshcert_source_up) < 1\n"
+	if err := os.WriteFile(bad, []byte(rule), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(pint, "--no-color", "-c", ".pint.hcl", "lint", bad).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "`cluster` label is required") {
+		t.Errorf("pint accepts an aggregation that drops cluster and job (%v):\n%s", err, out)
+	}
+}

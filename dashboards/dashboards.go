@@ -19,18 +19,36 @@ type Dashboard struct {
 	UID        string `json:"uid"`
 	Title      string `json:"title"`
 	Templating struct {
-		List []struct {
-			Name  string `json:"name"`
-			Type  string `json:"type"`
-			Query any    `json:"query"`
-		} `json:"list"`
+		List []Variable `json:"list"`
 	} `json:"templating"`
 	Panels []Panel `json:"panels"`
 }
 
+// Variable is one template variable.
+type Variable struct {
+	Name       string `json:"name"`
+	Label      string `json:"label"`
+	Type       string `json:"type"`
+	Query      any    `json:"query"`
+	Multi      bool   `json:"multi"`
+	IncludeAll bool   `json:"includeAll"`
+	AllValue   string `json:"allValue"`
+	Refresh    int    `json:"refresh"`
+	Datasource struct {
+		UID string `json:"uid"`
+	} `json:"datasource"`
+}
+
 // Panel is one panel and its queries.
 type Panel struct {
-	Title      string `json:"title"`
+	Type        string `json:"type"`
+	Title       string `json:"title"`
+	Description string `json:"description"`
+	FieldConfig struct {
+		Defaults struct {
+			Unit string `json:"unit"`
+		} `json:"defaults"`
+	} `json:"fieldConfig"`
 	Datasource struct {
 		UID string `json:"uid"`
 	} `json:"datasource"`

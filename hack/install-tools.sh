@@ -48,3 +48,17 @@ if [[ "$have" != *"${STEP_VERSION#v}"* ]]; then
   echo "install-tools: building step ${STEP_VERSION} (first run only)" >&2
   GOBIN="$BIN" go install -ldflags "-X main.Version=${STEP_VERSION#v}" "github.com/smallstep/cli/cmd/step@${STEP_VERSION}"
 fi
+
+# pint lints the alert rules. The module proxy serves v0.87.0 but refuses the version list that
+# `go install ...@v0.87.0` asks for, so it is built from a throwaway module, like the control plane.
+PINT_VERSION=${PINT_VERSION:-v0.87.0}
+have=$("$BIN/pint" version 2>/dev/null || true)
+if [[ "$have" != *"${PINT_VERSION}"* ]]; then
+  echo "install-tools: building pint ${PINT_VERSION} (first run only)" >&2
+  work=$(mktemp -d)
+  printf 'module meshcert.invalid/pint\n\ngo 1.26\n\nrequire github.com/cloudflare/pint %s\n' "$PINT_VERSION" >"$work/go.mod"
+  printf '//go:build tools\n\npackage tools\n\nimport _ "github.com/cloudflare/pint/cmd/pint"\n' >"$work/tools.go"
+  (cd "$work" && go mod tidy >/dev/null 2>&1 || (cd "$work" && go mod tidy))
+  (cd "$work" && CGO_ENABLED=0 go build -ldflags "-X main.version=${PINT_VERSION}" -o "$BIN/pint" github.com/cloudflare/pint/cmd/pint)
+  rm -rf "$work"
+fi
