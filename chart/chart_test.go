@@ -46,8 +46,14 @@ const (
 	releaseNamespace = "monitoring"
 )
 
-// valueSets are the value files the chart must accept: the defaults and every option on.
-var valueSets = map[string][]string{"defaults": nil, "all-on": {"ci/all-on-values.yaml"}}
+// valueSets are the value files the chart must accept: the defaults, and every option on in each
+// mode (all-on itself is the sharded mode).
+var valueSets = map[string][]string{
+	"defaults":             nil,
+	"all-on":               {"ci/all-on-values.yaml"},
+	"all-on in deployment": {"ci/all-on-values.yaml", "ci/deployment-values.yaml"},
+	"all-on in daemonset":  {"ci/all-on-values.yaml", "ci/daemonset-values.yaml"},
+}
 
 func helm(t *testing.T) string { return testenv.Tool(t, "helm") }
 
