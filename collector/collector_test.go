@@ -247,3 +247,26 @@ func TestEveryFamilyIsDocumented(t *testing.T) {
 		}
 	}
 }
+
+// TestFederatedBundleRendering: a federated bundle is named with its trust domain and never
+// rendered as a stale copy.
+func TestFederatedBundleRendering(t *testing.T) {
+	oa := &model.ObjectAnalysis{
+		Object: &model.Object{Source: "envoy", Namespace: "shop", Name: "cart-1", Mesh: model.MeshIstio},
+		TrustBundles: []model.TrustBundleFinding{
+			{Key: "ROOTCA/cluster.local", Current: true},
+			{Key: "ROOTCA/partner.example", Federated: true},
+		},
+	}
+	got := string(RenderAnalysis(&model.Analysis{Objects: []*model.ObjectAnalysis{oa}}, scrape()))
+	want := `# HELP meshcert_trust_bundle_current 1 when a copy of the mesh's trust anchors handed to workloads (a namespace's root ConfigMap, a proxy's root bundle, an issuer's ca.crt) holds exactly the mesh's current trust anchors, else 0. Absent when the current anchors are unknown.
+# TYPE meshcert_trust_bundle_current gauge
+meshcert_trust_bundle_current{key="ROOTCA/cluster.local",mesh="istio",name="cart-1",namespace="shop",source="envoy"} 1
+# HELP meshcert_federated_trust_bundle_info 1 for each trust bundle an object holds for another trust domain than its mesh's (SPIFFE federation): that domain's anchors, exported under the bundle's key and never compared with the mesh's own.
+# TYPE meshcert_federated_trust_bundle_info gauge
+meshcert_federated_trust_bundle_info{key="ROOTCA/partner.example",mesh="istio",name="cart-1",namespace="shop",source="envoy",trust_domain="partner.example"} 1
+`
+	if got != want {
+		t.Errorf("rendered:\n%s\nwant:\n%s", got, want)
+	}
+}

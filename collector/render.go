@@ -149,17 +149,14 @@ func renderObject(fams *familyBuffers, oa *model.ObjectAnalysis, now time.Time, 
 		l = appendLabel(l, "mesh", string(obj.Mesh), false)
 		l = appendLabel(l, "name", labelValue(obj.Name), false)
 		l = appendLabel(l, "namespace", labelValue(obj.Namespace), false)
-		loc = appendLabel(l, "source", obj.Source, false)
-		fams[famTrustBundleCurrent] = appendSample(fams[famTrustBundleCurrent], famTrustBundleCurrent, loc, nil, boolValue(b.Current))
-	}
-	for _, f := range oa.FederatedBundles {
-		l := appendLabel(loc[:0], "key", labelValue(f.Key), true)
-		l = appendLabel(l, "mesh", string(obj.Mesh), false)
-		l = appendLabel(l, "name", labelValue(obj.Name), false)
-		l = appendLabel(l, "namespace", labelValue(obj.Namespace), false)
 		l = appendLabel(l, "source", obj.Source, false)
-		loc = appendLabel(l, "trust_domain", labelValue(f.TrustDomain), false)
-		fams[famFederatedBundle] = appendSample(fams[famFederatedBundle], famFederatedBundle, loc, nil, 1)
+		if b.Federated {
+			loc = appendLabel(l, "trust_domain", labelValue(b.TrustDomain()), false)
+			fams[famFederatedBundle] = appendSample(fams[famFederatedBundle], famFederatedBundle, loc, nil, 1)
+			continue
+		}
+		loc = l
+		fams[famTrustBundleCurrent] = appendSample(fams[famTrustBundleCurrent], famTrustBundleCurrent, loc, nil, boolValue(b.Current))
 	}
 	for _, k := range oa.RootKeys {
 		l := appendLabel(loc[:0], "mesh", string(k.Mesh), true)

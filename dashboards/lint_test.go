@@ -243,6 +243,7 @@ func TestDashboardsDecodeStrictly(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		//lint:ignore SA1019 the dashboards are Grafana's classic JSON model, which dashboard.Dashboard describes (dashboardv2 is the v2 schema)
 		var d dashboard.Dashboard
 		// The SDK returns its error list as an error even when the list is empty.
 		if err := d.UnmarshalJSONStrict(data); err != nil {
@@ -254,6 +255,7 @@ func TestDashboardsDecodeStrictly(t *testing.T) {
 			t.Errorf("%s: decoded without panels or title", f)
 		}
 		// An unknown field is refused: the decoding is strict.
+		//lint:ignore SA1019 as above
 		var bogus dashboard.Dashboard
 		withTypo := append([]byte(`{"pannels": [],`), bytes.TrimPrefix(bytes.TrimSpace(data), []byte("{"))...)
 		if err := bogus.UnmarshalJSONStrict(withTypo); err == nil || err.Error() == "" {

@@ -101,11 +101,15 @@ func TestEnvoyFederatedBundles(t *testing.T) {
 	if len(current) != 2 || !current["ROOTCA/cluster.local"] || !current["ROOTCA/old.local"] {
 		t.Errorf("compared bundles %v, want the mesh's domain and its alias, both current", current)
 	}
-	var federated []model.FederatedBundleFinding
+	var federated []model.TrustBundleFinding
 	for _, o := range a.Objects {
-		federated = append(federated, o.FederatedBundles...)
+		for _, f := range o.TrustBundles {
+			if f.Federated {
+				federated = append(federated, f)
+			}
+		}
 	}
-	if len(federated) != 1 || federated[0].TrustDomain != "partner.example" {
+	if len(federated) != 1 || federated[0].TrustDomain() != "partner.example" {
 		t.Errorf("federated bundles %+v", federated)
 	}
 	exported := false

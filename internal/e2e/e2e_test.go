@@ -17,7 +17,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -46,33 +45,6 @@ func freePort(t *testing.T) int {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
-}
-
-// start runs a process until the test ends; its output goes to a log file kept on failure.
-func start(t *testing.T, dir, name string, args ...string) {
-	t.Helper()
-	logFile, err := os.Create(filepath.Join(dir, filepath.Base(name)+".log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(name, args...)
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
-		_ = cmd.Wait()
-		logFile.Close()
-		if t.Failed() {
-			out, _ := os.ReadFile(logFile.Name())
-			if len(out) > 4000 {
-				out = out[len(out)-4000:]
-			}
-			t.Logf("%s log (tail):\n%s", filepath.Base(name), out)
-		}
-	})
 }
 
 func waitHTTP(t *testing.T, u string, timeout time.Duration) {
@@ -234,7 +206,7 @@ proxies:
       - {name: foreign, url: %q}
 `, good, foreign)), 0o600)
 	exporterPort := freePort(t)
-	start(t, dir, bin, "--config.file="+configFile, "--kubeconfig="+kubeconfig, fmt.Sprintf("--web.listen-address=127.0.0.1:%d", exporterPort))
+	testenv.StartProcess(t, dir, bin, "--config.file="+configFile, "--kubeconfig="+kubeconfig, fmt.Sprintf("--web.listen-address=127.0.0.1:%d", exporterPort))
 	waitHTTP(t, fmt.Sprintf("http://127.0.0.1:%d/readyz", exporterPort), 30*time.Second)
 
 	// Alertmanager routing everything to the test's webhook.
@@ -255,7 +227,7 @@ receivers:
       - url: %q
         send_resolved: false
 `, hookSrv.URL)), 0o600)
-	start(t, dir, alertmanager, "--config.file="+amConfig, "--storage.path="+filepath.Join(dir, "am"),
+	testenv.StartProcess(t, dir, alertmanager, "--config.file="+amConfig, "--storage.path="+filepath.Join(dir, "am"),
 		fmt.Sprintf("--web.listen-address=127.0.0.1:%d", amPort), "--cluster.listen-address=")
 	waitHTTP(t, fmt.Sprintf("http://127.0.0.1:%d/-/ready", amPort), 30*time.Second)
 
@@ -276,7 +248,7 @@ scrape_configs:
     static_configs:
       - targets: ["127.0.0.1:%d"]
 `, rules, amPort, exporterPort)), 0o600)
-	start(t, dir, prometheus, "--config.file="+promConfig, "--storage.tsdb.path="+filepath.Join(dir, "prom"),
+	testenv.StartProcess(t, dir, prometheus, "--config.file="+promConfig, "--storage.tsdb.path="+filepath.Join(dir, "prom"),
 		fmt.Sprintf("--web.listen-address=127.0.0.1:%d", promPort))
 	promURL := fmt.Sprintf("http://127.0.0.1:%d", promPort)
 	waitHTTP(t, promURL+"/-/ready", 30*time.Second)

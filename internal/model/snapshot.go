@@ -1,6 +1,9 @@
 package model
 
-import "time"
+import (
+	"strings"
+	"time"
+)
 
 // ErrorReason is a bounded reason for a failed read or a failed check. It is used as a label value,
 // so only the constants below are ever exported.
@@ -185,19 +188,22 @@ type RequirementStatus struct {
 	Reason ErrorReason
 }
 
-// FederatedBundleFinding is a trust bundle an object holds for a trust domain that is not its
-// mesh's (SPIFFE federation): that domain's anchors, exported as such and never compared with the
-// mesh's own.
-type FederatedBundleFinding struct {
-	Key         string
-	TrustDomain string
+// TrustBundleFinding says whether one trust-bundle copy of an object (or the trust-root digest a
+// proxy was injected with) equals its mesh's current root set. A Federated finding is a bundle the
+// object holds for another trust domain than its mesh's (SPIFFE federation, a trust-domain-keyed
+// bundle: the key's last path element names the domain): that domain's anchors, never compared.
+type TrustBundleFinding struct {
+	Key       string
+	Current   bool
+	Federated bool
 }
 
-// TrustBundleFinding says whether one trust-bundle copy of an object (or the trust-root digest a
-// proxy was injected with) equals its mesh's current root set.
-type TrustBundleFinding struct {
-	Key     string
-	Current bool
+// TrustDomain is the trust domain a federated bundle is held for, or "".
+func (f TrustBundleFinding) TrustDomain() string {
+	if !f.Federated {
+		return ""
+	}
+	return f.Key[strings.LastIndexByte(f.Key, '/')+1:]
 }
 
 // CertificateObservation is one certificate at one location with everything known about it: a
@@ -253,12 +259,11 @@ type RootKeyStatus struct {
 // keep what it derives from one (rendered series) for as long as the pointer is in the analysis.
 type ObjectAnalysis struct {
 	// Object is the object analysed; its location and mesh are those of every finding below.
-	Object           *Object
-	Certificates     []CertificateFinding
-	TrustBundles     []TrustBundleFinding
-	FederatedBundles []FederatedBundleFinding
-	BundleErrors     []BundleError
-	RootKeys         []RootKeyStatus
+	Object       *Object
+	Certificates []CertificateFinding
+	TrustBundles []TrustBundleFinding
+	BundleErrors []BundleError
+	RootKeys     []RootKeyStatus
 }
 
 // Observations returns the object's certificate findings with their locations.
@@ -279,6 +284,9 @@ func (oa *ObjectAnalysis) TrustBundleStatuses() []TrustBundleStatus {
 	out := make([]TrustBundleStatus, 0, len(oa.TrustBundles))
 	o := oa.Object
 	for _, f := range oa.TrustBundles {
+		if f.Federated {
+			continue // not a comparison
+		}
 		out = append(out, TrustBundleStatus{Mesh: o.Mesh, Source: o.Source, Namespace: o.Namespace, Name: o.Name, Key: f.Key, Current: f.Current})
 	}
 	return out

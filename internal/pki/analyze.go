@@ -186,7 +186,7 @@ func (a *Analyzer) analyse(o *model.Object, ctx *meshContext) *model.ObjectAnaly
 			case td != "" && !slices.Contains(ctx.settings.TrustDomains(), td):
 				// Another trust domain's anchors (federation): exported as that domain's, and
 				// never compared with this mesh's.
-				out.FederatedBundles = append(out.FederatedBundles, model.FederatedBundleFinding{Key: b.Key, TrustDomain: td})
+				out.TrustBundles = append(out.TrustBundles, model.TrustBundleFinding{Key: b.Key, Federated: true})
 				export = model.ExportAll
 			case ctx.anchors.len() > 0:
 				out.TrustBundles = append(out.TrustBundles, model.TrustBundleFinding{Key: b.Key, Current: sameSet(b.Certificates, ctx.anchors)})

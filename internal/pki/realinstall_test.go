@@ -194,11 +194,15 @@ func TestFederatedBundles(t *testing.T) {
 	if len(current) != len(want) || current["ROOTCA/cluster.local"] != true || current["ROOTCA/legacy.local"] != false {
 		t.Errorf("compared bundles %v, want %v (the partner's never compared)", current, want)
 	}
-	var fed []model.FederatedBundleFinding
+	var fed []model.TrustBundleFinding
 	for _, o := range a.Objects {
-		fed = append(fed, o.FederatedBundles...)
+		for _, f := range o.TrustBundles {
+			if f.Federated {
+				fed = append(fed, f)
+			}
+		}
 	}
-	if len(fed) != 1 || fed[0].Key != "ROOTCA/partner.example" || fed[0].TrustDomain != "partner.example" {
+	if len(fed) != 1 || fed[0].Key != "ROOTCA/partner.example" || fed[0].TrustDomain() != "partner.example" {
 		t.Errorf("federated bundles %+v", fed)
 	}
 	got := find(a.Certificates(), "proxy", "ROOTCA/partner.example", 0)

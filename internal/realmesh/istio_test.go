@@ -18,6 +18,20 @@ import (
 	"github.com/meshcert/meshcert-exporter/internal/testadmin"
 )
 
+// istioSetup returns what every Istio test needs: an admin client of the shared API server with
+// the namespaces created, the istio-ca binary, a kubeconfig for it and a directory of the test's.
+func istioSetup(t *testing.T, namespaces ...string) (kubernetes.Interface, string, string, string) {
+	t.Helper()
+	client := controlPlane(t)
+	bin := istioCA(t)
+	ensureNamespaces(t, client, namespaces...)
+	kubeconfig, err := cp.Kubeconfig("istio-ca", cp.AdminConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return client, bin, kubeconfig, t.TempDir()
+}
+
 // serialOf is the exporter's serial label of the first certificate in pemData.
 func serialOf(t *testing.T, pemData []byte) string {
 	t.Helper()
@@ -77,14 +91,7 @@ func istioObjects(t *testing.T, client kubernetes.Interface, istiodNS, caSecret 
 // its root rotator renews the root. The exporter must take ca-cert.pem as the anchor, find every
 // copy current before and after the rotation, and stop reporting the old root.
 func TestIstiodSelfSignedRootAndRotation(t *testing.T) {
-	client := controlPlane(t)
-	bin := istioCA(t)
-	ensureNamespaces(t, client, "istio-system", "app-a", "app-b")
-	kubeconfig, err := cp.Kubeconfig("istio-ca", cp.AdminConfig())
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
+	client, bin, kubeconfig, dir := istioSetup(t, "istio-system", "app-a", "app-b")
 	workload := filepath.Join(dir, "web.pem")
 	istiod := run(t, dir, bin, "--kubeconfig="+kubeconfig, "--mode=self-signed",
 		"--workload=spiffe://cluster.local/ns/app-a/sa/web", "--workload-out="+workload)
@@ -133,7 +140,7 @@ proxies:
 	})
 
 	// istio's rotator renews the root with the same key; its callback republishes the roots.
-	istiod.stop()
+	istiod.Stop()
 	run(t, dir, bin, "--kubeconfig="+kubeconfig, "--mode=self-signed", "--rotate-once")
 	secret, _ = istioObjects(t, client, "istio-system", "istio-ca-secret", roots, "app-a", "app-b")
 	second := serialOf(t, secret["ca-cert.pem"])
@@ -165,18 +172,11 @@ proxies:
 // TestIstiodOldSelfSignedSecret: an istio-ca-secret from an old install holds only ca-cert.pem and
 // ca-key.pem. Its root is still the mesh's anchor, so the namespaces' copies are compared.
 func TestIstiodOldSelfSignedSecret(t *testing.T) {
-	client := controlPlane(t)
-	bin := istioCA(t)
-	ensureNamespaces(t, client, "istio-old", "old-app")
-	kubeconfig, err := cp.Kubeconfig("istio-ca", cp.AdminConfig())
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
+	client, bin, kubeconfig, dir := istioSetup(t, "istio-old", "old-app")
 	// istio's CA makes its secret; the old install's shape keeps only its two keys.
 	istiod := run(t, dir, bin, "--kubeconfig="+kubeconfig, "--namespace=istio-old", "--mode=self-signed")
 	secret, _ := istioObjects(t, client, "istio-old", "istio-ca-secret", nil, "old-app")
-	istiod.stop()
+	istiod.Stop()
 	ctx := context.Background()
 	s, err := client.CoreV1().Secrets("istio-old").Get(ctx, "istio-ca-secret", metav1.GetOptions{})
 	if err != nil {
@@ -235,14 +235,7 @@ func openSSLPluginCA(t *testing.T, dir string) map[string][]byte {
 // is the anchor, the intermediate verifies under it, and the sidecar's chain is judged as its peers
 // judge it: complete as istio's CA returns it, incomplete_chain without the intermediate.
 func TestIstiodPluginCA(t *testing.T) {
-	client := controlPlane(t)
-	bin := istioCA(t)
-	ensureNamespaces(t, client, "istio-plug", "shop")
-	kubeconfig, err := cp.Kubeconfig("istio-ca", cp.AdminConfig())
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
+	client, bin, kubeconfig, dir := istioSetup(t, "istio-plug", "shop")
 	mount := filepath.Join(dir, "cacerts")
 	if err := os.Mkdir(mount, 0o700); err != nil {
 		t.Fatal(err)
@@ -254,7 +247,7 @@ func TestIstiodPluginCA(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(mount, "cert-chain.pem"), files["cert-chain.pem"], 0o600); err != nil {
 		t.Fatal(err)
 	}
-	_, err = client.CoreV1().Secrets("istio-plug").Create(context.Background(), &corev1.Secret{
+	_, err := client.CoreV1().Secrets("istio-plug").Create(context.Background(), &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Name: "cacerts"}, Type: corev1.SecretTypeOpaque, Data: files}, metav1.CreateOptions{})
 	if err != nil {
 		t.Fatal(err)

@@ -16,7 +16,6 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -61,48 +60,10 @@ func istioCA(t *testing.T) string {
 	return ""
 }
 
-// process is a program the test runs, with its output in a log file shown on failure.
-type process struct {
-	cmd  *exec.Cmd
-	log  *os.File
-	done bool
-}
-
-// run starts a program; stop ends it, and the test's end stops it too.
-func run(t *testing.T, dir, name string, args ...string) *process {
+// run starts a program until the test ends (or it is stopped).
+func run(t *testing.T, dir, name string, args ...string) *testenv.Process {
 	t.Helper()
-	logFile, err := os.CreateTemp(dir, filepath.Base(name)+"-*.log")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(name, args...)
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	p := &process{cmd: cmd, log: logFile}
-	t.Cleanup(func() {
-		p.stop()
-		if t.Failed() {
-			out, _ := os.ReadFile(logFile.Name())
-			if len(out) > 3000 {
-				out = out[len(out)-3000:]
-			}
-			t.Logf("%s log (tail):\n%s", filepath.Base(name), out)
-		}
-	})
-	return p
-}
-
-func (p *process) stop() {
-	if p.done {
-		return
-	}
-	p.done = true
-	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGTERM)
-	_ = p.cmd.Wait()
-	p.log.Close()
+	return testenv.StartProcess(t, dir, name, args...)
 }
 
 // command runs a tool to its end and fails the test when it fails.
