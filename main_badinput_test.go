@@ -6,7 +6,6 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/asn1"
-	"encoding/base64"
 	"encoding/pem"
 	"fmt"
 	"io"
@@ -23,6 +22,7 @@ import (
 	"github.com/go-kit/log/level"
 
 	"github.com/meshcert/meshcert-exporter/internal/config"
+	"github.com/meshcert/meshcert-exporter/internal/testadmin"
 	"github.com/meshcert/meshcert-exporter/internal/testpki"
 )
 
@@ -172,7 +172,7 @@ func TestBadInputCorpus(t *testing.T) {
 	garbage := bytes.Repeat([]byte{0x30, 0x82, 0xff, 0x17, 0x01}, 100)
 	chain := testpki.Bundle(leaf, inter)
 
-	envoyOK := envoyDumpBody(t, testpki.Bundle(leaf, inter, root), root.PEM())
+	envoyOK := testadmin.EnvoySecrets(testpki.Bundle(leaf, inter, root), root.PEM())
 	hundredMB := func(w http.ResponseWriter, _ *http.Request) {
 		w.Write([]byte(`{"configs":[`))
 		chunk := bytes.Repeat([]byte(" "), 1<<20)
@@ -308,15 +308,3 @@ func TestBadInputCorpus(t *testing.T) {
 		})
 	}
 }
-
-// envoyDumpBody renders a config_dump with Istio's two secrets, as the proxy source tests do.
-func envoyDumpBody(t *testing.T, chain, roots []byte) []byte {
-	t.Helper()
-	b64 := func(b []byte) string { return base64Std(b) }
-	return []byte(fmt.Sprintf(`{"configs":[`+
-		`{"@type":"type.googleapis.com/envoy.admin.v3.SecretsConfigDump.DynamicSecret","name":"default","secret":{"@type":"type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret","name":"default","tls_certificate":{"certificate_chain":{"inline_bytes":%q},"private_key":{"inline_bytes":"W3JlZGFjdGVkXQ=="}}}},`+
-		`{"@type":"type.googleapis.com/envoy.admin.v3.SecretsConfigDump.DynamicSecret","name":"ROOTCA","secret":{"@type":"type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret","name":"ROOTCA","validation_context":{"trusted_ca":{"inline_bytes":%q}}}}]}`,
-		b64(chain), b64(roots)))
-}
-
-func base64Std(b []byte) string { return base64.StdEncoding.EncodeToString(b) }

@@ -10,50 +10,18 @@ import (
 	"testing"
 	"time"
 
-	adminv3 "github.com/envoyproxy/go-control-plane/envoy/admin/v3"
-	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
-	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"github.com/go-kit/log"
-	"google.golang.org/protobuf/encoding/protojson"
-	"google.golang.org/protobuf/types/known/anypb"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/meshcert/meshcert-exporter/internal/config"
 	"github.com/meshcert/meshcert-exporter/internal/inventory"
 	"github.com/meshcert/meshcert-exporter/internal/model"
+	"github.com/meshcert/meshcert-exporter/internal/testadmin"
 	"github.com/meshcert/meshcert-exporter/internal/testenv"
 	"github.com/meshcert/meshcert-exporter/internal/testpki"
 	. "github.com/meshcert/meshcert-exporter/sources"
 )
-
-// envoySecretsDump renders an Envoy secrets config_dump with Istio's two secrets.
-func envoySecretsDump(t *testing.T, chain, roots []byte) []byte {
-	t.Helper()
-	pack := func(s *tlsv3.Secret) *anypb.Any {
-		inner, err := anypb.New(s)
-		if err != nil {
-			t.Fatal(err)
-		}
-		a, err := anypb.New(&adminv3.SecretsConfigDump_DynamicSecret{Name: s.Name, Secret: inner})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return a
-	}
-	inline := func(b []byte) *corev3.DataSource {
-		return &corev3.DataSource{Specifier: &corev3.DataSource_InlineBytes{InlineBytes: b}}
-	}
-	out, err := protojson.Marshal(&adminv3.ConfigDump{Configs: []*anypb.Any{
-		pack(&tlsv3.Secret{Name: "default", Type: &tlsv3.Secret_TlsCertificate{TlsCertificate: &tlsv3.TlsCertificate{
-			CertificateChain: inline(chain), PrivateKey: inline([]byte("[redacted]"))}}}),
-		pack(&tlsv3.Secret{Name: "ROOTCA", Type: &tlsv3.Secret_ValidationContext{ValidationContext: &tlsv3.CertificateValidationContext{TrustedCa: inline(roots)}}}),
-	}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
 
 // TestEnvoyThroughPortForward reads sidecars' admin endpoints the way istioctl does: client-go's
 // port-forward to the real kube-apiserver, which connects to the node's kubelet (a stand-in
@@ -95,8 +63,8 @@ func TestEnvoyThroughPortForward(t *testing.T) {
 	defer hang.Close()
 	sidecar := []string{"app", "istio-proxy"}
 	for name, addr := range map[string]string{
-		"cart-1":  serve(envoySecretsDump(t, testpki.Bundle(leaf("cart"), inter, root), root.PEM())),
-		"cart-2":  serve(envoySecretsDump(t, testpki.Bundle(leaf("web"), inter, root), root.PEM())),
+		"cart-1":  serve(testadmin.EnvoySecrets(testpki.Bundle(leaf("cart"), inter, root), root.PEM())),
+		"cart-2":  serve(testadmin.EnvoySecrets(testpki.Bundle(leaf("web"), inter, root), root.PEM())),
 		"hanging": strings.TrimPrefix(hang.URL, "http://"),
 	} {
 		k.must(controlPlane.RunningPod(ctx, "shop", name, "node-pf", "cart", "10.9.0.1", sidecar, map[string]string{"security.istio.io/tlsMode": "istio"}, nil))
