@@ -154,3 +154,16 @@ func TestExporterRunsWithRenderedArgs(t *testing.T) {
 		})
 	}
 }
+
+// unstructuredVolumes returns the volumes of a rendered workload's pod.
+func unstructuredVolumes(o *unstructured.Unstructured) ([]corev1.Volume, bool, error) {
+	spec, ok, err := unstructured.NestedMap(o.Object, "spec", "template", "spec")
+	if !ok || err != nil {
+		return nil, ok, err
+	}
+	var pod corev1.PodSpec
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(spec, &pod); err != nil {
+		return nil, true, err
+	}
+	return pod.Volumes, true, nil
+}
