@@ -20,3 +20,16 @@ func TestVersionOf(t *testing.T) {
 		}
 	}
 }
+
+// TestMaxRequestsFlag: --web.max-requests defaults to node_exporter's 40 and takes 0 for no limit.
+func TestMaxRequestsFlag(t *testing.T) {
+	for _, tt := range []struct {
+		args []string
+		want int
+	}{{nil, 40}, {[]string{"--web.max-requests=0"}, 0}, {[]string{"--web.max-requests=5"}, 5}} {
+		o, err := parseFlags(tt.args)
+		if err != nil || o.maxRequests != tt.want {
+			t.Errorf("%v: max requests %v (%v), want %d", tt.args, o, err, tt.want)
+		}
+	}
+}

@@ -400,3 +400,55 @@ func TestHelpTextsNeedNoOpenMetricsEscape(t *testing.T) {
 		}
 	}
 }
+
+// blockingProvider holds every scrape in Snapshot until released.
+type blockingProvider struct {
+	snap    *model.Snapshot
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (p *blockingProvider) Snapshot() *model.Snapshot {
+	p.entered <- struct{}{}
+	<-p.release
+	return p.snap
+}
+
+// TestScrapeConcurrencyLimit: past --web.max-requests scrapes at once the next gets a 503; with 0
+// there is no limit.
+func TestScrapeConcurrencyLimit(t *testing.T) {
+	fixture, _ := handlerFixture()
+	for _, tt := range []struct {
+		limit, scrapes int
+		want503        bool
+	}{{2, 3, true}, {0, 3, false}} {
+		t.Run(fmt.Sprintf("limit %d", tt.limit), func(t *testing.T) {
+			p := &blockingProvider{snap: fixture.snap, entered: make(chan struct{}, tt.scrapes), release: make(chan struct{})}
+			h := NewHandler(p, prometheus.NewRegistry(), log.NewNopLogger(), tt.limit)
+			codes := make(chan int, tt.scrapes)
+			for range tt.scrapes {
+				go func() {
+					rec := httptest.NewRecorder()
+					h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+					codes <- rec.Code
+				}()
+			}
+			admitted := tt.scrapes
+			if tt.want503 {
+				admitted = tt.limit
+				if code := <-codes; code != http.StatusServiceUnavailable {
+					t.Fatalf("the scrape past the limit got %d, want 503", code)
+				}
+			}
+			for range admitted {
+				<-p.entered // every admitted scrape is in at once
+			}
+			close(p.release)
+			for range admitted {
+				if code := <-codes; code != http.StatusOK {
+					t.Errorf("an admitted scrape got %d", code)
+				}
+			}
+		})
+	}
+}
