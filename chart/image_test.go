@@ -5,7 +5,6 @@ import (
 	"debug/elf"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -164,12 +163,7 @@ func runInCluster(t *testing.T, cp *testenv.ControlPlane, image, serviceAccount,
 	if err := os.WriteFile(filepath.Join(configDir, "config.yaml"), []byte(config), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
+	addr := testenv.FreeAddr(t)
 	args := append([]string{"run", "-d", "--rm", "--network=host",
 		"--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024",
 		"-e", "KUBERNETES_SERVICE_HOST=127.0.0.1", "-e", fmt.Sprintf("KUBERNETES_SERVICE_PORT=%d", cp.Port()),

@@ -9,7 +9,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -88,12 +87,7 @@ func exporter(t *testing.T, dir, kubeconfig, config string) string {
 	if err := os.WriteFile(configFile, []byte(config), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
+	addr := testenv.FreeAddr(t)
 	run(t, dir, bin, "--config.file="+configFile, "--kubeconfig="+kubeconfig, "--web.listen-address="+addr, "--log.level=debug")
 	base := "http://" + addr
 	eventually(t, 60*time.Second, func() string {
