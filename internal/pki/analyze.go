@@ -180,14 +180,14 @@ func (a *Analyzer) analyse(o *model.Object, ctx *meshContext) *model.ObjectAnaly
 		if b.Error != model.ReasonNone {
 			out.BundleErrors = append(out.BundleErrors, model.BundleError{Source: o.Source, Namespace: o.Namespace, Name: o.Name, Key: b.Key, Reason: b.Error})
 		}
-		export := b.Export
+		export, federated := b.Export, false
 		if b.Purpose == model.PurposeTrustBundleCopy && o.Mesh != model.MeshNone && !anyPartial(b.Certificates) {
 			switch td := b.TrustDomain(); {
 			case td != "" && !slices.Contains(ctx.settings.TrustDomains(), td):
 				// Another trust domain's anchors (federation): exported as that domain's, and
 				// never compared with this mesh's.
 				out.TrustBundles = append(out.TrustBundles, model.TrustBundleFinding{Key: b.Key, Federated: true})
-				export = model.ExportAll
+				export, federated = model.ExportAll, true
 			case ctx.anchors.len() > 0:
 				out.TrustBundles = append(out.TrustBundles, model.TrustBundleFinding{Key: b.Key, Current: sameSet(b.Certificates, ctx.anchors)})
 			}
@@ -202,7 +202,8 @@ func (a *Analyzer) analyse(o *model.Object, ctx *meshContext) *model.ObjectAnaly
 				break
 			}
 			obs := model.CertificateFinding{Key: b.Key, Index: i, Role: Classify(c, b.RoleHint(), anchorPosition), Certificate: c}
-			if obs.Role != model.RoleTrustAnchor && !c.Partial && !b.NoChain {
+			// Another trust domain's certificates chain to that domain's anchors, not to this mesh's.
+			if obs.Role != model.RoleTrustAnchor && !c.Partial && !b.NoChain && !federated {
 				if presented != nil {
 					obs.Chain = buildPresentedChain(c, allAnchors, presented, allIntermediates, a.sigs)
 				} else {
@@ -302,8 +303,8 @@ func trustsOwnRoots(o *model.Object) bool {
 }
 
 // objectPools returns the trust anchors and intermediates an object holds. A root is an anchor in
-// a trust-anchor position (a trust bundle, or the presented certificates of an object that trusts
-// its own roots), whatever its X.509 version; copies of trust bundles are never trusted.
+// a trust-anchor position (a trust bundle, or the certificates of an object that trusts its own
+// roots), whatever its X.509 version; copies of trust bundles are never trusted.
 func objectPools(o *model.Object) (anchors, intermediates *pool) {
 	anchors, intermediates = newPool(), newPool()
 	trustOwn := trustsOwnRoots(o)

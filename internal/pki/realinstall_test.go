@@ -179,10 +179,11 @@ func TestFederatedBundles(t *testing.T) {
 	root := testpki.Issue(testpki.Spec{CommonName: "mesh root", CA: true, NotBefore: jan2026, NotAfter: jan2036})
 	oldRoot := testpki.Issue(testpki.Spec{CommonName: "old mesh root", CA: true, NotBefore: jan2026, NotAfter: jan2036})
 	foreign := testpki.Issue(testpki.Spec{CommonName: "partner root", CA: true, NotBefore: jan2026, NotAfter: jan2036})
+	foreignInter := testpki.Issue(testpki.Spec{CommonName: "partner intermediate", CA: true, Issuer: foreign, NotBefore: jan2026, NotAfter: jan2036})
 	keyed := func(td string, cs ...*testpki.Cert) model.Bundle {
 		return model.Bundle{Key: "ROOTCA/" + td, Purpose: model.PurposeTrustBundleCopy, Export: model.ExportNone, TrustDomainKeyed: true, Certificates: certs(cs...)}
 	}
-	proxy := obj("proxy", model.MeshIstio, keyed("cluster.local", root), keyed("legacy.local", oldRoot), keyed("partner.example", foreign))
+	proxy := obj("proxy", model.MeshIstio, keyed("cluster.local", root), keyed("legacy.local", oldRoot), keyed("partner.example", foreign, foreignInter))
 	settings := map[model.Mesh]model.MeshSettings{model.MeshIstio: {TrustDomain: "cluster.local", TrustDomainAliases: []string{"legacy.local"}}}
 	a := NewAnalyzer().Analyze([]*model.Object{authoritative("cacerts", model.MeshIstio, trust("root-cert.pem", root)), proxy}, settings)
 
@@ -208,6 +209,9 @@ func TestFederatedBundles(t *testing.T) {
 	got := find(a.Certificates(), "proxy", "ROOTCA/partner.example", 0)
 	if got == nil || got.Role != model.RoleTrustAnchor || got.Certificate.Serial != cert(foreign).Serial {
 		t.Errorf("the partner's anchor is not exported as a trust anchor: %+v", got)
+	}
+	if inter := find(a.Certificates(), "proxy", "ROOTCA/partner.example", 1); inter == nil || inter.Chain != nil {
+		t.Errorf("the partner's intermediate: %+v, want exported without a chain to this mesh's anchors", inter)
 	}
 	if find(a.Certificates(), "proxy", "ROOTCA/cluster.local", 0) != nil {
 		t.Error("the mesh's own bundle copy is exported per proxy")
