@@ -32,6 +32,16 @@ func istioSetup(t *testing.T, namespaces ...string) (kubernetes.Interface, strin
 	return client, bin, kubeconfig, t.TempDir()
 }
 
+// istioConfig is the exporter's configuration for an Istio control plane in namespace, reading the
+// sidecar admin doubles given as name, URL pairs every second.
+func istioConfig(namespace string, sidecars ...string) string {
+	c := fmt.Sprintf("meshes:\n  istio: {namespace: %s}\n  linkerd: {watch: false}\nproxies:\n  envoy:\n    interval: 1s\n    timeout: 900ms\n    static:\n", namespace)
+	for i := 0; i+1 < len(sidecars); i += 2 {
+		c += fmt.Sprintf("      - {name: %s, url: %q}\n", sidecars[i], sidecars[i+1])
+	}
+	return c
+}
+
 // serialOf is the exporter's serial label of the first certificate in pemData.
 func serialOf(t *testing.T, pemData []byte) string {
 	t.Helper()
@@ -105,15 +115,7 @@ func TestIstiodSelfSignedRootAndRotation(t *testing.T) {
 
 	// A sidecar serving the certificate istio's CA signed, with the root it was given.
 	sidecar := testadmin.Serve(t, testadmin.EnvoySecrets(readFile(t, workload), roots))
-	base := exporter(t, dir, kubeconfig, fmt.Sprintf(`meshes:
-  linkerd: {watch: false}
-proxies:
-  envoy:
-    interval: 1s
-    timeout: 900ms
-    static:
-      - {name: web, url: %q}
-`, sidecar))
+	base := exporter(t, dir, kubeconfig, istioConfig("istio-system", "web", sidecar))
 
 	caCert := map[string]string{"source": "secret", "namespace": "istio-system", "name": "istio-ca-secret", "key": "ca-cert.pem"}
 	copyIn := func(ns string) map[string]string {
@@ -260,17 +262,7 @@ func TestIstiodPluginCA(t *testing.T) {
 	leaf, _ := pem.Decode(chain)
 	full := testadmin.Serve(t, testadmin.EnvoySecrets(chain, roots))
 	leafOnly := testadmin.Serve(t, testadmin.EnvoySecrets(pem.EncodeToMemory(leaf), roots))
-	base := exporter(t, dir, kubeconfig, fmt.Sprintf(`meshes:
-  istio: {namespace: istio-plug}
-  linkerd: {watch: false}
-proxies:
-  envoy:
-    interval: 1s
-    timeout: 900ms
-    static:
-      - {name: cart, url: %q}
-      - {name: cart-leaf-only, url: %q}
-`, full, leafOnly))
+	base := exporter(t, dir, kubeconfig, istioConfig("istio-plug", "cart", full, "cart-leaf-only", leafOnly))
 	rootSerial := serialOf(t, files["root-cert.pem"])
 	cacerts := func(key string) map[string]string {
 		return map[string]string{"source": "secret", "namespace": "istio-plug", "name": "cacerts", "key": key}
