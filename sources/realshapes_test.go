@@ -12,17 +12,14 @@ import (
 	"github.com/meshcert/meshcert-exporter/internal/testpki"
 )
 
-var (
-	shapesFrom  = testpki.Date(2026, 1, 1)
-	shapesUntil = testpki.Date(2036, 1, 1)
-	shapesNow   = testpki.Date(2027, 6, 1)
-)
+// shapesNow is when the chains of these tests are judged: inside from..until (files_test.go).
+var shapesNow = testpki.Date(2027, 6, 1)
 
 // shapesPKI is a root, an intermediate and a workload leaf of shop/cart.
 func shapesPKI() (root, inter, leaf *testpki.Cert) {
-	root = testpki.Issue(testpki.Spec{CommonName: "root", CA: true, NotBefore: shapesFrom, NotAfter: shapesUntil})
-	inter = testpki.Issue(testpki.Spec{CommonName: "inter", CA: true, Issuer: root, NotBefore: shapesFrom, NotAfter: shapesUntil})
-	leaf = testpki.Issue(testpki.Spec{Issuer: inter, URIs: []string{"spiffe://cluster.local/ns/shop/sa/cart"}, NotBefore: shapesFrom, NotAfter: shapesUntil})
+	root = testpki.Issue(testpki.Spec{CommonName: "root", CA: true, NotBefore: from, NotAfter: until})
+	inter = testpki.Issue(testpki.Spec{CommonName: "inter", CA: true, Issuer: root, NotBefore: from, NotAfter: until})
+	leaf = testpki.Issue(testpki.Spec{Issuer: inter, URIs: []string{"spiffe://cluster.local/ns/shop/sa/cart"}, NotBefore: from, NotAfter: until})
 	return root, inter, leaf
 }
 
@@ -86,7 +83,7 @@ func TestEnvoyDefaultIsAPresentedChain(t *testing.T) {
 // alias) is compared; a federated domain's is exported as that domain's anchors, never stale.
 func TestEnvoyFederatedBundles(t *testing.T) {
 	root, inter, leaf := shapesPKI()
-	partner := testpki.Issue(testpki.Spec{CommonName: "partner root", CA: true, NotBefore: shapesFrom, NotAfter: shapesUntil})
+	partner := testpki.Issue(testpki.Spec{CommonName: "partner root", CA: true, NotBefore: from, NotAfter: until})
 	body := envoyDump(false, workloadSecret(testpki.Bundle(leaf, inter)),
 		spiffeRootSecret(map[string][]byte{"cluster.local": root.PEM(), "old.local": root.PEM(), "partner.example": partner.PEM()}))
 	bundles, err := ParseEnvoyConfigDump(body)
