@@ -58,8 +58,8 @@ bench-scale: testenv
 FUZZTIME ?= 5m
 FUZZ_TARGETS = \
 	./internal/pki:FuzzParseBundle ./internal/pki:FuzzAnalyze ./internal/pki:FuzzParseSPIFFEID \
-	./internal/pki:FuzzParseLinkerdIdentity ./internal/config:FuzzParse ./sources:FuzzParseEnvoyConfigDump \
-	./sources:FuzzParseEnvoyCerts ./sources:FuzzParseZtunnelConfigDump ./sources:FuzzParseLinkerdProxyMetrics
+	./internal/mesh/linkerd:FuzzParseIdentity ./internal/config:FuzzParse ./internal/mesh/istio:FuzzParseEnvoyConfigDump \
+	./internal/mesh/istio:FuzzParseEnvoyCerts ./internal/mesh/istio:FuzzParseZtunnelConfigDump ./internal/mesh/linkerd:FuzzParseProxyMetrics
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
 	  pkg=$${t%%:*}; fn=$${t##*:}; echo "== $$fn ($$pkg) for $(FUZZTIME)"; \

@@ -5,12 +5,13 @@ import (
 
 	"github.com/alecthomas/kingpin/v2"
 
-	"github.com/meshcert/meshcert-exporter/internal/config"
+	"github.com/meshcert/meshcert-exporter/sources"
 )
 
 // proxyFlags are the command-line overrides of one proxy source's settings. A flag the user did
 // not give leaves the configuration file's value.
 type proxyFlags struct {
+	kind        sources.ProxyKind
 	enabled     bool
 	transport   string
 	adminPort   int
@@ -20,16 +21,18 @@ type proxyFlags struct {
 	set         map[string]*bool
 }
 
-// addProxyFlags adds --source.<source> and --<prefix>.{transport,admin-port,interval,timeout,concurrency}.
-func addProxyFlags(app *kingpin.Application, source, prefix, what string) *proxyFlags {
-	f := &proxyFlags{set: map[string]*bool{}}
+// addProxyFlags adds --source.<source> and --<flag>.{transport,admin-port,interval,timeout,concurrency}
+// for a proxy kind.
+func addProxyFlags(app *kingpin.Application, kind sources.ProxyKind) *proxyFlags {
+	f := &proxyFlags{kind: kind, set: map[string]*bool{}}
+	source, prefix, what := kind.Source, kind.Flag, kind.What
 	flag := func(name, help string) *kingpin.FlagClause {
 		f.set[name] = new(bool)
 		return app.Flag(name, help).IsSetByUser(f.set[name])
 	}
 	flag("source."+source, "Read the certificates of "+what+" (needs list and watch on pods).").BoolVar(&f.enabled)
 	flag(prefix+".transport", "How to reach "+what+": port-forward (through the API server) or direct (HTTP to the pod IP).").
-		EnumVar(&f.transport, config.TransportPortForward, config.TransportDirect)
+		EnumVar(&f.transport, sources.TransportPortForward, sources.TransportDirect)
 	flag(prefix+".admin-port", "Admin port of "+what+".").IntVar(&f.adminPort)
 	flag(prefix+".interval", "Interval between two reads of one of "+what+".").DurationVar(&f.interval)
 	flag(prefix+".timeout", "Timeout of one read of "+what+".").DurationVar(&f.timeout)
@@ -38,7 +41,8 @@ func addProxyFlags(app *kingpin.Application, source, prefix, what string) *proxy
 }
 
 // apply writes the flags the user gave over p.
-func (f *proxyFlags) apply(source, prefix string, p *config.Proxy) {
+func (f *proxyFlags) apply(p *sources.ProxyConfig) {
+	source, prefix := f.kind.Source, f.kind.Flag
 	if *f.set["source."+source] {
 		p.Enabled = f.enabled
 	}

@@ -22,8 +22,11 @@ import (
 	"github.com/go-kit/log/level"
 
 	"github.com/meshcert/meshcert-exporter/internal/config"
+	"github.com/meshcert/meshcert-exporter/internal/exporter"
+	"github.com/meshcert/meshcert-exporter/internal/mesh/istio"
 	"github.com/meshcert/meshcert-exporter/internal/testadmin"
 	"github.com/meshcert/meshcert-exporter/internal/testpki"
+	"github.com/meshcert/meshcert-exporter/sources"
 )
 
 // expect is one series a case must produce: family, label pairs, value ("" = any value).
@@ -52,7 +55,7 @@ func runBadCase(t *testing.T, c badCase, logs io.Writer) (int, string) {
 	good := testpki.Issue(testpki.Spec{CommonName: "good root", CA: true, Serial: 42, NotBefore: from, NotAfter: until})
 	write(t, filepath.Join(dir, "good", "ca.crt"), good.PEM())
 	cfg := config.Default()
-	cfg.Files.Targets = []config.FileTarget{{Path: filepath.Join(dir, "good")}}
+	cfg.Files.Targets = []sources.FileTarget{{Path: filepath.Join(dir, "good")}}
 	if c.files != nil {
 		if err := os.MkdirAll(filepath.Join(dir, "bad"), 0o755); err != nil {
 			t.Fatal(err)
@@ -60,32 +63,31 @@ func runBadCase(t *testing.T, c badCase, logs io.Writer) (int, string) {
 		for name, data := range c.files {
 			write(t, filepath.Join(dir, "bad", name), data)
 		}
-		cfg.Files.Targets = append(cfg.Files.Targets, config.FileTarget{Path: filepath.Join(dir, "bad")})
+		cfg.Files.Targets = append(cfg.Files.Targets, sources.FileTarget{Path: filepath.Join(dir, "bad")})
 	}
 	if c.envoy != nil {
 		srv := httptest.NewServer(c.envoy)
 		defer srv.Close()
-		cfg.Proxies.Envoy.Static = []config.StaticTarget{{Name: "proxy", URL: srv.URL}}
-		cfg.Proxies.Envoy.Timeout = 300 * time.Millisecond
-		cfg.Proxies.Envoy.Interval = time.Second // the first read starts within a tenth of it
+		cfg.Proxies.Of(istio.SourceEnvoy).Static = []sources.StaticTarget{{Name: "proxy", URL: srv.URL}}
+		cfg.Proxies.Of(istio.SourceEnvoy).Timeout = 300 * time.Millisecond
+		cfg.Proxies.Of(istio.SourceEnvoy).Interval = time.Second // the first read starts within a tenth of it
 	}
-	e, err := newExporter(cfg, nil, "/metrics", 40, level.NewFilter(log.NewLogfmtLogger(logs), level.AllowDebug()))
+	logger := level.NewFilter(log.NewLogfmtLogger(logs), level.AllowDebug())
+	e, err := exporter.New(cfg, nil, exporter.Options{MetricsPath: "/metrics", MaxRequests: 40}, logger)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	for _, s := range e.sources {
-		wg.Go(func() { _ = s.Run(ctx) })
-	}
+	wg.Go(func() { e.Run(ctx, logger) })
 	defer func() { cancel(); wg.Wait() }()
-	for deadline := time.Now().Add(10 * time.Second); !e.inventory.Ready(); time.Sleep(10 * time.Millisecond) {
+	for deadline := time.Now().Add(10 * time.Second); !e.Ready(); time.Sleep(10 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatal("sources did not read their material")
 		}
 	}
 	rec := httptest.NewRecorder()
-	e.handler.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	e.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
 	body := rec.Body.String()
 	// Replace the temporary directory so expectations can name "bad".
 	return rec.Code, strings.ReplaceAll(body, dir+"/", "")

@@ -19,8 +19,10 @@ import (
 	"github.com/go-kit/log/level"
 
 	"github.com/meshcert/meshcert-exporter/internal/config"
+	"github.com/meshcert/meshcert-exporter/internal/exporter"
 	"github.com/meshcert/meshcert-exporter/internal/testenv"
 	"github.com/meshcert/meshcert-exporter/internal/testpki"
+	"github.com/meshcert/meshcert-exporter/sources"
 )
 
 var (
@@ -41,18 +43,14 @@ func write(t *testing.T, path string, data []byte) {
 // scrape serves an exporter over cfg and returns one scrape's status and body.
 func scrape(t *testing.T, cfg *config.Config, logger log.Logger) (int, string) {
 	t.Helper()
-	e, err := newExporter(cfg, nil, "/metrics", 40, logger)
+	e, err := exporter.New(cfg, nil, exporter.Options{MetricsPath: "/metrics", MaxRequests: 40}, logger)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, s := range e.sources {
-		ctx, cancel := context.WithCancel(context.Background())
-		cancel() // read once, then return
-		if err := s.Run(ctx); err != nil {
-			t.Fatal(err)
-		}
-	}
-	srv := httptest.NewServer(e.handler)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	e.Run(ctx, logger) // every source reads once, then returns
+	srv := httptest.NewServer(e)
 	defer srv.Close()
 	resp, err := http.Get(srv.URL + "/metrics")
 	if err != nil {
@@ -118,7 +116,7 @@ func TestIstioCACertsDirectory(t *testing.T) {
 	write(t, filepath.Join(dir, "generic/junk.pem"), []byte("-----BEGIN CERTIFICATE-----\nnot base64!\n"))
 
 	cfg := config.Default()
-	cfg.Files.Targets = []config.FileTarget{{Path: filepath.Join(dir, "cacerts")}, {Path: filepath.Join(dir, "stray")}, {Path: filepath.Join(dir, "generic")}}
+	cfg.Files.Targets = []sources.FileTarget{{Path: filepath.Join(dir, "cacerts")}, {Path: filepath.Join(dir, "stray")}, {Path: filepath.Join(dir, "generic")}}
 	var logs bytes.Buffer
 	status, body := scrape(t, cfg, level.NewFilter(log.NewLogfmtLogger(&logs), level.AllowDebug()))
 	if status != http.StatusOK {

@@ -11,6 +11,9 @@ import (
 	"github.com/go-kit/log"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/meshcert/meshcert-exporter/internal/config"
+	"github.com/meshcert/meshcert-exporter/internal/mesh"
+	"github.com/meshcert/meshcert-exporter/internal/mesh/istio"
 	"github.com/meshcert/meshcert-exporter/internal/model"
 	"github.com/meshcert/meshcert-exporter/internal/pki"
 	"github.com/meshcert/meshcert-exporter/internal/testpki"
@@ -21,12 +24,12 @@ import (
 func BenchmarkScrape10k(b *testing.B) {
 	m := testpki.NewMesh(10000, from)
 	inter := pki.NewCertificate(m.Intermediate.X509)
-	objects := []*model.Object{{Source: "secret", Namespace: "istio-system", Name: "cacerts", Mesh: model.MeshIstio, Authoritative: true,
+	objects := []*model.Object{{Source: "secret", Namespace: "istio-system", Name: "cacerts", Mesh: istio.Name, Authoritative: true,
 		Bundles: []model.Bundle{
 			{Key: "ca-cert.pem", Certificates: []*model.Certificate{inter}},
 			{Key: "root-cert.pem", Purpose: model.PurposeTrustBundle, Certificates: []*model.Certificate{pki.NewCertificate(m.Root.X509)}}}}}
 	for i, l := range m.Leaves {
-		objects = append(objects, &model.Object{Source: "envoy", Namespace: fmt.Sprintf("ns-%d", i%50), Name: fmt.Sprintf("pod-%d", i), Mesh: model.MeshIstio,
+		objects = append(objects, &model.Object{Source: "envoy", Namespace: fmt.Sprintf("ns-%d", i%50), Name: fmt.Sprintf("pod-%d", i), Mesh: istio.Name,
 			Bundles: []model.Bundle{{Key: "default", Certificates: []*model.Certificate{pki.NewCertificate(l.X509)}}}})
 	}
 	p := analysed(objects)
@@ -74,16 +77,16 @@ func BenchmarkScrapeDuringSweep(b *testing.B) {
 	const n, perScrape = 10000, 200
 	m := testpki.NewMesh(n, from)
 	inter, root := pki.NewCertificate(m.Intermediate.X509), pki.NewCertificate(m.Root.X509)
-	ca := &model.Object{Source: "secret", Namespace: "istio-system", Name: "cacerts", Mesh: model.MeshIstio, Authoritative: true,
+	ca := &model.Object{Source: "secret", Namespace: "istio-system", Name: "cacerts", Mesh: istio.Name, Authoritative: true,
 		Bundles: []model.Bundle{{Key: "ca-cert.pem", Certificates: []*model.Certificate{inter}},
 			{Key: "root-cert.pem", Purpose: model.PurposeTrustBundle, Certificates: []*model.Certificate{root}}}}
 	proxies := make([]*model.Object, n)
 	statuses := make([]*model.ProxyStatus, n)
 	for i, l := range m.Leaves {
-		proxies[i] = &model.Object{Source: "envoy", Namespace: fmt.Sprintf("ns-%d", i%50), Name: fmt.Sprintf("pod-%d", i), Mesh: model.MeshIstio,
+		proxies[i] = &model.Object{Source: "envoy", Namespace: fmt.Sprintf("ns-%d", i%50), Name: fmt.Sprintf("pod-%d", i), Mesh: istio.Name,
 			Bundles: []model.Bundle{{Key: "default", Export: model.ExportFirst, Certificates: []*model.Certificate{pki.NewCertificate(l.X509), inter}},
 				{Key: "ROOTCA", Purpose: model.PurposeTrustBundleCopy, Export: model.ExportNone, Certificates: []*model.Certificate{root}}}}
-		statuses[i] = &model.ProxyStatus{Mesh: model.MeshIstio, Source: "envoy", Namespace: proxies[i].Namespace, Name: proxies[i].Name,
+		statuses[i] = &model.ProxyStatus{Mesh: istio.Name, Source: "envoy", Namespace: proxies[i].Namespace, Name: proxies[i].Name,
 			Up: true, Endpoint: "config_dump", LastSuccess: from}
 	}
 	// A source lists its proxies by namespace/name; the objects are in that order too.
@@ -99,10 +102,10 @@ func BenchmarkScrapeDuringSweep(b *testing.B) {
 		sortedProxies[i], sortedStatuses[i] = proxies[k], statuses[k]
 	}
 	proxies, statuses = sortedProxies, sortedStatuses
-	meshes := map[model.Mesh]model.MeshSettings{model.MeshIstio: {TrustDomain: "cluster.local"}}
+	meshes := map[model.Mesh]model.MeshSettings{istio.Name: {TrustDomain: "cluster.local"}}
 	// The readers check each presented chain's signatures as they parse it: warm the cache alike.
-	pki.NewAnalyzer().Analyze(append([]*model.Object{ca}, proxies...), meshes)
-	analyzer := pki.NewAnalyzer()
+	pki.NewAnalyzer(pki.NewCache(), mesh.Rules(config.Default().Meshes)).Analyze(append([]*model.Object{ca}, proxies...), meshes)
+	analyzer := pki.NewAnalyzer(pki.NewCache(), mesh.Rules(config.Default().Meshes))
 	p := &versionedProvider{snap: &model.Snapshot{}}
 	analyse := func(read int) {
 		objects := append([]*model.Object{ca}, proxies[:read]...)

@@ -14,6 +14,9 @@ import (
 	"github.com/prometheus/common/expfmt"
 	prommodel "github.com/prometheus/common/model"
 
+	"github.com/meshcert/meshcert-exporter/internal/config"
+	"github.com/meshcert/meshcert-exporter/internal/mesh"
+	"github.com/meshcert/meshcert-exporter/internal/mesh/istio"
 	"github.com/meshcert/meshcert-exporter/internal/model"
 	"github.com/meshcert/meshcert-exporter/internal/pki"
 	"github.com/meshcert/meshcert-exporter/internal/testpki"
@@ -26,9 +29,9 @@ func (p staticProvider) Snapshot() *model.Snapshot { return p.snap }
 
 func analysed(objects []*model.Object, sources ...model.SourceStatus) staticProvider {
 	meshes := map[model.Mesh]model.MeshSettings{
-		model.MeshIstio: {TrustDomain: "cluster.local", ControlPlaneNamespace: "istio-system"},
+		istio.Name: {TrustDomain: "cluster.local", ControlPlaneNamespace: "istio-system"},
 	}
-	return staticProvider{&model.Snapshot{Analysis: pki.NewAnalyzer().Analyze(objects, meshes), Sources: sources}}
+	return staticProvider{&model.Snapshot{Analysis: pki.NewAnalyzer(pki.NewCache(), mesh.Rules(config.Default().Meshes)).Analyze(objects, meshes), Sources: sources}}
 }
 
 // gatherer parses what the exporter writes for a snapshot at an instant: the rendered analysis and
@@ -71,12 +74,12 @@ func TestCollectIstioPKI(t *testing.T) {
 	leaf := testpki.Issue(testpki.Spec{CommonName: "istiod", Serial: 3, Issuer: inter, NotBefore: from, NotAfter: testpki.Date(2026, 5, 1),
 		URIs: []string{"spiffe://cluster.local/ns/istio-system/sa/istiod"}})
 	objects := []*model.Object{
-		{Source: "file", Name: "/etc/cacerts", Mesh: model.MeshIstio, Authoritative: true, Bundles: []model.Bundle{
+		{Source: "file", Name: "/etc/cacerts", Mesh: istio.Name, Authoritative: true, Bundles: []model.Bundle{
 			bundle("ca-cert.pem", model.PurposeCertificates, inter),
 			bundle("root-cert.pem", model.PurposeTrustBundle, root),
 			{Key: "junk.pem", Error: model.ReasonNoCertificate},
 		}},
-		{Source: "secret", Namespace: "istio-system", Name: "istiod-tls", Mesh: model.MeshIstio, Bundles: []model.Bundle{
+		{Source: "secret", Namespace: "istio-system", Name: "istiod-tls", Mesh: istio.Name, Bundles: []model.Bundle{
 			bundle("tls.crt", model.PurposeCertificates, leaf),
 		}},
 	}
@@ -193,8 +196,8 @@ func TestCollectNoDuplicateSeries(t *testing.T) {
 
 func TestCollectProxyStatus(t *testing.T) {
 	p := staticProvider{&model.Snapshot{Proxies: []*model.ProxyStatus{
-		{Mesh: model.MeshIstio, Source: "envoy", Namespace: "shop", Name: "cart-1", Up: true, Endpoint: "config_dump", LastSuccess: testpki.Date(2026, 6, 1)},
-		{Mesh: model.MeshIstio, Source: "envoy", Namespace: "shop", Name: "never", Up: false, Endpoint: "config_dump"},
+		{Mesh: istio.Name, Source: "envoy", Namespace: "shop", Name: "cart-1", Up: true, Endpoint: "config_dump", LastSuccess: testpki.Date(2026, 6, 1)},
+		{Mesh: istio.Name, Source: "envoy", Namespace: "shop", Name: "never", Up: false, Endpoint: "config_dump"},
 	}}}
 	want := `
 # HELP meshcert_proxy_last_success_timestamp_seconds When the proxy was last read successfully, as a Unix timestamp: the age of its certificate series.
@@ -252,7 +255,7 @@ func TestEveryFamilyIsDocumented(t *testing.T) {
 // rendered as a stale copy.
 func TestFederatedBundleRendering(t *testing.T) {
 	oa := &model.ObjectAnalysis{
-		Object: &model.Object{Source: "envoy", Namespace: "shop", Name: "cart-1", Mesh: model.MeshIstio},
+		Object: &model.Object{Source: "envoy", Namespace: "shop", Name: "cart-1", Mesh: istio.Name},
 		TrustBundles: []model.TrustBundleFinding{
 			{Key: "ROOTCA/cluster.local", Current: true},
 			{Key: "ROOTCA/partner.example", Federated: true},

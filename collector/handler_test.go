@@ -22,6 +22,9 @@ import (
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/textparse"
 
+	"github.com/meshcert/meshcert-exporter/internal/config"
+	"github.com/meshcert/meshcert-exporter/internal/mesh"
+	"github.com/meshcert/meshcert-exporter/internal/mesh/istio"
 	"github.com/meshcert/meshcert-exporter/internal/model"
 	"github.com/meshcert/meshcert-exporter/internal/pki"
 	"github.com/meshcert/meshcert-exporter/internal/testpki"
@@ -81,13 +84,13 @@ func handlerFixture() (*versionedProvider, *testpki.Cert) {
 	root := testpki.Issue(testpki.Spec{CommonName: "root", CA: true, Serial: 1, NotBefore: from, NotAfter: testpki.Date(2036, 1, 1)})
 	leaf := testpki.Issue(testpki.Spec{CommonName: "leaf", Serial: 2, Issuer: root, NotBefore: from, NotAfter: testpki.Date(2026, 7, 1),
 		URIs: []string{"spiffe://cluster.local/ns/a/sa/b"}})
-	objects := []*model.Object{{Source: "secret", Namespace: "a", Name: "b", Mesh: model.MeshIstio, Bundles: []model.Bundle{
+	objects := []*model.Object{{Source: "secret", Namespace: "a", Name: "b", Mesh: istio.Name, Bundles: []model.Bundle{
 		bundle("tls.crt", model.PurposeCertificates, leaf), bundle("ca.crt", model.PurposeTrustBundle, root), {Key: "junk", Error: model.ReasonBadPEM}}}}
-	a := pki.NewAnalyzer().Analyze(objects, map[model.Mesh]model.MeshSettings{model.MeshIstio: {TrustDomain: "cluster.local"}})
+	a := pki.NewAnalyzer(pki.NewCache(), mesh.Rules(config.Default().Meshes)).Analyze(objects, map[model.Mesh]model.MeshSettings{istio.Name: {TrustDomain: "cluster.local"}})
 	a.Version = 1
 	return &versionedProvider{&model.Snapshot{Analysis: a, Sources: []model.SourceStatus{{Name: "secret", Up: true,
 		Errors: map[model.ErrorReason]uint64{model.ReasonBadPEM: 1}}},
-		Proxies: []*model.ProxyStatus{{Mesh: model.MeshIstio, Source: "envoy", Namespace: "a", Name: "p", Up: true, Endpoint: "config_dump", LastSuccess: from}}}}, leaf
+		Proxies: []*model.ProxyStatus{{Mesh: istio.Name, Source: "envoy", Namespace: "a", Name: "p", Up: true, Endpoint: "config_dump", LastSuccess: from}}}}, leaf
 }
 
 // TestHandlerServesTheRenderedFamilies: the handler's scrape, plain and gzip, holds exactly the
@@ -163,7 +166,7 @@ func TestHandlerRendersChangedBlocksOnly(t *testing.T) {
 	proxy := func(i int) *model.Object {
 		leaf := testpki.Issue(testpki.Spec{CommonName: "leaf", Issuer: root, NotBefore: from, NotAfter: testpki.Date(2026, 7, 1),
 			URIs: []string{fmt.Sprintf("spiffe://cluster.local/ns/a/sa/p%d", i)}})
-		return &model.Object{Source: "envoy", Namespace: "a", Name: fmt.Sprintf("p%03d", i), Mesh: model.MeshIstio,
+		return &model.Object{Source: "envoy", Namespace: "a", Name: fmt.Sprintf("p%03d", i), Mesh: istio.Name,
 			Expect:  &model.Identity{Namespace: "a", ServiceAccount: fmt.Sprintf("p%d", i)},
 			Bundles: []model.Bundle{bundle("default", model.PurposeCertificates, leaf), bundle("ROOTCA", model.PurposeTrustBundle, root)}}
 	}
@@ -171,7 +174,7 @@ func TestHandlerRendersChangedBlocksOnly(t *testing.T) {
 	for i := range objects {
 		objects[i] = proxy(i)
 	}
-	analyzer := pki.NewAnalyzer()
+	analyzer := pki.NewAnalyzer(pki.NewCache(), mesh.Rules(config.Default().Meshes))
 	p := &versionedProvider{snap: &model.Snapshot{}}
 	h := NewHandler(p, prometheus.NewRegistry(), log.NewNopLogger(), 2)
 	h.now = func() time.Time { return clock }
@@ -179,7 +182,7 @@ func TestHandlerRendersChangedBlocksOnly(t *testing.T) {
 	check := func(name string, wantRenders int) {
 		t.Helper()
 		version++
-		p.snap = &model.Snapshot{Analysis: analyzer.Analyze(objects, map[model.Mesh]model.MeshSettings{model.MeshIstio: {TrustDomain: "cluster.local"}})}
+		p.snap = &model.Snapshot{Analysis: analyzer.Analyze(objects, map[model.Mesh]model.MeshSettings{istio.Name: {TrustDomain: "cluster.local"}})}
 		p.snap.Version = version
 		before := h.renders
 		got := sortedFamilies(t, scrapeHandler(t, h, true))
@@ -230,7 +233,7 @@ func TestHandlerProxiesHealth(t *testing.T) {
 	h := NewHandler(p, prometheus.NewRegistry(), log.NewNopLogger(), 2)
 	var proxies []*model.ProxyStatus
 	proxy := func(i int) *model.ProxyStatus {
-		return &model.ProxyStatus{Mesh: model.MeshIstio, Source: "envoy", Namespace: "a", Name: fmt.Sprintf("p%03d", i),
+		return &model.ProxyStatus{Mesh: istio.Name, Source: "envoy", Namespace: "a", Name: fmt.Sprintf("p%03d", i),
 			Up: true, Endpoint: "config_dump", LastSuccess: from.Add(time.Duration(i) * time.Second)}
 	}
 	for i := range 200 {

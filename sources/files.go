@@ -9,31 +9,70 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
-
-	"github.com/go-kit/log"
 
 	"github.com/meshcert/meshcert-exporter/internal/model"
 	"github.com/meshcert/meshcert-exporter/internal/pki"
 )
 
-// FileTarget is a file, a directory or a glob to read certificates from.
-type FileTarget struct {
-	Path string
-	// Mesh, when set, overrides the mesh detected from the file names.
-	Mesh model.Mesh
+// FileSettings configure the file source (the configuration's files section).
+type FileSettings struct {
+	// Interval between checks of the files for changes.
+	Interval time.Duration `yaml:"interval"`
+	// Targets are files, directories or globs.
+	Targets []FileTarget `yaml:"targets"`
 }
 
-// Files reads certificate files and directories (istiod's /etc/cacerts, Linkerd's issuer mount,
-// offline roots). It polls: a file is re-read only when its size, modification time or inode
+// FileTarget is a file, a directory or a glob to read certificates from.
+type FileTarget struct {
+	Path string `yaml:"path"`
+	// Mesh, when set, overrides the mesh detected from the file names.
+	Mesh model.Mesh `yaml:"mesh"`
+}
+
+// DefaultFileSettings are the file source's defaults: no targets, checked every 15 seconds.
+func DefaultFileSettings() FileSettings { return FileSettings{Interval: 15 * time.Second} }
+
+// Validate checks the settings; meshes are the mesh names a target may name. An error starts with
+// the name of the wrong field.
+func (s FileSettings) Validate(meshes []model.Mesh) error {
+	if s.Interval < time.Second {
+		return fmt.Errorf("interval: %s is shorter than 1s", s.Interval)
+	}
+	for i, t := range s.Targets {
+		if strings.TrimSpace(t.Path) == "" {
+			return fmt.Errorf("targets[%d].path: must not be empty", i)
+		}
+		if err := ValidMesh(t.Mesh, meshes); err != nil {
+			return fmt.Errorf("targets[%d].mesh: %w", i, err)
+		}
+	}
+	return nil
+}
+
+// ValidMesh checks that m is one of meshes, or empty for none.
+func ValidMesh(m model.Mesh, meshes []model.Mesh) error {
+	if m == "" || slices.Contains(meshes, m) {
+		return nil
+	}
+	names := make([]string, len(meshes))
+	for i, k := range meshes {
+		names[i] = string(k)
+	}
+	return fmt.Errorf("unknown mesh %q (want %s or empty)", m, strings.Join(names, ", "))
+}
+
+// Files reads certificate files and directories (a mesh's mounted CA, an issuer's mount, offline
+// roots). It polls: a file is re-read only when its size, modification time or inode
 // changes, which also catches the symlink swap by which the kubelet updates a mounted Secret.
 type Files struct {
 	stateHolder
 	targets  []FileTarget
 	interval time.Duration
-	logger   log.Logger
+	env      Env
 	reporter *errorReporter
 
 	refreshMu sync.Mutex // one Refresh at a time owns the cache
@@ -57,13 +96,13 @@ type fileSignature struct {
 // SourceFile is the value of the `source` label for certificates read from files.
 const SourceFile = "file"
 
-// NewFiles returns a file source that reads targets every interval.
-func NewFiles(targets []FileTarget, interval time.Duration, logger log.Logger) *Files {
+// NewFiles returns a file source that reads the targets of s every interval.
+func NewFiles(s FileSettings, env Env) *Files {
 	return &Files{
-		targets:  targets,
-		interval: interval,
-		logger:   logger,
-		reporter: newErrorReporter(SourceFile, logger),
+		targets:  s.Targets,
+		interval: s.Interval,
+		env:      env,
+		reporter: newErrorReporter(SourceFile, env.Logger),
 		cache:    map[string]fileEntry{},
 	}
 }
@@ -104,7 +143,7 @@ func (f *Files) Refresh() {
 	changed := false
 	for _, dir := range sortedKeys(dirs) {
 		sel := dirs[dir]
-		layout := DetectLayout(sel.mesh, sel.names)
+		layout := f.env.Layouts(sel.mesh, sel.names)
 		if !sel.whole {
 			layout.Missing = nil
 		}
@@ -123,7 +162,7 @@ func (f *Files) Refresh() {
 			changed = true
 		}
 	}
-	f.update(func(s *State) bool {
+	f.update(func(s *model.State) bool {
 		if listErr != nil {
 			f.reporter.fail(s, model.ReasonReadError, listErr)
 		} else {
@@ -245,7 +284,7 @@ func (f *Files) read(path string) (e fileEntry, fresh bool) {
 	case err != nil:
 		e.reason = model.ReasonReadError
 	default:
-		e.certs, e.reason = parseValue(data)
+		e.certs, e.reason = f.env.parse(data)
 	}
 	// The buffer may have held key blocks next to certificates: parsed certificates do not refer
 	// to it, so wipe it rather than leave it to the garbage collector.

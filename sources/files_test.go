@@ -1,4 +1,4 @@
-package sources
+package sources_test
 
 import (
 	"bytes"
@@ -9,14 +9,25 @@ import (
 
 	"github.com/go-kit/log"
 
+	"github.com/meshcert/meshcert-exporter/internal/config"
+	"github.com/meshcert/meshcert-exporter/internal/mesh"
+	"github.com/meshcert/meshcert-exporter/internal/mesh/istio"
+	"github.com/meshcert/meshcert-exporter/internal/mesh/linkerd"
 	"github.com/meshcert/meshcert-exporter/internal/model"
+	"github.com/meshcert/meshcert-exporter/internal/pki"
 	"github.com/meshcert/meshcert-exporter/internal/testpki"
+	"github.com/meshcert/meshcert-exporter/sources"
 )
 
-var (
-	from  = testpki.Date(2026, 1, 1)
-	until = testpki.Date(2036, 1, 1)
-)
+// newFiles is the file source of targets as the exporter builds it: the meshes' layouts.
+func newFiles(targets []sources.FileTarget, logger ...log.Logger) *sources.Files {
+	meshes := []mesh.Mesh(config.Default().Meshes)
+	env := sources.Env{Cache: pki.NewCache(), Layouts: mesh.Layouts(meshes), Logger: log.NewNopLogger()}
+	if len(logger) > 0 {
+		env.Logger = logger[0]
+	}
+	return sources.NewFiles(sources.FileSettings{Interval: time.Hour, Targets: targets}, env)
+}
 
 func writeFiles(t *testing.T, dir string, files map[string][]byte) {
 	t.Helper()
@@ -43,8 +54,8 @@ func bundleKeys(objects []*model.Object) map[string]model.Bundle {
 }
 
 func TestFilesLayouts(t *testing.T) {
-	root := testpki.Issue(testpki.Spec{CommonName: "root", CA: true, NotBefore: from, NotAfter: until})
-	inter := testpki.Issue(testpki.Spec{CommonName: "inter", CA: true, Issuer: root, NotBefore: from, NotAfter: until})
+	root := testpki.Issue(testpki.Spec{CommonName: "root", CA: true, NotBefore: testpki.From(), NotAfter: testpki.Until()})
+	inter := testpki.Issue(testpki.Spec{CommonName: "inter", CA: true, Issuer: root, NotBefore: testpki.From(), NotAfter: testpki.Until()})
 	// A trap: a "key" file that holds a certificate. If the source ever read a key file, this
 	// certificate would show up.
 	keyTrap := append(inter.KeyPEM(), root.PEM()...)
@@ -68,7 +79,7 @@ func TestFilesLayouts(t *testing.T) {
 		"generic/server.key":    keyTrap,
 		"generic/.hidden.pem":   root.PEM(),
 	})
-	f := NewFiles([]FileTarget{{Path: filepath.Join(dir, "*")}}, time.Hour, log.NewNopLogger())
+	f := newFiles([]sources.FileTarget{{Path: filepath.Join(dir, "*")}})
 	f.Refresh()
 	st := f.State()
 	if !st.Up || !st.Synced {
@@ -78,7 +89,7 @@ func TestFilesLayouts(t *testing.T) {
 	for _, o := range st.Objects {
 		meshes[filepath.Base(o.Name)] = o.Mesh
 	}
-	wantMesh := map[string]model.Mesh{"istio": model.MeshIstio, "cm": model.MeshIstio, "linkerd": model.MeshLinkerd, "partial": model.MeshIstio, "generic": model.MeshNone}
+	wantMesh := map[string]model.Mesh{"istio": istio.Name, "cm": istio.Name, "linkerd": linkerd.Name, "partial": istio.Name, "generic": ""}
 	for name, m := range wantMesh {
 		if meshes[name] != m {
 			t.Errorf("%s: mesh %q, want %q", name, meshes[name], m)
@@ -125,7 +136,7 @@ func TestFilesLayouts(t *testing.T) {
 }
 
 func TestFilesJunkNextToGoodAndErrorsCountedOnce(t *testing.T) {
-	root := testpki.Issue(testpki.Spec{CommonName: "root", CA: true, NotBefore: from, NotAfter: until})
+	root := testpki.Issue(testpki.Spec{CommonName: "root", CA: true, NotBefore: testpki.From(), NotAfter: testpki.Until()})
 	dir := t.TempDir()
 	writeFiles(t, dir, map[string][]byte{
 		"good.pem":      root.PEM(),
@@ -133,7 +144,7 @@ func TestFilesJunkNextToGoodAndErrorsCountedOnce(t *testing.T) {
 		"truncated.pem": root.PEM()[:100],
 	})
 	var logs bytes.Buffer
-	f := NewFiles([]FileTarget{{Path: dir}}, time.Hour, log.NewLogfmtLogger(&logs))
+	f := newFiles([]sources.FileTarget{{Path: dir}}, log.NewLogfmtLogger(&logs))
 	for range 3 {
 		f.Refresh()
 	}
@@ -158,15 +169,15 @@ func TestFilesJunkNextToGoodAndErrorsCountedOnce(t *testing.T) {
 }
 
 func TestFilesRotationBySymlinkSwapAndDeletion(t *testing.T) {
-	oldRoot := testpki.Issue(testpki.Spec{CommonName: "old", CA: true, NotBefore: from, NotAfter: until})
-	newRoot := testpki.Issue(testpki.Spec{CommonName: "new", CA: true, NotBefore: from, NotAfter: until})
+	oldRoot := testpki.Issue(testpki.Spec{CommonName: "old", CA: true, NotBefore: testpki.From(), NotAfter: testpki.Until()})
+	newRoot := testpki.Issue(testpki.Spec{CommonName: "new", CA: true, NotBefore: testpki.From(), NotAfter: testpki.Until()})
 	dir := t.TempDir()
 	// The kubelet's layout of a mounted Secret: ca.crt -> ..data/ca.crt, ..data -> ..<timestamp>.
 	writeFiles(t, dir, map[string][]byte{"..2026_01_01/ca.crt": oldRoot.PEM(), "..2026_02_01/ca.crt": newRoot.PEM()})
 	must(t, os.Symlink("..2026_01_01", filepath.Join(dir, "..data")))
 	must(t, os.Symlink("..data/ca.crt", filepath.Join(dir, "ca.crt")))
 
-	f := NewFiles([]FileTarget{{Path: dir}}, time.Hour, log.NewNopLogger())
+	f := newFiles([]sources.FileTarget{{Path: dir}})
 	f.Refresh()
 	first := f.State()
 	if cn := first.Objects[0].Bundles[0].Certificates[0].Subject; cn != "CN=old" {
@@ -197,7 +208,7 @@ func TestFilesRotationBySymlinkSwapAndDeletion(t *testing.T) {
 }
 
 func TestFilesMissingTargetIsDown(t *testing.T) {
-	f := NewFiles([]FileTarget{{Path: filepath.Join(t.TempDir(), "nope")}, {Path: filepath.Join(t.TempDir(), "*.pem")}}, time.Hour, log.NewNopLogger())
+	f := newFiles([]sources.FileTarget{{Path: filepath.Join(t.TempDir(), "nope")}, {Path: filepath.Join(t.TempDir(), "*.pem")}})
 	f.Refresh()
 	st := f.State()
 	if st.Up || !st.Synced || st.Errors[model.ReasonReadError] != 1 {
@@ -208,7 +219,7 @@ func TestFilesMissingTargetIsDown(t *testing.T) {
 func TestFilesTooLarge(t *testing.T) {
 	dir := t.TempDir()
 	writeFiles(t, dir, map[string][]byte{"big.pem": bytes.Repeat([]byte("A"), 10<<20)})
-	f := NewFiles([]FileTarget{{Path: dir}}, time.Hour, log.NewNopLogger())
+	f := newFiles([]sources.FileTarget{{Path: dir}})
 	f.Refresh()
 	if b := bundleKeys(f.State().Objects)[filepath.Base(dir)+"/big.pem"]; b.Error != model.ReasonTooLarge {
 		t.Errorf("10 MB file: reason %q, want too_large", b.Error)

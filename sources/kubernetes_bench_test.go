@@ -16,6 +16,9 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/meshcert/meshcert-exporter/internal/config"
+	"github.com/meshcert/meshcert-exporter/internal/exporter"
+	"github.com/meshcert/meshcert-exporter/internal/mesh/istio"
+	"github.com/meshcert/meshcert-exporter/internal/mesh/linkerd"
 	"github.com/meshcert/meshcert-exporter/internal/testenv"
 	"github.com/meshcert/meshcert-exporter/internal/testpki"
 	. "github.com/meshcert/meshcert-exporter/sources"
@@ -33,9 +36,9 @@ func BenchmarkHeapWithUnrelatedSecrets(b *testing.B) {
 	admin := kubernetes.NewForConfigOrDie(controlPlane.AdminConfig())
 	const ns = "bench-istio"
 	cfg := config.Default()
-	cfg.Meshes.Istio.Namespace = ns
-	cfg.Meshes.Istio.RootCertConfigMap = "root-cert-bench"
-	cfg.Meshes.Linkerd.Watch = false
+	istio.In(cfg.Meshes).Namespace = ns
+	istio.In(cfg.Meshes).RootCertConfigMap = "root-cert-bench"
+	linkerd.In(cfg.Meshes).Watch = false
 	if err := testenv.EnsureNamespace(ctx, admin, ns); err != nil {
 		b.Fatal(err)
 	}
@@ -54,11 +57,14 @@ func BenchmarkHeapWithUnrelatedSecrets(b *testing.B) {
 		var before, after runtime.MemStats
 		runtime.GC()
 		runtime.ReadMemStats(&before)
-		secrets := NewSecretSource(admin, cfg, log.NewNopLogger())
-		configMaps := NewConfigMapSource(admin, cfg, log.NewNopLogger())
+		a, err := exporter.Assemble(cfg, &exporter.Kube{Client: admin}, log.NewNopLogger())
+		if err != nil {
+			b.Fatal(err)
+		}
+		secrets, configMaps := a.Source(SourceSecret), a.Source(SourceConfigMap)
 		runCtx, cancel := context.WithCancel(ctx)
 		var wg sync.WaitGroup
-		for _, s := range []Source{secrets, configMaps} {
+		for _, s := range a.Sources {
 			wg.Go(func() { _ = s.Run(runCtx) })
 		}
 		for !secrets.State().Synced || !configMaps.State().Synced {

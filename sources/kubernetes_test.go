@@ -9,6 +9,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -20,7 +21,10 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/meshcert/meshcert-exporter/internal/config"
+	"github.com/meshcert/meshcert-exporter/internal/exporter"
 	"github.com/meshcert/meshcert-exporter/internal/inventory"
+	"github.com/meshcert/meshcert-exporter/internal/mesh/istio"
+	"github.com/meshcert/meshcert-exporter/internal/mesh/linkerd"
 	"github.com/meshcert/meshcert-exporter/internal/model"
 	"github.com/meshcert/meshcert-exporter/internal/rbac"
 	"github.com/meshcert/meshcert-exporter/internal/testenv"
@@ -83,22 +87,22 @@ func (k *kubeTest) grant(cfg *config.Config, account string, drop string) kubern
 	return kubernetes.NewForConfigOrDie(saCfg)
 }
 
-// start runs the Kubernetes sources of cfg with client until the test ends.
+// start runs the sources of cfg with client, as the exporter assembles them, until the test
+// ends; it returns their inventory and the Secret and ConfigMap sources.
 func (k *kubeTest) start(cfg *config.Config, client kubernetes.Interface) (*inventory.Inventory, *Kube, *Kube) {
-	secrets := NewSecretSource(client, cfg, log.NewNopLogger())
-	configMaps := NewConfigMapSource(client, cfg, log.NewNopLogger())
+	a, err := exporter.Assemble(cfg, &exporter.Kube{Client: client}, log.NewNopLogger())
+	k.must(err)
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{}, 2)
-	for _, s := range []Source{secrets, configMaps} {
-		go func() {
+	var wg sync.WaitGroup
+	for _, s := range a.Sources {
+		wg.Go(func() {
 			if err := s.Run(ctx); err != nil {
 				k.t.Errorf("%s: %v", s.Name(), err)
 			}
-			done <- struct{}{}
-		}()
+		})
 	}
-	k.t.Cleanup(func() { cancel(); <-done; <-done })
-	return inventory.New([]Source{secrets, configMaps}, cfg.MeshSettings()), secrets, configMaps
+	k.t.Cleanup(func() { cancel(); wg.Wait() })
+	return a.Inventory, a.Source(SourceSecret).(*Kube), a.Source(SourceConfigMap).(*Kube)
 }
 
 func (k *kubeTest) must(err error) {
@@ -231,8 +235,8 @@ func TestKubeIstio(t *testing.T) {
 	k := newKubeTest(t)
 	const ns = "istio-t"
 	cfg := config.Default()
-	cfg.Meshes.Istio.Namespace = ns
-	cfg.Meshes.Linkerd.Watch = false
+	istio.In(cfg.Meshes).Namespace = ns
+	linkerd.In(cfg.Meshes).Watch = false
 	inv, secrets, _ := k.start(cfg, k.grant(cfg, "exporter-istio", ""))
 
 	// 1. The self-signed CA only: istio-ca-secret, with its root key in the cluster.
@@ -245,7 +249,7 @@ func TestKubeIstio(t *testing.T) {
 			return msg
 		}
 		c := v.cert(SourceSecret, ns, "istio-ca-secret", "ca-cert.pem", 0)
-		if c == nil || c.Role != model.RoleTrustAnchor || c.Mesh != model.MeshIstio {
+		if c == nil || c.Role != model.RoleTrustAnchor || c.Mesh != istio.Name {
 			return fmt.Sprintf("istio-ca-secret root: %+v", c)
 		}
 		if stored, _ := v.rootKey(ns, "istio-ca-secret"); !stored {
@@ -367,8 +371,8 @@ func TestKubeLinkerd(t *testing.T) {
 	k := newKubeTest(t)
 	const ns = "linkerd-t"
 	cfg := config.Default()
-	cfg.Meshes.Linkerd.Namespace = ns
-	cfg.Meshes.Istio.Watch = false
+	linkerd.In(cfg.Meshes).Namespace = ns
+	istio.In(cfg.Meshes).Watch = false
 	inv, _, configMaps := k.start(cfg, k.grant(cfg, "exporter-linkerd", ""))
 
 	anchor := issue("root.linkerd.cluster.local", true, nil)
@@ -386,7 +390,7 @@ func TestKubeLinkerd(t *testing.T) {
 		if msg := chainIs(v.cert(SourceSecret, ns, "linkerd-identity-issuer", "crt.pem", 0), model.RoleIssuer, true, "", 2); msg != "" {
 			return msg
 		}
-		if a := v.cert(SourceConfigMap, ns, "linkerd-identity-trust-roots", "ca-bundle.crt", 0); a == nil || a.Role != model.RoleTrustAnchor || a.Mesh != model.MeshLinkerd {
+		if a := v.cert(SourceConfigMap, ns, "linkerd-identity-trust-roots", "ca-bundle.crt", 0); a == nil || a.Role != model.RoleTrustAnchor || a.Mesh != linkerd.Name {
 			return fmt.Sprintf("trust anchor: %+v", a)
 		}
 		if cur, found := v.bundleCurrent(ns, "linkerd-config"); !found || !cur {
@@ -397,7 +401,7 @@ func TestKubeLinkerd(t *testing.T) {
 		}
 		return ""
 	})
-	st := configMaps.State().Meshes[model.MeshLinkerd]
+	st := configMaps.State().Meshes[linkerd.Name]
 	if st.TrustDomain != "example.org" || st.ControlPlaneNamespace != ns {
 		t.Errorf("settings from linkerd-config = %+v", st)
 	}
@@ -435,9 +439,9 @@ func TestKubeForbidden(t *testing.T) {
 	k := newKubeTest(t)
 	const ns = "istio-forbidden"
 	cfg := config.Default()
-	cfg.Meshes.Istio.Namespace = ns
-	cfg.Meshes.Istio.RootCertConfigMap = "root-cert-forbidden"
-	cfg.Meshes.Linkerd.Watch = false
+	istio.In(cfg.Meshes).Namespace = ns
+	istio.In(cfg.Meshes).RootCertConfigMap = "root-cert-forbidden"
+	linkerd.In(cfg.Meshes).Watch = false
 	root := issue("root", true, nil)
 	k.secret(ns, "istio-ca-secret", "istio.io/ca-root", map[string][]byte{"ca-cert.pem": root.PEM(), "ca-key.pem": root.KeyPEM()})
 	inv, _, _ := k.start(cfg, k.grant(cfg, "exporter-forbidden", "configmaps"))
@@ -463,14 +467,14 @@ func TestKubeForbidden(t *testing.T) {
 func TestKubeGenericSelectors(t *testing.T) {
 	k := newKubeTest(t)
 	cfg := config.Default()
-	cfg.Meshes.Istio.Namespace = "istio-generic"
-	cfg.Meshes.Istio.RootCertConfigMap = "root-cert-generic"
-	cfg.Meshes.Linkerd.Watch = false
-	cfg.Kubernetes.Secrets = []config.Selector{
+	istio.In(cfg.Meshes).Namespace = "istio-generic"
+	istio.In(cfg.Meshes).RootCertConfigMap = "root-cert-generic"
+	linkerd.In(cfg.Meshes).Watch = false
+	cfg.Kubernetes.Secrets = []Selector{
 		{Namespace: "certs", Type: "kubernetes.io/tls", LabelSelector: "team=mesh"},
 		{Namespace: "cert-manager", Name: "istio-root-ca", Keys: []string{"ca.pem"}, Mesh: "istio", TrustAnchors: true},
 	}
-	cfg.Kubernetes.ConfigMaps = []config.Selector{{Name: "mesh-bundle", Keys: []string{"*.pem"}}}
+	cfg.Kubernetes.ConfigMaps = []Selector{{Name: "mesh-bundle", Keys: []string{"*.pem"}}}
 
 	root := issue("istio-csr root", true, nil)
 	leaf := issue("web", false, root)
@@ -500,7 +504,7 @@ func TestKubeGenericSelectors(t *testing.T) {
 		if msg := chainIs(v.cert(SourceSecret, "certs", "web-tls", "tls.crt", 0), model.RoleLeaf, true, "", 2); msg != "" {
 			return "web-tls: " + msg
 		}
-		if a := v.cert(SourceSecret, "cert-manager", "istio-root-ca", "ca.pem", 0); a == nil || a.Mesh != model.MeshIstio {
+		if a := v.cert(SourceSecret, "cert-manager", "istio-root-ca", "ca.pem", 0); a == nil || a.Mesh != istio.Name {
 			return fmt.Sprintf("istio-csr root: %+v", a)
 		}
 		if stored, _ := v.rootKey("cert-manager", "istio-root-ca"); stored {
@@ -532,9 +536,9 @@ func TestKubeSurvivesAPIServerRestart(t *testing.T) {
 	k := newKubeTest(t)
 	const ns = "istio-restart"
 	cfg := config.Default()
-	cfg.Meshes.Istio.Namespace = ns
-	cfg.Meshes.Istio.RootCertConfigMap = "root-cert-restart"
-	cfg.Meshes.Linkerd.Watch = false
+	istio.In(cfg.Meshes).Namespace = ns
+	istio.In(cfg.Meshes).RootCertConfigMap = "root-cert-restart"
+	linkerd.In(cfg.Meshes).Watch = false
 	root := issue("root before", true, nil)
 	k.secret(ns, "istio-ca-secret", "istio.io/ca-root", map[string][]byte{"ca-cert.pem": root.PEM(), "ca-key.pem": root.KeyPEM()})
 	inv, _, _ := k.start(cfg, kubernetes.NewForConfigOrDie(controlPlane.AdminConfig()))

@@ -6,10 +6,10 @@ import (
 	"reflect"
 	"testing"
 
+	"github.com/go-kit/log"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/meshcert/meshcert-exporter/internal/config"
 	"github.com/meshcert/meshcert-exporter/internal/model"
 	"github.com/meshcert/meshcert-exporter/internal/pki"
 	"github.com/meshcert/meshcert-exporter/internal/testpki"
@@ -19,11 +19,19 @@ import (
 // nothing else (no metadata beyond its identity, no value, no key material), wipes private keys
 // from the decoded object, and a second pass (client-go may apply it twice) changes nothing.
 func TestTransformReadsAndIsIdempotent(t *testing.T) {
-	root := testpki.Issue(testpki.Spec{CommonName: "root", CA: true, NotBefore: from, NotAfter: until})
+	root := testpki.Issue(testpki.Spec{CommonName: "root", CA: true, NotBefore: testpki.From(), NotAfter: testpki.Until()})
 	keyPEM := root.KeyPEM()
 	keyCopy := bytes.Clone(keyPEM)
-	k := newKube(SourceSecret, true, nil, nil, nil)
-	w := selectorWatch(SourceSecret, config.Selector{Keys: []string{"ca-cert.pem", "root-cert.pem"}})
+	// A mesh's layout: a certificate and its key, and a key the layout needs that is missing.
+	layouts := func(_ model.Mesh, keys []string) Layout {
+		l := GenericLayout("", keys)
+		l.KeyPairs = PresentKeyPairs(keys, model.KeyPair{PrivateKey: "ca-key.pem", Certificate: "ca-cert.pem"})
+		l.Missing = []string{"cert-chain.pem"}
+		return l
+	}
+	env := Env{Cache: pki.NewCache(), Layouts: layouts, Logger: log.NewNopLogger()}
+	k := NewKube(Secrets, nil, nil, nil, env)
+	w := Selector{Keys: []string{"ca-cert.pem", "root-cert.pem"}}.watch(Secrets)
 	in := &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Name: "cacerts", Namespace: "istio-system", ResourceVersion: "7",
 			Labels: map[string]string{"a": "b"}, Annotations: map[string]string{"kubectl.kubernetes.io/last-applied-configuration": "{...}"},
@@ -46,7 +54,7 @@ func TestTransformReadsAndIsIdempotent(t *testing.T) {
 	if !reflect.DeepEqual(c.ObjectMeta, want) {
 		t.Errorf("metadata not stripped: %+v", c.ObjectMeta)
 	}
-	o := c.result.object
+	o := c.result.Object
 	var keys []string
 	for _, b := range o.Bundles {
 		keys = append(keys, b.Key+"="+string(b.Error))

@@ -4,9 +4,28 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/go-kit/log"
+
 	"github.com/meshcert/meshcert-exporter/internal/model"
 	"github.com/meshcert/meshcert-exporter/internal/pki"
 )
+
+// Env is what every mechanism is built with: the cache parsed certificates are shared through,
+// how the keys of an object are read, and the logger.
+type Env struct {
+	Cache *pki.Cache
+	// Layouts decides how an object is read from the names of its keys; the meshes give it.
+	Layouts LayoutFunc
+	Logger  log.Logger
+}
+
+// parse parses a stored value; an empty value holds nothing and is no error.
+func (e Env) parse(data []byte) ([]*model.Certificate, model.ErrorReason) {
+	if len(data) == 0 {
+		return nil, model.ReasonNone
+	}
+	return e.Cache.ParseBundle(data)
+}
 
 // KeyRule says how one key of an object (a file of a directory, a data key of a Secret) is read.
 type KeyRule struct {
@@ -25,24 +44,51 @@ type Layout struct {
 	Read []KeyRule
 	// Missing are keys the layout needs but the object lacks: the bundle is incomplete.
 	Missing []string
+	// KeyPairs are the private keys the object holds, by name, with the key of each one's
+	// certificate.
+	KeyPairs []model.KeyPair
 }
 
-// Key names of the meshes' CA layouts (see docs/mesh-formats in the shared notes).
-const (
-	keyIstioRoot      = "root-cert.pem"
-	keyIstioCACert    = "ca-cert.pem"
-	keyIstioCAKey     = "ca-key.pem"
-	keyIstioCertChain = "cert-chain.pem"
-	keyTLSCert        = "tls.crt"
-	keyTLSKey         = "tls.key"
-	keyCACert         = "ca.crt"
-	keyLinkerdBundle  = "ca-bundle.crt"
-	keyLinkerdCert    = "crt.pem"
-	keyLinkerdKey     = "key.pem"
-)
+// Has reports whether key is among keys.
+func Has(keys []string, key string) bool { return slices.Contains(keys, key) }
 
-// trustKeyNames are keys that hold trust anchors in generic objects.
-var trustKeyNames = []string{keyCACert, "ca.pem", keyLinkerdBundle, "ca-bundle.pem", keyIstioRoot, "trust-bundle.pem"}
+// LayoutFunc decides how to read an object with the given keys. mesh, when set, names the mesh
+// the object belongs to; otherwise the mesh is detected from the key names, and an object no mesh
+// recognises is read with GenericLayout.
+type LayoutFunc func(mesh model.Mesh, keys []string) Layout
+
+// genericTrustKeys are keys that hold trust anchors in objects of no mesh's layout.
+var genericTrustKeys = []string{"ca.crt", "ca.pem", "ca-bundle.crt", "ca-bundle.pem", "trust-bundle.pem"}
+
+// GenericLayout reads every key that is not a private key: the keys named like a CA bundle as
+// trust bundles, the others as certificates.
+func GenericLayout(mesh model.Mesh, keys []string) Layout {
+	l := Layout{Mesh: mesh}
+	for _, k := range keys {
+		if IgnoredKey(k) {
+			continue
+		}
+		purpose := model.PurposeCertificates
+		if slices.Contains(genericTrustKeys, strings.ToLower(k)) {
+			purpose = model.PurposeTrustBundle
+		}
+		l.Read = append(l.Read, KeyRule{Key: k, Purpose: purpose})
+	}
+	slices.SortFunc(l.Read, func(a, b KeyRule) int { return strings.Compare(a.Key, b.Key) })
+	l.KeyPairs = PresentKeyPairs(keys, model.KeyPair{PrivateKey: "tls.key", Certificate: "tls.crt"})
+	return l
+}
+
+// PresentKeyPairs returns the pairs whose private key is among keys.
+func PresentKeyPairs(keys []string, pairs ...model.KeyPair) []model.KeyPair {
+	var out []model.KeyPair
+	for _, kp := range pairs {
+		if Has(keys, kp.PrivateKey) {
+			out = append(out, kp)
+		}
+	}
+	return out
+}
 
 // IgnoredKey reports whether a key is never read: private keys, CRLs, CSRs, markers and hidden
 // entries (a mounted Secret's ..data links).
@@ -53,84 +99,24 @@ func IgnoredKey(key string) bool {
 		strings.HasSuffix(k, ".csr") || strings.Contains(k, "crl") || k == "istio-generated"
 }
 
-// DetectLayout decides how to read an object with the given keys. mesh, when set, overrides the
-// detection; otherwise Istio's key names make an Istio CA, Linkerd's a Linkerd issuer or trust
-// bundle, and anything else is generic.
-func DetectLayout(mesh model.Mesh, keys []string) Layout {
-	has := func(k string) bool { return slices.Contains(keys, k) }
-	if mesh == model.MeshNone {
-		switch {
-		case has(keyIstioRoot) || has(keyIstioCACert) || has(keyIstioCertChain):
-			mesh = model.MeshIstio
-		case has(keyLinkerdBundle) || has(keyLinkerdCert):
-			mesh = model.MeshLinkerd
+// AsCopies turns the trust bundles of a layout into copies and the object into a non-authoritative
+// one: its anchors are compared with the mesh's, not trusted.
+func AsCopies(l Layout) Layout {
+	l.Authoritative = false
+	read := make([]KeyRule, len(l.Read))
+	for i, r := range l.Read {
+		if r.Purpose == model.PurposeTrustBundle {
+			r.Purpose = model.PurposeTrustBundleCopy
 		}
+		read[i] = r
 	}
-	l := Layout{Mesh: mesh}
-	add := func(key string, purpose model.Purpose, hint model.Role) {
-		if has(key) {
-			l.Read = append(l.Read, KeyRule{Key: key, Purpose: purpose, RoleHint: hint})
-		}
-	}
-	need := func(key string) {
-		if !has(key) {
-			l.Missing = append(l.Missing, key)
-		}
-	}
-	switch mesh {
-	case model.MeshIstio:
-		l.Authoritative = true
-		if has(keyTLSCert) {
-			// istiod's precedence: a cert-manager style bundle wins over the istiod keys.
-			add(keyTLSCert, model.PurposeCertificates, "")
-			add(keyCACert, model.PurposeTrustBundle, "")
-			need(keyTLSKey)
-			need(keyCACert)
-			break
-		}
-		add(keyIstioCACert, model.PurposeCertificates, "")
-		add(keyIstioCertChain, model.PurposeCertificates, "")
-		add(keyIstioRoot, model.PurposeTrustBundle, "")
-		if has(keyIstioCACert) || has(keyIstioCAKey) {
-			need(keyIstioCACert)
-			need(keyIstioCAKey)
-			// A plug-in CA (more than istio-ca-secret's certificate and key) needs all four.
-			if has(keyIstioCertChain) || has(keyIstioRoot) {
-				need(keyIstioCertChain)
-				need(keyIstioRoot)
-			}
-		}
-	case model.MeshLinkerd:
-		l.Authoritative = true
-		add(keyLinkerdBundle, model.PurposeTrustBundle, "")
-		add(keyLinkerdCert, model.PurposeCertificates, model.RoleIssuer)
-		add(keyTLSCert, model.PurposeCertificates, model.RoleIssuer)
-		add(keyCACert, model.PurposeTrustBundle, "")
-		if has(keyLinkerdCert) {
-			need(keyLinkerdKey)
-		}
-		if has(keyTLSCert) {
-			need(keyTLSKey)
-		}
-	default:
-		for _, k := range keys {
-			if IgnoredKey(k) {
-				continue
-			}
-			purpose := model.PurposeCertificates
-			if slices.Contains(trustKeyNames, strings.ToLower(k)) {
-				purpose = model.PurposeTrustBundle
-			}
-			l.Read = append(l.Read, KeyRule{Key: k, Purpose: purpose})
-		}
-		slices.SortFunc(l.Read, func(a, b KeyRule) int { return strings.Compare(a.Key, b.Key) })
-	}
+	l.Read = read
 	return l
 }
 
 // BuildObject builds an object from a layout. parsed returns the parsed content of one key: no
-// certificates and ReasonNone for an empty value, which is skipped (istio-ca-secret keeps empty
-// cert-chain.pem and key.pem). Keys the layout lacks become bundles with the reason
+// certificates and ReasonNone for an empty value, which is skipped (a mesh may keep empty keys
+// next to the ones it uses). Keys the layout lacks become bundles with the reason
 // ReasonIncomplete.
 func BuildObject(source, namespace, name string, l Layout, parsed func(key string) ([]*model.Certificate, model.ErrorReason)) *model.Object {
 	o := &model.Object{Source: source, Namespace: namespace, Name: name, Mesh: l.Mesh, Authoritative: l.Authoritative}
@@ -145,12 +131,4 @@ func BuildObject(source, namespace, name string, l Layout, parsed func(key strin
 		o.Bundles = append(o.Bundles, model.Bundle{Key: k, Error: model.ReasonIncomplete})
 	}
 	return o
-}
-
-// parseValue parses a stored value; an empty value holds nothing and is no error.
-func parseValue(data []byte) ([]*model.Certificate, model.ErrorReason) {
-	if len(data) == 0 {
-		return nil, model.ReasonNone
-	}
-	return pki.ParseBundle(data)
 }

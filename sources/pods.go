@@ -3,6 +3,7 @@ package sources
 import (
 	"context"
 	"errors"
+	"fmt"
 	"hash/fnv"
 	"maps"
 	"sync"
@@ -24,31 +25,33 @@ import (
 	"github.com/meshcert/meshcert-exporter/internal/model"
 )
 
-// Pod facts the proxy sources use; the transform reads these and keeps nothing else.
-const (
-	containerIstioProxy   = "istio-proxy"
-	containerLinkerdProxy = "linkerd-proxy"
-	labelApp              = "app"
-	labelIstioTLSMode     = "security.istio.io/tlsMode"
-	annotationTrustRoot   = "linkerd.io/trust-root-sha256"
-)
-
 // Sharding splits the meshed pods between replicas: a pod belongs to shard
-// fnv32a(namespace/name) mod Total; with NodeName set only that node's pods are watched (a
-// per-node DaemonSet), filtered by the API server.
+// fnv32a(namespace/name) mod TotalShards; with NodeName set only that node's pods are watched (a
+// per-node DaemonSet), filtered by the API server. It is the shard, total_shards and node_name
+// of the configuration's proxies section.
 type Sharding struct {
-	Shard, Total int
-	NodeName     string
+	Shard       int `yaml:"shard"`
+	TotalShards int `yaml:"total_shards"`
+	// NodeName restricts the proxies to one node's pods.
+	NodeName string `yaml:"node_name"`
+}
+
+// Validate checks the shard; an error starts with the name of the wrong field.
+func (s Sharding) Validate() error {
+	if s.TotalShards < 1 || s.Shard < 0 || s.Shard >= s.TotalShards {
+		return fmt.Errorf("shard: %d is not in [0, total_shards=%d)", s.Shard, s.TotalShards)
+	}
+	return nil
 }
 
 // owns reports whether the pod namespace/name belongs to this shard.
 func (s Sharding) owns(namespace, name string) bool {
-	if s.Total <= 1 {
+	if s.TotalShards <= 1 {
 		return true
 	}
 	h := fnv.New32a()
 	h.Write([]byte(namespace + "/" + name))
-	return int(h.Sum32()%uint32(s.Total)) == s.Shard
+	return int(h.Sum32()%uint32(s.TotalShards)) == s.Shard
 }
 
 // SourcePods is the name of the pod discovery's health series.
@@ -60,6 +63,7 @@ const SourcePods = "pods"
 type PodWatcher struct {
 	client   kubernetes.Interface
 	sharding Sharding
+	kinds    []ProxyKind
 	reporter *errorReporter
 
 	// generation moves with every change to the pods, so readers list them only after one.
@@ -70,12 +74,13 @@ type PodWatcher struct {
 	informer cache.SharedIndexInformer
 	handler  cache.ResourceEventHandlerRegistration
 	failing  model.ErrorReason
-	state    State
+	state    model.State
 }
 
-// NewPodWatcher returns a watcher of running pods; it starts with the first proxy source that runs.
-func NewPodWatcher(client kubernetes.Interface, sharding Sharding, logger log.Logger) *PodWatcher {
-	return &PodWatcher{client: client, sharding: sharding, reporter: newErrorReporter(SourcePods, logger)}
+// NewPodWatcher returns a watcher of the running pods that run a proxy of kinds (at most 32); it
+// starts with the first proxy source that runs.
+func NewPodWatcher(client kubernetes.Interface, sharding Sharding, kinds []ProxyKind, logger log.Logger) *PodWatcher {
+	return &PodWatcher{client: client, sharding: sharding, kinds: kinds[:min(len(kinds), 32)], reporter: newErrorReporter(SourcePods, logger)}
 }
 
 // Name implements Source.
@@ -89,7 +94,7 @@ func (w *PodWatcher) Run(ctx context.Context) error {
 }
 
 // State implements Source.
-func (w *PodWatcher) State() State {
+func (w *PodWatcher) State() model.State {
 	synced := w.Synced()
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -141,7 +146,7 @@ func (w *PodWatcher) run(ctx context.Context) {
 			},
 		}
 		inf := cache.NewSharedIndexInformer(lw, &corev1.Pod{}, 0, cache.Indexers{})
-		_ = inf.SetTransform(stripPod)
+		_ = inf.SetTransform(w.stripPod)
 		changed := func(any) { w.generation.Add(1) }
 		reg, _ := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{AddFunc: changed,
 			UpdateFunc: func(_, obj any) { changed(obj) }, DeleteFunc: changed})
@@ -159,10 +164,21 @@ func (w *PodWatcher) Synced() bool {
 	return w.handler != nil && w.handler.HasSynced()
 }
 
-// Pods returns the running pods of this shard that run a proxy of kind, as targets. The targets
-// are the cache's own: immutable, and replaced when their pod changes.
-func (w *PodWatcher) Pods(kind podKind) []*Target {
-	return w.list(func(p *podInfo) bool { return p.kind&kind != 0 && w.sharding.owns(p.Namespace, p.Name) })
+// Pods returns the running pods of this shard that run the proxy kind named source, as targets.
+// The targets are the cache's own: immutable, and replaced when their pod changes.
+func (w *PodWatcher) Pods(source string) []*Target {
+	bit := w.bit(source)
+	return w.list(func(p *podInfo) bool { return p.kinds&bit != 0 && w.sharding.owns(p.Namespace, p.Name) })
+}
+
+// bit is the bit of the kind named source in a podInfo's kinds; 0 for a kind not watched.
+func (w *PodWatcher) bit(source string) uint32 {
+	for i, k := range w.kinds {
+		if k.Source == source {
+			return 1 << i
+		}
+	}
+	return 0
 }
 
 // podsOnNode returns every running pod of a node, whatever its shard.
@@ -187,23 +203,14 @@ func (w *PodWatcher) list(match func(*podInfo) bool) []*Target {
 	return out
 }
 
-// podKind says which proxies a pod runs.
-type podKind uint8
-
-// The proxies a pod can run.
-const (
-	podIstioProxy podKind = 1 << iota
-	podZtunnel
-	podLinkerdProxy
-)
-
 // podInfo is what the pod cache keeps of a running pod: the target its proxies are read at and
 // which proxies it runs. A pod's spec and status can be tens of kilobytes; this is a few hundred
 // bytes.
 type podInfo struct {
 	Target
 	resourceVersion string
-	kind            podKind
+	// kinds has the bit of each watched proxy kind the pod runs.
+	kinds uint32
 }
 
 // GetObjectMeta implements metav1.ObjectMetaAccessor, which the informer's store keys objects by.
@@ -218,7 +225,7 @@ func (p *podInfo) GetObjectKind() schema.ObjectKind { return schema.EmptyObjectK
 func (p *podInfo) DeepCopyObject() runtime.Object { cp := *p; return &cp }
 
 // stripPod reads a pod into its podInfo; an object already read is returned as is.
-func stripPod(obj any) (any, error) {
+func (w *PodWatcher) stripPod(obj any) (any, error) {
 	p, ok := obj.(*corev1.Pod)
 	if !ok {
 		return obj, nil
@@ -227,23 +234,23 @@ func stripPod(obj any) (any, error) {
 	// one copy of each text is kept instead of one per pod.
 	info := &podInfo{
 		Target: Target{Namespace: unique.Make(p.Namespace).Value(), Name: p.Name, ServiceAccount: unique.Make(p.Spec.ServiceAccountName).Value(),
-			Node: unique.Make(p.Spec.NodeName).Value(), IP: p.Status.PodIP, TrustRootDigest: unique.Make(p.Annotations[annotationTrustRoot]).Value()},
+			Node: unique.Make(p.Spec.NodeName).Value(), IP: p.Status.PodIP},
 		resourceVersion: p.ResourceVersion,
 	}
-	switch {
-	case p.Labels[labelApp] == "ztunnel":
-		info.kind = podZtunnel
-	case hasContainer(p, containerIstioProxy) || p.Labels[labelIstioTLSMode] == "istio":
-		info.kind = podIstioProxy // a sidecar or a gateway
-	}
-	if hasContainer(p, containerLinkerdProxy) {
-		info.kind |= podLinkerdProxy
+	for i, k := range w.kinds {
+		if !k.Runs(p) {
+			continue
+		}
+		info.kinds |= 1 << i
+		if d := p.Annotations[k.TrustRootAnnotation]; k.TrustRootAnnotation != "" && d != "" {
+			info.TrustRootDigest = unique.Make(d).Value()
+		}
 	}
 	return info, nil
 }
 
-// hasContainer reports whether the pod runs a container of that name, native sidecars included.
-func hasContainer(p *corev1.Pod, name string) bool {
+// RunsContainer reports whether the pod runs a container of that name, native sidecars included.
+func RunsContainer(p *corev1.Pod, name string) bool {
 	for _, c := range p.Spec.Containers {
 		if c.Name == name {
 			return true

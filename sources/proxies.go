@@ -3,28 +3,111 @@ package sources
 import (
 	"context"
 	"errors"
+	"fmt"
 	"maps"
 	"math/rand/v2"
 	"net/http"
+	"net/url"
 	"runtime"
 	"slices"
 	"sort"
 	"sync"
 	"time"
 
-	"github.com/go-kit/log"
 	"github.com/go-kit/log/level"
+	corev1 "k8s.io/api/core/v1"
 
 	"github.com/meshcert/meshcert-exporter/internal/model"
-	"github.com/meshcert/meshcert-exporter/internal/share"
+	"github.com/meshcert/meshcert-exporter/internal/pki"
 )
 
-// The `source` label values of the proxy sources.
-const (
-	SourceEnvoy        = "envoy"
-	SourceZtunnel      = "ztunnel"
-	SourceLinkerdProxy = "linkerd-proxy"
-)
+// ProxyKind is one kind of proxy a mesh runs: how its pods are recognised and how one is read.
+// The mesh packages define them; the proxy mechanism reads any kind.
+type ProxyKind struct {
+	// Source is the kind's value of the `source` label, and the name of its --source.<source> flag.
+	Source string
+	// Key is the kind's section under proxies: in the configuration; Flag the prefix of its flags
+	// (--<flag>.interval).
+	Key, Flag string
+	// What names the proxies in help texts ("Linkerd proxies").
+	What string
+	// Mesh the proxies belong to.
+	Mesh model.Mesh
+	// Defaults are the kind's settings where the configuration gives none.
+	Defaults ProxyConfig
+	// Static says whether the kind can be read at admin URLs outside Kubernetes.
+	Static bool
+	// Runs reports whether a pod runs the proxy. The pod watcher asks it once per pod change and
+	// keeps the answer as one bit.
+	Runs func(*corev1.Pod) bool
+	// TrustRootAnnotation, when set, is the pod annotation that holds the digest of the trust
+	// anchors the proxy was injected with.
+	TrustRootAnnotation string
+	// NodeProxy marks a proxy that holds the identities of its node's workloads, not
+	// its pod's own: its certificates are not expected to carry its pod's identity.
+	NodeProxy bool
+	// Read reads one proxy into bundles and names the endpoint they came from.
+	Read func(ctx context.Context, r ProxyRead) (bundles []model.Bundle, endpoint string, err error)
+}
+
+// ProxyRead is one read of one proxy, as a kind's Read gets it.
+type ProxyRead struct {
+	// Target is the proxy.
+	Target Target
+	// Port is its admin port.
+	Port int
+	// Cache shares what the answer's certificates have in common with others.
+	Cache *pki.Cache
+
+	transport Transport
+	parsers   ParseLimit
+	pods      *PodWatcher
+}
+
+// Get fetches a path of the proxy's admin endpoint.
+func (r ProxyRead) Get(ctx context.Context, path string) ([]byte, error) {
+	return r.transport.Get(ctx, r.Target, r.Port, path)
+}
+
+// Parse runs parse, which turns an answer into bundles, when a parse slot is free: parsing and
+// verifying certificates is the CPU-heavy part of a sweep. A parse error is reported as a bad
+// response.
+func (r ProxyRead) Parse(parse func() ([]model.Bundle, error)) ([]model.Bundle, error) {
+	r.parsers <- struct{}{}
+	defer func() { <-r.parsers }()
+	b, err := parse()
+	return b, badResponse(err)
+}
+
+// Origin names the proxy in the partial certificates made from its answer.
+func (r ProxyRead) Origin() string { return r.Target.key() }
+
+// OnNode returns whether a workload of namespace and service account runs on the proxy's node,
+// for a node proxy; it is nil without pod discovery.
+func (r ProxyRead) OnNode() func(namespace, serviceAccount string) bool {
+	if r.pods == nil {
+		return nil
+	}
+	onNode := map[string]bool{}
+	for _, pod := range r.pods.podsOnNode(r.Target.Node) {
+		onNode[pod.Namespace+"/"+pod.ServiceAccount] = true
+	}
+	return func(ns, sa string) bool { return onNode[ns+"/"+sa] }
+}
+
+// IsRefusal reports whether err is an admin endpoint refusing a path (403, 404, 501): an admin
+// that filters paths, or a release without it.
+func IsRefusal(err error) bool {
+	var se statusError
+	return errors.As(err, &se) && (se.code == http.StatusForbidden || se.code == http.StatusNotFound || se.code == http.StatusNotImplemented)
+}
+
+// ParseLimit bounds how many proxy answers are parsed at once, across every proxy source.
+type ParseLimit chan struct{}
+
+// NewParseLimit returns a limit of one less than the cores Go may use (one at least), so that a
+// scrape always finds a core free during a sweep.
+func NewParseLimit() ParseLimit { return make(ParseLimit, max(1, runtime.GOMAXPROCS(0)-1)) }
 
 // ProxySettings say how often and how hard a proxy source reads its proxies.
 type ProxySettings struct {
@@ -42,25 +125,18 @@ type ProxySettings struct {
 	StartSpread time.Duration
 }
 
-// proxyReader reads one proxy with a transport into bundles, naming the endpoint they came from.
-type proxyReader func(ctx context.Context, tr Transport, t Target, port int) (bundles []model.Bundle, endpoint string, err error)
-
 // Proxies reads the certificates proxies serve, in the background, and serves the last result of
 // each at scrape time. Pods come from a PodWatcher (pods that go away drop their series); static
 // targets from the configuration.
 type Proxies struct {
-	name      string
-	mesh      model.Mesh
-	kind      podKind
-	read      proxyReader
+	kind      ProxyKind
 	settings  ProxySettings
 	transport Transport
 	pods      *PodWatcher
 	static    []Target
-	logger    log.Logger
+	env       Env
+	parsers   ParseLimit
 	reporter  *errorReporter
-	// expect says whether a target's certificates must carry its pod's identity.
-	expect bool
 
 	mu      sync.Mutex
 	proxies map[string]*proxyState
@@ -76,7 +152,7 @@ type Proxies struct {
 	swept  bool // every proxy known at some point has been tried at least once
 	// dirty means the statuses changed; objectsChanged means the certificates did too.
 	dirty, objectsChanged bool
-	state                 State
+	state                 model.State
 }
 
 // proxyState is what is known of one proxy.
@@ -95,97 +171,18 @@ type proxyState struct {
 	failing  model.ErrorReason
 }
 
-// NewEnvoyProxies reads Envoy admin endpoints of Istio sidecars and gateways (and static Envoy
-// targets): /config_dump for the secrets, /certs when that is refused.
-func NewEnvoyProxies(pods *PodWatcher, static []Target, tr Transport, s ProxySettings, logger log.Logger) *Proxies {
-	return newProxies(SourceEnvoy, model.MeshIstio, podIstioProxy, readEnvoy, pods, static, tr, s, logger)
-}
-
-// NewZtunnelProxies reads ztunnel's /config_dump on every node.
-func NewZtunnelProxies(pods *PodWatcher, tr Transport, s ProxySettings, logger log.Logger) *Proxies {
-	p := newProxies(SourceZtunnel, model.MeshIstio, podZtunnel, nil, pods, nil, tr, s, logger)
-	p.read = p.readZtunnel
-	p.expect = false // a ztunnel holds the identities of its node's workloads, not its own
-	return p
-}
-
-// NewLinkerdProxies reads Linkerd proxies' metrics on their admin port.
-func NewLinkerdProxies(pods *PodWatcher, tr Transport, s ProxySettings, logger log.Logger) *Proxies {
-	return newProxies(SourceLinkerdProxy, model.MeshLinkerd, podLinkerdProxy, readLinkerdProxy, pods, nil, tr, s, logger)
-}
-
-func newProxies(name string, mesh model.Mesh, kind podKind, read proxyReader, pods *PodWatcher, static []Target,
-	tr Transport, s ProxySettings, logger log.Logger) *Proxies {
-	return &Proxies{name: name, mesh: mesh, kind: kind, read: read, settings: s, transport: tr, pods: pods, static: static,
-		logger: logger, reporter: newErrorReporter(name, logger), expect: true, proxies: map[string]*proxyState{}, epoch: time.Now()}
+// NewProxies returns the source of the proxies of kind: the pods that run one (from pods, which
+// may be nil) and the static targets. parsers is shared by every proxy source of the exporter.
+func NewProxies(kind ProxyKind, pods *PodWatcher, static []Target, tr Transport, s ProxySettings, parsers ParseLimit, env Env) *Proxies {
+	return &Proxies{kind: kind, settings: s, transport: tr, pods: pods, static: static, env: env, parsers: parsers,
+		reporter: newErrorReporter(kind.Source, env.Logger), proxies: map[string]*proxyState{}, epoch: time.Now()}
 }
 
 // clock is now on the source's clock: time since its epoch, on the monotonic clock.
 func (p *Proxies) clock(now time.Time) time.Duration { return now.Sub(p.epoch) }
 
 // Name implements Source.
-func (p *Proxies) Name() string { return p.name }
-
-// parseSlots bound how many proxy answers are parsed at once to one less than the cores Go may use
-// (one at least): parsing and verifying certificates is the CPU-heavy part of a sweep of thousands
-// of proxies, and a scrape must always find a core free.
-var parseSlots = make(chan struct{}, max(1, runtime.GOMAXPROCS(0)-1))
-
-// parsing runs parse in a parse slot.
-func parsing(parse func() ([]model.Bundle, error)) ([]model.Bundle, error) {
-	parseSlots <- struct{}{}
-	defer func() { <-parseSlots }()
-	return parse()
-}
-
-// readEnvoy prefers /config_dump (whole chains) and falls back to /certs (leaf and first root
-// only) when config_dump is refused.
-func readEnvoy(ctx context.Context, tr Transport, t Target, port int) ([]model.Bundle, string, error) {
-	body, err := tr.Get(ctx, t, port, EnvoySecretsPath)
-	if err == nil {
-		b, err := parsing(func() ([]model.Bundle, error) { return ParseEnvoyConfigDump(body) })
-		clear(body)
-		return b, "config_dump", badResponse(err)
-	}
-	// Only a refusal (an admin that filters paths, an old Envoy) falls back; a failing proxy does not.
-	var se statusError
-	if !errors.As(err, &se) || se.code != http.StatusForbidden && se.code != http.StatusNotFound && se.code != http.StatusNotImplemented {
-		return nil, "config_dump", err
-	}
-	body, err = tr.Get(ctx, t, port, EnvoyCertsPath)
-	if err != nil {
-		return nil, "certs", err
-	}
-	b, err := parsing(func() ([]model.Bundle, error) { return ParseEnvoyCerts(body, t.key()) })
-	return b, "certs", badResponse(err)
-}
-
-func readLinkerdProxy(ctx context.Context, tr Transport, t Target, port int) ([]model.Bundle, string, error) {
-	body, err := tr.Get(ctx, t, port, LinkerdMetricsPath)
-	if err != nil {
-		return nil, "metrics", err
-	}
-	b, err := parsing(func() ([]model.Bundle, error) { return ParseLinkerdProxyMetrics(body, t.key()) })
-	return b, "metrics", badResponse(err)
-}
-
-func (p *Proxies) readZtunnel(ctx context.Context, tr Transport, t Target, port int) ([]model.Bundle, string, error) {
-	body, err := tr.Get(ctx, t, port, ZtunnelConfigDumpPath)
-	if err != nil {
-		return nil, "config_dump", err
-	}
-	// Workloads on the ztunnel's node, by namespace and service account.
-	onNode := map[string]bool{}
-	if p.pods != nil {
-		for _, pod := range p.pods.podsOnNode(t.Node) {
-			onNode[pod.Namespace+"/"+pod.ServiceAccount] = true
-		}
-	}
-	b, err := parsing(func() ([]model.Bundle, error) {
-		return ParseZtunnelConfigDump(body, t.key(), func(ns, sa string) bool { return onNode[ns+"/"+sa] })
-	})
-	return b, "config_dump", badResponse(err)
-}
+func (p *Proxies) Name() string { return p.kind.Source }
 
 // Run implements Source: it reads every proxy once, then each again every interval, until ctx is
 // done.
@@ -227,7 +224,7 @@ func (p *Proxies) targets() []*Target {
 	if p.pods == nil {
 		return out
 	}
-	for _, t := range p.pods.Pods(p.kind) {
+	for _, t := range p.pods.Pods(p.kind.Source) {
 		if t.IP != "" {
 			out = append(out, t)
 		}
@@ -310,7 +307,7 @@ func (p *Proxies) readOne(ctx context.Context, ps *proxyState) {
 	t := *ps.target
 	p.mu.Unlock()
 	rctx, cancel := context.WithTimeout(ctx, p.settings.Timeout)
-	bundles, endpoint, err := p.read(rctx, p.transport, t, p.settings.AdminPort)
+	bundles, endpoint, err := p.kind.Read(rctx, ProxyRead{Target: t, Port: p.settings.AdminPort, Cache: p.env.Cache, transport: p.transport, parsers: p.parsers, pods: p.pods})
 	cancel()
 	if ctx.Err() != nil {
 		p.mu.Lock()
@@ -334,15 +331,15 @@ func (p *Proxies) readOne(ctx context.Context, ps *proxyState) {
 		}
 		countError(&p.state, reason)
 		if ps.failing != reason {
-			level.Warn(p.logger).Log("msg", "cannot read proxy", "source", p.name, "namespace", t.Namespace, "name", t.Name,
+			level.Warn(p.env.Logger).Log("msg", "cannot read proxy", "source", p.kind.Source, "namespace", t.Namespace, "name", t.Name,
 				"endpoint", endpoint, "reason", reason, "err", err)
 		}
 		ps.failing = reason
 		return
 	}
-	o := &model.Object{Source: p.name, Namespace: t.Namespace, Name: t.Name, Mesh: p.mesh, Bundles: bundles, TrustRootDigest: t.TrustRootDigest}
-	if p.expect && t.ServiceAccount != "" {
-		o.Expect = share.Of(expectations, model.Identity{Namespace: t.Namespace, ServiceAccount: t.ServiceAccount})
+	o := &model.Object{Source: p.kind.Source, Namespace: t.Namespace, Name: t.Name, Mesh: p.kind.Mesh, Bundles: bundles, TrustRootDigest: t.TrustRootDigest}
+	if !p.kind.NodeProxy && t.ServiceAccount != "" {
+		o.Expect = p.env.Cache.Expectation(model.Identity{Namespace: t.Namespace, ServiceAccount: t.ServiceAccount})
 	}
 	if !sameObject(ps.object, o) {
 		ps.object = o
@@ -353,13 +350,9 @@ func (p *Proxies) readOne(ctx context.Context, ps *proxyState) {
 	p.state.LastSuccess = now
 }
 
-// expectations hold one record per expected identity: the replicas of a workload, often
-// hundreds of pods, expect the same one.
-var expectations = share.NewTable[model.Identity, model.Identity]()
-
 // setStatus gives a proxy a new health record; p.mu is held.
 func (p *Proxies) setStatus(ps *proxyState, up bool, endpoint string, lastSuccess time.Time) {
-	ps.status = &model.ProxyStatus{Mesh: p.mesh, Source: p.name, Namespace: ps.target.Namespace, Name: ps.target.Name,
+	ps.status = &model.ProxyStatus{Mesh: p.kind.Mesh, Source: p.kind.Source, Namespace: ps.target.Namespace, Name: ps.target.Name,
 		Up: up, Endpoint: endpoint, LastSuccess: lastSuccess}
 	p.dirty = true
 }
@@ -382,7 +375,7 @@ func sameObject(a, b *model.Object) bool {
 }
 
 // State implements Source.
-func (p *Proxies) State() State {
+func (p *Proxies) State() model.State {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if !p.swept && p.listed {
@@ -429,4 +422,76 @@ func (p *Proxies) State() State {
 	s := p.state
 	s.Errors = maps.Clone(s.Errors)
 	return s
+}
+
+// ProxyConfig configures one kind of proxy: its section under proxies: in the configuration.
+type ProxyConfig struct {
+	// Enabled turns the source on; it needs list and watch on pods.
+	Enabled bool `yaml:"enabled"`
+	// Transport is port-forward (through the API server, for an admin port bound to the pod's
+	// localhost) or direct (HTTP to the pod's IP).
+	Transport string `yaml:"transport"`
+	// AdminPort is the proxy's admin port.
+	AdminPort int `yaml:"admin_port"`
+	// Interval between two reads of one proxy.
+	Interval time.Duration `yaml:"interval"`
+	// Timeout of one read.
+	Timeout time.Duration `yaml:"timeout"`
+	// Concurrency is how many proxies are read at once.
+	Concurrency int `yaml:"concurrency"`
+	// Static are admin endpoints outside Kubernetes, for a kind that has them.
+	Static []StaticTarget `yaml:"static"`
+}
+
+// StaticTarget is a proxy's admin endpoint outside Kubernetes.
+type StaticTarget struct {
+	// Name is the value of the name label.
+	Name string `yaml:"name"`
+	// URL is the admin base URL, e.g. http://10.0.0.5:9901.
+	URL string `yaml:"url"`
+}
+
+// Validate checks the settings of a proxy of kind; an error starts with the name of the wrong
+// field.
+func (p ProxyConfig) Validate(kind ProxyKind) error {
+	switch {
+	case p.Transport != TransportPortForward && p.Transport != TransportDirect:
+		return fmt.Errorf("transport: %q is not port-forward or direct", p.Transport)
+	case p.AdminPort < 1 || p.AdminPort > 65535:
+		return fmt.Errorf("admin_port: %d is not a port", p.AdminPort)
+	case p.Interval < time.Second:
+		return fmt.Errorf("interval: %s is shorter than 1s", p.Interval)
+	case p.Timeout <= 0 || p.Timeout > p.Interval:
+		return fmt.Errorf("timeout: %s is not between 0 and the interval", p.Timeout)
+	case p.Concurrency < 1:
+		return fmt.Errorf("concurrency: %d is less than 1", p.Concurrency)
+	case len(p.Static) > 0 && !kind.Static:
+		return fmt.Errorf("static: %s has no static targets (only a kind read outside Kubernetes has)", kind.Source)
+	}
+	for i, t := range p.Static {
+		u, err := url.Parse(t.URL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("static[%d].url: %q is not an http(s) URL", i, t.URL)
+		}
+		if t.Name == "" {
+			return fmt.Errorf("static[%d].name: must not be empty", i)
+		}
+	}
+	return nil
+}
+
+// Settings are how the proxy source reads: first reads of new proxies spread over a tenth of
+// the interval, ten seconds at most.
+func (p ProxyConfig) Settings() ProxySettings {
+	return ProxySettings{AdminPort: p.AdminPort, Interval: p.Interval, Timeout: p.Timeout, Concurrency: p.Concurrency,
+		StartSpread: min(p.Interval/10, 10*time.Second)}
+}
+
+// Targets are the static targets.
+func (p ProxyConfig) Targets() []Target {
+	var out []Target
+	for _, t := range p.Static {
+		out = append(out, Target{Name: t.Name, URL: t.URL})
+	}
+	return out
 }

@@ -15,12 +15,13 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/meshcert/meshcert-exporter/internal/config"
-	"github.com/meshcert/meshcert-exporter/internal/inventory"
+	"github.com/meshcert/meshcert-exporter/internal/exporter"
+	"github.com/meshcert/meshcert-exporter/internal/mesh/istio"
+	"github.com/meshcert/meshcert-exporter/internal/mesh/linkerd"
 	"github.com/meshcert/meshcert-exporter/internal/model"
 	"github.com/meshcert/meshcert-exporter/internal/testadmin"
 	"github.com/meshcert/meshcert-exporter/internal/testenv"
 	"github.com/meshcert/meshcert-exporter/internal/testpki"
-	. "github.com/meshcert/meshcert-exporter/sources"
 )
 
 // TestEnvoyThroughPortForward reads sidecars' admin endpoints the way istioctl does: client-go's
@@ -44,7 +45,7 @@ func TestEnvoyThroughPortForward(t *testing.T) {
 	// whose admin endpoint hangs. A pod without a sidecar is not read.
 	serve := func(body []byte) string {
 		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if r.URL.RequestURI() != EnvoySecretsPath {
+			if r.URL.RequestURI() != istio.EnvoySecretsPath {
 				http.NotFound(w, r)
 				return
 			}
@@ -73,24 +74,24 @@ func TestEnvoyThroughPortForward(t *testing.T) {
 	k.must(controlPlane.RunningPod(ctx, "shop", "plain", "node-pf", "cart", "10.9.0.2", []string{"app"}, nil, nil))
 
 	cfg := config.Default()
-	cfg.Meshes.Istio.Namespace = istioNS
-	cfg.Meshes.Istio.RootCertConfigMap = "root-cert-pf"
-	cfg.Meshes.Linkerd.Watch = false
-	cfg.Proxies.Envoy.Enabled = true
+	istio.In(cfg.Meshes).Namespace = istioNS
+	istio.In(cfg.Meshes).RootCertConfigMap = "root-cert-pf"
+	linkerd.In(cfg.Meshes).Watch = false
+	cfg.Proxies.Of(istio.SourceEnvoy).Enabled = true
 	saClient := k.grant(cfg, "exporter-pf", "")
 	saConfig := controlPlane.TokenConfig(saToken(t, k, "exporter-pf"))
 
-	pods := NewPodWatcher(saClient, Sharding{Total: 1}, log.NewNopLogger())
-	envoy := NewEnvoyProxies(pods, nil, NewPortForwardTransport(saConfig, saClient, 1<<20, 5*time.Second),
-		ProxySettings{AdminPort: 15000, Interval: time.Hour, Timeout: 2 * time.Second, Concurrency: 2}, log.NewNopLogger())
-	secrets := NewSecretSource(saClient, cfg, log.NewNopLogger())
+	envoy := cfg.Proxies.Of(istio.SourceEnvoy)
+	envoy.Interval, envoy.Timeout, envoy.Concurrency = 10*time.Second, 2*time.Second, 2 // first reads within a second
+	a, err := exporter.Assemble(cfg, &exporter.Kube{Config: saConfig, Client: saClient}, log.NewNopLogger())
+	k.must(err)
 	runCtx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	for _, s := range []Source{pods, envoy, secrets} {
+	for _, s := range a.Sources {
 		wg.Go(func() { _ = s.Run(runCtx) })
 	}
 	defer func() { cancel(); wg.Wait() }()
-	inv := inventory.New([]Source{pods, envoy, secrets}, cfg.MeshSettings())
+	inv := a.Inventory
 
 	eventually(t, inv, func(s *model.Snapshot) string {
 		v := snapshotView{s}
@@ -104,21 +105,21 @@ func TestEnvoyThroughPortForward(t *testing.T) {
 		if len(status) != 3 || !status["cart-1"].Up || !status["cart-2"].Up || status["hanging"].Up || status["hanging"].LastSuccess != (time.Time{}) {
 			return fmt.Sprintf("proxy statuses %+v", status)
 		}
-		good := v.cert(SourceEnvoy, "shop", "cart-1", "default", 0)
+		good := v.cert(istio.SourceEnvoy, "shop", "cart-1", "default", 0)
 		if msg := chainIs(good, model.RoleLeaf, true, "", 3); msg != "" {
 			return "cart-1: " + msg
 		}
 		if good.Identity == nil || !good.Identity.Valid {
 			return fmt.Sprintf("cart-1 identity %+v", good.Identity)
 		}
-		if bad := v.cert(SourceEnvoy, "shop", "cart-2", "default", 0); bad == nil || bad.Identity == nil || bad.Identity.Reason != model.ReasonWrongServiceAccount {
+		if bad := v.cert(istio.SourceEnvoy, "shop", "cart-2", "default", 0); bad == nil || bad.Identity == nil || bad.Identity.Reason != model.ReasonWrongServiceAccount {
 			return "cart-2's foreign identity not reported"
 		}
 		if cur, found := v.bundleCurrent("shop", "cart-1"); !found || !cur {
 			return "cart-1 ROOTCA not current"
 		}
 		for _, src := range s.Sources {
-			if src.Name == SourceEnvoy && src.Errors[model.ReasonTimeout] == 0 {
+			if src.Name == istio.SourceEnvoy && src.Errors[model.ReasonTimeout] == 0 {
 				return "the hanging proxy's timeout is not counted"
 			}
 		}
@@ -131,7 +132,7 @@ func TestEnvoyThroughPortForward(t *testing.T) {
 	// A pod that goes away drops its series.
 	k.must(k.admin.CoreV1().Pods("shop").Delete(ctx, "cart-1", metav1.DeleteOptions{GracePeriodSeconds: new(int64)}))
 	eventually(t, inv, func(s *model.Snapshot) string {
-		if n := (snapshotView{s}).object(SourceEnvoy, "shop", "cart-1"); n != 0 {
+		if n := (snapshotView{s}).object(istio.SourceEnvoy, "shop", "cart-1"); n != 0 {
 			return "the deleted pod's certificate is still exported"
 		}
 		return ""

@@ -4,60 +4,23 @@
 package sources
 
 import (
-	"context"
 	"maps"
 	"slices"
 	"sync"
-	"time"
 
 	"github.com/go-kit/log"
 	"github.com/go-kit/log/level"
 	"github.com/meshcert/meshcert-exporter/internal/model"
 )
 
-// Source reads certificate material from one kind of place.
-type Source interface {
-	// Name is the source's value of the `source` label in its health metrics.
-	Name() string
-	// Run reads and watches until ctx is done. It returns early only when the source cannot work at
-	// all; failures to read single objects are reported through State.
-	Run(ctx context.Context) error
-	// State returns the source's current objects and health. The returned objects must not be
-	// modified.
-	State() State
-}
-
-// State is what a source knows now.
-type State struct {
-	// Objects are the source's current objects, in a stable order. They are never modified after
-	// they are handed out; a change replaces them.
-	Objects []*model.Object
-	// Generation changes whenever Objects or Meshes change, so readers can skip unchanged states.
-	Generation uint64
-	// Up is true when the last attempt to read worked.
-	Up bool
-	// Synced is true once the source has read its material completely at least once.
-	Synced bool
-	// Errors counts read errors by reason since start.
-	Errors map[model.ErrorReason]uint64
-	// Meshes holds mesh settings the source discovered (for example from a mesh's config map).
-	Meshes map[model.Mesh]model.MeshSettings
-	// Proxies is the health of each proxy a proxy source reads. Like Objects, the slice and its
-	// records are never modified once handed out.
-	Proxies []*model.ProxyStatus
-	// LastSuccess is the time the objects are current as of: the last successful read, or for a
-	// watch, the last moment it was known healthy. During an outage it stops moving.
-	LastSuccess time.Time
-}
-
 // stateHolder keeps a source's State behind a lock. Sources embed it.
 type stateHolder struct {
 	mu    sync.RWMutex
-	state State
+	state model.State
 }
 
 // State implements Source.
-func (h *stateHolder) State() State {
+func (h *stateHolder) State() model.State {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
 	s := h.state
@@ -67,7 +30,7 @@ func (h *stateHolder) State() State {
 
 // update changes the state under the lock; fn reports whether the objects changed, which moves
 // the generation on.
-func (h *stateHolder) update(fn func(s *State) (changed bool)) {
+func (h *stateHolder) update(fn func(s *model.State) (changed bool)) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if fn(&h.state) {
@@ -76,7 +39,7 @@ func (h *stateHolder) update(fn func(s *State) (changed bool)) {
 }
 
 // countError adds one error of reason to s.
-func countError(s *State, reason model.ErrorReason) {
+func countError(s *model.State, reason model.ErrorReason) {
 	if s.Errors == nil {
 		s.Errors = map[model.ErrorReason]uint64{}
 	}
@@ -97,7 +60,7 @@ func newErrorReporter(source string, logger log.Logger) *errorReporter {
 }
 
 // observe reports the bundle errors of objects into s and forgets the ones that are gone.
-func (r *errorReporter) observe(s *State, objects []*model.Object) {
+func (r *errorReporter) observe(s *model.State, objects []*model.Object) {
 	now := make(map[string]model.ErrorReason)
 	for _, o := range objects {
 		for _, b := range o.Bundles {
@@ -119,7 +82,7 @@ func (r *errorReporter) observe(s *State, objects []*model.Object) {
 
 // fail counts a failed attempt of the source itself and logs it when the reason differs from the
 // previous failure's, so a source that stays broken logs once.
-func (r *errorReporter) fail(s *State, reason model.ErrorReason, err error) {
+func (r *errorReporter) fail(s *model.State, reason model.ErrorReason, err error) {
 	if r.failing != reason {
 		level.Error(r.logger).Log("msg", "source cannot read", "source", r.source, "reason", reason, "err", err)
 	}
@@ -133,13 +96,6 @@ func (r *errorReporter) recovered() {
 		level.Info(r.logger).Log("msg", "source recovered", "source", r.source)
 	}
 	r.failing = model.ReasonNone
-}
-
-// ReasonLister is implemented by a source that knows every reason it may count an error under:
-// the inventory exports each of them from the start, at 0, so that a rate or an alert on the
-// first error has a series to compare with.
-type ReasonLister interface {
-	Reasons() []model.ErrorReason
 }
 
 // bundleReasons are the reasons a bundle of certificate material can fail to be read for.
@@ -167,10 +123,10 @@ func reasons(lists ...[]model.ErrorReason) []model.ErrorReason {
 }
 
 var (
-	_ ReasonLister = (*Kube)(nil)
-	_ ReasonLister = (*Files)(nil)
-	_ ReasonLister = (*PodWatcher)(nil)
-	_ ReasonLister = (*Proxies)(nil)
+	_ model.ReasonLister = (*Kube)(nil)
+	_ model.ReasonLister = (*Files)(nil)
+	_ model.ReasonLister = (*PodWatcher)(nil)
+	_ model.ReasonLister = (*Proxies)(nil)
 )
 
 // Reasons implements ReasonLister.

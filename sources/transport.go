@@ -66,7 +66,7 @@ func errorReason(err error) model.ErrorReason {
 	switch {
 	case errors.Is(err, ErrUnknownShape):
 		return model.ReasonUnknownShape
-	case errors.Is(err, errIdentityNotLoaded):
+	case errors.Is(err, ErrNotReady):
 		return model.ReasonUnavailable
 	case errors.As(err, &br):
 		return model.ReasonBadResponse
@@ -90,6 +90,9 @@ var errRedirect = errors.New("admin endpoint redirected")
 // ErrUnknownShape is wrapped by a parser that understood an answer as JSON (or text) but found it
 // in none of the shapes the releases it knows write.
 var ErrUnknownShape = errors.New("answer in an unknown shape")
+
+// ErrNotReady is wrapped by a reader whose proxy answered but has no certificate to show yet.
+var ErrNotReady = errors.New("proxy not ready")
 
 // badResponseError is an answer that could be fetched but not understood.
 type badResponseError struct{ err error }

@@ -5,6 +5,9 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/meshcert/meshcert-exporter/internal/mesh/istio"
+	"github.com/meshcert/meshcert-exporter/internal/mesh/linkerd"
 )
 
 func TestParseErrors(t *testing.T) {
@@ -12,7 +15,7 @@ func TestParseErrors(t *testing.T) {
 		name, yaml, err string
 	}{
 		{"unknown top-level key", "meshes: {}\nsourcez: []\n", "yaml: unmarshal errors:\n  line 2: field sourcez not found in type config.Config"},
-		{"unknown nested key", "files:\n  interval: 30s\n  target: []\n", "yaml: unmarshal errors:\n  line 3: field target not found in type config.Files"},
+		{"unknown nested key", "files:\n  interval: 30s\n  target: []\n", "yaml: unmarshal errors:\n  line 3: field target not found in type sources.FileSettings"},
 		{"unknown mesh", "files:\n  targets:\n    - path: /etc/cacerts\n      mesh: consul\n", `files.targets[0].mesh: unknown mesh "consul" (want istio, linkerd or empty)`},
 		{"empty path", "files:\n  targets:\n    - path: /a\n    - mesh: istio\n", "files.targets[1].path: must not be empty"},
 		{"short interval", "files:\n  interval: 10ms\n", "files.interval: 10ms is shorter than 1s"},
@@ -25,11 +28,13 @@ func TestParseErrors(t *testing.T) {
 		{"bad key pattern", "kubernetes:\n  secrets:\n    - keys: [\"[\"]\n", `kubernetes.secrets[0].keys[0]: "[" is not a valid pattern`},
 		{"trust anchors without mesh", "kubernetes:\n  secrets:\n    - name: istio-root-ca\n      trust_anchors: true\n", "kubernetes.secrets[0].trust_anchors: needs a mesh"},
 		{"empty resource name", "meshes:\n  linkerd:\n    issuer_secret: \"\"\n", "meshes.linkerd.issuer_secret: must not be empty"},
-		{"unknown mesh key", "meshes:\n  istio:\n    ca_secrets: x\n", "yaml: unmarshal errors:\n  line 3: field ca_secrets not found in type config.Istio"},
+		{"unknown mesh key", "meshes:\n  istio:\n    ca_secrets: x\n", "yaml: unmarshal errors:\n  line 3: field ca_secrets not found in type istio.Mesh"},
+		{"unknown mesh section", "meshes:\n  consul:\n    watch: true\n", "meshes.consul: unknown mesh (want one of istio, linkerd)"},
+		{"unknown proxy kind", "proxies:\n  kuma:\n    enabled: true\n", "proxies.kuma: unknown setting or proxy kind (want one of shard, total_shards, node_name, envoy, ztunnel, linkerd)"},
 		{"bad transport", "proxies:\n  envoy:\n    transport: ssh\n", `proxies.envoy.transport: "ssh" is not port-forward or direct`},
 		{"timeout over interval", "proxies:\n  linkerd:\n    interval: 10s\n    timeout: 1m\n", "proxies.linkerd.timeout: 1m0s is not between 0 and the interval"},
 		{"bad static url", "proxies:\n  envoy:\n    static:\n      - name: edge\n        url: 10.0.0.1:9901\n", `proxies.envoy.static[0].url: "10.0.0.1:9901" is not an http(s) URL`},
-		{"static ztunnel", "proxies:\n  ztunnel:\n    static:\n      - name: x\n        url: http://a\n", "proxies.ztunnel.static: only Envoy has static targets"},
+		{"static ztunnel", "proxies:\n  ztunnel:\n    static:\n      - name: x\n        url: http://a\n", "proxies.ztunnel.static: ztunnel has no static targets (only a kind read outside Kubernetes has)"},
 		{"shard out of range", "proxies:\n  shard: 3\n  total_shards: 3\n", "proxies.shard: 3 is not in [0, total_shards=3)"},
 		{"zero concurrency", "proxies:\n  envoy:\n    concurrency: 0\n", "proxies.envoy.concurrency: 0 is less than 1"},
 		{"not a mapping", "- a\n", "yaml: unmarshal errors:\n  line 1: cannot unmarshal !!seq into config.Config"},
@@ -49,8 +54,9 @@ func TestParseDefaultsAndOverrides(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Meshes.Istio.Namespace != "istio-system" || c.Meshes.Istio.TrustDomain != "prod.example" ||
-		c.Meshes.Linkerd.TrustDomain != "cluster.local" || c.Files.Interval != 15*time.Second {
+	is, ld := c.Meshes.Get(istio.Name).(*istio.Mesh), c.Meshes.Get(linkerd.Name).(*linkerd.Mesh)
+	if is.Namespace != "istio-system" || is.TrustDomain != "prod.example" ||
+		ld.TrustDomain != "cluster.local" || c.Files.Interval != 15*time.Second {
 		t.Errorf("defaults not kept under overrides: %+v", c)
 	}
 	s := c.MeshSettings()["istio"]
@@ -58,7 +64,7 @@ func TestParseDefaultsAndOverrides(t *testing.T) {
 		t.Errorf("mesh settings = %+v", s)
 	}
 	empty, err := Parse(nil)
-	if err != nil || empty.Meshes.Linkerd.Namespace != "linkerd" {
+	if err != nil || empty.Meshes.Get(linkerd.Name).(*linkerd.Mesh).Namespace != "linkerd" {
 		t.Errorf("empty config: %+v, %v", empty, err)
 	}
 }

@@ -11,12 +11,11 @@ import (
 
 	"github.com/meshcert/meshcert-exporter/internal/model"
 	"github.com/meshcert/meshcert-exporter/internal/pki"
-	"github.com/meshcert/meshcert-exporter/sources"
 )
 
 // Inventory is the current state of every source, analysed. It is safe for concurrent use.
 type Inventory struct {
-	sources  []sources.Source
+	sources  []model.Source
 	meshes   map[model.Mesh]model.MeshSettings
 	analyzer *pki.Analyzer
 
@@ -26,15 +25,16 @@ type Inventory struct {
 	analysed    bool
 }
 
-// New returns an inventory of srcs; meshes are the configured settings of each mesh, which
-// settings discovered by a source (a mesh's own config) override.
-func New(srcs []sources.Source, meshes map[model.Mesh]model.MeshSettings) *Inventory {
-	return &Inventory{sources: srcs, meshes: meshes, analyzer: pki.NewAnalyzer()}
+// New returns an inventory of srcs. meshes are the configured settings of each mesh, which
+// settings discovered by a source (a mesh's own config) override; rules judge each mesh's
+// certificates; cache is the one the sources parse with.
+func New(srcs []model.Source, meshes map[model.Mesh]model.MeshSettings, rules map[model.Mesh]pki.MeshRules, cache *pki.Cache) *Inventory {
+	return &Inventory{sources: srcs, meshes: meshes, analyzer: pki.NewAnalyzer(cache, rules)}
 }
 
 // Snapshot returns the analysed state of all sources.
 func (inv *Inventory) Snapshot() *model.Snapshot {
-	states := make([]sources.State, len(inv.sources))
+	states := make([]model.State, len(inv.sources))
 	generations := make([]uint64, len(inv.sources))
 	snap := &model.Snapshot{}
 	for i, s := range inv.sources {
@@ -82,8 +82,8 @@ func (inv *Inventory) Ready() bool {
 }
 
 // withKnownReasons returns errors with every reason the source lists and has not counted yet at 0.
-func withKnownReasons(s sources.Source, errors map[model.ErrorReason]uint64) map[model.ErrorReason]uint64 {
-	l, ok := s.(sources.ReasonLister)
+func withKnownReasons(s model.Source, errors map[model.ErrorReason]uint64) map[model.ErrorReason]uint64 {
+	l, ok := s.(model.ReasonLister)
 	if !ok {
 		return errors
 	}

@@ -8,23 +8,22 @@ import (
 	"github.com/meshcert/meshcert-exporter/internal/model"
 	"github.com/meshcert/meshcert-exporter/internal/pki"
 	"github.com/meshcert/meshcert-exporter/internal/testpki"
-	"github.com/meshcert/meshcert-exporter/sources"
 )
 
 // fakeSource hands out a fixed state.
-type fakeSource struct{ state sources.State }
+type fakeSource struct{ state model.State }
 
 func (f *fakeSource) Name() string                  { return "fake" }
 func (f *fakeSource) Run(ctx context.Context) error { return nil }
-func (f *fakeSource) State() sources.State          { return f.state }
+func (f *fakeSource) State() model.State            { return f.state }
 
 func TestSnapshotAnalysesOnlyOnChange(t *testing.T) {
 	root := testpki.Issue(testpki.Spec{CommonName: "root", CA: true, NotBefore: testpki.Date(2026, 1, 1), NotAfter: testpki.Date(2036, 1, 1)})
 	obj := &model.Object{Source: "fake", Name: "a", Bundles: []model.Bundle{{Key: "ca.crt", Purpose: model.PurposeTrustBundle,
 		Certificates: []*model.Certificate{pki.NewCertificate(root.X509)}}}}
-	src := &fakeSource{state: sources.State{Objects: []*model.Object{obj}, Generation: 1, Up: true}}
-	other := &fakeSource{state: sources.State{Synced: true}}
-	inv := New([]sources.Source{src, other}, nil)
+	src := &fakeSource{state: model.State{Objects: []*model.Object{obj}, Generation: 1, Up: true}}
+	other := &fakeSource{state: model.State{Synced: true}}
+	inv := New([]model.Source{src, other}, nil, nil, pki.NewCache())
 
 	first := inv.Snapshot()
 	if len(first.Certificates()) != 1 || len(first.Sources) != 2 || !first.Sources[0].Up {
@@ -56,8 +55,8 @@ func (l *listingSource) Reasons() []model.ErrorReason {
 // TestKnownReasonsStartAtZero: every reason a source lists is in the snapshot from the start, at
 // 0, next to the ones it counted.
 func TestKnownReasonsStartAtZero(t *testing.T) {
-	src := &listingSource{fakeSource{state: sources.State{Errors: map[model.ErrorReason]uint64{model.ReasonTimeout: 2, model.ReasonBadPEM: 1}}}}
-	snap := New([]sources.Source{src, &fakeSource{}}, nil).Snapshot()
+	src := &listingSource{fakeSource{state: model.State{Errors: map[model.ErrorReason]uint64{model.ReasonTimeout: 2, model.ReasonBadPEM: 1}}}}
+	snap := New([]model.Source{src, &fakeSource{}}, nil, nil, pki.NewCache()).Snapshot()
 	want := map[model.ErrorReason]uint64{model.ReasonForbidden: 0, model.ReasonTimeout: 2, model.ReasonBadPEM: 1}
 	if got := snap.Sources[0].Errors; !maps.Equal(got, want) {
 		t.Errorf("errors %v, want %v", got, want)

@@ -12,7 +12,6 @@ import (
 	"crypto/x509"
 	"slices"
 	"strings"
-	"sync/atomic"
 	"time"
 )
 
@@ -47,11 +46,11 @@ type Purpose uint8
 const (
 	// PurposeCertificates is a certificate or chain presented by its owner (leaf or signing CA first).
 	PurposeCertificates Purpose = iota
-	// PurposeTrustBundle is a set of trust anchors that its owner trusts (root-cert.pem, ca.crt,
-	// ca-bundle.crt). In an authoritative object it is the mesh's current root set.
+	// PurposeTrustBundle is a set of trust anchors that its owner trusts (a CA bundle key). In an
+	// authoritative object it is the mesh's current root set.
 	PurposeTrustBundle
 	// PurposeTrustBundleCopy is a copy of the mesh's trust anchors handed to workloads (a
-	// namespace's istio-ca-root-cert, a proxy's ROOTCA): it is compared with the current root set
+	// namespace's copy of the roots, a proxy's trust bundle): it is compared with the current root set
 	// (drift), never trusted for chain building.
 	PurposeTrustBundleCopy
 )
@@ -84,11 +83,6 @@ type Certificate struct {
 	Signed             string
 	Signature          string
 	SignatureAlgorithm x509.SignatureAlgorithm
-	// VerifiedBy remembers the first CA whose key was found to verify the certificate's
-	// signature: the check of a workload leaf by its issuer, the only one most certificates ever
-	// need, then takes no entry in the process's signature cache. It is the one field set after
-	// the certificate is shared: atomically, once, and only to such a CA.
-	VerifiedBy atomic.Pointer[Certificate]
 	// Authority is what a CA signs with and under which constraints; nil for other certificates,
 	// which cannot sign a certificate (and for a Partial CA, which shows no key).
 	Authority *Authority
@@ -190,7 +184,7 @@ type Bundle struct {
 	// TrustDomainKeyed marks a trust bundle held for one trust domain (Envoy's SPIFFE validator):
 	// the key's last path element names the domain (see TrustDomain).
 	TrustDomainKeyed bool
-	// Expect, when set, overrides the object's expectation for this bundle (ztunnel holds one
+	// Expect, when set, overrides the object's expectation for this bundle (a node proxy holds one
 	// certificate per workload identity on its node).
 	Expect *Identity
 }
@@ -217,7 +211,7 @@ type Identity struct {
 	// Namespace and ServiceAccount of the workload, when known (proxy sources).
 	Namespace      string
 	ServiceAccount string
-	// NotOnNode marks an identity a node proxy (ztunnel) holds although no pod of that namespace
+	// NotOnNode marks an identity a node proxy holds although no pod of that namespace
 	// and service account runs on its node.
 	NotOnNode bool
 }
@@ -242,8 +236,8 @@ type Object struct {
 	// KeyPairs name the keys that hold a private key and the certificate each belongs to. Only the
 	// names are known: the key material itself is never read.
 	KeyPairs []KeyPair
-	// TrustRootDigest is the digest of the trust anchors a proxy was injected with (Linkerd's
-	// linkerd.io/trust-root-sha256 annotation), compared with the mesh's TrustAnchorDigests.
+	// TrustRootDigest is the digest of the trust anchors a proxy was injected with (from its pod),
+	// compared with the mesh's TrustAnchorDigests.
 	TrustRootDigest string
 }
 
@@ -272,8 +266,10 @@ type MeshSettings struct {
 	// ControlPlaneNamespace is where the mesh's control plane runs (Linkerd identities name it).
 	ControlPlaneNamespace string
 	// TrustAnchorDigests are hex SHA-256 digests of the trust-anchor bundles exactly as the mesh
-	// publishes them (Linkerd hashes identityTrustAnchorsPEM into each injected pod's annotation).
+	// publishes them, to compare with an Object's TrustRootDigest.
 	TrustAnchorDigests []string
+	// TrustAnchorDigestKey is the key label of that comparison: where the mesh writes the digest.
+	TrustAnchorDigestKey string
 }
 
 // TrustDomains returns the primary trust domain followed by its aliases.
@@ -290,6 +286,9 @@ func (s MeshSettings) Merge(o MeshSettings) MeshSettings {
 	}
 	if o.ControlPlaneNamespace != "" {
 		out.ControlPlaneNamespace = o.ControlPlaneNamespace
+	}
+	if o.TrustAnchorDigestKey != "" {
+		out.TrustAnchorDigestKey = o.TrustAnchorDigestKey
 	}
 	out.TrustAnchorDigests = nil
 	for _, d := range append(slices.Clone(s.TrustAnchorDigests), o.TrustAnchorDigests...) {

@@ -13,12 +13,13 @@ import (
 // the findings of an object depend only on the object and on its mesh's context (the mesh's
 // authoritative objects and settings), so an object whose pointer and mesh context are unchanged
 // since the previous run keeps its *model.ObjectAnalysis, and only new or changed objects are
-// analysed. The process-wide cache of signature checks makes re-analysis after an anchor rotation
-// cheap, and holds the checks of presented chains that readers made as they parsed them.
+// analysed. The Cache's signature checks make re-analysis after an anchor rotation cheap, and hold
+// the checks of presented chains that readers made as they parsed them.
 // An Analyzer is safe for concurrent use.
 type Analyzer struct {
 	mu       sync.Mutex
-	sigs     *signatureCache
+	cache    *Cache
+	rules    map[model.Mesh]MeshRules
 	contexts map[model.Mesh]*meshContext
 	results  map[*model.Object]analysed
 	run      uint64
@@ -42,9 +43,18 @@ type meshContext struct {
 	anchors, intermediates *pool
 }
 
-// NewAnalyzer returns an Analyzer with no results yet, using the process's signature cache.
-func NewAnalyzer() *Analyzer {
-	return &Analyzer{sigs: sharedSignatures, results: map[*model.Object]analysed{}}
+// NewAnalyzer returns an Analyzer with no results yet that shares what it can through cache and
+// judges each mesh's certificates by its rules (SPIFFERules for a mesh without).
+func NewAnalyzer(cache *Cache, rules map[model.Mesh]MeshRules) *Analyzer {
+	return &Analyzer{cache: cache, rules: rules, results: map[*model.Object]analysed{}}
+}
+
+// rulesOf returns the rules of mesh.
+func (a *Analyzer) rulesOf(mesh model.Mesh) MeshRules {
+	if r, ok := a.rules[mesh]; ok {
+		return r
+	}
+	return SPIFFERules{}
 }
 
 type objectKey struct{ source, namespace, name string }
@@ -62,7 +72,7 @@ func (a *Analyzer) Analyze(objects []*model.Object, meshes map[model.Mesh]model.
 	defer a.mu.Unlock()
 	// Signature checks of certificates that left the mesh are forgotten once the cache holds
 	// clearly more entries than the mesh needs.
-	a.sigs.rotateOver(4*a.observed + 1024)
+	a.cache.sigs.rotateOver(4*a.observed + 1024)
 
 	// Unchanged objects keep their entries: a run costs map look-ups for them, and allocates only
 	// for what changed. Entries of objects that left are dropped at the end.
@@ -160,7 +170,7 @@ func newMeshContext(authoritative []*model.Object, settings model.MeshSettings) 
 
 // sameSettings reports whether two mesh settings are equal.
 func sameSettings(a, b model.MeshSettings) bool {
-	return a.TrustDomain == b.TrustDomain && a.ControlPlaneNamespace == b.ControlPlaneNamespace &&
+	return a.TrustDomain == b.TrustDomain && a.ControlPlaneNamespace == b.ControlPlaneNamespace && a.TrustAnchorDigestKey == b.TrustAnchorDigestKey &&
 		slices.Equal(a.TrustDomainAliases, b.TrustDomainAliases) && slices.Equal(a.TrustAnchorDigests, b.TrustAnchorDigests)
 }
 
@@ -205,9 +215,9 @@ func (a *Analyzer) analyse(o *model.Object, ctx *meshContext) *model.ObjectAnaly
 			// Another trust domain's certificates chain to that domain's anchors, not to this mesh's.
 			if obs.Role != model.RoleTrustAnchor && !c.Partial && !b.NoChain && !federated {
 				if presented != nil {
-					obs.Chain = buildPresentedChain(c, allAnchors, presented, allIntermediates, a.sigs)
+					obs.Chain = buildPresentedChain(c, allAnchors, presented, allIntermediates, a.cache)
 				} else {
-					obs.Chain = buildChain(c, allAnchors, allIntermediates, a.sigs)
+					obs.Chain = buildChain(c, allAnchors, allIntermediates, a.cache)
 				}
 			}
 			if obs.Role == model.RoleLeaf && o.Mesh != model.MeshNone && !b.NoIdentity {
@@ -215,18 +225,18 @@ func (a *Analyzer) analyse(o *model.Object, ctx *meshContext) *model.ObjectAnaly
 				if b.Expect != nil {
 					expect = b.Expect
 				}
-				obs.Identity = share.Of(identityStatuses, CheckIdentity(c, o.Mesh, ctx.settings, expect))
+				obs.Identity = share.Of(a.cache.identities, a.rulesOf(o.Mesh).CheckIdentity(c, ctx.settings, expect))
 			}
 			if obs.Role != model.RoleLeaf && !c.Partial && (b.Purpose == model.PurposeCertificates || o.Authoritative && b.Purpose == model.PurposeTrustBundle) {
-				if r, ok := CheckRequirements(c, obs.Role, o.Mesh, ctx.settings); ok {
-					obs.Requirement = share.Of(requirementStatuses, r)
+				if r, ok := a.rulesOf(o.Mesh).CheckRequirements(c, obs.Role, ctx.settings); ok {
+					obs.Requirement = share.Of(a.cache.requirements, r)
 				}
 			}
 			out.Certificates = append(out.Certificates, obs)
 		}
 	}
 	if digests := ctx.settings.TrustAnchorDigests; o.TrustRootDigest != "" && len(digests) > 0 {
-		out.TrustBundles = append(out.TrustBundles, model.TrustBundleFinding{Key: TrustRootDigestKey, Current: slices.Contains(digests, o.TrustRootDigest)})
+		out.TrustBundles = append(out.TrustBundles, model.TrustBundleFinding{Key: ctx.settings.TrustAnchorDigestKey, Current: slices.Contains(digests, o.TrustRootDigest)})
 	}
 	if len(o.KeyPairs) > 0 {
 		out.RootKeys = append(out.RootKeys, model.RootKeyStatus{Mesh: o.Mesh, Source: o.Source,
@@ -245,16 +255,6 @@ func bundlePool(b *model.Bundle) *pool {
 	}
 	return p
 }
-
-// identityStatuses hold one immutable record per identity result: the results are a handful of
-// values, and every workload leaf points at one of them rather than at a copy of its own.
-var identityStatuses = share.NewTable[model.IdentityStatus, model.IdentityStatus]()
-
-// requirementStatuses do the same for requirement results.
-var requirementStatuses = share.NewTable[model.RequirementStatus, model.RequirementStatus]()
-
-// TrustRootDigestKey is the key label of the trust-root digest comparison: the annotation it reads.
-const TrustRootDigestKey = "linkerd.io/trust-root-sha256"
 
 func anyPartial(certs []*model.Certificate) bool {
 	return slices.ContainsFunc(certs, func(c *model.Certificate) bool { return c.Partial })

@@ -15,9 +15,26 @@ import (
 
 var now = testpki.Date(2027, 6, 1)
 
-// cert returns the process's shared certificate for c, as every source gets it from ParseBundle.
+// The meshes of these tests: names only, judged by SPIFFERules (the meshes' own rules are tested
+// in their packages).
+const (
+	meshIstio   model.Mesh = "istio"
+	meshLinkerd model.Mesh = "linkerd"
+)
+
+// testCache is the cache the tests' certificates are shared through, as every source shares
+// them through the exporter's.
+func testCache() *Cache { return sharedTestCache }
+
+// sharedTestCache is written once, before any test runs.
+var sharedTestCache = NewCache()
+
+// newAnalyzer returns an analyzer over the tests' cache with the SPIFFE rules for every mesh.
+func newAnalyzer() *Analyzer { return NewAnalyzer(testCache(), nil) }
+
+// cert returns the shared certificate for c, as every source gets it from ParseBundle.
 func cert(c *testpki.Cert) *model.Certificate {
-	shared, err := sharedCertificate(c.X509.Raw)
+	shared, err := testCache().certificate(c.X509.Raw)
 	if err != nil {
 		panic(err)
 	}
@@ -94,17 +111,17 @@ func TestAnalyzeChains(t *testing.T) {
 		objects []*model.Object
 		want    want // for the first certificate of the first bundle holding certificates of the last object
 	}{
-		{"intermediate under its root", []*model.Object{obj("cacerts", model.MeshIstio, chain("ca-cert.pem", inter), trust("root-cert.pem", root))},
+		{"intermediate under its root", []*model.Object{obj("cacerts", meshIstio, chain("ca-cert.pem", inter), trust("root-cert.pem", root))},
 			want{model.RoleIntermediate, true, "", 2, y(5)}},
 		{"chain of 3 with an external root", []*model.Object{
-			{Source: "test", Name: "root", Mesh: model.MeshIstio, Authoritative: true, Bundles: []model.Bundle{trust("root-cert.pem", root)}},
-			obj("proxy", model.MeshIstio, chain("default", leaf, inter)),
+			{Source: "test", Name: "root", Mesh: meshIstio, Authoritative: true, Bundles: []model.Bundle{trust("root-cert.pem", root)}},
+			obj("proxy", meshIstio, chain("default", leaf, inter)),
 		}, want{model.RoleLeaf, true, "", 3, y(2)}},
 		{"external root of another mesh is not trusted", []*model.Object{
-			{Source: "test", Name: "root", Mesh: model.MeshLinkerd, Authoritative: true, Bundles: []model.Bundle{trust("ca-bundle.crt", root)}},
-			obj("proxy", model.MeshIstio, chain("default", leaf, inter)),
+			{Source: "test", Name: "root", Mesh: meshLinkerd, Authoritative: true, Bundles: []model.Bundle{trust("ca-bundle.crt", root)}},
+			obj("proxy", meshIstio, chain("default", leaf, inter)),
 		}, want{model.RoleLeaf, false, model.ReasonUnknownAuthority, 2, y(2)}},
-		{"signed by a root not in the bundle", []*model.Object{obj("cacerts", model.MeshIstio, chain("ca-cert.pem", inter), chain("cert-chain.pem", inter, root), trust("root-cert.pem", otherRoot))},
+		{"signed by a root not in the bundle", []*model.Object{obj("cacerts", meshIstio, chain("ca-cert.pem", inter), chain("cert-chain.pem", inter, root), trust("root-cert.pem", otherRoot))},
 			want{model.RoleIntermediate, false, model.ReasonUnknownAuthority, 1, y(5)}},
 		{"expired leaf", []*model.Object{obj("o", "", chain("tls.crt", expiredLeaf, inter), trust("ca.crt", root))},
 			want{model.RoleLeaf, false, model.ReasonExpired, 3, testpki.Date(2026, 1, 2)}},
@@ -131,7 +148,7 @@ func TestAnalyzeChains(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			obs := NewAnalyzer().Analyze(tt.objects, nil).Certificates()
+			obs := newAnalyzer().Analyze(tt.objects, nil).Certificates()
 			last := tt.objects[len(tt.objects)-1]
 			var got *model.CertificateObservation
 			for i := range obs {
@@ -166,8 +183,8 @@ func firstKey(o *model.Object) string {
 func TestAnalyzeTwoRootsAndUniqueLocations(t *testing.T) {
 	oldRoot := testpki.Issue(testpki.Spec{CommonName: "old root", CA: true, NotBefore: jan2026, NotAfter: jan2036})
 	newRoot := testpki.Issue(testpki.Spec{CommonName: "new root", CA: true, NotBefore: jan2026, NotAfter: jan2036})
-	dir := obj("/etc/cacerts", model.MeshIstio, trust("root-cert.pem", oldRoot, newRoot), trust("root-cert.pem", oldRoot))
-	a := NewAnalyzer().Analyze([]*model.Object{dir, obj("/etc/cacerts", model.MeshIstio, trust("x", oldRoot))}, nil)
+	dir := obj("/etc/cacerts", meshIstio, trust("root-cert.pem", oldRoot, newRoot), trust("root-cert.pem", oldRoot))
+	a := newAnalyzer().Analyze([]*model.Object{dir, obj("/etc/cacerts", meshIstio, trust("x", oldRoot))}, nil)
 	obs, errs := a.Certificates(), a.BundleErrors()
 	if len(errs) != 0 {
 		t.Fatalf("errors: %v", errs)
@@ -190,8 +207,7 @@ func TestAnalyzeTwoRootsAndUniqueLocations(t *testing.T) {
 func TestAnalyzeIdentities(t *testing.T) {
 	root := testpki.Issue(testpki.Spec{CommonName: "root", CA: true, NotBefore: jan2026, NotAfter: jan2036})
 	istio := model.MeshSettings{TrustDomain: "cluster.local", TrustDomainAliases: []string{"old.example"}}
-	linkerd := model.MeshSettings{TrustDomain: "cluster.local", ControlPlaneNamespace: "linkerd"}
-	meshes := map[model.Mesh]model.MeshSettings{model.MeshIstio: istio, model.MeshLinkerd: linkerd}
+	meshes := map[model.Mesh]model.MeshSettings{meshIstio: istio}
 	workload := &model.Identity{Namespace: "shop", ServiceAccount: "cart"}
 
 	tests := []struct {
@@ -202,30 +218,23 @@ func TestAnalyzeIdentities(t *testing.T) {
 		expect *model.Identity
 		reason model.ErrorReason
 	}{
-		{"istio workload", model.MeshIstio, []string{"spiffe://cluster.local/ns/shop/sa/cart"}, nil, workload, ""},
-		{"istio alias trust domain", model.MeshIstio, []string{"spiffe://old.example/ns/shop/sa/cart"}, nil, workload, ""},
-		{"istio wrong trust domain", model.MeshIstio, []string{"spiffe://evil.example/ns/shop/sa/cart"}, nil, workload, model.ReasonWrongTrustDomain},
-		{"istio wrong service account", model.MeshIstio, []string{"spiffe://cluster.local/ns/shop/sa/default"}, nil, workload, model.ReasonWrongServiceAccount},
-		{"istio wrong namespace", model.MeshIstio, []string{"spiffe://cluster.local/ns/other/sa/cart"}, nil, workload, model.ReasonWrongNamespace},
-		{"istio any workload when none expected", model.MeshIstio, []string{"spiffe://cluster.local/ns/other/sa/x"}, nil, nil, ""},
-		{"istio no identity", model.MeshIstio, nil, []string{"istiod.istio-system.svc"}, nil, model.ReasonMissingIdentity},
-		{"istio three identities", model.MeshIstio, []string{"spiffe://cluster.local/ns/a/sa/b", "spiffe://cluster.local/ns/c/sa/d", "spiffe://cluster.local/ns/e/sa/f"}, nil, nil, model.ReasonMultipleIdentities},
-		{"istio not a workload path", model.MeshIstio, []string{"spiffe://cluster.local/ns/shop"}, nil, nil, model.ReasonMalformedIdentity},
-		{"istio bad trust domain characters", model.MeshIstio, []string{"spiffe://Cluster.Local/ns/shop/sa/cart"}, nil, nil, model.ReasonMalformedIdentity},
-		{"linkerd workload", model.MeshLinkerd, nil, []string{"cart.shop.serviceaccount.identity.linkerd.cluster.local"}, workload, ""},
-		{"linkerd dotted service account", model.MeshLinkerd, nil, []string{"cart.v2.shop.serviceaccount.identity.linkerd.cluster.local"}, &model.Identity{Namespace: "shop", ServiceAccount: "cart.v2"}, ""},
-		{"linkerd wrong trust domain", model.MeshLinkerd, nil, []string{"cart.shop.serviceaccount.identity.linkerd.example.org"}, workload, model.ReasonWrongTrustDomain},
-		{"linkerd wrong control plane", model.MeshLinkerd, nil, []string{"cart.shop.serviceaccount.identity.linkerd-x.cluster.local"}, workload, model.ReasonWrongControlPlaneNS},
-		{"linkerd wrong namespace", model.MeshLinkerd, nil, []string{"cart.web.serviceaccount.identity.linkerd.cluster.local"}, workload, model.ReasonWrongNamespace},
-		{"linkerd SPIRE identity", model.MeshLinkerd, []string{"spiffe://cluster.local/ns/shop/sa/cart"}, nil, workload, ""},
-		{"linkerd no identity", model.MeshLinkerd, nil, []string{"example.com"}, nil, model.ReasonMissingIdentity},
+		{"istio workload", meshIstio, []string{"spiffe://cluster.local/ns/shop/sa/cart"}, nil, workload, ""},
+		{"istio alias trust domain", meshIstio, []string{"spiffe://old.example/ns/shop/sa/cart"}, nil, workload, ""},
+		{"istio wrong trust domain", meshIstio, []string{"spiffe://evil.example/ns/shop/sa/cart"}, nil, workload, model.ReasonWrongTrustDomain},
+		{"istio wrong service account", meshIstio, []string{"spiffe://cluster.local/ns/shop/sa/default"}, nil, workload, model.ReasonWrongServiceAccount},
+		{"istio wrong namespace", meshIstio, []string{"spiffe://cluster.local/ns/other/sa/cart"}, nil, workload, model.ReasonWrongNamespace},
+		{"istio any workload when none expected", meshIstio, []string{"spiffe://cluster.local/ns/other/sa/x"}, nil, nil, ""},
+		{"istio no identity", meshIstio, nil, []string{"istiod.istio-system.svc"}, nil, model.ReasonMissingIdentity},
+		{"istio three identities", meshIstio, []string{"spiffe://cluster.local/ns/a/sa/b", "spiffe://cluster.local/ns/c/sa/d", "spiffe://cluster.local/ns/e/sa/f"}, nil, nil, model.ReasonMultipleIdentities},
+		{"istio not a workload path", meshIstio, []string{"spiffe://cluster.local/ns/shop"}, nil, nil, model.ReasonMalformedIdentity},
+		{"istio bad trust domain characters", meshIstio, []string{"spiffe://Cluster.Local/ns/shop/sa/cart"}, nil, nil, model.ReasonMalformedIdentity},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			leaf := testpki.Issue(testpki.Spec{CommonName: "leaf", Issuer: root, URIs: tt.uris, DNSNames: tt.dns, NotBefore: jan2026, NotAfter: jan2036})
 			o := obj("pod", tt.mesh, chain("default", leaf), trust("ROOTCA", root))
 			o.Expect = tt.expect
-			obs := NewAnalyzer().Analyze([]*model.Object{o}, meshes).Certificates()
+			obs := newAnalyzer().Analyze([]*model.Object{o}, meshes).Certificates()
 			id := obs[0].Identity
 			if id == nil {
 				t.Fatal("no identity result for a mesh leaf")
@@ -280,20 +289,19 @@ func TestAnalyzeIsIncremental(t *testing.T) {
 	leaf := func(name string) *model.Object {
 		l := testpki.Issue(testpki.Spec{CommonName: name, Issuer: inter, NotBefore: jan2026, NotAfter: jan2036,
 			URIs: []string{"spiffe://cluster.local/ns/a/sa/" + name}})
-		o := obj(name, model.MeshIstio, chain("tls.crt", l, inter))
+		o := obj(name, meshIstio, chain("tls.crt", l, inter))
 		o.Source = "envoy"
 		return o
 	}
-	ca := obj("cacerts", model.MeshIstio, chain("ca-cert.pem", inter), trust("root-cert.pem", root))
+	ca := obj("cacerts", meshIstio, chain("ca-cert.pem", inter), trust("root-cert.pem", root))
 	ca.Authoritative = true
 	a, b := leaf("a"), leaf("b")
-	az := NewAnalyzer()
-	az.sigs = newSignatureCache()
+	az := NewAnalyzer(NewCache(), nil)
 	step := func(name string, objects []*model.Object, rebuilt, checks int) model.Analysis {
 		t.Helper()
 		out := az.Analyze(objects, nil)
-		if az.rebuilt != rebuilt || az.sigs.checks != checks {
-			t.Errorf("%s: %d objects analysed and %d signatures checked in all, want %d and %d", name, az.rebuilt, az.sigs.checks, rebuilt, checks)
+		if az.rebuilt != rebuilt || az.cache.sigs.checks != checks {
+			t.Errorf("%s: %d objects analysed and %d signatures checked in all, want %d and %d", name, az.rebuilt, az.cache.sigs.checks, rebuilt, checks)
 		}
 		return out
 	}
@@ -317,12 +325,11 @@ func TestAnalyzeIsIncremental(t *testing.T) {
 // cache holds clearly more than the mesh needs.
 func TestSignatureCacheIsBounded(t *testing.T) {
 	root := testpki.Issue(testpki.Spec{CommonName: "root", CA: true, NotBefore: jan2026, NotAfter: jan2036})
-	a := NewAnalyzer()
-	a.sigs = newSignatureCache()
+	a := NewAnalyzer(NewCache(), nil)
 	for i := range 2500 { // a mesh of one leaf, rotated 2,500 times
 		l := testpki.Issue(testpki.Spec{CommonName: "leaf", Issuer: root, NotBefore: jan2026, NotAfter: jan2036})
 		a.Analyze([]*model.Object{obj("o", "", chain("tls.crt", l), trust("ca.crt", root))}, nil)
-		if n := a.sigs.size(); n > 2*(4*a.observed+1024+1) { // two generations, each rotated once over 4 per certificate + 1024
+		if n := a.cache.sigs.size(); n > 2*(4*a.observed+1024+1) { // two generations, each rotated once over 4 per certificate + 1024
 			t.Fatalf("after %d rotations the cache holds %d checks for a mesh of one", i+1, n)
 		}
 	}
@@ -333,20 +340,20 @@ func TestAnalyzeTrustBundleDriftAndRootKeys(t *testing.T) {
 	newRoot := testpki.Issue(testpki.Spec{CommonName: "new root", CA: true, NotBefore: jan2026, NotAfter: jan2036})
 	inter := testpki.Issue(testpki.Spec{CommonName: "inter", CA: true, Issuer: newRoot, NotBefore: jan2026, NotAfter: jan2036})
 	copyOf := func(name string, cs ...*testpki.Cert) *model.Object {
-		o := obj(name, model.MeshIstio, model.Bundle{Key: "root-cert.pem", Purpose: model.PurposeTrustBundleCopy, Certificates: certs(cs...)})
+		o := obj(name, meshIstio, model.Bundle{Key: "root-cert.pem", Purpose: model.PurposeTrustBundleCopy, Certificates: certs(cs...)})
 		o.Namespace = name
 		return o
 	}
-	authority := &model.Object{Source: "secret", Namespace: "istio-system", Name: "cacerts", Mesh: model.MeshIstio, Authoritative: true,
+	authority := &model.Object{Source: "secret", Namespace: "istio-system", Name: "cacerts", Mesh: meshIstio, Authoritative: true,
 		Bundles:  []model.Bundle{trust("root-cert.pem", oldRoot, newRoot), chain("ca-cert.pem", inter)},
 		KeyPairs: []model.KeyPair{{PrivateKey: "ca-key.pem", Certificate: "ca-cert.pem"}}}
-	selfSigned := &model.Object{Source: "secret", Namespace: "istio-system", Name: "istio-ca-secret", Mesh: model.MeshIstio,
+	selfSigned := &model.Object{Source: "secret", Namespace: "istio-system", Name: "istio-ca-secret", Mesh: meshIstio,
 		Bundles:  []model.Bundle{chain("ca-cert.pem", newRoot)},
 		KeyPairs: []model.KeyPair{{PrivateKey: "ca-key.pem", Certificate: "ca-cert.pem"}}}
-	a := NewAnalyzer().Analyze([]*model.Object{
+	a := newAnalyzer().Analyze([]*model.Object{
 		authority, selfSigned,
 		copyOf("same", oldRoot, newRoot), copyOf("reordered", newRoot, oldRoot), copyOf("stale", oldRoot), copyOf("extra", oldRoot, newRoot, inter),
-		obj("other mesh", model.MeshLinkerd, model.Bundle{Key: "ca-bundle.crt", Purpose: model.PurposeTrustBundleCopy, Certificates: certs(oldRoot)}),
+		obj("other mesh", meshLinkerd, model.Bundle{Key: "ca-bundle.crt", Purpose: model.PurposeTrustBundleCopy, Certificates: certs(oldRoot)}),
 	}, nil)
 	want := map[string]bool{"same": true, "reordered": true, "stale": false, "extra": false}
 	if len(a.TrustBundles()) != len(want) {
@@ -377,25 +384,25 @@ func TestCopiesAreNotTrusted(t *testing.T) {
 	issuer := testpki.Issue(testpki.Spec{CommonName: "issuer", CA: true, Issuer: root, NotBefore: jan2026, NotAfter: jan2036})
 	// A Linkerd issuer Secret whose ca.crt holds the root that signed it, while the mesh's anchors
 	// are unknown: the issuer must not verify against its own copy.
-	o := obj("linkerd-identity-issuer", model.MeshLinkerd, chain("tls.crt", issuer),
+	o := obj("linkerd-identity-issuer", meshLinkerd, chain("tls.crt", issuer),
 		model.Bundle{Key: "ca.crt", Purpose: model.PurposeTrustBundleCopy, Certificates: certs(root)})
-	obs := NewAnalyzer().Analyze([]*model.Object{o}, nil).Certificates()
+	obs := newAnalyzer().Analyze([]*model.Object{o}, nil).Certificates()
 	if st := obs[0].Chain.Evaluate(obs[0].Certificate, now); st.Valid || st.Reason != model.ReasonUnknownAuthority {
 		t.Errorf("issuer verified against its own ca.crt: %+v", st)
 	}
 }
 
-// TestLinkerdTrustRootDigest: a Linkerd pod injected with the published anchors is current, one
-// injected before a rotation is not, and nothing is said while no digest is published.
-func TestLinkerdTrustRootDigest(t *testing.T) {
+// TestTrustRootDigest: a pod injected with the published anchors is current, one injected before
+// a rotation is not, and nothing is said while no digest is published.
+func TestTrustRootDigest(t *testing.T) {
 	pod := func(name, digest string) *model.Object {
-		return &model.Object{Source: "linkerd-proxy", Namespace: "shop", Name: name, Mesh: model.MeshLinkerd, TrustRootDigest: digest}
+		return &model.Object{Source: "linkerd-proxy", Namespace: "shop", Name: name, Mesh: meshLinkerd, TrustRootDigest: digest}
 	}
 	objects := []*model.Object{pod("fresh", "aaa"), pod("stale", "bbb"), pod("unannotated", "")}
-	published := map[model.Mesh]model.MeshSettings{model.MeshLinkerd: {TrustDomain: "cluster.local", TrustAnchorDigests: []string{"aaa", "ccc"}}}
+	published := map[model.Mesh]model.MeshSettings{meshLinkerd: {TrustDomain: "cluster.local", TrustAnchorDigests: []string{"aaa", "ccc"}, TrustAnchorDigestKey: "example.com/trust-root"}}
 	got := map[string]bool{}
-	for _, b := range NewAnalyzer().Analyze(objects, published).TrustBundles() {
-		if b.Key != TrustRootDigestKey {
+	for _, b := range newAnalyzer().Analyze(objects, published).TrustBundles() {
+		if b.Key != "example.com/trust-root" {
 			t.Errorf("key %q", b.Key)
 		}
 		got[b.Name] = b.Current
@@ -403,7 +410,7 @@ func TestLinkerdTrustRootDigest(t *testing.T) {
 	if len(got) != 2 || !got["fresh"] || got["stale"] {
 		t.Errorf("trust root digests: %v", got)
 	}
-	if n := len(NewAnalyzer().Analyze(objects, nil).TrustBundles()); n != 0 {
+	if n := len(newAnalyzer().Analyze(objects, nil).TrustBundles()); n != 0 {
 		t.Errorf("%d comparisons without a published digest", n)
 	}
 }
@@ -431,10 +438,10 @@ func TestChainThroughLargePools(t *testing.T) {
 	}
 	leaf := testpki.Issue(testpki.Spec{CommonName: "leaf", Issuer: inters[14], NotBefore: jan2026, NotAfter: jan2036})
 	own := obj("own", "", append([]model.Bundle{chain("tls.crt", leaf)}, chain("cas.pem", inters...), trust("ca.crt", root))...)
-	ca := obj("ca", model.MeshIstio, chain("ca-cert.pem", inters...), trust("root-cert.pem", root))
+	ca := obj("ca", meshIstio, chain("ca-cert.pem", inters...), trust("root-cert.pem", root))
 	ca.Authoritative = true
-	meshLeaf := obj("leaf", model.MeshIstio, chain("tls.crt", leaf))
-	a := NewAnalyzer().Analyze([]*model.Object{own, ca, meshLeaf}, nil)
+	meshLeaf := obj("leaf", meshIstio, chain("tls.crt", leaf))
+	a := newAnalyzer().Analyze([]*model.Object{own, ca, meshLeaf}, nil)
 	for _, o := range a.Certificates() {
 		if o.Key != "tls.crt" {
 			continue
@@ -448,34 +455,29 @@ func TestChainThroughLargePools(t *testing.T) {
 // TestParseChecksPresentedChains: parsing a presented chain checks its signatures where it is
 // read, so the analysis a scrape waits for checks none; a bundle out of order costs nothing.
 func TestParseChecksPresentedChains(t *testing.T) {
-	saved := sharedSignatures
-	sharedSignatures = newSignatureCache()
-	defer func() { sharedSignatures = saved }()
+	cache := NewCache()
+	sigs := cache.sigs
 	root := testpki.Issue(testpki.Spec{CommonName: "root", CA: true, NotBefore: jan2026, NotAfter: jan2036})
 	inter := testpki.Issue(testpki.Spec{CommonName: "inter", CA: true, Issuer: root, NotBefore: jan2026, NotAfter: jan2036})
 	leaf := testpki.Issue(testpki.Spec{CommonName: "leaf", Issuer: inter, NotBefore: jan2026, NotAfter: jan2036})
-	if _, reason := ParseBundle(testpki.Bundle(inter, leaf)); reason != model.ReasonNone || sharedSignatures.checks != 0 {
-		t.Fatalf("out of order: %q, %d checks", reason, sharedSignatures.checks)
+	if _, reason := cache.ParseBundle(testpki.Bundle(inter, leaf)); reason != model.ReasonNone || sigs.checks != 0 {
+		t.Fatalf("out of order: %q, %d checks", reason, sigs.checks)
 	}
-	presented, _ := ParseBundle(testpki.Bundle(leaf, inter))
-	roots, _ := ParseBundle(root.PEM())
-	if sharedSignatures.checks != 1 {
-		t.Fatalf("%d checks after parsing leaf and intermediate, want 1", sharedSignatures.checks)
-	}
-	// The leaf remembers its issuer itself: a workload leaf takes no entry in the cache.
-	if presented[0].VerifiedBy.Load() != presented[1] || sharedSignatures.size() != 0 {
-		t.Errorf("leaf verified by %v, %d cache entries; want the intermediate and none", presented[0].VerifiedBy.Load(), sharedSignatures.size())
+	presented, _ := cache.ParseBundle(testpki.Bundle(leaf, inter))
+	roots, _ := cache.ParseBundle(root.PEM())
+	if sigs.checks != 1 || sigs.size() != 1 {
+		t.Fatalf("%d checks and %d remembered after parsing leaf and intermediate, want 1 and 1", sigs.checks, sigs.size())
 	}
 	o := &model.Object{Source: "test", Name: "o", Bundles: []model.Bundle{{Key: "tls.crt", Certificates: presented},
 		{Key: "ca.crt", Purpose: model.PurposeTrustBundle, Certificates: roots}}}
-	a := NewAnalyzer()
+	a := NewAnalyzer(cache, nil)
 	for _, obs := range a.Analyze([]*model.Object{o}, nil).Certificates() {
 		if obs.Chain != nil && !obs.Chain.Evaluate(obs.Certificate, testpki.Date(2027, 1, 1)).Valid {
 			t.Errorf("%s[%d]: chain not valid", obs.Key, obs.Index)
 		}
 	}
-	if sharedSignatures.checks != 2 { // only inter -> root was left to the analysis
-		t.Errorf("%d checks in all, want 2", sharedSignatures.checks)
+	if sigs.checks != 2 { // only inter -> root was left to the analysis
+		t.Errorf("%d checks in all, want 2", sigs.checks)
 	}
 }
 
@@ -487,7 +489,7 @@ func TestAnalyzeUniqueLocationsAcrossRuns(t *testing.T) {
 	other := testpki.Issue(testpki.Spec{CommonName: "other", CA: true, NotBefore: jan2026, NotAfter: jan2036})
 	first := obj("/etc/a", model.MeshNone, trust("ca.crt", root))
 	b := obj("/etc/b", model.MeshNone, trust("ca.crt", root))
-	a := NewAnalyzer()
+	a := newAnalyzer()
 	subjects := func(an model.Analysis) []string {
 		var out []string
 		for _, o := range an.Certificates() {
@@ -525,22 +527,22 @@ func TestLeavesShareTheirIssuersChain(t *testing.T) {
 		return testpki.Issue(testpki.Spec{CommonName: name, Issuer: issuer, NotBefore: jan2026, NotAfter: notAfter})
 	}
 	parsed := func(cs ...*testpki.Cert) []*model.Certificate {
-		out, reason := ParseBundle(testpki.Bundle(cs...))
+		out, reason := testCache().ParseBundle(testpki.Bundle(cs...))
 		if reason != model.ReasonNone {
 			t.Fatal(reason)
 		}
 		return out
 	}
 	proxy := func(name string, cs ...*testpki.Cert) *model.Object {
-		return &model.Object{Source: "envoy", Name: name, Mesh: model.MeshIstio, Bundles: []model.Bundle{{Key: "default", Export: model.ExportFirst, NoIdentity: true, Certificates: parsed(cs...)}}}
+		return &model.Object{Source: "envoy", Name: name, Mesh: meshIstio, Bundles: []model.Bundle{{Key: "default", Export: model.ExportFirst, NoIdentity: true, Certificates: parsed(cs...)}}}
 	}
 	objects := []*model.Object{
-		{Source: "secret", Name: "cacerts", Mesh: model.MeshIstio, Authoritative: true, Bundles: []model.Bundle{{Key: "root-cert.pem", Purpose: model.PurposeTrustBundle, Certificates: parsed(root)}}},
+		{Source: "secret", Name: "cacerts", Mesh: meshIstio, Authoritative: true, Bundles: []model.Bundle{{Key: "root-cert.pem", Purpose: model.PurposeTrustBundle, Certificates: parsed(root)}}},
 		proxy("a", leaf("a", inter, jan2036), inter),
 		proxy("b", leaf("b", inter, testpki.Date(2027, 1, 1)), inter),
 		proxy("c", leaf("c", other, jan2036), other),
 	}
-	obs := NewAnalyzer().Analyze(objects, map[model.Mesh]model.MeshSettings{model.MeshIstio: {TrustDomain: "cluster.local"}}).Certificates()
+	obs := newAnalyzer().Analyze(objects, map[model.Mesh]model.MeshSettings{meshIstio: {TrustDomain: "cluster.local"}}).Certificates()
 	byName := map[string]model.CertificateObservation{}
 	for _, o := range obs {
 		byName[o.Name] = o

@@ -22,19 +22,19 @@ func meshObjects() []*model.Object {
 	benchOnce.Do(func() {
 		m := testpki.NewMesh(10000, jan2026)
 		inter := NewCertificate(m.Intermediate.X509)
-		benchObjects = append(benchObjects, &model.Object{Source: "secret", Namespace: "istio-system", Name: "cacerts", Mesh: model.MeshIstio,
+		benchObjects = append(benchObjects, &model.Object{Source: "secret", Namespace: "istio-system", Name: "cacerts", Mesh: meshIstio,
 			Authoritative: true, Bundles: []model.Bundle{
 				{Key: "ca-cert.pem", Certificates: []*model.Certificate{inter}},
 				{Key: "root-cert.pem", Purpose: model.PurposeTrustBundle, Certificates: []*model.Certificate{NewCertificate(m.Root.X509)}}}})
 		for i, l := range m.Leaves {
-			benchObjects = append(benchObjects, &model.Object{Source: "envoy", Namespace: fmt.Sprintf("ns-%d", i%50), Name: fmt.Sprintf("pod-%d", i), Mesh: model.MeshIstio,
+			benchObjects = append(benchObjects, &model.Object{Source: "envoy", Namespace: fmt.Sprintf("ns-%d", i%50), Name: fmt.Sprintf("pod-%d", i), Mesh: meshIstio,
 				Bundles: []model.Bundle{{Key: "default", Certificates: []*model.Certificate{NewCertificate(l.X509)}}}})
 		}
 	})
 	return benchObjects
 }
 
-var benchMeshes = map[model.Mesh]model.MeshSettings{model.MeshIstio: {TrustDomain: "cluster.local"}}
+var benchMeshes = map[model.Mesh]model.MeshSettings{meshIstio: {TrustDomain: "cluster.local"}}
 
 // BenchmarkAnalyzeCold analyses 10,000 workload chains with an empty signature cache: the cost
 // after a start, had no reader checked a presented chain yet.
@@ -42,16 +42,7 @@ func BenchmarkAnalyzeCold(b *testing.B) {
 	objects := meshObjects()
 	b.ReportAllocs()
 	for b.Loop() {
-		for _, o := range objects { // certificates remember the CA that verified them
-			for _, bundle := range o.Bundles {
-				for _, c := range bundle.Certificates {
-					c.VerifiedBy.Store(nil)
-				}
-			}
-		}
-		a := NewAnalyzer()
-		a.sigs = newSignatureCache()
-		a.Analyze(objects, benchMeshes)
+		NewAnalyzer(NewCache(), nil).Analyze(objects, benchMeshes)
 	}
 }
 
@@ -60,10 +51,10 @@ func BenchmarkAnalyzeCold(b *testing.B) {
 // cache hit.
 func BenchmarkAnalyzeMeshChanged(b *testing.B) {
 	objects := meshObjects()
-	NewAnalyzer().Analyze(objects, benchMeshes) // warms the process's signature cache
+	newAnalyzer().Analyze(objects, benchMeshes) // warms the process's signature cache
 	b.ReportAllocs()
 	for b.Loop() {
-		NewAnalyzer().Analyze(objects, benchMeshes)
+		newAnalyzer().Analyze(objects, benchMeshes)
 	}
 }
 
@@ -71,7 +62,7 @@ func BenchmarkAnalyzeMeshChanged(b *testing.B) {
 // object is analysed, the others keep their findings.
 func BenchmarkAnalyzeOneChanged(b *testing.B) {
 	objects := slices.Clone(meshObjects())
-	a := NewAnalyzer()
+	a := newAnalyzer()
 	a.Analyze(objects, benchMeshes)
 	b.ReportAllocs()
 	i := 0
@@ -89,7 +80,7 @@ func BenchmarkParseBundle(b *testing.B) {
 	data := testpki.Bundle(m.Leaves[0], m.Intermediate)
 	b.ReportAllocs()
 	for b.Loop() {
-		ParseBundle(data)
+		testCache().ParseBundle(data)
 	}
 }
 
@@ -97,13 +88,13 @@ func BenchmarkParseBundle(b *testing.B) {
 // the analyser's entry and the object's findings (its leaf's observation and chain).
 func BenchmarkAnalysisHeld(b *testing.B) {
 	objects := meshObjects()
-	NewAnalyzer().Analyze(objects, benchMeshes) // warms the process's signature cache
+	newAnalyzer().Analyze(objects, benchMeshes) // warms the process's signature cache
 	var held float64
 	for b.Loop() {
 		var before, after runtime.MemStats
 		runtime.GC()
 		runtime.ReadMemStats(&before)
-		a := NewAnalyzer()
+		a := newAnalyzer()
 		result := a.Analyze(objects, benchMeshes)
 		runtime.GC()
 		runtime.ReadMemStats(&after)

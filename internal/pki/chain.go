@@ -122,8 +122,8 @@ func newSigKey(child, parent *model.Certificate) sigKey {
 	return sha256.Sum256(pair[:])
 }
 
-// signatureCache remembers signature checks across analyses and is shared by the whole process:
-// readers fill it as they parse presented chains (checkPresentedChain) and the analysis reads it.
+// signatureCache remembers signature checks across analyses: readers fill it as they parse
+// presented chains (checkPresentedChain) and the analysis reads it.
 // It is generational: rotate forgets the entries not used since the rotation before, so the cache
 // follows what is in the mesh. It is safe for concurrent use; a signature is checked outside the
 // lock.
@@ -136,9 +136,6 @@ type signatureCache struct {
 func newSignatureCache() *signatureCache {
 	return &signatureCache{current: map[sigKey]bool{}}
 }
-
-// sharedSignatures is the process's signature cache.
-var sharedSignatures = newSignatureCache()
 
 // rotateOver starts a new generation when the current one holds more than limit checks.
 func (s *signatureCache) rotateOver(limit int) {
@@ -157,9 +154,6 @@ func (s *signatureCache) size() int {
 }
 
 func (s *signatureCache) check(child, parent *model.Certificate) bool {
-	if v := child.VerifiedBy.Load(); v != nil && v.Fingerprint == parent.Fingerprint {
-		return true
-	}
 	k := newSigKey(child, parent)
 	s.mu.Lock()
 	ok, hit := s.current[k]
@@ -174,14 +168,9 @@ func (s *signatureCache) check(child, parent *model.Certificate) bool {
 		return ok
 	}
 	ok = verifies(parent, child)
-	// The first CA found to verify the child is remembered by the child itself (8 bytes, not a
-	// cache entry); any other result goes to the cache.
-	remembered := ok && child.VerifiedBy.CompareAndSwap(nil, parent)
 	s.mu.Lock()
 	s.checks++
-	if !remembered {
-		s.current[k] = ok
-	}
+	s.current[k] = ok
 	s.mu.Unlock()
 	return ok
 }
@@ -205,33 +194,33 @@ type chainBuilder struct {
 
 // buildChain finds the paths from c through intermediates to anchors. Signature, CA and path length
 // constraints are checked here, once; validity windows are checked by Chain.Evaluate at scrape time.
-func buildChain(c *model.Certificate, anchors, intermediates pools, sigs *signatureCache) *model.Chain {
+func buildChain(c *model.Certificate, anchors, intermediates pools, cache *Cache) *model.Chain {
 	if anchors.contains(c) {
 		// The certificate is itself a current anchor (a self-signed issuer that is its own
 		// anchor, as a default Linkerd install makes): its one path is empty.
-		return sharedChain(&model.Chain{Paths: [][]*model.Certificate{nil}})
+		return cache.chain(&model.Chain{Paths: [][]*model.Certificate{nil}})
 	}
-	return build(c, anchors, intermediates, sigs)
+	return build(c, anchors, intermediates, cache)
 }
 
 // buildPresentedChain builds the chain of a certificate its owner presents, as a peer does: from
 // the certificates presented with it (presented) up to the anchors. When a path exists only
 // through another CA the exporter knows (intermediates), the chain is incomplete: it reports the
 // path the presented certificates give and the reason ReasonIncompleteChain.
-func buildPresentedChain(c *model.Certificate, anchors, presented, intermediates pools, sigs *signatureCache) *model.Chain {
-	ch := buildChain(c, anchors, presented, sigs)
+func buildPresentedChain(c *model.Certificate, anchors, presented, intermediates pools, cache *Cache) *model.Chain {
+	ch := buildChain(c, anchors, presented, cache)
 	if len(ch.Paths) > 0 {
 		return ch
 	}
-	if full := build(c, anchors, intermediates, sigs); len(full.Paths) > 0 {
-		return sharedChain(&model.Chain{Partial: ch.Partial, Reason: model.ReasonIncompleteChain})
+	if full := build(c, anchors, intermediates, cache); len(full.Paths) > 0 {
+		return cache.chain(&model.Chain{Partial: ch.Partial, Reason: model.ReasonIncompleteChain})
 	}
 	return ch
 }
 
 // build finds the paths of c that end at one of anchors.
-func build(c *model.Certificate, anchors, intermediates pools, sigs *signatureCache) *model.Chain {
-	b := &chainBuilder{anchors: anchors, intermediates: intermediates, sigs: sigs}
+func build(c *model.Certificate, anchors, intermediates pools, cache *Cache) *model.Chain {
+	b := &chainBuilder{anchors: anchors, intermediates: intermediates, sigs: cache.sigs}
 	b.result.Partial = []*model.Certificate{c}
 	b.result.Reason = model.ReasonUnknownAuthority
 	b.extend([]*model.Certificate{c})
@@ -245,7 +234,7 @@ func build(c *model.Certificate, anchors, intermediates pools, sigs *signatureCa
 	for _, p := range b.result.Paths {
 		chain.Paths = append(chain.Paths, above(p))
 	}
-	return sharedChain(chain)
+	return cache.chain(chain)
 }
 
 // above returns a copy of the path without its first certificate, or nil.

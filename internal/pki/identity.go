@@ -70,121 +70,49 @@ func isPathChar(r rune) bool {
 	return isTrustDomainChar(r) || r >= 'A' && r <= 'Z'
 }
 
-// LinkerdIdentity is a parsed Linkerd proxy identity:
-// <service account>.<namespace>.serviceaccount.identity.<control plane namespace>.<trust domain>.
-type LinkerdIdentity struct {
-	ServiceAccount        string
-	Namespace             string
-	ControlPlaneNamespace string
-	TrustDomain           string
-}
-
-const linkerdIdentityInfix = ".serviceaccount.identity."
-
-// IsLinkerdIdentityName reports whether a DNS name has the shape of a Linkerd identity.
-func IsLinkerdIdentityName(name string) bool {
-	return strings.Contains(name, linkerdIdentityInfix)
-}
-
-var errMalformedLinkerdIdentity = errors.New("malformed Linkerd identity")
-
-// ParseLinkerdIdentity parses a Linkerd identity DNS name. Namespaces are DNS labels (no dots);
-// service accounts may contain dots, so the namespace is the label just before the infix.
-func ParseLinkerdIdentity(name string) (LinkerdIdentity, error) {
-	left, right, ok := strings.Cut(name, linkerdIdentityInfix)
-	if !ok {
-		return LinkerdIdentity{}, errMalformedLinkerdIdentity
-	}
-	dot := strings.LastIndexByte(left, '.')
-	cpNS, td, ok := strings.Cut(right, ".")
-	if dot <= 0 || dot == len(left)-1 || !ok || cpNS == "" || td == "" {
-		return LinkerdIdentity{}, errMalformedLinkerdIdentity
-	}
-	return LinkerdIdentity{
-		ServiceAccount:        left[:dot],
-		Namespace:             left[dot+1:],
-		ControlPlaneNamespace: cpNS,
-		TrustDomain:           td,
-	}, nil
-}
-
-// CheckIdentity checks the mesh identity of a leaf certificate of a mesh against the mesh's
-// settings and, when expect is not nil, the workload it belongs to. Istio identities are SPIFFE IDs
-// of the form spiffe://<trust domain>/ns/<ns>/sa/<sa>; Linkerd identities are DNS names (or a SPIFFE
-// ID when the proxy gets its identity from SPIRE).
-func CheckIdentity(c *model.Certificate, mesh model.Mesh, settings model.MeshSettings, expect *model.Identity) model.IdentityStatus {
-	if mesh == model.MeshLinkerd {
-		var names []string
-		for _, n := range c.DNSNames {
-			if IsLinkerdIdentityName(n) {
-				names = append(names, n)
-			}
-		}
-		if len(names) > 0 || len(c.SPIFFEIDs) == 0 {
-			return checkLinkerdNames(names, settings, expect)
-		}
-	}
-	return checkSPIFFEIDs(c.SPIFFEIDs, settings, expect)
-}
-
-func checkSPIFFEIDs(ids []string, settings model.MeshSettings, expect *model.Identity) model.IdentityStatus {
+// CheckSPIFFEIdentity checks that a leaf carries exactly one SPIFFE ID (ids), of a Kubernetes
+// workload (/ns/<namespace>/sa/<service account>) in one of the mesh's trust domains, and that it
+// is the workload expect names when expect is not nil.
+func CheckSPIFFEIdentity(ids []string, settings model.MeshSettings, expect *model.Identity) model.IdentityStatus {
 	switch len(ids) {
 	case 0:
-		return invalid(model.ReasonMissingIdentity)
+		return Invalid(model.ReasonMissingIdentity)
 	case 1:
 	default:
-		return invalid(model.ReasonMultipleIdentities)
+		return Invalid(model.ReasonMultipleIdentities)
 	}
 	id, err := ParseSPIFFEID(ids[0])
 	if err != nil {
-		return invalid(model.ReasonMalformedIdentity)
+		return Invalid(model.ReasonMalformedIdentity)
 	}
 	ns, sa, ok := id.Workload()
 	if !ok {
-		return invalid(model.ReasonMalformedIdentity)
+		return Invalid(model.ReasonMalformedIdentity)
 	}
 	if !slices.Contains(settings.TrustDomains(), id.TrustDomain) {
-		return invalid(model.ReasonWrongTrustDomain)
+		return Invalid(model.ReasonWrongTrustDomain)
 	}
-	return checkWorkload(ns, sa, expect)
+	return CheckWorkload(ns, sa, expect)
 }
 
-func checkLinkerdNames(names []string, settings model.MeshSettings, expect *model.Identity) model.IdentityStatus {
-	switch len(names) {
-	case 0:
-		return invalid(model.ReasonMissingIdentity)
-	case 1:
-	default:
-		return invalid(model.ReasonMultipleIdentities)
-	}
-	id, err := ParseLinkerdIdentity(names[0])
-	if err != nil {
-		return invalid(model.ReasonMalformedIdentity)
-	}
-	if !slices.Contains(settings.TrustDomains(), id.TrustDomain) {
-		return invalid(model.ReasonWrongTrustDomain)
-	}
-	if settings.ControlPlaneNamespace != "" && id.ControlPlaneNamespace != settings.ControlPlaneNamespace {
-		return invalid(model.ReasonWrongControlPlaneNS)
-	}
-	return checkWorkload(id.Namespace, id.ServiceAccount, expect)
-}
-
-func checkWorkload(namespace, serviceAccount string, expect *model.Identity) model.IdentityStatus {
+// CheckWorkload checks the namespace and service account an identity names against the workload
+// expect names (nil: any workload).
+func CheckWorkload(namespace, serviceAccount string, expect *model.Identity) model.IdentityStatus {
 	if expect != nil {
 		if expect.Namespace != "" && namespace != expect.Namespace {
-			return invalid(model.ReasonWrongNamespace)
+			return Invalid(model.ReasonWrongNamespace)
 		}
 		if expect.ServiceAccount != "" && serviceAccount != expect.ServiceAccount {
-			return invalid(model.ReasonWrongServiceAccount)
+			return Invalid(model.ReasonWrongServiceAccount)
 		}
 		if expect.NotOnNode {
-			return invalid(model.ReasonNotOnNode)
+			return Invalid(model.ReasonNotOnNode)
 		}
 	}
 	return model.IdentityStatus{Valid: true}
 }
 
-func invalid(reason model.ErrorReason) model.IdentityStatus {
+// Invalid is the status of an identity that is not valid for reason.
+func Invalid(reason model.ErrorReason) model.IdentityStatus {
 	return model.IdentityStatus{Reason: reason}
 }

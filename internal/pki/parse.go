@@ -33,10 +33,10 @@ const (
 var pemBegin = []byte("-----BEGIN ")
 
 // ParseBundle parses every certificate in data, which holds concatenated PEM blocks or DER
-// certificates. Identical certificates are parsed once and shared process-wide. Private-key blocks and other non-certificate blocks are skipped and their bytes
+// certificates. Identical certificates are parsed once and shared through the cache. Private-key blocks and other non-certificate blocks are skipped and their bytes
 // zeroed; they never reach the result. The reason is ReasonNone when everything in data was read;
 // otherwise it says what went wrong, and the certificates that could be read are still returned.
-func ParseBundle(data []byte) ([]*model.Certificate, model.ErrorReason) {
+func (c *Cache) ParseBundle(data []byte) ([]*model.Certificate, model.ErrorReason) {
 	if len(data) > MaxBundleBytes {
 		return nil, model.ReasonTooLarge
 	}
@@ -44,7 +44,7 @@ func ParseBundle(data []byte) ([]*model.Certificate, model.ErrorReason) {
 	// PEM decoder, which wants it at the start of a line.
 	data = bytes.TrimPrefix(data, []byte("\xef\xbb\xbf"))
 	if !bytes.Contains(data, pemBegin) {
-		return parseDER(data)
+		return c.parseDER(data)
 	}
 	var (
 		certs  []*model.Certificate
@@ -68,12 +68,12 @@ func ParseBundle(data []byte) ([]*model.Certificate, model.ErrorReason) {
 			reason = model.ReasonTooMany
 			break
 		}
-		c, err := sharedCertificate(block.Bytes)
+		cert, err := c.certificate(block.Bytes)
 		if err != nil {
 			reason = worse(reason, model.ReasonBadDER)
 			continue
 		}
-		certs = append(certs, c)
+		certs = append(certs, cert)
 	}
 	// pem.Decode silently skips a block it cannot decode (bad base64, no END line, a truncated
 	// file): a BEGIN line that did not become a block is a broken bundle.
@@ -83,22 +83,22 @@ func ParseBundle(data []byte) ([]*model.Certificate, model.ErrorReason) {
 	if len(certs) == 0 && reason == model.ReasonNone {
 		reason = model.ReasonNoCertificate
 	}
-	checkPresentedChain(certs)
+	c.checkPresentedChain(certs)
 	return certs, reason
 }
 
-// checkPresentedChain checks, into the shared signature cache, the signature of each certificate
+// checkPresentedChain checks, into the cache's signature checks, the signature of each certificate
 // by the next when the next names it as issuer: the order a presented chain (leaf, then its CAs)
 // has. It runs where the bundle is read (an informer's transform, a proxy reader), so the
 // analysis that a scrape waits for finds the expensive part done. One check per certificate at
 // most: a hostile bundle cannot make this quadratic.
-func checkPresentedChain(certs []*model.Certificate) {
+func (c *Cache) checkPresentedChain(certs []*model.Certificate) {
 	for i := 0; i+1 < len(certs); i++ {
 		child, parent := certs[i], certs[i+1]
 		if child.Partial || parent.Partial || !parent.IsCA() || string(parent.RawSubject) != string(child.RawIssuer) {
 			continue
 		}
-		sharedSignatures.check(child, parent)
+		c.sigs.check(child, parent)
 	}
 }
 
@@ -112,7 +112,7 @@ func worse(current, next model.ErrorReason) model.ErrorReason {
 
 // parseDER reads one or more concatenated DER certificates. Data that does not start like an ASN.1
 // SEQUENCE is not a certificate at all.
-func parseDER(data []byte) ([]*model.Certificate, model.ErrorReason) {
+func (c *Cache) parseDER(data []byte) ([]*model.Certificate, model.ErrorReason) {
 	trimmed := bytes.TrimSpace(data)
 	if len(trimmed) == 0 || trimmed[0] != 0x30 {
 		return nil, model.ReasonNoCertificate
@@ -129,13 +129,13 @@ func parseDER(data []byte) ([]*model.Certificate, model.ErrorReason) {
 	}
 	certs := make([]*model.Certificate, 0, len(xs))
 	for _, x := range xs {
-		c, err := sharedCertificate(x.Raw)
+		cert, err := c.certificate(x.Raw)
 		if err != nil {
 			return certs, model.ReasonBadDER
 		}
-		certs = append(certs, c)
+		certs = append(certs, cert)
 	}
-	checkPresentedChain(certs)
+	c.checkPresentedChain(certs)
 	return certs, reason
 }
 

@@ -46,9 +46,9 @@ func TestParseBundle(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			certs, reason := ParseBundle(tt.data)
+			certs, reason := testCache().ParseBundle(tt.data)
 			if len(certs) != tt.want || reason != tt.reason {
-				t.Fatalf("ParseBundle() = %d certificates, reason %q; want %d, %q", len(certs), reason, tt.want, tt.reason)
+				t.Fatalf("testCache().ParseBundle() = %d certificates, reason %q; want %d, %q", len(certs), reason, tt.want, tt.reason)
 			}
 			if tt.subject != "" && certs[0].Subject != "CN="+tt.subject {
 				t.Errorf("first certificate is %q, want CN=%s", certs[0].Subject, tt.subject)
@@ -62,7 +62,7 @@ func TestParseBundleClearsKeyBytes(t *testing.T) {
 	keyPEM := root.KeyPEM()
 	keyBlock, _ := pem.Decode(keyPEM)
 	data := append(append([]byte{}, keyPEM...), root.PEM()...)
-	certs, _ := ParseBundle(data)
+	certs, _ := testCache().ParseBundle(data)
 	for _, c := range certs {
 		if strings.Contains(fmt.Sprint(c), string(keyBlock.Bytes[:32])) {
 			t.Fatal("a parsed certificate references private key bytes")
@@ -98,8 +98,8 @@ func TestNewCertificateFacts(t *testing.T) {
 
 func TestParseBundleSharesIdenticalCertificates(t *testing.T) {
 	root := testpki.Issue(testpki.Spec{CommonName: "shared root", CA: true, NotBefore: jan2026, NotAfter: jan2036})
-	a, _ := ParseBundle(root.PEM())
-	b, _ := ParseBundle(append([]byte("# another bundle\n"), root.PEM()...))
+	a, _ := testCache().ParseBundle(root.PEM())
+	b, _ := testCache().ParseBundle(append([]byte("# another bundle\n"), root.PEM()...))
 	if len(a) != 1 || len(b) != 1 || a[0] != b[0] {
 		t.Fatal("two bundles holding one certificate got two copies")
 	}

@@ -47,24 +47,24 @@ func TestVersion1Roots(t *testing.T) {
 		reason  model.ErrorReason
 		depth   int
 	}{
-		{"the v1 root of a plug-in CA is its trust anchor", []*model.Object{authoritative("cacerts", model.MeshIstio, chain("ca-cert.pem", inter), trust("root-cert.pem", root))},
+		{"the v1 root of a plug-in CA is its trust anchor", []*model.Object{authoritative("cacerts", meshIstio, chain("ca-cert.pem", inter), trust("root-cert.pem", root))},
 			[3]any{"cacerts", "root-cert.pem", 0}, model.RoleTrustAnchor, false, "", 0},
-		{"an intermediate under a v1 root verifies", []*model.Object{authoritative("cacerts", model.MeshIstio, chain("ca-cert.pem", inter), trust("root-cert.pem", root))},
+		{"an intermediate under a v1 root verifies", []*model.Object{authoritative("cacerts", meshIstio, chain("ca-cert.pem", inter), trust("root-cert.pem", root))},
 			[3]any{"cacerts", "ca-cert.pem", 0}, model.RoleIntermediate, true, "", 2},
 		{"a leaf under the v1 root's intermediate verifies", []*model.Object{
-			authoritative("cacerts", model.MeshIstio, chain("ca-cert.pem", inter), trust("root-cert.pem", root)),
-			obj("proxy", model.MeshIstio, presented("default", leaf, inter, root)),
+			authoritative("cacerts", meshIstio, chain("ca-cert.pem", inter), trust("root-cert.pem", root)),
+			obj("proxy", meshIstio, presented("default", leaf, inter, root)),
 		}, [3]any{"proxy", "default", 0}, model.RoleLeaf, true, "", 3},
 		{"a generic bundle trusts its own v1 root", []*model.Object{obj("bundle", "", chain("chain.pem", leaf, inter, root))},
 			[3]any{"bundle", "chain.pem", 0}, model.RoleLeaf, true, "", 3},
 		{"a v1 certificate in an intermediate position is no CA", []*model.Object{obj("o", "", chain("tls.crt", underV1Inter, v1Inter), trust("ca.crt", root))},
 			[3]any{"o", "tls.crt", 0}, model.RoleLeaf, false, model.ReasonNotCA, 2},
-		{"a v1 self-signed certificate outside an anchor position is a leaf", []*model.Object{obj("o", model.MeshIstio, chain("tls.crt", root))},
+		{"a v1 self-signed certificate outside an anchor position is a leaf", []*model.Object{obj("o", meshIstio, chain("tls.crt", root))},
 			[3]any{"o", "tls.crt", 0}, model.RoleLeaf, false, model.ReasonUnknownAuthority, 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := find(NewAnalyzer().Analyze(tt.objects, nil).Certificates(), tt.at[0].(string), tt.at[1].(string), tt.at[2].(int))
+			got := find(newAnalyzer().Analyze(tt.objects, nil).Certificates(), tt.at[0].(string), tt.at[1].(string), tt.at[2].(int))
 			if got == nil || got.Role != tt.role {
 				t.Fatalf("observation %+v, want role %q", got, tt.role)
 			}
@@ -82,9 +82,9 @@ func TestVersion1Roots(t *testing.T) {
 	}
 
 	// The v1 root's key stored next to it is a root key in the cluster.
-	o := authoritative("istio-ca-secret", model.MeshIstio, trust("ca-cert.pem", root))
+	o := authoritative("istio-ca-secret", meshIstio, trust("ca-cert.pem", root))
 	o.KeyPairs = []model.KeyPair{{PrivateKey: "ca-key.pem", Certificate: "ca-cert.pem"}}
-	if rk := NewAnalyzer().Analyze([]*model.Object{o}, nil).RootKeys(); len(rk) != 1 || !rk[0].Stored {
+	if rk := newAnalyzer().Analyze([]*model.Object{o}, nil).RootKeys(); len(rk) != 1 || !rk[0].Stored {
 		t.Errorf("root keys = %+v, want the v1 root's key reported", rk)
 	}
 }
@@ -100,7 +100,7 @@ func TestPresentedChains(t *testing.T) {
 	otherRoot := testpki.Issue(testpki.Spec{CommonName: "other root", CA: true, NotBefore: jan2026, NotAfter: jan2036})
 	otherInter := testpki.Issue(testpki.Spec{CommonName: "other inter", CA: true, Issuer: otherRoot, NotBefore: jan2026, NotAfter: jan2036})
 	strayLeaf := testpki.Issue(testpki.Spec{CommonName: "stray", Issuer: otherInter, NotBefore: jan2026, NotAfter: jan2036})
-	cacerts := authoritative("cacerts", model.MeshIstio, chain("ca-cert.pem", inter), chain("cert-chain.pem", inter, root), trust("root-cert.pem", root))
+	cacerts := authoritative("cacerts", meshIstio, chain("ca-cert.pem", inter), chain("cert-chain.pem", inter, root), trust("root-cert.pem", root))
 
 	tests := []struct {
 		name   string
@@ -118,8 +118,8 @@ func TestPresentedChains(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			proxy := obj("proxy", model.MeshIstio, tt.bundle)
-			got := find(NewAnalyzer().Analyze([]*model.Object{cacerts, proxy}, nil).Certificates(), "proxy", "default", 0)
+			proxy := obj("proxy", meshIstio, tt.bundle)
+			got := find(newAnalyzer().Analyze([]*model.Object{cacerts, proxy}, nil).Certificates(), "proxy", "default", 0)
 			if got == nil || got.Chain == nil {
 				t.Fatalf("no chain for the proxy's leaf: %+v", got)
 			}
@@ -149,11 +149,11 @@ func TestSelfSignedIssuer(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			objects := []*model.Object{
-				authoritative("linkerd-identity-trust-roots", model.MeshLinkerd, trust("ca-bundle.crt", tt.roots)),
-				{Source: "test", Namespace: "linkerd", Name: "linkerd-identity-issuer", Mesh: model.MeshLinkerd, Bundles: []model.Bundle{issuerBundle},
+				authoritative("linkerd-identity-trust-roots", meshLinkerd, trust("ca-bundle.crt", tt.roots)),
+				{Source: "test", Namespace: "linkerd", Name: "linkerd-identity-issuer", Mesh: meshLinkerd, Bundles: []model.Bundle{issuerBundle},
 					KeyPairs: []model.KeyPair{{PrivateKey: "key.pem", Certificate: "crt.pem"}}},
 			}
-			a := NewAnalyzer().Analyze(objects, nil)
+			a := newAnalyzer().Analyze(objects, nil)
 			got := find(a.Certificates(), "linkerd-identity-issuer", "crt.pem", 0)
 			if got == nil || got.Role != model.RoleIssuer || got.Chain == nil {
 				t.Fatalf("issuer observation %+v, want role issuer with a chain", got)
@@ -183,9 +183,9 @@ func TestFederatedBundles(t *testing.T) {
 	keyed := func(td string, cs ...*testpki.Cert) model.Bundle {
 		return model.Bundle{Key: "ROOTCA/" + td, Purpose: model.PurposeTrustBundleCopy, Export: model.ExportNone, TrustDomainKeyed: true, Certificates: certs(cs...)}
 	}
-	proxy := obj("proxy", model.MeshIstio, keyed("cluster.local", root), keyed("legacy.local", oldRoot), keyed("partner.example", foreign, foreignInter))
-	settings := map[model.Mesh]model.MeshSettings{model.MeshIstio: {TrustDomain: "cluster.local", TrustDomainAliases: []string{"legacy.local"}}}
-	a := NewAnalyzer().Analyze([]*model.Object{authoritative("cacerts", model.MeshIstio, trust("root-cert.pem", root)), proxy}, settings)
+	proxy := obj("proxy", meshIstio, keyed("cluster.local", root), keyed("legacy.local", oldRoot), keyed("partner.example", foreign, foreignInter))
+	settings := map[model.Mesh]model.MeshSettings{meshIstio: {TrustDomain: "cluster.local", TrustDomainAliases: []string{"legacy.local"}}}
+	a := newAnalyzer().Analyze([]*model.Object{authoritative("cacerts", meshIstio, trust("root-cert.pem", root)), proxy}, settings)
 
 	current := map[string]bool{}
 	for _, b := range a.TrustBundles() {
@@ -215,68 +215,5 @@ func TestFederatedBundles(t *testing.T) {
 	}
 	if find(a.Certificates(), "proxy", "ROOTCA/cluster.local", 0) != nil {
 		t.Error("the mesh's own bundle copy is exported per proxy")
-	}
-}
-
-// TestMeshRequirements: the rules each mesh enforces on its CAs.
-func TestMeshRequirements(t *testing.T) {
-	ed := testpki.Issue(testpki.Spec{CommonName: "ed root", CA: true, Key: testpki.Ed25519, NotBefore: jan2026, NotAfter: jan2036})
-	rsa := testpki.Issue(testpki.Spec{CommonName: "rsa root", CA: true, Key: testpki.RSA2048, NotBefore: jan2026, NotAfter: jan2036})
-	rsa1024 := testpki.Issue(testpki.Spec{CommonName: "rsa 1024 root", CA: true, Key: testpki.RSA1024, NotBefore: jan2026, NotAfter: jan2036})
-	p256 := testpki.Issue(testpki.Spec{CommonName: "root.linkerd.cluster.local", CA: true, NotBefore: jan2026, NotAfter: jan2036})
-	p384 := testpki.Issue(testpki.Spec{CommonName: "p384 root", CA: true, Key: testpki.ECDSAP384, NotBefore: jan2026, NotAfter: jan2036})
-	issuer := testpki.Issue(testpki.Spec{CommonName: "identity.linkerd.cluster.local", CA: true, Issuer: p256, NotBefore: jan2026, NotAfter: jan2036})
-	issuerByDNS := testpki.Issue(testpki.Spec{CommonName: "Linkerd issuer", DNSNames: []string{"identity.linkerd.cluster.local"}, CA: true, Issuer: p256, NotBefore: jan2026, NotAfter: jan2036})
-	misnamed := testpki.Issue(testpki.Spec{CommonName: "identity.linkerd.example.org", CA: true, Issuer: p256, NotBefore: jan2026, NotAfter: jan2036})
-	rsaIssuer := testpki.Issue(testpki.Spec{CommonName: "identity.linkerd.cluster.local", CA: true, Key: testpki.RSA2048, Issuer: p256, NotBefore: jan2026, NotAfter: jan2036})
-	istioInter := testpki.Issue(testpki.Spec{CommonName: "inter", CA: true, Key: testpki.ECDSAP384, Issuer: rsa, NotBefore: jan2026, NotAfter: jan2036})
-
-	linkerd := model.MeshSettings{TrustDomain: "cluster.local", ControlPlaneNamespace: "linkerd"}
-	tests := []struct {
-		name string
-		c    *testpki.Cert
-		role model.Role
-		mesh model.Mesh
-		want model.RequirementStatus
-		ok   bool
-	}{
-		{"Linkerd anchor P-256", p256, model.RoleTrustAnchor, model.MeshLinkerd, model.RequirementStatus{Met: true}, true},
-		{"Linkerd anchor RSA", rsa, model.RoleTrustAnchor, model.MeshLinkerd, model.RequirementStatus{Reason: model.ReasonUnsupportedKey}, true},
-		{"Linkerd anchor P-384", p384, model.RoleTrustAnchor, model.MeshLinkerd, model.RequirementStatus{Reason: model.ReasonUnsupportedKey}, true},
-		{"Linkerd issuer named by CN", issuer, model.RoleIssuer, model.MeshLinkerd, model.RequirementStatus{Met: true}, true},
-		{"Linkerd issuer named by DNS SAN", issuerByDNS, model.RoleIssuer, model.MeshLinkerd, model.RequirementStatus{Met: true}, true},
-		{"Linkerd issuer of another trust domain", misnamed, model.RoleIssuer, model.MeshLinkerd, model.RequirementStatus{Reason: model.ReasonWrongIssuerName}, true},
-		{"Linkerd issuer RSA", rsaIssuer, model.RoleIssuer, model.MeshLinkerd, model.RequirementStatus{Reason: model.ReasonUnsupportedKey}, true},
-		{"Linkerd intermediate: no rule", istioInter, model.RoleIntermediate, model.MeshLinkerd, model.RequirementStatus{}, false},
-		{"Istio RSA-2048 root", rsa, model.RoleTrustAnchor, model.MeshIstio, model.RequirementStatus{Met: true}, true},
-		{"Istio RSA-1024 root", rsa1024, model.RoleTrustAnchor, model.MeshIstio, model.RequirementStatus{Reason: model.ReasonUnsupportedKey}, true},
-		{"Istio P-384 intermediate", istioInter, model.RoleIntermediate, model.MeshIstio, model.RequirementStatus{Met: true}, true},
-		{"Istio Ed25519 root", ed, model.RoleTrustAnchor, model.MeshIstio, model.RequirementStatus{Reason: model.ReasonUnsupportedKey}, true},
-		{"generic: no rule", ed, model.RoleTrustAnchor, model.MeshNone, model.RequirementStatus{}, false},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			got, ok := CheckRequirements(cert(tt.c), tt.role, tt.mesh, linkerd)
-			if got != tt.want || ok != tt.ok {
-				t.Errorf("CheckRequirements = %+v, %v; want %+v, %v", got, ok, tt.want, tt.ok)
-			}
-		})
-	}
-
-	// In an analysis: the Linkerd issuer Secret's RSA issuer and the anchors are judged, once.
-	objects := []*model.Object{
-		authoritative("linkerd-identity-trust-roots", model.MeshLinkerd, trust("ca-bundle.crt", p256)),
-		obj("linkerd-identity-issuer", model.MeshLinkerd, model.Bundle{Key: "crt.pem", Issuer: true, Certificates: certs(rsaIssuer)}),
-		obj("copy", model.MeshLinkerd, model.Bundle{Key: "ca.crt", Purpose: model.PurposeTrustBundleCopy, Certificates: certs(p256)}),
-	}
-	a := NewAnalyzer().Analyze(objects, map[model.Mesh]model.MeshSettings{model.MeshLinkerd: linkerd})
-	if got := find(a.Certificates(), "linkerd-identity-issuer", "crt.pem", 0); got == nil || got.Requirement == nil || got.Requirement.Reason != model.ReasonUnsupportedKey {
-		t.Errorf("issuer requirement %+v", got)
-	}
-	if got := find(a.Certificates(), "linkerd-identity-trust-roots", "ca-bundle.crt", 0); got == nil || got.Requirement == nil || !got.Requirement.Met {
-		t.Errorf("anchor requirement %+v", got)
-	}
-	if got := find(a.Certificates(), "copy", "ca.crt", 0); got == nil || got.Requirement != nil {
-		t.Errorf("a copy of the anchors is judged again: %+v", got)
 	}
 }

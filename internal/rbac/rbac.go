@@ -1,5 +1,6 @@
 // Package rbac derives the least-privilege permissions the exporter needs from its configuration:
-// get, list and watch on each mesh Secret and ConfigMap by name in its namespace, and nothing else.
+// get, list and watch on each watched Secret and ConfigMap (by name where the watch names one), on
+// pods for the proxy sources, and nothing else.
 // The integration tests bind exactly these rules to the exporter's service account, and the Helm
 // chart's rendered RBAC is tested against them.
 package rbac
@@ -11,6 +12,7 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 
 	"github.com/meshcert/meshcert-exporter/internal/config"
+	"github.com/meshcert/meshcert-exporter/sources"
 )
 
 // ClusterWide is the namespace key of rules that need a ClusterRole (objects in every namespace).
@@ -19,9 +21,10 @@ const ClusterWide = ""
 var readVerbs = []string{"get", "list", "watch"}
 
 // Rules returns the policy rules the exporter needs, by namespace; ClusterWide holds the rules for
-// objects watched in every namespace. A rule with resource names covers list and watch too:
-// the exporter lists and watches those objects with a metadata.name field selector, which the
-// RBAC authorizer matches against the names.
+// objects watched in every namespace. They follow from the watches the exporter runs (the
+// meshes' own objects and the selected ones) and the proxy sources. A rule with resource names
+// covers list and watch too: the exporter lists and watches those objects with a metadata.name
+// field selector, which the RBAC authorizer matches against the names.
 func Rules(cfg *config.Config) map[string][]rbacv1.PolicyRule {
 	names := map[string]map[string][]string{} // namespace -> resource -> names ("" = all)
 	add := func(namespace, resource, name string) {
@@ -32,25 +35,13 @@ func Rules(cfg *config.Config) map[string][]rbacv1.PolicyRule {
 			names[namespace][resource] = append(names[namespace][resource], name)
 		}
 	}
-	if is := cfg.Meshes.Istio; is.Watch {
-		add(is.Namespace, "secrets", is.CASecret)
-		add(is.Namespace, "secrets", is.PluginCASecret)
-		add(is.Namespace, "secrets", is.IstiodTLSSecret)
-		add(is.Namespace, "configmaps", is.MeshConfigMap)
-		add(ClusterWide, "configmaps", is.RootCertConfigMap)
+	var watches []*sources.Watch
+	for _, m := range cfg.Meshes {
+		watches = append(watches, m.Watches()...)
 	}
-	if ld := cfg.Meshes.Linkerd; ld.Watch {
-		add(ld.Namespace, "secrets", ld.IssuerSecret)
-		add(ld.Namespace, "configmaps", ld.TrustRootsConfigMap)
-		add(ld.Namespace, "configmaps", ld.ConfigMap)
+	for _, w := range append(watches, cfg.Kubernetes.Watches()...) {
+		add(w.Namespace, w.Kind.Resource(), w.Name)
 	}
-	for _, sel := range cfg.Kubernetes.Secrets {
-		add(sel.Namespace, "secrets", sel.Name)
-	}
-	for _, sel := range cfg.Kubernetes.ConfigMaps {
-		add(sel.Namespace, "configmaps", sel.Name)
-	}
-
 	if cfg.Proxies.NeedsPods() {
 		add(ClusterWide, "pods", "")
 	}

@@ -300,3 +300,12 @@ func IssueV1(s Spec) *Cert {
 	}
 	return &Cert{X509: x, Key: key}
 }
+
+// From is the start of the validity window the tests' certificates share: 2026-01-01.
+func From() time.Time { return Date(2026, 1, 1) }
+
+// Until is the end of that window: 2036-01-01.
+func Until() time.Time { return Date(2036, 1, 1) }
+
+// Now is the moment the tests judge validity at: 2027-06-01, inside the window.
+func Now() time.Time { return Date(2027, 6, 1) }

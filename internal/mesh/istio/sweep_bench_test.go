@@ -1,4 +1,4 @@
-package sources
+package istio
 
 import (
 	"context"
@@ -10,9 +10,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-kit/log"
-
+	"github.com/meshcert/meshcert-exporter/internal/testadmin"
 	"github.com/meshcert/meshcert-exporter/internal/testpki"
+	"github.com/meshcert/meshcert-exporter/internal/testproxy"
+	"github.com/meshcert/meshcert-exporter/sources"
 )
 
 // BenchmarkSweep2000 reads 2,000 Envoy admin doubles on loopback (each answering a config_dump with
@@ -25,25 +26,25 @@ func BenchmarkSweep2000(b *testing.B) {
 	m := testpki.NewMesh(n, time.Now().Add(-time.Hour))
 	bodies := make([][]byte, n)
 	for i, l := range m.Leaves {
-		bodies[i] = envoyDump(false, workloadSecret(testpki.Bundle(l, m.Intermediate, m.Root)), rootSecret(m.Root.PEM()))
+		bodies[i] = testadmin.EnvoySecrets(testpki.Bundle(l, m.Intermediate, m.Root), m.Root.PEM())
 	}
 	var served atomic.Int64
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Write(bodies[served.Add(1)%n])
 	}))
 	defer srv.Close()
-	targets := make([]Target, n)
+	targets := make([]sources.Target, n)
 	for i := range targets {
-		targets[i] = Target{Namespace: fmt.Sprintf("ns-%d", i%50), Name: fmt.Sprintf("pod-%d", i), ServiceAccount: fmt.Sprintf("sa-%d", i), URL: srv.URL}
+		targets[i] = sources.Target{Namespace: fmt.Sprintf("ns-%d", i%50), Name: fmt.Sprintf("pod-%d", i), ServiceAccount: fmt.Sprintf("sa-%d", i), URL: srv.URL}
 	}
-	settings := ProxySettings{AdminPort: 15000, Interval: 5 * time.Minute, Timeout: 10 * time.Second, Concurrency: 16}
+	settings := sources.ProxySettings{AdminPort: 15000, Interval: 5 * time.Minute, Timeout: 10 * time.Second, Concurrency: 16}
 	var sweep time.Duration
 	var perProxy float64
 	for b.Loop() {
 		var before, after runtime.MemStats
 		runtime.GC()
 		runtime.ReadMemStats(&before)
-		p := NewEnvoyProxies(nil, targets, NewDirectTransport(1<<20), settings, log.NewNopLogger())
+		p := testproxy.Static(EnvoyKind(), targets, settings)
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan struct{})
 		start := time.Now()

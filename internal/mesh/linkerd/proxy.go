@@ -1,8 +1,7 @@
-package sources
+package linkerd
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"time"
 
@@ -12,33 +11,30 @@ import (
 
 	"github.com/meshcert/meshcert-exporter/internal/model"
 	"github.com/meshcert/meshcert-exporter/internal/pki"
+	"github.com/meshcert/meshcert-exporter/sources"
 )
 
-// LinkerdMetricsPath is the path of a Linkerd proxy's metrics on its admin port.
-const LinkerdMetricsPath = "/metrics"
+// MetricsPath is the path of a Linkerd proxy's metrics on its admin port.
+const MetricsPath = "/metrics"
 
-// linkerdExpiryMetrics are the names a Linkerd proxy's identity certificate expiry has had,
+// expiryMetrics are the names a Linkerd proxy's identity certificate expiry has had,
 // newest first: control_identity_... since the rename of April 2024, identity_... before it.
-var linkerdExpiryMetrics = []string{
+var expiryMetrics = []string{
 	"control_identity_cert_expiration_timestamp_seconds",
 	"identity_cert_expiration_timestamp_seconds",
 }
 
-// errIdentityNotLoaded is a proxy whose expiry metric is there but zero: its identity is not
-// loaded yet.
-var errIdentityNotLoaded = errors.New("the proxy's identity certificate is not loaded yet")
-
-// ParseLinkerdProxyMetrics reads the expiry of a Linkerd proxy's identity certificate from its
+// ParseProxyMetrics reads the expiry of a Linkerd proxy's identity certificate from its
 // metrics, under any of the names it has had. The proxy shows no certificate, so the result is a
 // partial fact: an expiry, no chain, no identity.
-func ParseLinkerdProxyMetrics(body []byte, origin string) ([]model.Bundle, error) {
+func ParseProxyMetrics(body []byte, origin string) ([]model.Bundle, error) {
 	parser := expfmt.NewTextParser(prommodel.UTF8Validation)
 	families, err := parser.TextToMetricFamilies(bytes.NewReader(body))
 	if err != nil {
 		return nil, err
 	}
 	known := false
-	for _, name := range linkerdExpiryMetrics {
+	for _, name := range expiryMetrics {
 		f := families[name]
 		if f == nil || len(f.GetMetric()) == 0 {
 			continue
@@ -54,9 +50,9 @@ func ParseLinkerdProxyMetrics(body []byte, origin string) ([]model.Bundle, error
 	}
 	if !known {
 		// Metrics without any name the expiry has had: a proxy release this reader does not know.
-		return nil, fmt.Errorf("%w: no identity certificate expiry metric", ErrUnknownShape)
+		return nil, fmt.Errorf("%w: no identity certificate expiry metric", sources.ErrUnknownShape)
 	}
-	return nil, errIdentityNotLoaded
+	return nil, fmt.Errorf("%w: its identity certificate is not loaded yet", sources.ErrNotReady)
 }
 
 func metricValue(m *dto.Metric) float64 {

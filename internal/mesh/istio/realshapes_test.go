@@ -1,4 +1,4 @@
-package sources
+package istio
 
 import (
 	"encoding/base64"
@@ -8,49 +8,10 @@ import (
 	"time"
 
 	"github.com/meshcert/meshcert-exporter/internal/model"
-	"github.com/meshcert/meshcert-exporter/internal/pki"
+	"github.com/meshcert/meshcert-exporter/internal/testadmin"
 	"github.com/meshcert/meshcert-exporter/internal/testpki"
+	"github.com/meshcert/meshcert-exporter/sources"
 )
-
-// shapesNow is when the chains of these tests are judged: inside from..until (files_test.go).
-var shapesNow = testpki.Date(2027, 6, 1)
-
-// shapesPKI is a root, an intermediate and a workload leaf of shop/cart.
-func shapesPKI() (root, inter, leaf *testpki.Cert) {
-	root = testpki.Issue(testpki.Spec{CommonName: "root", CA: true, NotBefore: from, NotAfter: until})
-	inter = testpki.Issue(testpki.Spec{CommonName: "inter", CA: true, Issuer: root, NotBefore: from, NotAfter: until})
-	leaf = testpki.Issue(testpki.Spec{Issuer: inter, URIs: []string{"spiffe://cluster.local/ns/shop/sa/cart"}, NotBefore: from, NotAfter: until})
-	return root, inter, leaf
-}
-
-// analyseProxy analyses a proxy's bundles next to a plug-in CA of root and inter.
-func analyseProxy(source string, bundles []model.Bundle, root, inter *testpki.Cert) model.Analysis {
-	ca := &model.Object{Source: SourceSecret, Namespace: "istio-system", Name: "cacerts", Mesh: model.MeshIstio, Authoritative: true,
-		Bundles: []model.Bundle{{Key: "ca-cert.pem", Certificates: parsed(inter)}, {Key: "root-cert.pem", Purpose: model.PurposeTrustBundle, Certificates: parsed(root)}}}
-	proxy := &model.Object{Source: source, Namespace: "shop", Name: "cart-1", Mesh: model.MeshIstio, Bundles: bundles}
-	settings := map[model.Mesh]model.MeshSettings{model.MeshIstio: {TrustDomain: "cluster.local", TrustDomainAliases: []string{"old.local"}}}
-	return pki.NewAnalyzer().Analyze([]*model.Object{ca, proxy}, settings)
-}
-
-func parsed(cs ...*testpki.Cert) []*model.Certificate {
-	certs, _ := pki.ParseBundle(testpki.Bundle(cs...))
-	return certs
-}
-
-// chainStatus is the chain of the proxy's certificate at key, evaluated at shapesNow.
-func chainStatus(t *testing.T, a model.Analysis, key string) model.ChainStatus {
-	t.Helper()
-	for _, c := range a.Certificates() {
-		if c.Name == "cart-1" && c.Key == key && c.Index == 0 {
-			if c.Chain == nil {
-				t.Fatalf("%s has no chain", key)
-			}
-			return c.Chain.Evaluate(c.Certificate, shapesNow)
-		}
-	}
-	t.Fatalf("no certificate at %s", key)
-	return model.ChainStatus{}
-}
 
 // TestEnvoyDefaultIsAPresentedChain: a sidecar whose default secret lacks the intermediate is
 // reported as peers see it.
@@ -67,7 +28,7 @@ func TestEnvoyDefaultIsAPresentedChain(t *testing.T) {
 		{"leaf only", leaf.PEM(), false, model.ReasonIncompleteChain, 1},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			bundles, err := ParseEnvoyConfigDump(envoyDump(false, workloadSecret(tt.chain), rootSecret(root.PEM())))
+			bundles, err := ParseEnvoyConfigDump(testCache(), testadmin.EnvoyDump(testadmin.EnvoyJSON, false, testadmin.WorkloadSecret(tt.chain), testadmin.RootSecret(root.PEM())))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -83,10 +44,10 @@ func TestEnvoyDefaultIsAPresentedChain(t *testing.T) {
 // alias) is compared; a federated domain's is exported as that domain's anchors, never stale.
 func TestEnvoyFederatedBundles(t *testing.T) {
 	root, inter, leaf := shapesPKI()
-	partner := testpki.Issue(testpki.Spec{CommonName: "partner root", CA: true, NotBefore: from, NotAfter: until})
-	body := envoyDump(false, workloadSecret(testpki.Bundle(leaf, inter)),
-		spiffeRootSecret(map[string][]byte{"cluster.local": root.PEM(), "old.local": root.PEM(), "partner.example": partner.PEM()}))
-	bundles, err := ParseEnvoyConfigDump(body)
+	partner := testpki.Issue(testpki.Spec{CommonName: "partner root", CA: true, NotBefore: testpki.From(), NotAfter: testpki.Until()})
+	body := testadmin.EnvoyDump(testadmin.EnvoyJSON, false, testadmin.WorkloadSecret(testpki.Bundle(leaf, inter)),
+		testadmin.SPIFFERootSecret(map[string][]byte{"cluster.local": root.PEM(), "old.local": root.PEM(), "partner.example": partner.PEM()}))
+	bundles, err := ParseEnvoyConfigDump(testCache(), body)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -131,12 +92,9 @@ func TestEnvoyUnknownShape(t *testing.T) {
 		{"an element of another type", `{"configs":[{"@type":"type.googleapis.com/envoy.admin.v3.ClustersConfigDump"}]}`, true},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := ParseEnvoyConfigDump([]byte(tt.body))
-			if got := errors.Is(err, ErrUnknownShape); got != tt.unknown {
+			_, err := ParseEnvoyConfigDump(testCache(), []byte(tt.body))
+			if got := errors.Is(err, sources.ErrUnknownShape); got != tt.unknown {
 				t.Errorf("unknown shape = %v (%v), want %v", got, err, tt.unknown)
-			}
-			if tt.unknown && errorReason(badResponse(err)) != model.ReasonUnknownShape {
-				t.Errorf("reason %q", errorReason(badResponse(err)))
 			}
 		})
 	}
@@ -147,7 +105,7 @@ func TestEnvoyCertsUnknownShape(t *testing.T) {
 	if _, err := ParseEnvoyCerts([]byte(`{"certificates":[]}`), "p"); err != nil {
 		t.Errorf("an Envoy without TLS contexts: %v", err)
 	}
-	if _, err := ParseEnvoyCerts([]byte(`{"certs":[]}`), "p"); !errors.Is(err, ErrUnknownShape) {
+	if _, err := ParseEnvoyCerts([]byte(`{"certs":[]}`), "p"); !errors.Is(err, sources.ErrUnknownShape) {
 		t.Errorf("no certificates list: %v", err)
 	}
 }
@@ -186,9 +144,9 @@ func TestZtunnelShapes(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			body, _ := json.Marshal(map[string]any{"certificates": []map[string]any{tt.entry}})
-			bundles, err := ParseZtunnelConfigDump(body, "node-1", nil)
+			bundles, err := ParseZtunnelConfigDump(testCache(), body, "node-1", nil)
 			if tt.unknown {
-				if !errors.Is(err, ErrUnknownShape) || errorReason(badResponse(err)) != model.ReasonUnknownShape {
+				if !errors.Is(err, sources.ErrUnknownShape) {
 					t.Fatalf("err = %v, want an unknown shape", err)
 				}
 				return
@@ -207,12 +165,12 @@ func TestZtunnelShapes(t *testing.T) {
 		})
 	}
 	// A dump without a certificates list is no ztunnel answer this reader knows.
-	if _, err := ParseZtunnelConfigDump([]byte(`{"workloads":{}}`), "node-1", nil); !errors.Is(err, ErrUnknownShape) {
+	if _, err := ParseZtunnelConfigDump(testCache(), []byte(`{"workloads":{}}`), "node-1", nil); !errors.Is(err, sources.ErrUnknownShape) {
 		t.Errorf("dump without certificates: %v", err)
 	}
 	// An identity presented without its intermediate is incomplete.
 	body, _ := json.Marshal(map[string]any{"certificates": []map[string]any{{"identity": id, "state": "Available", "certChain": list(camel, leaf), "rootCerts": list(camel, root)}}})
-	bundles, err := ParseZtunnelConfigDump(body, "node-1", nil)
+	bundles, err := ParseZtunnelConfigDump(testCache(), body, "node-1", nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package sources
+package istio
 
 import (
 	"bytes"
@@ -15,18 +15,13 @@ import (
 
 	"github.com/meshcert/meshcert-exporter/internal/model"
 	"github.com/meshcert/meshcert-exporter/internal/pki"
+	"github.com/meshcert/meshcert-exporter/sources"
 )
 
 // Envoy secret names Istio uses: the workload certificate and the trust bundle.
 const (
 	envoyWorkloadSecret = "default"
 	envoyRootSecret     = "ROOTCA"
-)
-
-// Envoy admin paths.
-const (
-	EnvoySecretsPath = "/config_dump?resource=dynamic_active_secrets"
-	EnvoyCertsPath   = "/certs"
 )
 
 // Envoy's admin answers are protobuf messages in protojson's JSON form. Envoy writes the proto
@@ -177,7 +172,7 @@ const (
 // copy compared with the mesh's anchors. Other secrets (a gateway's kubernetes:// certificates)
 // export their leaf's facts only: the exporter cannot know who verifies them. Private keys arrive
 // redacted and are never decoded.
-func ParseEnvoyConfigDump(body []byte) ([]model.Bundle, error) {
+func ParseEnvoyConfigDump(cache *pki.Cache, body []byte) ([]model.Bundle, error) {
 	var dump struct {
 		Configs *[]envoyConfig `json:"configs"`
 	}
@@ -189,7 +184,7 @@ func ParseEnvoyConfigDump(body []byte) ([]model.Bundle, error) {
 		if string(bytes.TrimSpace(body)) == "{}" {
 			return nil, nil
 		}
-		return nil, fmt.Errorf("%w: config_dump without configs", ErrUnknownShape)
+		return nil, fmt.Errorf("%w: config_dump without configs", sources.ErrUnknownShape)
 	}
 	var secrets []envoyNamedSecret
 	for _, c := range *dump.Configs {
@@ -202,20 +197,20 @@ func ParseEnvoyConfigDump(body []byte) ([]model.Bundle, error) {
 			secrets = append(secrets, c.StaticSecrets...)
 			secrets = append(secrets, c.StaticSecretsCamel...)
 		default:
-			return nil, fmt.Errorf("%w: config_dump element of type %q", ErrUnknownShape, c.Type)
+			return nil, fmt.Errorf("%w: config_dump element of type %q", sources.ErrUnknownShape, c.Type)
 		}
 	}
 	var bundles []model.Bundle
 	for _, ns := range secrets {
 		// Every sidecar names its secrets alike ("default", "ROOTCA"): one copy of each name.
-		bundles = append(bundles, envoySecretBundles(unique.Make(ns.Name).Value(), ns.Secret)...)
+		bundles = append(bundles, envoySecretBundles(cache, unique.Make(ns.Name).Value(), ns.Secret)...)
 	}
 	sort.SliceStable(bundles, func(i, j int) bool { return bundles[i].Key < bundles[j].Key })
 	return bundles, nil
 }
 
 // envoySecretBundles turns one SDS secret into bundles.
-func envoySecretBundles(name string, secret *envoySecret) []model.Bundle {
+func envoySecretBundles(cache *pki.Cache, name string, secret *envoySecret) []model.Bundle {
 	if secret == nil {
 		return nil
 	}
@@ -227,7 +222,7 @@ func envoySecretBundles(name string, secret *envoySecret) []model.Bundle {
 		if data := either(tc.CertificateChain, tc.CertificateChainCamel).data(); len(data) > 0 {
 			// The workload certificate is presented to peers, who verify it with their roots alone.
 			b := model.Bundle{Key: name, Export: model.ExportFirst, Presented: name == envoyWorkloadSecret}
-			b.Certificates, b.Error = pki.ParseBundle(data)
+			b.Certificates, b.Error = cache.ParseBundle(data)
 			if name != envoyWorkloadSecret {
 				b.NoChain, b.NoIdentity = true, true
 			}
@@ -244,7 +239,7 @@ func envoySecretBundles(name string, secret *envoySecret) []model.Bundle {
 			if purpose == model.PurposeTrustBundleCopy {
 				b.Export = model.ExportNone // compared with the mesh's anchors, never repeated per proxy
 			}
-			b.Certificates, b.Error = pki.ParseBundle(data)
+			b.Certificates, b.Error = cache.ParseBundle(data)
 			out = append(out, b)
 		}
 		if cv := either(vc.CustomValidatorConfig, vc.CustomValidatorConfigCamel); cv != nil {
@@ -260,7 +255,7 @@ func envoySecretBundles(name string, secret *envoySecret) []model.Bundle {
 				// One bundle per trust domain: the analysis compares the mesh's own (or an
 				// alias's) with the current anchors and exports a federated domain's as its own.
 				b := model.Bundle{Key: name + "/" + td.Name, Purpose: model.PurposeTrustBundleCopy, Export: model.ExportNone, TrustDomainKeyed: true}
-				b.Certificates, b.Error = pki.ParseBundle(either(td.TrustBundle, td.TrustBundleCamel).data())
+				b.Certificates, b.Error = cache.ParseBundle(either(td.TrustBundle, td.TrustBundleCamel).data())
 				out = append(out, b)
 			}
 		}
@@ -310,7 +305,7 @@ func ParseEnvoyCerts(body []byte, origin string) ([]model.Bundle, error) {
 		return nil, err
 	}
 	if certs.Certificates == nil {
-		return nil, fmt.Errorf("%w: /certs without certificates", ErrUnknownShape)
+		return nil, fmt.Errorf("%w: /certs without certificates", sources.ErrUnknownShape)
 	}
 	leaves := model.Bundle{Key: "cert_chain", Export: model.ExportFirst}
 	roots := model.Bundle{Key: "ca_cert", Purpose: model.PurposeTrustBundleCopy, Export: model.ExportNone}

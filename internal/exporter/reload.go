@@ -1,4 +1,4 @@
-package main
+package exporter
 
 import (
 	"context"
@@ -10,16 +10,18 @@ import (
 
 	"github.com/go-kit/log"
 	"github.com/go-kit/log/level"
+	"github.com/meshcert/meshcert-exporter/internal/config"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// reloader owns the running exporter and replaces it when the configuration is reloaded (SIGHUP,
+// Reloader owns the running exporter and replaces it when the configuration is reloaded (SIGHUP,
 // or POST /-/reload). A configuration that does not load leaves the running one in force; a new
 // one takes over only once its sources have read their material (or after readyTimeout), so a
 // reload never serves a half-read mesh.
-type reloader struct {
-	o       *options
-	k       *kube
+type Reloader struct {
+	load    func() (*config.Config, error)
+	k       *Kube
+	o       Options
 	logger  log.Logger
 	parent  context.Context
 	timeout time.Duration
@@ -34,7 +36,7 @@ type reloader struct {
 
 // running is an exporter whose sources run until cancel.
 type running struct {
-	e      *exporter
+	e      *Exporter
 	cancel context.CancelFunc
 	done   chan struct{}
 }
@@ -42,31 +44,36 @@ type running struct {
 // readyTimeout bounds how long a reload waits for the new sources before it switches anyway.
 const readyTimeout = 30 * time.Second
 
-func newReloader(ctx context.Context, o *options, k *kube, logger log.Logger) *reloader {
-	return &reloader{o: o, k: k, logger: logger, parent: ctx, timeout: readyTimeout, lastOK: true, lastOKAt: time.Now()}
+// NewReloader returns a reloader whose exporters run until ctx is done; load reads the
+// configuration as it is now, each time one is built.
+func NewReloader(ctx context.Context, load func() (*config.Config, error), k *Kube, o Options, logger log.Logger) *Reloader {
+	r := &Reloader{load: load, k: k, logger: logger, parent: ctx, timeout: readyTimeout, lastOK: true, lastOKAt: time.Now()}
+	r.o = o
+	r.o.Status = append(append([]prometheus.Collector(nil), o.Status...), reloadCollector{r})
+	return r
 }
 
 // start builds the exporter of the current configuration and starts its sources.
-func (r *reloader) start() (*running, error) {
-	cfg, err := loadConfig(r.o)
+func (r *Reloader) start() (*running, error) {
+	cfg, err := r.load()
 	if err != nil {
 		return nil, err
 	}
-	e, err := newExporter(cfg, r.k, r.o.metricsPath, r.o.maxRequests, r.logger, reloadCollector{r})
+	e, err := New(cfg, r.k, r.o, r.logger)
 	if err != nil {
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(r.parent)
 	run := &running{e: e, cancel: cancel, done: make(chan struct{})}
 	go func() {
-		e.run(ctx, r.logger)
+		e.Run(ctx, r.logger)
 		close(run.done)
 	}()
 	return run, nil
 }
 
-// init starts the first exporter; an error here stops the program.
-func (r *reloader) init() error {
+// Start starts the first exporter; an error here stops the program.
+func (r *Reloader) Start() error {
 	run, err := r.start()
 	if err != nil {
 		return err
@@ -75,8 +82,8 @@ func (r *reloader) init() error {
 	return nil
 }
 
-// reload replaces the running exporter with one of the configuration as it is now.
-func (r *reloader) reload() error {
+// Reload replaces the running exporter with one of the configuration as it is now.
+func (r *Reloader) Reload() error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	next, err := r.start()
@@ -85,7 +92,7 @@ func (r *reloader) reload() error {
 		level.Error(r.logger).Log("msg", "configuration not reloaded; the previous one stays in force", "err", err)
 		return err
 	}
-	for deadline := time.Now().Add(r.timeout); !next.e.inventory.Ready() && time.Now().Before(deadline); {
+	for deadline := time.Now().Add(r.timeout); !next.e.Ready() && time.Now().Before(deadline); {
 		time.Sleep(50 * time.Millisecond)
 	}
 	old := r.current.Swap(next)
@@ -96,15 +103,15 @@ func (r *reloader) reload() error {
 	return nil
 }
 
-// stop stops the running exporter's sources.
-func (r *reloader) stop() {
+// Stop stops the running exporter's sources.
+func (r *Reloader) Stop() {
 	if run := r.current.Load(); run != nil {
 		run.cancel()
 		<-run.done
 	}
 }
 
-func (r *reloader) setStatus(ok bool) {
+func (r *Reloader) setStatus(ok bool) {
 	r.statusMu.Lock()
 	defer r.statusMu.Unlock()
 	r.lastOK = ok
@@ -114,21 +121,21 @@ func (r *reloader) setStatus(ok bool) {
 }
 
 // ServeHTTP serves /-/reload and hands everything else to the running exporter.
-func (r *reloader) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+func (r *Reloader) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	if req.URL.Path == "/-/reload" {
 		if req.Method != http.MethodPost && req.Method != http.MethodPut {
 			w.Header().Set("Allow", "POST, PUT")
 			http.Error(w, "use POST to reload the configuration", http.StatusMethodNotAllowed)
 			return
 		}
-		if err := r.reload(); err != nil {
+		if err := r.Reload(); err != nil {
 			http.Error(w, fmt.Sprintf("configuration not reloaded: %v", err), http.StatusBadRequest)
 			return
 		}
 		fmt.Fprintln(w, "reloaded")
 		return
 	}
-	r.current.Load().e.handler.ServeHTTP(w, req)
+	r.current.Load().e.ServeHTTP(w, req)
 }
 
 var (
@@ -139,7 +146,7 @@ var (
 )
 
 // reloadCollector exports the reload status.
-type reloadCollector struct{ r *reloader }
+type reloadCollector struct{ r *Reloader }
 
 // Describe implements prometheus.Collector.
 func (c reloadCollector) Describe(ch chan<- *prometheus.Desc) {

@@ -1,4 +1,4 @@
-package sources
+package istio
 
 import (
 	"encoding/base64"
@@ -12,11 +12,8 @@ import (
 
 	"github.com/meshcert/meshcert-exporter/internal/model"
 	"github.com/meshcert/meshcert-exporter/internal/pki"
-	"github.com/meshcert/meshcert-exporter/internal/share"
+	"github.com/meshcert/meshcert-exporter/sources"
 )
-
-// ZtunnelConfigDumpPath is the admin path ztunnel serves its state on.
-const ZtunnelConfigDumpPath = "/config_dump"
 
 // ztunnelCert is one certificate of ztunnel's config dump. Releases up to 1.21 wrote its fields in
 // snake_case, later ones in camelCase: both are read.
@@ -49,9 +46,9 @@ type ztunnelIdentity struct {
 // root set); where a release wrote them at the end of the chain, the self-signed CAs there are the
 // roots. An identity whose certificate is not available is a bundle error. A dump without a
 // certificates list, or an available identity without a chain in any known shape, is an error
-// wrapping ErrUnknownShape: a release this reader does not know, never an empty result.
+// wrapping sources.ErrUnknownShape: a release this reader does not know, never an empty result.
 // onNode reports whether a namespace and service account runs on the ztunnel's node.
-func ParseZtunnelConfigDump(body []byte, origin string, onNode func(namespace, serviceAccount string) bool) ([]model.Bundle, error) {
+func ParseZtunnelConfigDump(cache *pki.Cache, body []byte, origin string, onNode func(namespace, serviceAccount string) bool) ([]model.Bundle, error) {
 	var dump struct {
 		Certificates *[]ztunnelIdentity `json:"certificates"`
 	}
@@ -59,7 +56,7 @@ func ParseZtunnelConfigDump(body []byte, origin string, onNode func(namespace, s
 		return nil, err
 	}
 	if dump.Certificates == nil {
-		return nil, fmt.Errorf("%w: ztunnel config_dump without certificates", ErrUnknownShape)
+		return nil, fmt.Errorf("%w: ztunnel config_dump without certificates", sources.ErrUnknownShape)
 	}
 	var bundles []model.Bundle
 	rootSets := map[string]bool{}
@@ -75,20 +72,20 @@ func ParseZtunnelConfigDump(body []byte, origin string, onNode func(namespace, s
 		}
 		chainCerts := either(c.CertChain, c.CertChainSnake)
 		if chainCerts == nil {
-			return nil, fmt.Errorf("%w: ztunnel identity without a certificate chain", ErrUnknownShape)
+			return nil, fmt.Errorf("%w: ztunnel identity without a certificate chain", sources.ErrUnknownShape)
 		}
 		if id, err := pki.ParseSPIFFEID(c.Identity); err == nil {
 			if ns, sa, ok := id.Workload(); ok {
-				b.Expect = share.Of(expectations, model.Identity{Namespace: ns, ServiceAccount: sa, NotOnNode: onNode != nil && !onNode(ns, sa)})
+				b.Expect = cache.Expectation(model.Identity{Namespace: ns, ServiceAccount: sa, NotOnNode: onNode != nil && !onNode(ns, sa)})
 			}
 		}
-		b.Certificates, b.Error = ztunnelCerts(*chainCerts, origin, false)
+		b.Certificates, b.Error = ztunnelCerts(cache, *chainCerts, origin, false)
 		var (
 			roots  []*model.Certificate
 			reason = model.ReasonNone
 		)
 		if rc := either(c.RootCerts, c.CACert); rc != nil {
-			roots, reason = ztunnelCerts(*rc, origin, true)
+			roots, reason = ztunnelCerts(cache, *rc, origin, true)
 		} else {
 			b.Certificates, roots = splitRoots(b.Certificates)
 		}
@@ -125,7 +122,7 @@ func splitRoots(chain []*model.Certificate) (rest, roots []*model.Certificate) {
 
 // ztunnelCerts decodes ztunnel's certificates: the base64 PEM when present, else partial facts
 // from the decimal serial and the validity.
-func ztunnelCerts(in []ztunnelCert, origin string, ca bool) ([]*model.Certificate, model.ErrorReason) {
+func ztunnelCerts(cache *pki.Cache, in []ztunnelCert, origin string, ca bool) ([]*model.Certificate, model.ErrorReason) {
 	var (
 		out    []*model.Certificate
 		reason = model.ReasonNone
@@ -137,7 +134,7 @@ func ztunnelCerts(in []ztunnelCert, origin string, ca bool) ([]*model.Certificat
 				reason = model.ReasonBadResponse
 				continue
 			}
-			certs, r := pki.ParseBundle(data)
+			certs, r := cache.ParseBundle(data)
 			if r != model.ReasonNone {
 				reason = r
 			}

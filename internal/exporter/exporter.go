@@ -1,0 +1,306 @@
+// Package exporter assembles a running exporter from a configuration: the meshes' rules and
+// layouts, the sources each mechanism builds, the inventory that joins them, and the HTTP
+// endpoints. main calls it; a reload builds a new one.
+package exporter
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/go-kit/log"
+	"github.com/go-kit/log/level"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
+	"github.com/prometheus/common/version"
+	"github.com/prometheus/exporter-toolkit/web"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/meshcert/meshcert-exporter/collector"
+	"github.com/meshcert/meshcert-exporter/internal/config"
+	"github.com/meshcert/meshcert-exporter/internal/inventory"
+	"github.com/meshcert/meshcert-exporter/internal/mesh"
+	"github.com/meshcert/meshcert-exporter/internal/model"
+	"github.com/meshcert/meshcert-exporter/internal/pki"
+	"github.com/meshcert/meshcert-exporter/sources"
+)
+
+// ProgramName is the exporter's name in its build info metric.
+const ProgramName = "meshcert_exporter"
+
+// Options are the settings of the exporter that come from its flags, not its configuration.
+type Options struct {
+	// MetricsPath is where the metrics are served.
+	MetricsPath string
+	// MaxRequests bounds the scrapes served at once; 0 means no limit.
+	MaxRequests int
+	// Status are further collectors gathered on every scrape.
+	Status []prometheus.Collector
+}
+
+// Exporter is a running exporter: its sources, their inventory and the HTTP handler.
+type Exporter struct {
+	sources   []model.Source
+	inventory *inventory.Inventory
+	metrics   *collector.Handler
+	handler   http.Handler
+}
+
+// Kube is a Kubernetes client and the configuration it was built from (port-forward needs both).
+type Kube struct {
+	Config *rest.Config
+	Client kubernetes.Interface
+}
+
+// KubeClient returns a client for the cluster named by kubeconfig, or the in-cluster one, or nil
+// when there is neither: then the Kubernetes sources are off.
+func KubeClient(kubeconfig string) (*Kube, error) {
+	var (
+		rc  *rest.Config
+		err error
+	)
+	switch {
+	case kubeconfig != "":
+		rc, err = clientcmd.BuildConfigFromFlags("", kubeconfig)
+	case os.Getenv("KUBERNETES_SERVICE_HOST") != "":
+		rc, err = rest.InClusterConfig()
+	default:
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes client: %w", err)
+	}
+	// The exporter lists and watches, and opens port-forwards at the proxy concurrency; the
+	// defaults (5/s, burst 10) would throttle a sweep for no benefit to the API server.
+	rc.QPS, rc.Burst = 50, 100
+	rc.UserAgent = "meshcert-exporter/" + version.Version
+	client, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes client: %w", err)
+	}
+	return &Kube{Config: rc, Client: client}, nil
+}
+
+// prepareInterval is how often the metrics handler brings its cache up to date in the background,
+// so that a scrape has at most this much change to render.
+const prepareInterval = 100 * time.Millisecond
+
+// maxAdminBody bounds a proxy's admin answer: a config_dump of secrets is tens of kilobytes.
+const maxAdminBody = 8 << 20
+
+// build is what a mechanism builds its sources from.
+type build struct {
+	cfg     *config.Config
+	kube    *Kube // nil: no Kubernetes
+	env     sources.Env
+	parsers sources.ParseLimit
+}
+
+// mechanism makes the sources of one way of reading certificate material.
+type mechanism struct {
+	name  string
+	build func(b build) ([]model.Source, error)
+}
+
+// mechanisms are the ways the exporter reads, by name, in the order their sources are listed.
+// Adding a mechanism (a Vault PKI mount, say) is one function and one line here.
+func mechanisms() []mechanism {
+	return []mechanism{
+		{"files", filesSources},
+		{"kubernetes", kubernetesSources},
+		{"proxies", proxySources},
+	}
+}
+
+// filesSources is the file source; it always runs (with no targets it holds nothing).
+func filesSources(b build) ([]model.Source, error) {
+	return []model.Source{sources.NewFiles(b.cfg.Files, b.env)}, nil
+}
+
+// kubernetesSources watch the meshes' Secrets and ConfigMaps and the selected ones.
+func kubernetesSources(b build) ([]model.Source, error) {
+	if b.kube == nil {
+		return nil, nil
+	}
+	var out []model.Source
+	for _, kind := range []sources.Kind{sources.Secrets, sources.ConfigMaps} {
+		var (
+			watches []*sources.Watch
+			adjust  []sources.Adjust
+		)
+		for _, m := range b.cfg.Meshes {
+			for _, w := range m.Watches() {
+				if w.Kind == kind {
+					watches = append(watches, w)
+				}
+			}
+			if a := m.Adjust(kind); a != nil {
+				adjust = append(adjust, a)
+			}
+		}
+		for _, w := range b.cfg.Kubernetes.Watches() {
+			if w.Kind == kind {
+				watches = append(watches, w)
+			}
+		}
+		out = append(out, sources.NewKube(kind, b.kube.Client, watches, adjust, b.env))
+	}
+	return out, nil
+}
+
+// proxySources are the enabled proxy kinds' sources, and the pod watcher they share.
+func proxySources(b build) ([]model.Source, error) {
+	p := b.cfg.Proxies
+	var (
+		enabled []sources.ProxyKind
+		static  bool
+	)
+	for i, k := range p.Kinds {
+		if p.Settings[i].Enabled {
+			enabled = append(enabled, k)
+		}
+		static = static || len(p.Settings[i].Static) > 0
+	}
+	if len(enabled) > 0 && b.kube == nil {
+		return nil, errors.New("the proxy sources need Kubernetes: give --kubeconfig or run in a cluster")
+	}
+	var (
+		out  []model.Source
+		pods *sources.PodWatcher
+	)
+	if len(enabled) > 0 {
+		pods = sources.NewPodWatcher(b.kube.Client, p.Sharding, enabled, b.env.Logger)
+		out = append(out, pods)
+	}
+	for i, k := range p.Kinds {
+		s := p.Settings[i]
+		if !s.Enabled && len(s.Static) == 0 {
+			continue
+		}
+		var (
+			w         *sources.PodWatcher
+			transport sources.Transport = sources.NewDirectTransport(maxAdminBody)
+		)
+		if s.Enabled {
+			w = pods
+			if s.Transport == sources.TransportPortForward {
+				transport = sources.NewPortForwardTransport(b.kube.Config, b.kube.Client, maxAdminBody, s.Timeout)
+			}
+		}
+		out = append(out, sources.NewProxies(k, w, s.Targets(), transport, s.Settings(), b.parsers, b.env))
+	}
+	return out, nil
+}
+
+// Assembly is the reading part of an exporter: every mechanism's sources and the inventory
+// that joins them, sharing one pki.Cache.
+type Assembly struct {
+	Sources   []model.Source
+	Inventory *inventory.Inventory
+}
+
+// Source returns the source named name, or nil.
+func (a *Assembly) Source(name string) model.Source {
+	for _, s := range a.Sources {
+		if s.Name() == name {
+			return s
+		}
+	}
+	return nil
+}
+
+// Assemble builds the sources of cfg and their inventory. k may be nil: the Kubernetes sources
+// are then off.
+func Assemble(cfg *config.Config, k *Kube, logger log.Logger) (*Assembly, error) {
+	meshes := []mesh.Mesh(cfg.Meshes)
+	cache := pki.NewCache()
+	b := build{cfg: cfg, kube: k, parsers: sources.NewParseLimit(),
+		env: sources.Env{Cache: cache, Layouts: mesh.Layouts(meshes), Logger: logger}}
+	var srcs []model.Source
+	for _, m := range mechanisms() {
+		s, err := m.build(b)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", m.name, err)
+		}
+		srcs = append(srcs, s...)
+	}
+	return &Assembly{Sources: srcs, Inventory: inventory.New(srcs, cfg.MeshSettings(), mesh.Rules(meshes), cache)}, nil
+}
+
+// New assembles the exporter of cfg and its HTTP endpoints. k may be nil: the Kubernetes
+// sources are then off.
+func New(cfg *config.Config, k *Kube, o Options, logger log.Logger) (*Exporter, error) {
+	a, err := Assemble(cfg, k, logger)
+	if err != nil {
+		return nil, err
+	}
+	srcs, inv := a.Sources, a.Inventory
+
+	// The mesh's families come from the handler; these are gathered on every scrape.
+	status := prometheus.NewRegistry()
+	status.MustRegister(
+		versioncollector.NewCollector(ProgramName),
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+	status.MustRegister(o.Status...)
+
+	mux := http.NewServeMux()
+	metrics := collector.NewHandler(inv, status, logger, o.MaxRequests)
+	mux.Handle(o.MetricsPath, metrics)
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !inv.Ready() {
+			http.Error(w, "sources have not read their material yet", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})
+	if o.MetricsPath != "/" {
+		landing, err := web.NewLandingPage(web.LandingConfig{
+			Name:        "meshcert-exporter",
+			Description: "Certificate health of the service mesh PKI: trust anchors, issuers, bundles and workload certificates",
+			Version:     version.Info(),
+			Links: []web.LandingLinks{
+				{Address: o.MetricsPath, Text: "Metrics"},
+				{Address: "/healthz", Text: "Health", Description: "200 while the process runs"},
+				{Address: "/readyz", Text: "Readiness", Description: "200 once every source has read its material"},
+			},
+		})
+		if err != nil {
+			return nil, err
+		}
+		mux.Handle("/", landing)
+	}
+	return &Exporter{sources: srcs, inventory: inv, metrics: metrics, handler: mux}, nil
+}
+
+// Ready reports whether every source has read its material at least once.
+func (e *Exporter) Ready() bool { return e.inventory.Ready() }
+
+// ServeHTTP serves the exporter's endpoints.
+func (e *Exporter) ServeHTTP(w http.ResponseWriter, r *http.Request) { e.handler.ServeHTTP(w, r) }
+
+// Run starts every source and the metrics handler's background rendering; it returns when ctx is
+// done and all of them have stopped.
+func (e *Exporter) Run(ctx context.Context, logger log.Logger) {
+	var wg sync.WaitGroup
+	wg.Go(func() { e.metrics.Run(ctx, prepareInterval) })
+	for _, s := range e.sources {
+		wg.Go(func() {
+			if err := s.Run(ctx); err != nil {
+				level.Error(logger).Log("msg", "source stopped", "source", s.Name(), "err", err)
+			}
+		})
+	}
+	wg.Wait()
+}
