@@ -58,7 +58,7 @@ func BenchmarkScrape10k(b *testing.B) {
 					p.snap.Objects[i] = &changed
 					p.snap.Version++
 				case "all":
-					h.blocks, h.placed = newBlockCache(analysisItem), false
+					h.blocks, h.placed = newBlockCache(h.blocks.render, h.zip), false
 				}
 				rec := httptest.NewRecorder()
 				h.ServeHTTP(rec, req)

@@ -2,8 +2,9 @@ package collector
 
 import (
 	"bytes"
+	"compress/gzip"
+	"io"
 	"slices"
-	"sync"
 	"time"
 
 	"github.com/meshcert/meshcert-exporter/internal/model"
@@ -13,11 +14,18 @@ import (
 // enough that each family's member compresses a few dozen lines together.
 const blockSize = 64
 
+// item is one thing whose series are rendered together: an object's findings or a proxy's health.
+// Both are immutable records: a change is a new pointer, so an item is its own version.
+type item struct {
+	object *model.ObjectAnalysis
+	proxy  *model.ProxyStatus
+}
+
 // block is a run of items whose series are rendered and compressed together.
-type block[K comparable] struct {
-	items []K
+type block struct {
+	items []item
 	// members hold each family's samples of these items as one gzip member; nil for none.
-	members [famCount][]byte
+	members [][]byte
 	// boundary is when a series of this block changes by itself next (a chain's validity); zero
 	// when none will.
 	boundary time.Time
@@ -25,70 +33,62 @@ type block[K comparable] struct {
 	stale bool
 }
 
-// renderItem appends the series of one item to fams and returns when they change by themselves
-// next (zero for never).
-type renderItem[K comparable] func(fams *familyBuffers, item K, now time.Time) time.Time
-
-// blockCache keeps the series of a changing set of immutable items (an object's findings, a
-// proxy's state) compressed in blocks, placed by arrival, not by name: a new or changed item (a
-// new key) joins the last, open block, and leaves its old block, which alone renders again.
-// During a first sweep of thousands of proxies, each render covers the newly read proxies, not all
-// of them. The order of series within a family is free in the exposition format; each family
-// stays contiguous (see segments).
-type blockCache[K comparable] struct {
-	render renderItem[K]
-	blocks []*block[K]
-	of     map[K]*block[K]
+// placed is where an item is, and the last placing that saw it.
+type placed struct {
+	block *block
+	seen  uint64
 }
 
-func newBlockCache[K comparable](render renderItem[K]) blockCache[K] {
-	return blockCache[K]{render: render, of: map[K]*block[K]{}}
+// blockCache keeps the series of a changing set of items compressed in blocks, placed by arrival,
+// not by name: a new or changed item (a new pointer) joins the last, open block, and leaves its
+// old block, which alone renders again. During a first sweep of thousands of proxies, each render
+// covers the newly read proxies, not all of them. The order of series within a family is free in
+// the exposition format; each family stays contiguous (see segments).
+type blockCache struct {
+	render   *renderer
+	zip      *compressors
+	families int
+	blocks   []*block
+	of       map[item]*placed
+	placing  uint64
+	// renders counts the blocks rendered.
+	renders int
+}
+
+func newBlockCache(r *renderer, zip *compressors) *blockCache {
+	return &blockCache{render: r, zip: zip, families: len(r.families), of: map[item]*placed{}}
 }
 
 // place makes items the cache's set; blocks whose items changed are marked stale.
-func (c *blockCache[K]) place(items []K) {
-	present := make(map[K]bool, len(items))
-	var arrived []K
+func (c *blockCache) place(items []item) {
+	c.placing++
+	var arrived []item
 	for _, it := range items {
-		if present[it] {
-			continue
-		}
-		present[it] = true
-		if c.of[it] == nil {
+		p := c.of[it]
+		if p == nil {
+			p = &placed{}
+			c.of[it] = p
 			arrived = append(arrived, it)
 		}
+		p.seen = c.placing
 	}
-	var departed []K
-	for it := range c.of {
-		if !present[it] {
-			departed = append(departed, it)
+	for it, p := range c.of {
+		if p.seen != c.placing {
+			if b := p.block; b != nil {
+				if i := slices.Index(b.items, it); i >= 0 {
+					b.items = slices.Delete(b.items, i, i+1)
+					b.stale = true
+				}
+			}
+			delete(c.of, it)
 		}
 	}
-	c.apply(departed, arrived)
-}
-
-// apply removes the departed items and adds the arrived ones: their blocks are marked stale. A
-// block that shrank below half is dissolved into the open block, so blocks stay full as the set
-// changes.
-func (c *blockCache[K]) apply(departed, arrived []K) {
-	for _, it := range departed {
-		b := c.of[it]
-		if b == nil {
-			continue
-		}
-		delete(c.of, it)
-		if i := slices.Index(b.items, it); i >= 0 {
-			b.items = slices.Delete(b.items, i, i+1)
-			b.stale = true
-		}
-	}
-	var kept []*block[K]
-	var moved []K
+	// A block that shrank below half is dissolved into the open block, so blocks stay full as the
+	// set changes.
+	var kept []*block
+	var moved []item
 	for i, b := range c.blocks {
 		if b.stale && len(b.items) < blockSize/2 && i < len(c.blocks)-1 {
-			for _, it := range b.items {
-				delete(c.of, it)
-			}
 			moved = append(moved, b.items...)
 			continue
 		}
@@ -98,98 +98,108 @@ func (c *blockCache[K]) apply(departed, arrived []K) {
 	}
 	c.blocks = kept
 	for _, it := range append(moved, arrived...) {
-		if c.of[it] != nil {
-			continue // arrived twice
-		}
 		last := len(c.blocks) - 1
 		if last < 0 || len(c.blocks[last].items) >= blockSize {
-			c.blocks = append(c.blocks, &block[K]{items: make([]K, 0, blockSize)})
+			c.blocks = append(c.blocks, &block{items: make([]item, 0, blockSize), members: make([][]byte, c.families)})
 			last++
 		}
 		b := c.blocks[last]
 		b.items, b.stale = append(b.items, it), true
-		c.of[it] = b
+		c.of[it].block = b
 	}
 }
 
-// refresh renders the blocks that are stale or whose boundary passed; it returns how many.
-func (c *blockCache[K]) refresh(now time.Time) int {
-	n := 0
+// refresh renders the blocks that are stale or whose boundary passed; it reports whether any
+// was.
+func (c *blockCache) refresh(now time.Time, bufs [][]byte) bool {
+	rendered := false
 	for _, b := range c.blocks {
 		if b.stale || !b.boundary.IsZero() && !now.Before(b.boundary) {
-			c.renderBlock(b, now)
-			n++
+			c.renderBlock(b, now, bufs)
+			rendered = true
 		}
 	}
-	return n
+	return rendered
 }
 
-// renderBlock renders a block's series at now and compresses each family's.
-func (c *blockCache[K]) renderBlock(b *block[K], now time.Time) {
-	fams := renderBuffers.Get().(*familyBuffers)
-	defer renderBuffers.Put(fams)
-	for i := range fams {
-		fams[i] = fams[i][:0]
+// renderBlock renders a block's series at now into bufs (reused between blocks) and compresses
+// each family's.
+func (c *blockCache) renderBlock(b *block, now time.Time, bufs [][]byte) {
+	for i := range bufs {
+		bufs[i] = bufs[i][:0]
 	}
 	b.boundary = time.Time{}
 	for _, it := range b.items {
-		if t := c.render(fams, it, now); !t.IsZero() && (b.boundary.IsZero() || t.Before(b.boundary)) {
+		if t := c.render.renderItem(bufs, it, now); !t.IsZero() && (b.boundary.IsZero() || t.Before(b.boundary)) {
 			b.boundary = t
 		}
 	}
-	for f := range fams {
-		b.members[f] = compress(fams[f])
+	for f := range bufs {
+		b.members[f] = c.zip.compress(bufs[f])
 	}
 	b.stale = false
+	c.renders++
 }
 
-// segments appends the gzip members of the given families in order: each family's header, then
-// each block's members.
-func (c *blockCache[K]) segments(out [][]byte, families ...int) [][]byte {
-	for _, f := range families {
+// segments returns the gzip members of every family in order: each family's header, then each
+// block's members; a family without samples is not written.
+func (c *blockCache) segments(headers [][]byte) [][]byte {
+	var out [][]byte
+	for f := range headers {
 		start := len(out)
 		for _, b := range c.blocks {
 			if len(b.members[f]) > 0 {
 				out = append(out, b.members[f])
 			}
 		}
-		if len(out) > start { // a family without samples is not written
-			out = append(out, nil)
-			copy(out[start+1:], out[start:])
-			out[start] = familyHeaders[f]
+		if len(out) > start {
+			out = slices.Insert(out, start, headers[f])
 		}
 	}
 	return out
 }
 
-// analysisItem renders one object's findings.
-func analysisItem(fams *familyBuffers, o *model.ObjectAnalysis, now time.Time) time.Time {
-	renderObject(fams, o, now, nil)
-	return objectBoundary(o, now)
+// compressors are gzip compressors kept for reuse: one holds about a megabyte of tables, too much
+// to build for every block or scrape. A free list of one per processor, not a sync.Pool, which
+// empties itself every other garbage collection.
+type compressors struct {
+	free chan *gzip.Writer
 }
 
-// renderBuffers are reused between block renders.
-var renderBuffers = sync.Pool{New: func() any { return new(familyBuffers) }}
+func newCompressors(n int) *compressors {
+	return &compressors{free: make(chan *gzip.Writer, max(1, n))}
+}
+
+// get returns a free compressor, or a new one.
+func (z *compressors) get() *gzip.Writer {
+	select {
+	case zw := <-z.free:
+		return zw
+	default:
+		zw, _ := gzip.NewWriterLevel(io.Discard, gzip.BestSpeed)
+		return zw
+	}
+}
+
+// put returns a compressor to the free list, unless the list is full.
+func (z *compressors) put(zw *gzip.Writer) {
+	select {
+	case z.free <- zw:
+	default:
+	}
+}
 
 // compress returns text as one gzip member, exactly sized, or nil for no text.
-func compress(text []byte) []byte {
+func (z *compressors) compress(text []byte) []byte {
 	if len(text) == 0 {
 		return nil
 	}
 	var buf bytes.Buffer
 	buf.Grow(len(text)/6 + 64)
-	zw := getGzipWriter()
+	zw := z.get()
 	zw.Reset(&buf)
 	zw.Write(text)
 	zw.Close()
-	putGzipWriter(zw)
+	z.put(zw)
 	return bytes.Clone(buf.Bytes())
 }
-
-// familyHeaders are the HELP and TYPE lines of each family, compressed once.
-var familyHeaders = func() (h [famCount][]byte) {
-	for f := range h {
-		h[f] = compress(familyHeader(f))
-	}
-	return h
-}()

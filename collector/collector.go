@@ -1,9 +1,8 @@
 // Package collector turns a snapshot of the mesh PKI into Prometheus metrics. It is a pure
 // translation of the current snapshot: a certificate that disappears loses its series at once and an
-// expired one keeps its series. The families derived from the analysis and the proxies' health are
-// written as text and kept compressed by the Handler (RenderAnalysis and RenderProxies write the
-// same series in one piece); the sources' health families are const metrics gathered on every
-// scrape.
+// expired one keeps its series. The families are values (Families): those derived from the
+// analysis and the proxies' health are written as text by their own functions and kept compressed
+// by the Handler; the sources' health families are const metrics gathered on every scrape.
 package collector
 
 import (
@@ -16,71 +15,43 @@ import (
 	"github.com/meshcert/meshcert-exporter/internal/model"
 )
 
-const namespace = "meshcert"
-
 // SnapshotProvider gives the current analysed state of the mesh PKI.
 type SnapshotProvider interface {
 	Snapshot() *model.Snapshot
 }
 
-var (
-	sourceUpDesc = prometheus.NewDesc(prometheus.BuildFQName(namespace, "source", "up"),
-		"1 when the source's last attempt to read its material worked, else 0.",
-		[]string{"source"}, nil)
-	sourceLastSuccessDesc = prometheus.NewDesc(prometheus.BuildFQName(namespace, "source", "last_success_timestamp_seconds"),
-		"When the source's data was last known current, as a Unix timestamp: its last successful read, or for a Kubernetes watch the last moment it was healthy. It stops moving during an outage, while the last data is still served.",
-		[]string{"source"}, nil)
-	sourceErrorsDesc = prometheus.NewDesc(prometheus.BuildFQName(namespace, "source", "errors_total"),
-		"Read errors of a source by reason. A broken object counts once each time it starts failing; a failing source counts each attempt.",
-		[]string{"source", "reason"}, nil)
-)
-
-// Families are the names of the metric families the exporter exports from its snapshots, for the
-// dashboards' and the docs' checks. It also exports meshcert_exporter_build_info and the go_ and
-// process_ families.
-var Families = func() []string {
-	var out []string
-	for _, f := range analysisFamilies {
-		out = append(out, f.name)
-	}
-	return append(out, "meshcert_source_up", "meshcert_source_last_success_timestamp_seconds", "meshcert_source_errors_total")
-}()
-
 // sourcesCollector is a prometheus.Collector of the sources' health in one snapshot. The Handler
 // gathers one per scrape, from the snapshot the scrape serves, so a scrape asks for the state of
 // the sources once.
 type sourcesCollector struct {
-	snap *model.Snapshot
+	snap                    *model.Snapshot
+	up, lastSuccess, errors *prometheus.Desc
 }
-
-var _ prometheus.Collector = sourcesCollector{}
 
 // SourceStatus returns a collector of the sources' health families (up, last success, errors) in
 // snap.
 func SourceStatus(snap *model.Snapshot) prometheus.Collector {
-	return sourcesCollector{snap: snap}
+	f := sourceFamilies()
+	desc := func(f Family) *prometheus.Desc { return prometheus.NewDesc(f.Name, f.Help, f.Labels, nil) }
+	return sourcesCollector{snap: snap, up: desc(f[0]), lastSuccess: desc(f[1]), errors: desc(f[2])}
 }
 
 // Describe implements prometheus.Collector.
 func (c sourcesCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{sourceUpDesc, sourceLastSuccessDesc, sourceErrorsDesc} {
-		ch <- d
-	}
+	ch <- c.up
+	ch <- c.lastSuccess
+	ch <- c.errors
 }
 
 // Collect implements prometheus.Collector.
 func (c sourcesCollector) Collect(ch chan<- prometheus.Metric) {
-	collectStatus(ch, c.snap)
-}
-
-func collectStatus(ch chan<- prometheus.Metric, snap *model.Snapshot) {
-	for _, s := range snap.Sources {
-		ch <- prometheus.MustNewConstMetric(sourceUpDesc, prometheus.GaugeValue, boolValue(s.Up), s.Name)
+	for _, s := range c.snap.Sources {
+		ch <- prometheus.MustNewConstMetric(c.up, prometheus.GaugeValue, boolValue(s.Up), s.Name)
 		if !s.LastSuccess.IsZero() {
-			ch <- prometheus.MustNewConstMetric(sourceLastSuccessDesc, prometheus.GaugeValue, unixSeconds(s.LastSuccess), s.Name)
+			ch <- prometheus.MustNewConstMetric(c.lastSuccess, prometheus.GaugeValue, unixSeconds(s.LastSuccess), s.Name)
 		}
 		for reason, n := range s.Errors {
-			ch <- prometheus.MustNewConstMetric(sourceErrorsDesc, prometheus.CounterValue, float64(n), s.Name, string(reason))
+			ch <- prometheus.MustNewConstMetric(c.errors, prometheus.CounterValue, float64(n), s.Name, string(reason))
 		}
 	}
 }

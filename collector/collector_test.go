@@ -1,13 +1,16 @@
 package collector
 
 import (
-	"bytes"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/go-kit/log"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	dto "github.com/prometheus/client_model/go"
@@ -34,16 +37,15 @@ func analysed(objects []*model.Object, sources ...model.SourceStatus) staticProv
 	return staticProvider{&model.Snapshot{Analysis: pki.NewAnalyzer(pki.NewCache(), mesh.Rules(config.Default().Meshes)).Analyze(objects, meshes), Sources: sources}}
 }
 
-// gatherer parses what the exporter writes for a snapshot at an instant: the rendered analysis and
-// proxy families, then the status collector's families.
+// gatherer parses what the Handler serves for a snapshot at an instant.
 func gatherer(t *testing.T, p SnapshotProvider, now time.Time) prometheus.Gatherer {
-	status := prometheus.NewPedanticRegistry()
-	status.MustRegister(SourceStatus(p.Snapshot()))
 	return prometheus.Gatherers{prometheus.GathererFunc(func() ([]*dto.MetricFamily, error) {
+		h := NewHandler(p, prometheus.NewRegistry(), log.NewNopLogger(), 0)
+		h.now = func() time.Time { return now }
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
 		parser := expfmt.NewTextParser(prommodel.UTF8Validation)
-		text := bytes.NewBuffer(RenderAnalysis(&p.Snapshot().Analysis, now))
-		RenderProxies(text, p.Snapshot().Proxies)
-		families, err := parser.TextToMetricFamilies(text)
+		families, err := parser.TextToMetricFamilies(rec.Body)
 		if err != nil {
 			t.Fatalf("the rendered text does not parse: %v", err)
 		}
@@ -52,7 +54,7 @@ func gatherer(t *testing.T, p SnapshotProvider, now time.Time) prometheus.Gather
 			out = append(out, f)
 		}
 		return out, nil
-	}), status}
+	})}
 }
 
 func bundle(key string, purpose model.Purpose, certs ...*testpki.Cert) model.Bundle {
@@ -213,28 +215,55 @@ meshcert_proxy_up{endpoint="config_dump",mesh="istio",name="never",namespace="sh
 	}
 }
 
-// TestFamiliesMatchDescriptors keeps Families in step with what is rendered and described.
+// TestFamiliesMatchDescriptors: the sources' families the collector describes are those Families
+// lists, and every family has a unique name, a help text, a type and labels.
 func TestFamiliesMatchDescriptors(t *testing.T) {
 	ch := make(chan *prometheus.Desc, 64)
 	SourceStatus(&model.Snapshot{}).Describe(ch)
 	close(ch)
-	described := map[string]bool{}
-	for _, f := range analysisFamilies {
-		described[f.name] = true
+	listed := map[string]Family{}
+	for _, f := range Families() {
+		if _, dup := listed[f.Name]; dup || f.Help == "" || f.Type == "" || len(f.Labels) == 0 || f.Subject == "" {
+			t.Errorf("%s: repeated or incomplete: %+v", f.Name, f)
+		}
+		listed[f.Name] = f
 	}
 	for d := range ch {
 		s := d.String()
 		name := s[strings.Index(s, `fqName: "`)+9:]
-		described[name[:strings.IndexByte(name, '"')]] = true
-	}
-	for _, f := range Families {
-		if !described[f] {
-			t.Errorf("%s is listed but not described", f)
+		name = name[:strings.IndexByte(name, '"')]
+		if f, ok := listed[name]; !ok || f.Subject != SubjectSource {
+			t.Errorf("%s is described but not listed as a source family", name)
 		}
-		delete(described, f)
 	}
-	for f := range described {
-		t.Errorf("%s is described but not listed in Families", f)
+}
+
+// TestRenderedLabelsAreListed: every series the Handler writes carries exactly the labels its
+// family lists.
+func TestRenderedLabelsAreListed(t *testing.T) {
+	p, _ := handlerFixture()
+	labels := map[string][]string{}
+	for _, f := range Families() {
+		labels[f.Name] = slices.Sorted(slices.Values(f.Labels))
+	}
+	fams, err := gatherer(t, p, scrape()).Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(fams) < 14 {
+		t.Fatalf("%d families in the fixture", len(fams))
+	}
+	for _, mf := range fams {
+		for _, m := range mf.GetMetric() {
+			var got []string
+			for _, l := range m.GetLabel() {
+				got = append(got, l.GetName())
+			}
+			slices.Sort(got)
+			if !slices.Equal(got, labels[mf.GetName()]) {
+				t.Errorf("%s has labels %v, its family lists %v", mf.GetName(), got, labels[mf.GetName()])
+			}
+		}
 	}
 }
 
@@ -244,7 +273,11 @@ func TestEveryFamilyIsDocumented(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, f := range append(Families, "meshcert_exporter_build_info", "meshcert_config_last_reload_successful", "meshcert_config_last_reload_success_timestamp_seconds") {
+	names := []string{"meshcert_exporter_build_info", "meshcert_config_last_reload_successful", "meshcert_config_last_reload_success_timestamp_seconds"}
+	for _, f := range Families() {
+		names = append(names, f.Name)
+	}
+	for _, f := range names {
 		if !strings.Contains(string(doc), "`"+f+"`") {
 			t.Errorf("docs/metrics.md does not describe %s", f)
 		}
@@ -261,7 +294,7 @@ func TestFederatedBundleRendering(t *testing.T) {
 			{Key: "ROOTCA/partner.example", Federated: true},
 		},
 	}
-	got := string(RenderAnalysis(&model.Analysis{Objects: []*model.ObjectAnalysis{oa}}, scrape()))
+	got := rendered(t, &model.Snapshot{Analysis: model.Analysis{Objects: []*model.ObjectAnalysis{oa}}}, scrape())
 	want := `# HELP meshcert_trust_bundle_current 1 when a copy of the mesh's trust anchors handed to workloads (a namespace's root ConfigMap, a proxy's root bundle, an issuer's ca.crt) holds exactly the mesh's current trust anchors, else 0. Absent when the current anchors are unknown.
 # TYPE meshcert_trust_bundle_current gauge
 meshcert_trust_bundle_current{key="ROOTCA/cluster.local",mesh="istio",name="cart-1",namespace="shop",source="envoy"} 1

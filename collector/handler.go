@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -20,39 +21,47 @@ import (
 	"github.com/meshcert/meshcert-exporter/internal/model"
 )
 
-// Handler serves /metrics. The families derived from the analysis (one to nine series per
-// certificate, most of a scrape) only change when an object's findings change or when a
-// certificate on a chain crosses its NotBefore or NotAfter. The Handler keeps them compressed, in
-// blocks of objects: each block holds one gzip member per family, rendered when one of its objects
-// changes or its next validity boundary passes. A scrape writes the members of each family in
-// turn (consecutive gzip members are one gzip stream), so it costs little more than copying bytes,
-// and a change re-renders one or two blocks, not the mesh. The proxies' health is kept the same
-// way, in blocks of proxy states (see proxyRenderer). Run does this rendering in the background,
-// so a scrape renders at most one tick of change. The sources' health and the Go runtime's
-// families are gathered on every scrape.
+// Handler serves /metrics. The rendered families (one to nine series per certificate, most of a
+// scrape, and the proxies' health) only change when an object's findings or a proxy's health
+// change, or when a certificate on a chain crosses its NotBefore or NotAfter. The Handler keeps
+// them compressed, in blocks of items (objects' findings and proxies' states alike): each block
+// holds one gzip member per family, rendered when one of its items changes or its next validity
+// boundary passes. A scrape writes the members of each family in turn (consecutive gzip members
+// are one gzip stream), so it costs little more than copying bytes, and a change re-renders one or
+// two blocks, not the mesh. Run does this rendering in the background, so a scrape renders at most
+// one tick of change. The sources' health and the Go runtime's families are gathered on every
+// scrape.
 type Handler struct {
 	provider SnapshotProvider
 	status   prometheus.Gatherer
 	now      func() time.Time
 	logger   log.Logger
 	inFlight chan struct{}
+	zip      *compressors
 
-	proxies *proxyRenderer
-
-	mu       sync.Mutex
-	blocks   blockCache[*model.ObjectAnalysis]
-	placed   bool     // the blocks hold an analysis
-	version  uint64   // of that analysis
-	segments [][]byte // the analysis families as gzip members, in order; replaced, never changed
-	renders  int      // blocks rendered, for tests
+	mu      sync.Mutex
+	blocks  *blockCache
+	headers [][]byte // each family's HELP and TYPE lines, compressed
+	bufs    [][]byte // each family's samples while a block renders
+	items   []item   // the items placed last
+	placed  bool     // the blocks hold a snapshot
+	version uint64   // of its analysis
+	proxies []*model.ProxyStatus
+	// segments are the rendered families as gzip members, in order; replaced, never changed.
+	segments [][]byte
 }
 
 // NewHandler returns a handler that serves the analysis of p from its cache, the sources' health
 // of the same snapshot and the families of status (the Go runtime, build info) fresh; at most
 // maxInFlight scrapes run at once (more get a 503), any number when it is 0.
 func NewHandler(p SnapshotProvider, status prometheus.Gatherer, logger log.Logger, maxInFlight int) *Handler {
-	h := &Handler{provider: p, status: status, now: time.Now, logger: logger,
-		blocks: newBlockCache(analysisItem), proxies: newProxyRenderer()}
+	zip := newCompressors(runtime.GOMAXPROCS(0))
+	r := &renderer{families: renderedFamilies()}
+	h := &Handler{provider: p, status: status, now: time.Now, logger: logger, zip: zip,
+		blocks: newBlockCache(r, zip), bufs: make([][]byte, len(r.families))}
+	for _, f := range r.families {
+		h.headers = append(h.headers, zip.compress(familyHeader(f.Family)))
+	}
 	if maxInFlight > 0 {
 		h.inFlight = make(chan struct{}, maxInFlight)
 	}
@@ -79,8 +88,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	snap := h.provider.Snapshot()
-	segments := h.analysis(snap)
-	segments = append(segments[:len(segments):len(segments)], h.proxies.render(snap.Proxies)...)
+	segments := h.prepare(snap)
 	sources := prometheus.NewRegistry()
 	sources.MustRegister(SourceStatus(snap))
 	format := negotiate(r.Header)
@@ -104,11 +112,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	for _, s := range segments {
 		bw.Write(s)
 	}
-	zw := getGzipWriter()
+	zw := h.zip.get()
 	zw.Reset(bw)
 	zw.Write(dynamic)
 	zw.Close()
-	putGzipWriter(zw)
+	h.zip.put(zw)
 	bw.Flush()
 }
 
@@ -126,65 +134,38 @@ func (h *Handler) Run(ctx context.Context, interval time.Duration) {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
-			snap := h.provider.Snapshot()
-			h.analysis(snap)
-			h.proxies.render(snap.Proxies)
+			h.prepare(h.provider.Snapshot())
 		}
 	}
 }
 
-// gzipWriters are reused: a compressor holds about a megabyte of tables, too much to throw away on
-// every scrape. They are kept in a free list of one per processor rather than a sync.Pool, which
-// empties itself every other garbage collection: during a sweep of ten thousand proxies the
-// runtime collects a hundred times, and rebuilding the tables after each was 44 MB of garbage.
-var gzipWriters = make(chan *gzip.Writer, runtime.GOMAXPROCS(0))
-
-// getGzipWriter returns a free compressor, or a new one.
-func getGzipWriter() *gzip.Writer {
-	select {
-	case zw := <-gzipWriters:
-		return zw
-	default:
-		zw, _ := gzip.NewWriterLevel(io.Discard, gzip.BestSpeed)
-		return zw
-	}
-}
-
-// putGzipWriter returns a compressor to the free list, unless the list is full.
-func putGzipWriter(zw *gzip.Writer) {
-	select {
-	case gzipWriters <- zw:
-	default:
-	}
-}
-
-// analysis returns the gzip members of the analysis families, rendering the blocks that changed.
-func (h *Handler) analysis(snap *model.Snapshot) [][]byte {
+// prepare returns the rendered families of snap as gzip members, rendering the blocks that
+// changed.
+func (h *Handler) prepare(snap *model.Snapshot) [][]byte {
 	now := h.now()
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	changed := false
-	if !h.placed || snap.Version != h.version {
-		h.blocks.place(snap.Objects)
-		h.placed, h.version, changed = true, snap.Version, true
+	if !h.placed || snap.Version != h.version || !slices.Equal(h.proxies, snap.Proxies) {
+		h.items = h.items[:0]
+		for _, o := range snap.Objects {
+			h.items = append(h.items, item{object: o})
+		}
+		for _, p := range snap.Proxies {
+			h.items = append(h.items, item{proxy: p})
+		}
+		h.blocks.place(h.items)
+		// A snapshot's slices are never modified once handed out: the handler may keep this one.
+		h.placed, h.version, h.proxies, changed = true, snap.Version, snap.Proxies, true
 	}
-	if n := h.blocks.refresh(now); n > 0 {
-		h.renders += n
+	if h.blocks.refresh(now, h.bufs) {
 		changed = true
 	}
 	if changed || h.segments == nil {
-		h.segments = h.blocks.segments(nil, analysisFamilyIndexes...)
+		h.segments = h.blocks.segments(h.headers)
 	}
 	return h.segments
 }
-
-// analysisFamilyIndexes are the families the analysis blocks hold, in order.
-var analysisFamilyIndexes = func() (out []int) {
-	for f := range famAnalysisCount {
-		out = append(out, f)
-	}
-	return out
-}()
 
 // encode gathers g and encodes what it could gather in format; a family that fails costs only
 // itself. The encoding is closed: OpenMetrics gets its # EOF.

@@ -16,7 +16,6 @@ import (
 
 	"github.com/go-kit/log"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/prometheus/common/expfmt"
 	prommodel "github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
@@ -93,20 +92,15 @@ func handlerFixture() (*versionedProvider, *testpki.Cert) {
 		Proxies: []*model.ProxyStatus{{Mesh: istio.Name, Source: "envoy", Namespace: "a", Name: "p", Up: true, Endpoint: "config_dump", LastSuccess: from}}}}, leaf
 }
 
-// TestHandlerServesTheRenderedFamilies: the handler's scrape, plain and gzip, holds exactly the
-// rendered analysis families and the status families, and parses.
+// TestHandlerServesTheRenderedFamilies: the handler's scrape, plain and gzip, holds the same
+// families, every family of the fixture, and parses.
 func TestHandlerServesTheRenderedFamilies(t *testing.T) {
 	p, _ := handlerFixture()
 	clock := scrape()
 	h := NewHandler(p, prometheus.NewRegistry(), log.NewNopLogger(), 2)
 	h.now = func() time.Time { return clock }
 
-	status := prometheus.NewRegistry()
-	status.MustRegister(SourceStatus(p.snap))
-	statusOnly := scrapeHandler(t, promhttp.HandlerFor(status, promhttp.HandlerOpts{}), false)
-	var proxies bytes.Buffer
-	RenderProxies(&proxies, p.snap.Proxies)
-	want := parse(t, string(RenderAnalysis(&p.snap.Analysis, clock))+proxies.String()+statusOnly)
+	want := parse(t, rendered(t, p.snap, clock))
 	for _, gz := range []bool{false, true} {
 		got := parse(t, scrapeHandler(t, h, gz))
 		if len(got) != len(want) || len(want) < 14 {
@@ -133,27 +127,27 @@ func TestHandlerRendersOnlyOnChange(t *testing.T) {
 			t.Fatalf("leaf not valid before its NotAfter:\n%s", body)
 		}
 	}
-	if h.renders != 1 {
-		t.Errorf("%d renders for five scrapes of one analysis", h.renders)
+	if h.blocks.renders != 1 {
+		t.Errorf("%d renders for five scrapes of one analysis", h.blocks.renders)
 	}
 	clock = leaf.X509.NotAfter // the last valid instant
 	scrapeHandler(t, h, false)
-	if h.renders != 1 {
-		t.Errorf("re-rendered before the boundary (%d renders)", h.renders)
+	if h.blocks.renders != 1 {
+		t.Errorf("re-rendered before the boundary (%d renders)", h.blocks.renders)
 	}
 	clock = leaf.X509.NotAfter.Add(time.Second)
 	if body := scrapeHandler(t, h, false); !strings.Contains(body, strings.TrimSuffix(valid, "1")+"0") {
 		t.Errorf("the expired leaf still shows a valid chain")
 	}
-	if h.renders != 2 {
-		t.Errorf("%d renders after crossing the NotAfter, want 2", h.renders)
+	if h.blocks.renders != 2 {
+		t.Errorf("%d renders after crossing the NotAfter, want 2", h.blocks.renders)
 	}
 	next := *p.snap
 	next.Analysis.Version = 2
 	p.snap = &next
 	scrapeHandler(t, h, false)
-	if h.renders != 2 {
-		t.Errorf("%d renders after a new analysis with the same findings, want still 2", h.renders)
+	if h.blocks.renders != 2 {
+		t.Errorf("%d renders after a new analysis with the same findings, want still 2", h.blocks.renders)
 	}
 }
 
@@ -184,12 +178,12 @@ func TestHandlerRendersChangedBlocksOnly(t *testing.T) {
 		version++
 		p.snap = &model.Snapshot{Analysis: analyzer.Analyze(objects, map[model.Mesh]model.MeshSettings{istio.Name: {TrustDomain: "cluster.local"}})}
 		p.snap.Version = version
-		before := h.renders
+		before := h.blocks.renders
 		got := sortedFamilies(t, scrapeHandler(t, h, true))
-		if n := h.renders - before; wantRenders >= 0 && n != wantRenders {
+		if n := h.blocks.renders - before; wantRenders >= 0 && n != wantRenders {
 			t.Errorf("%s: %d blocks rendered, want %d", name, n, wantRenders)
 		}
-		want := sortedFamilies(t, string(RenderAnalysis(&p.snap.Analysis, clock)))
+		want := sortedFamilies(t, rendered(t, p.snap, clock))
 		if len(got) != len(want) {
 			t.Errorf("%s: %d families, want %d", name, len(got), len(want))
 		}
@@ -210,6 +204,16 @@ func TestHandlerRendersChangedBlocksOnly(t *testing.T) {
 	check("40 objects of the first block gone", -1)
 	objects = append(objects, proxy(1000), proxy(1001))
 	check("two objects new", 1)
+}
+
+// rendered is what a new Handler serves for snap at now: every item rendered at once, the
+// sources' health with it. The handler under test, which renders item by item as the snapshots
+// change, must serve the same series.
+func rendered(t *testing.T, snap *model.Snapshot, now time.Time) string {
+	t.Helper()
+	h := NewHandler(staticProvider{snap}, prometheus.NewRegistry(), log.NewNopLogger(), 0)
+	h.now = func() time.Time { return now }
+	return scrapeHandler(t, h, false)
 }
 
 // sortedFamilies parses exposition text into its families, each with its samples sorted: the order
@@ -248,17 +252,15 @@ func TestHandlerProxiesHealth(t *testing.T) {
 	later := func(p *model.ProxyStatus) { p.LastSuccess = p.LastSuccess.Add(time.Minute) }
 	check := func(name string, wantRenders int) {
 		t.Helper()
-		before := h.proxies.renders
+		before := h.blocks.renders
 		p.snap = &model.Snapshot{Proxies: slices.Clone(proxies)}
-		var want bytes.Buffer
-		RenderProxies(&want, proxies)
 		got := sortedFamilies(t, scrapeHandler(t, h, true))
-		for fam, w := range sortedFamilies(t, want.String()) {
+		for fam, w := range sortedFamilies(t, rendered(t, p.snap, from)) {
 			if got[fam] != w {
 				t.Errorf("%s: %s differs:\n got %s\nwant %s", name, fam, got[fam], w)
 			}
 		}
-		if n := h.proxies.renders - before; wantRenders >= 0 && n != wantRenders {
+		if n := h.blocks.renders - before; wantRenders >= 0 && n != wantRenders {
 			t.Errorf("%s: %d blocks of proxies rendered, want %d", name, n, wantRenders)
 		}
 	}
@@ -305,7 +307,7 @@ func TestHandlerRunRendersInTheBackground(t *testing.T) {
 	rendered := func() int {
 		h.mu.Lock()
 		defer h.mu.Unlock()
-		return h.renders
+		return h.blocks.renders
 	}
 	for deadline := time.Now().Add(5 * time.Second); rendered() == 0; time.Sleep(5 * time.Millisecond) {
 		if time.Now().After(deadline) {
@@ -397,9 +399,9 @@ func TestOpenMetricsNegotiation(t *testing.T) {
 // TestHelpTextsNeedNoOpenMetricsEscape: the cached families' HELP lines are the same in both
 // formats only while no HELP text holds a double quote (which OpenMetrics escapes).
 func TestHelpTextsNeedNoOpenMetricsEscape(t *testing.T) {
-	for _, f := range analysisFamilies {
-		if strings.ContainsRune(f.help, '"') {
-			t.Errorf("%s: HELP holds a double quote", f.name)
+	for _, f := range Families() {
+		if strings.ContainsRune(f.Help, '"') {
+			t.Errorf("%s: HELP holds a double quote", f.Name)
 		}
 	}
 }

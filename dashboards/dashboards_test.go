@@ -20,8 +20,8 @@ func TestDashboards(t *testing.T) {
 		t.Fatalf("%d dashboards, want the overview, workloads and exporter ones", len(dashboards))
 	}
 	exported := map[string]bool{"meshcert_exporter_build_info": true}
-	for _, f := range collector.Families {
-		exported[f] = true
+	for _, f := range collector.Families() {
+		exported[f.Name] = true
 	}
 	uids := map[string]bool{}
 	for file, d := range dashboards {

@@ -28,6 +28,7 @@ import (
 	"github.com/meshcert/meshcert-exporter/internal/model"
 	"github.com/meshcert/meshcert-exporter/internal/rbac"
 	"github.com/meshcert/meshcert-exporter/internal/testenv"
+	"github.com/meshcert/meshcert-exporter/internal/testmodel"
 	"github.com/meshcert/meshcert-exporter/internal/testpki"
 	. "github.com/meshcert/meshcert-exporter/sources"
 )
@@ -150,8 +151,8 @@ func eventually(t *testing.T, inv *inventory.Inventory, check func(s *model.Snap
 // snapshotView answers questions about a snapshot in the integration tests.
 type snapshotView struct{ *model.Snapshot }
 
-func (v snapshotView) cert(source, ns, name, key string, index int) *model.CertificateObservation {
-	certs := v.Certificates()
+func (v snapshotView) cert(source, ns, name, key string, index int) *testmodel.Observation {
+	certs := testmodel.Certificates(v.Analysis)
 	for i := range certs {
 		c := &certs[i]
 		if c.Source == source && c.Namespace == ns && c.Name == name && c.Key == key && c.Index == index {
@@ -163,7 +164,7 @@ func (v snapshotView) cert(source, ns, name, key string, index int) *model.Certi
 
 func (v snapshotView) object(source, ns, name string) int {
 	n := 0
-	for _, c := range v.Certificates() {
+	for _, c := range testmodel.Certificates(v.Analysis) {
 		if c.Source == source && c.Namespace == ns && c.Name == name {
 			n++
 		}
@@ -172,7 +173,7 @@ func (v snapshotView) object(source, ns, name string) int {
 }
 
 func (v snapshotView) rootKey(ns, name string) (stored, found bool) {
-	for _, k := range v.RootKeys() {
+	for _, k := range testmodel.RootKeys(v.Analysis) {
 		if k.Namespace == ns && k.Name == name {
 			return k.Stored, true
 		}
@@ -181,7 +182,7 @@ func (v snapshotView) rootKey(ns, name string) (stored, found bool) {
 }
 
 func (v snapshotView) bundleCurrent(ns, name string) (current, found bool) {
-	for _, b := range v.TrustBundles() {
+	for _, b := range testmodel.TrustBundles(v.Analysis) {
 		if b.Namespace == ns && b.Name == name {
 			return b.Current, true
 		}
@@ -190,7 +191,7 @@ func (v snapshotView) bundleCurrent(ns, name string) (current, found bool) {
 }
 
 func (v snapshotView) bundleCurrentKey(ns, name, key string) (current, found bool) {
-	for _, b := range v.TrustBundles() {
+	for _, b := range testmodel.TrustBundles(v.Analysis) {
 		if b.Namespace == ns && b.Name == name && b.Key == key {
 			return b.Current, true
 		}
@@ -208,7 +209,7 @@ func (v snapshotView) up() string {
 }
 
 // chainIs describes how c's chain differs from the expectation, or "".
-func chainIs(c *model.CertificateObservation, role model.Role, valid bool, reason model.ErrorReason, depth int) string {
+func chainIs(c *testmodel.Observation, role model.Role, valid bool, reason model.ErrorReason, depth int) string {
 	if c == nil {
 		return "certificate not exported"
 	}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/meshcert/meshcert-exporter/internal/model"
 	"github.com/meshcert/meshcert-exporter/internal/pki"
+	"github.com/meshcert/meshcert-exporter/internal/testmodel"
 	"github.com/meshcert/meshcert-exporter/internal/testpki"
 )
 
@@ -26,15 +27,15 @@ func TestSnapshotAnalysesOnlyOnChange(t *testing.T) {
 	inv := New([]model.Source{src, other}, nil, nil, pki.NewCache())
 
 	first := inv.Snapshot()
-	if len(first.Certificates()) != 1 || len(first.Sources) != 2 || !first.Sources[0].Up {
+	if len(testmodel.Certificates(first.Analysis)) != 1 || len(first.Sources) != 2 || !first.Sources[0].Up {
 		t.Fatalf("snapshot = %+v", first)
 	}
 	if again := inv.Snapshot(); again.Version != first.Version || again.Objects[0] != first.Objects[0] {
 		t.Error("an unchanged inventory was analysed again")
 	}
 	src.state.Objects, src.state.Generation = nil, 2
-	if changed := inv.Snapshot(); len(changed.Certificates()) != 0 {
-		t.Errorf("a removed object is still in the snapshot: %+v", changed.Certificates())
+	if changed := inv.Snapshot(); len(testmodel.Certificates(changed.Analysis)) != 0 {
+		t.Errorf("a removed object is still in the snapshot: %+v", testmodel.Certificates(changed.Analysis))
 	}
 	if inv.Ready() {
 		t.Error("ready before every source synced")

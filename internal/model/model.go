@@ -247,16 +247,6 @@ type KeyPair struct {
 	Certificate string
 }
 
-// Location identifies one certificate in one bundle of one object. Together its fields are unique
-// in a Snapshot.
-type Location struct {
-	Source    string
-	Namespace string
-	Name      string
-	Key       string
-	Index     int
-}
-
 // MeshSettings are the settings of one mesh that the identity checks need.
 type MeshSettings struct {
 	// TrustDomain is the primary trust domain, "cluster.local" by default.

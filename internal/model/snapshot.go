@@ -206,22 +206,6 @@ func (f TrustBundleFinding) TrustDomain() string {
 	return f.Key[strings.LastIndexByte(f.Key, '/')+1:]
 }
 
-// CertificateObservation is one certificate at one location with everything known about it: a
-// CertificateFinding with its object's location (see Analysis.Certificates).
-type CertificateObservation struct {
-	Location
-	Mesh        Mesh
-	Role        Role
-	Certificate *Certificate
-	// Chain is nil for trust anchors.
-	Chain *Chain
-	// Identity is nil when the certificate neither carries nor should carry a mesh identity.
-	// Observations with equal results share one record: it is never modified.
-	Identity *IdentityStatus
-	// Requirement is nil when the mesh places no rule on the certificate.
-	Requirement *RequirementStatus
-}
-
 // BundleError is a bundle that could not be read completely.
 type BundleError struct {
 	Source, Namespace, Name, Key string
@@ -238,13 +222,6 @@ type SourceStatus struct {
 	Errors map[ErrorReason]uint64
 	// LastSuccess is the time the source's data is current as of; zero if never.
 	LastSuccess time.Time
-}
-
-// TrustBundleStatus says whether a copy of a mesh's trust anchors equals the current root set.
-type TrustBundleStatus struct {
-	Mesh                         Mesh
-	Source, Namespace, Name, Key string
-	Current                      bool
 }
 
 // RootKeyStatus says whether an object holds the private key of a trust anchor.
@@ -266,66 +243,12 @@ type ObjectAnalysis struct {
 	RootKeys     []RootKeyStatus
 }
 
-// Observations returns the object's certificate findings with their locations.
-func (oa *ObjectAnalysis) Observations() []CertificateObservation {
-	out := make([]CertificateObservation, 0, len(oa.Certificates))
-	o := oa.Object
-	for _, f := range oa.Certificates {
-		out = append(out, CertificateObservation{
-			Location: Location{Source: o.Source, Namespace: o.Namespace, Name: o.Name, Key: f.Key, Index: f.Index},
-			Mesh:     o.Mesh, Role: f.Role, Certificate: f.Certificate, Chain: f.Chain, Identity: f.Identity, Requirement: f.Requirement,
-		})
-	}
-	return out
-}
-
-// TrustBundleStatuses returns the object's trust bundle comparisons with their locations.
-func (oa *ObjectAnalysis) TrustBundleStatuses() []TrustBundleStatus {
-	out := make([]TrustBundleStatus, 0, len(oa.TrustBundles))
-	o := oa.Object
-	for _, f := range oa.TrustBundles {
-		if f.Federated {
-			continue // not a comparison
-		}
-		out = append(out, TrustBundleStatus{Mesh: o.Mesh, Source: o.Source, Namespace: o.Namespace, Name: o.Name, Key: f.Key, Current: f.Current})
-	}
-	return out
-}
-
 // Analysis is what the PKI analysis finds in all objects together.
 type Analysis struct {
 	// Version changes each time the analysis runs again; equal versions hold equal results.
 	Version uint64
 	// Objects hold the findings of each object, in the order of the objects.
 	Objects []*ObjectAnalysis
-}
-
-// Certificates returns the observations of every object, in order.
-func (a Analysis) Certificates() []CertificateObservation {
-	return collect(a, (*ObjectAnalysis).Observations)
-}
-
-// BundleErrors returns the bundle errors of every object, in order.
-func (a Analysis) BundleErrors() []BundleError {
-	return collect(a, func(o *ObjectAnalysis) []BundleError { return o.BundleErrors })
-}
-
-// TrustBundles returns the trust bundle comparisons of every object, in order.
-func (a Analysis) TrustBundles() []TrustBundleStatus {
-	return collect(a, (*ObjectAnalysis).TrustBundleStatuses)
-}
-
-// RootKeys returns the root key findings of every object, in order.
-func (a Analysis) RootKeys() []RootKeyStatus {
-	return collect(a, func(o *ObjectAnalysis) []RootKeyStatus { return o.RootKeys })
-}
-
-func collect[T any](a Analysis, field func(*ObjectAnalysis) []T) []T {
-	var out []T
-	for _, o := range a.Objects {
-		out = append(out, field(o)...)
-	}
-	return out
 }
 
 // ProxyStatus is the health of one proxy a source reads. It is immutable: a source replaces a

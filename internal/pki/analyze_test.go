@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/meshcert/meshcert-exporter/internal/model"
+	"github.com/meshcert/meshcert-exporter/internal/testmodel"
 	"github.com/meshcert/meshcert-exporter/internal/testpki"
 )
 
@@ -148,9 +149,9 @@ func TestAnalyzeChains(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			obs := newAnalyzer().Analyze(tt.objects, nil).Certificates()
+			obs := testmodel.Certificates(newAnalyzer().Analyze(tt.objects, nil))
 			last := tt.objects[len(tt.objects)-1]
-			var got *model.CertificateObservation
+			var got *testmodel.Observation
 			for i := range obs {
 				if obs[i].Name == last.Name && obs[i].Index == 0 && obs[i].Key == firstKey(last) {
 					got = &obs[i]
@@ -185,11 +186,11 @@ func TestAnalyzeTwoRootsAndUniqueLocations(t *testing.T) {
 	newRoot := testpki.Issue(testpki.Spec{CommonName: "new root", CA: true, NotBefore: jan2026, NotAfter: jan2036})
 	dir := obj("/etc/cacerts", meshIstio, trust("root-cert.pem", oldRoot, newRoot), trust("root-cert.pem", oldRoot))
 	a := newAnalyzer().Analyze([]*model.Object{dir, obj("/etc/cacerts", meshIstio, trust("x", oldRoot))}, nil)
-	obs, errs := a.Certificates(), a.BundleErrors()
+	obs, errs := testmodel.Certificates(a), testmodel.BundleErrors(a)
 	if len(errs) != 0 {
 		t.Fatalf("errors: %v", errs)
 	}
-	seen := map[model.Location]bool{}
+	seen := map[testmodel.Location]bool{}
 	for _, o := range obs {
 		if seen[o.Location] {
 			t.Errorf("duplicate location %+v", o.Location)
@@ -234,7 +235,7 @@ func TestAnalyzeIdentities(t *testing.T) {
 			leaf := testpki.Issue(testpki.Spec{CommonName: "leaf", Issuer: root, URIs: tt.uris, DNSNames: tt.dns, NotBefore: jan2026, NotAfter: jan2036})
 			o := obj("pod", tt.mesh, chain("default", leaf), trust("ROOTCA", root))
 			o.Expect = tt.expect
-			obs := newAnalyzer().Analyze([]*model.Object{o}, meshes).Certificates()
+			obs := testmodel.Certificates(newAnalyzer().Analyze([]*model.Object{o}, meshes))
 			id := obs[0].Identity
 			if id == nil {
 				t.Fatal("no identity result for a mesh leaf")
@@ -356,23 +357,23 @@ func TestAnalyzeTrustBundleDriftAndRootKeys(t *testing.T) {
 		obj("other mesh", meshLinkerd, model.Bundle{Key: "ca-bundle.crt", Purpose: model.PurposeTrustBundleCopy, Certificates: certs(oldRoot)}),
 	}, nil)
 	want := map[string]bool{"same": true, "reordered": true, "stale": false, "extra": false}
-	if len(a.TrustBundles()) != len(want) {
-		t.Fatalf("%d trust bundle results, want %d (none for a mesh without known anchors): %+v", len(a.TrustBundles()), len(want), a.TrustBundles())
+	if len(testmodel.TrustBundles(a)) != len(want) {
+		t.Fatalf("%d trust bundle results, want %d (none for a mesh without known anchors): %+v", len(testmodel.TrustBundles(a)), len(want), testmodel.TrustBundles(a))
 	}
-	for _, b := range a.TrustBundles() {
+	for _, b := range testmodel.TrustBundles(a) {
 		if b.Current != want[b.Name] {
 			t.Errorf("%s: current %v, want %v", b.Name, b.Current, want[b.Name])
 		}
 	}
 	roots := map[string]bool{}
-	for _, k := range a.RootKeys() {
+	for _, k := range testmodel.RootKeys(a) {
 		roots[k.Name] = k.Stored
 	}
 	if roots["cacerts"] || !roots["istio-ca-secret"] || len(roots) != 2 {
 		t.Errorf("root keys = %v, want only istio-ca-secret to hold one", roots)
 	}
 	// A copy is never trusted: the intermediate's chain verifies through the authoritative root.
-	for _, o := range a.Certificates() {
+	for _, o := range testmodel.Certificates(a) {
 		if o.Name == "cacerts" && o.Key == "ca-cert.pem" && !o.Chain.Evaluate(o.Certificate, now).Valid {
 			t.Errorf("intermediate chain: %+v", o.Chain.Evaluate(o.Certificate, now))
 		}
@@ -386,7 +387,7 @@ func TestCopiesAreNotTrusted(t *testing.T) {
 	// are unknown: the issuer must not verify against its own copy.
 	o := obj("linkerd-identity-issuer", meshLinkerd, chain("tls.crt", issuer),
 		model.Bundle{Key: "ca.crt", Purpose: model.PurposeTrustBundleCopy, Certificates: certs(root)})
-	obs := newAnalyzer().Analyze([]*model.Object{o}, nil).Certificates()
+	obs := testmodel.Certificates(newAnalyzer().Analyze([]*model.Object{o}, nil))
 	if st := obs[0].Chain.Evaluate(obs[0].Certificate, now); st.Valid || st.Reason != model.ReasonUnknownAuthority {
 		t.Errorf("issuer verified against its own ca.crt: %+v", st)
 	}
@@ -401,7 +402,7 @@ func TestTrustRootDigest(t *testing.T) {
 	objects := []*model.Object{pod("fresh", "aaa"), pod("stale", "bbb"), pod("unannotated", "")}
 	published := map[model.Mesh]model.MeshSettings{meshLinkerd: {TrustDomain: "cluster.local", TrustAnchorDigests: []string{"aaa", "ccc"}, TrustAnchorDigestKey: "example.com/trust-root"}}
 	got := map[string]bool{}
-	for _, b := range newAnalyzer().Analyze(objects, published).TrustBundles() {
+	for _, b := range testmodel.TrustBundles(newAnalyzer().Analyze(objects, published)) {
 		if b.Key != "example.com/trust-root" {
 			t.Errorf("key %q", b.Key)
 		}
@@ -410,7 +411,7 @@ func TestTrustRootDigest(t *testing.T) {
 	if len(got) != 2 || !got["fresh"] || got["stale"] {
 		t.Errorf("trust root digests: %v", got)
 	}
-	if n := len(newAnalyzer().Analyze(objects, nil).TrustBundles()); n != 0 {
+	if n := len(testmodel.TrustBundles(newAnalyzer().Analyze(objects, nil))); n != 0 {
 		t.Errorf("%d comparisons without a published digest", n)
 	}
 }
@@ -442,7 +443,7 @@ func TestChainThroughLargePools(t *testing.T) {
 	ca.Authoritative = true
 	meshLeaf := obj("leaf", meshIstio, chain("tls.crt", leaf))
 	a := newAnalyzer().Analyze([]*model.Object{own, ca, meshLeaf}, nil)
-	for _, o := range a.Certificates() {
+	for _, o := range testmodel.Certificates(a) {
 		if o.Key != "tls.crt" {
 			continue
 		}
@@ -471,7 +472,7 @@ func TestParseChecksPresentedChains(t *testing.T) {
 	o := &model.Object{Source: "test", Name: "o", Bundles: []model.Bundle{{Key: "tls.crt", Certificates: presented},
 		{Key: "ca.crt", Purpose: model.PurposeTrustBundle, Certificates: roots}}}
 	a := NewAnalyzer(cache, nil)
-	for _, obs := range a.Analyze([]*model.Object{o}, nil).Certificates() {
+	for _, obs := range testmodel.Certificates(a.Analyze([]*model.Object{o}, nil)) {
 		if obs.Chain != nil && !obs.Chain.Evaluate(obs.Certificate, testpki.Date(2027, 1, 1)).Valid {
 			t.Errorf("%s[%d]: chain not valid", obs.Key, obs.Index)
 		}
@@ -492,7 +493,7 @@ func TestAnalyzeUniqueLocationsAcrossRuns(t *testing.T) {
 	a := newAnalyzer()
 	subjects := func(an model.Analysis) []string {
 		var out []string
-		for _, o := range an.Certificates() {
+		for _, o := range testmodel.Certificates(an) {
 			out = append(out, o.Name+":"+o.Certificate.Subject)
 		}
 		return out
@@ -542,8 +543,8 @@ func TestLeavesShareTheirIssuersChain(t *testing.T) {
 		proxy("b", leaf("b", inter, testpki.Date(2027, 1, 1)), inter),
 		proxy("c", leaf("c", other, jan2036), other),
 	}
-	obs := newAnalyzer().Analyze(objects, map[model.Mesh]model.MeshSettings{meshIstio: {TrustDomain: "cluster.local"}}).Certificates()
-	byName := map[string]model.CertificateObservation{}
+	obs := testmodel.Certificates(newAnalyzer().Analyze(objects, map[model.Mesh]model.MeshSettings{meshIstio: {TrustDomain: "cluster.local"}}))
+	byName := map[string]testmodel.Observation{}
 	for _, o := range obs {
 		byName[o.Name] = o
 	}
@@ -554,7 +555,7 @@ func TestLeavesShareTheirIssuersChain(t *testing.T) {
 	if c.Chain == a.Chain {
 		t.Fatal("leaves of different issuers share a chain")
 	}
-	for _, o := range []model.CertificateObservation{a, b, c} {
+	for _, o := range []testmodel.Observation{a, b, c} {
 		for _, p := range o.Chain.Paths {
 			if slices.Contains(p, o.Certificate) {
 				t.Errorf("%s: the shared chain holds the leaf", o.Name)

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/meshcert/meshcert-exporter/internal/model"
+	"github.com/meshcert/meshcert-exporter/internal/testmodel"
 	"github.com/meshcert/meshcert-exporter/internal/testpki"
 )
 
@@ -60,8 +61,8 @@ func FuzzAnalyze(f *testing.F) {
 			{Source: "fuzz", Name: "c", Bundles: []model.Bundle{{Key: "bundle.pem", Certificates: append(append([]*model.Certificate{}, c...), r...)}}},
 		}
 		a := newAnalyzer().Analyze(objects, map[model.Mesh]model.MeshSettings{meshIstio: {TrustDomain: "cluster.local"}})
-		seen := map[model.Location]bool{}
-		for _, o := range a.Certificates() {
+		seen := map[testmodel.Location]bool{}
+		for _, o := range testmodel.Certificates(a) {
 			if seen[o.Location] {
 				t.Fatalf("duplicate location %+v", o.Location)
 			}

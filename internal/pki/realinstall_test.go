@@ -4,11 +4,12 @@ import (
 	"testing"
 
 	"github.com/meshcert/meshcert-exporter/internal/model"
+	"github.com/meshcert/meshcert-exporter/internal/testmodel"
 	"github.com/meshcert/meshcert-exporter/internal/testpki"
 )
 
 // find returns the observation at name/key/index, or nil.
-func find(obs []model.CertificateObservation, name, key string, index int) *model.CertificateObservation {
+func find(obs []testmodel.Observation, name, key string, index int) *testmodel.Observation {
 	for i := range obs {
 		if obs[i].Name == name && obs[i].Key == key && obs[i].Index == index {
 			return &obs[i]
@@ -64,7 +65,7 @@ func TestVersion1Roots(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := find(newAnalyzer().Analyze(tt.objects, nil).Certificates(), tt.at[0].(string), tt.at[1].(string), tt.at[2].(int))
+			got := find(testmodel.Certificates(newAnalyzer().Analyze(tt.objects, nil)), tt.at[0].(string), tt.at[1].(string), tt.at[2].(int))
 			if got == nil || got.Role != tt.role {
 				t.Fatalf("observation %+v, want role %q", got, tt.role)
 			}
@@ -84,7 +85,7 @@ func TestVersion1Roots(t *testing.T) {
 	// The v1 root's key stored next to it is a root key in the cluster.
 	o := authoritative("istio-ca-secret", meshIstio, trust("ca-cert.pem", root))
 	o.KeyPairs = []model.KeyPair{{PrivateKey: "ca-key.pem", Certificate: "ca-cert.pem"}}
-	if rk := newAnalyzer().Analyze([]*model.Object{o}, nil).RootKeys(); len(rk) != 1 || !rk[0].Stored {
+	if rk := testmodel.RootKeys(newAnalyzer().Analyze([]*model.Object{o}, nil)); len(rk) != 1 || !rk[0].Stored {
 		t.Errorf("root keys = %+v, want the v1 root's key reported", rk)
 	}
 }
@@ -119,7 +120,7 @@ func TestPresentedChains(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			proxy := obj("proxy", meshIstio, tt.bundle)
-			got := find(newAnalyzer().Analyze([]*model.Object{cacerts, proxy}, nil).Certificates(), "proxy", "default", 0)
+			got := find(testmodel.Certificates(newAnalyzer().Analyze([]*model.Object{cacerts, proxy}, nil)), "proxy", "default", 0)
 			if got == nil || got.Chain == nil {
 				t.Fatalf("no chain for the proxy's leaf: %+v", got)
 			}
@@ -154,7 +155,7 @@ func TestSelfSignedIssuer(t *testing.T) {
 					KeyPairs: []model.KeyPair{{PrivateKey: "key.pem", Certificate: "crt.pem"}}},
 			}
 			a := newAnalyzer().Analyze(objects, nil)
-			got := find(a.Certificates(), "linkerd-identity-issuer", "crt.pem", 0)
+			got := find(testmodel.Certificates(a), "linkerd-identity-issuer", "crt.pem", 0)
 			if got == nil || got.Role != model.RoleIssuer || got.Chain == nil {
 				t.Fatalf("issuer observation %+v, want role issuer with a chain", got)
 			}
@@ -165,7 +166,7 @@ func TestSelfSignedIssuer(t *testing.T) {
 			if tt.valid && st.Anchor.Serial != got.Certificate.Serial {
 				t.Errorf("anchor %q, want the issuer itself", st.Anchor.Serial)
 			}
-			if rk := a.RootKeys(); len(rk) != 1 || !rk[0].Stored {
+			if rk := testmodel.RootKeys(a); len(rk) != 1 || !rk[0].Stored {
 				t.Errorf("root keys %+v: the self-signed issuer's key is a root key in the cluster", rk)
 			}
 		})
@@ -188,7 +189,7 @@ func TestFederatedBundles(t *testing.T) {
 	a := newAnalyzer().Analyze([]*model.Object{authoritative("cacerts", meshIstio, trust("root-cert.pem", root)), proxy}, settings)
 
 	current := map[string]bool{}
-	for _, b := range a.TrustBundles() {
+	for _, b := range testmodel.TrustBundles(a) {
 		current[b.Key] = b.Current
 	}
 	want := map[string]bool{"ROOTCA/cluster.local": true, "ROOTCA/legacy.local": false}
@@ -206,14 +207,14 @@ func TestFederatedBundles(t *testing.T) {
 	if len(fed) != 1 || fed[0].Key != "ROOTCA/partner.example" || fed[0].TrustDomain() != "partner.example" {
 		t.Errorf("federated bundles %+v", fed)
 	}
-	got := find(a.Certificates(), "proxy", "ROOTCA/partner.example", 0)
+	got := find(testmodel.Certificates(a), "proxy", "ROOTCA/partner.example", 0)
 	if got == nil || got.Role != model.RoleTrustAnchor || got.Certificate.Serial != cert(foreign).Serial {
 		t.Errorf("the partner's anchor is not exported as a trust anchor: %+v", got)
 	}
-	if inter := find(a.Certificates(), "proxy", "ROOTCA/partner.example", 1); inter == nil || inter.Chain != nil {
+	if inter := find(testmodel.Certificates(a), "proxy", "ROOTCA/partner.example", 1); inter == nil || inter.Chain != nil {
 		t.Errorf("the partner's intermediate: %+v, want exported without a chain to this mesh's anchors", inter)
 	}
-	if find(a.Certificates(), "proxy", "ROOTCA/cluster.local", 0) != nil {
+	if find(testmodel.Certificates(a), "proxy", "ROOTCA/cluster.local", 0) != nil {
 		t.Error("the mesh's own bundle copy is exported per proxy")
 	}
 }

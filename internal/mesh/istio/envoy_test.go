@@ -12,6 +12,7 @@ import (
 	"github.com/meshcert/meshcert-exporter/internal/model"
 	"github.com/meshcert/meshcert-exporter/internal/pki"
 	"github.com/meshcert/meshcert-exporter/internal/testadmin"
+	"github.com/meshcert/meshcert-exporter/internal/testmodel"
 	"github.com/meshcert/meshcert-exporter/internal/testpki"
 	"github.com/meshcert/meshcert-exporter/internal/testproxy"
 	"github.com/meshcert/meshcert-exporter/sources"
@@ -90,9 +91,9 @@ func TestEnvoyProxies(t *testing.T) {
 				t.Fatalf("status %+v errors %v; want up %v endpoint %s reason %s", ps, st.Errors, tt.want.up, tt.want.endpoint, tt.want.reason)
 			}
 			a := newAnalyzer().Analyze(append([]*model.Object{authority}, st.Objects...), meshes)
-			var leaf *model.CertificateObservation
+			var leaf *testmodel.Observation
 			n := 0
-			certs := a.Certificates()
+			certs := testmodel.Certificates(a)
 			for i := range certs {
 				if certs[i].Source == SourceEnvoy {
 					n++
@@ -117,7 +118,7 @@ func TestEnvoyProxies(t *testing.T) {
 				}
 			}
 			gotRoot := ""
-			for _, b := range a.TrustBundles() {
+			for _, b := range testmodel.TrustBundles(a) {
 				if b.Source == SourceEnvoy {
 					gotRoot = map[bool]string{true: "current", false: "stale"}[b.Current]
 				}
@@ -184,7 +185,7 @@ func TestZtunnelConfigDump(t *testing.T) {
 	o := &model.Object{Source: SourceZtunnel, Namespace: "istio-system", Name: "ztunnel-x", Mesh: Name, Bundles: bundles}
 	a := newAnalyzer().Analyze([]*model.Object{o}, map[model.Mesh]model.MeshSettings{Name: {TrustDomain: "cluster.local"}})
 	got := map[string]string{}
-	for _, c := range a.Certificates() {
+	for _, c := range testmodel.Certificates(a) {
 		r := "-"
 		if c.Identity != nil {
 			r = string(c.Identity.Reason)
@@ -207,7 +208,7 @@ func TestZtunnelConfigDump(t *testing.T) {
 		t.Error("an initializing identity was exported")
 	}
 	errs := map[string]model.ErrorReason{}
-	for _, e := range a.BundleErrors() {
+	for _, e := range testmodel.BundleErrors(a) {
 		errs[e.Key] = e.Reason
 	}
 	if errs["spiffe://cluster.local/ns/shop/sa/broken"] != model.ReasonUnavailable {

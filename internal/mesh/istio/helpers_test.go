@@ -5,6 +5,7 @@ import (
 
 	"github.com/meshcert/meshcert-exporter/internal/model"
 	"github.com/meshcert/meshcert-exporter/internal/pki"
+	"github.com/meshcert/meshcert-exporter/internal/testmodel"
 	"github.com/meshcert/meshcert-exporter/internal/testpki"
 	"github.com/meshcert/meshcert-exporter/sources"
 )
@@ -44,7 +45,7 @@ func parsed(cs ...*testpki.Cert) []*model.Certificate {
 // chainStatus is the chain of the proxy's certificate at key, evaluated at testpki.Now().
 func chainStatus(t *testing.T, a model.Analysis, key string) model.ChainStatus {
 	t.Helper()
-	for _, c := range a.Certificates() {
+	for _, c := range testmodel.Certificates(a) {
 		if c.Name == "cart-1" && c.Key == key && c.Index == 0 {
 			if c.Chain == nil {
 				t.Fatalf("%s has no chain", key)

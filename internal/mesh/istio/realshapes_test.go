@@ -9,6 +9,7 @@ import (
 
 	"github.com/meshcert/meshcert-exporter/internal/model"
 	"github.com/meshcert/meshcert-exporter/internal/testadmin"
+	"github.com/meshcert/meshcert-exporter/internal/testmodel"
 	"github.com/meshcert/meshcert-exporter/internal/testpki"
 	"github.com/meshcert/meshcert-exporter/sources"
 )
@@ -53,7 +54,7 @@ func TestEnvoyFederatedBundles(t *testing.T) {
 	}
 	a := analyseProxy(SourceEnvoy, bundles, root, inter)
 	current := map[string]bool{}
-	for _, b := range a.TrustBundles() {
+	for _, b := range testmodel.TrustBundles(a) {
 		current[b.Key] = b.Current
 	}
 	if len(current) != 2 || !current["ROOTCA/cluster.local"] || !current["ROOTCA/old.local"] {
@@ -71,7 +72,7 @@ func TestEnvoyFederatedBundles(t *testing.T) {
 		t.Errorf("federated bundles %+v", federated)
 	}
 	exported := false
-	for _, c := range a.Certificates() {
+	for _, c := range testmodel.Certificates(a) {
 		exported = exported || c.Key == "ROOTCA/partner.example" && c.Role == model.RoleTrustAnchor
 	}
 	if !exported {
@@ -158,7 +159,7 @@ func TestZtunnelShapes(t *testing.T) {
 			if st := chainStatus(t, a, id); !st.Valid || st.Depth != 3 {
 				t.Errorf("chain %+v, want valid with depth 3", st)
 			}
-			tb := a.TrustBundles()
+			tb := testmodel.TrustBundles(a)
 			if len(tb) != 1 || !tb[0].Current || tb[0].Key != "rootCerts" {
 				t.Errorf("root bundles %+v, want one current copy", tb)
 			}

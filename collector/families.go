@@ -1,0 +1,330 @@
+package collector
+
+import (
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/meshcert/meshcert-exporter/internal/model"
+)
+
+// Subject is what a family has one series for.
+type Subject string
+
+// The subjects of the families.
+const (
+	SubjectCertificate Subject = "certificate"  // a certificate at a location
+	SubjectChain       Subject = "chain"        // a certificate's chain to its anchors
+	SubjectIdentity    Subject = "identity"     // the mesh identity a leaf carries
+	SubjectRequirement Subject = "requirement"  // a CA measured by its mesh's own rules
+	SubjectBundle      Subject = "bundle"       // a key of an object
+	SubjectTrustBundle Subject = "trust_bundle" // a copy of a mesh's trust anchors
+	SubjectRootKey     Subject = "root_key"     // an object that holds a private key
+	SubjectProxy       Subject = "proxy"        // a proxy's admin endpoint
+	SubjectSource      Subject = "source"       // a source of certificate material
+)
+
+// Family is one metric family the exporter exports from its snapshots: the docs, the rules' and
+// dashboards' drift tests and the golden exposition all read this list.
+type Family struct {
+	Name, Help string
+	// Type is gauge for every rendered family; the sources' error counts are a counter.
+	Type string
+	// Labels are the family's label names, in the order written.
+	Labels  []string
+	Subject Subject
+}
+
+// certSample is one certificate finding as its families see it: the location labels written
+// once, and its chain evaluated once at the render's instant.
+type certSample struct {
+	loc     []byte
+	finding *model.CertificateFinding
+	chain   *model.ChainStatus
+}
+
+// family is a Family with the function that writes its samples of one item of its subject;
+// exactly one of the writers is set.
+type family struct {
+	Family
+	certificate func(b []byte, name string, s *certSample) []byte
+	bundleError func(b []byte, name string, e *model.BundleError) []byte
+	trustBundle func(b []byte, name string, o *model.Object, t *model.TrustBundleFinding) []byte
+	rootKey     func(b []byte, name string, k *model.RootKeyStatus) []byte
+	proxy       func(b []byte, name string, p *model.ProxyStatus) []byte
+}
+
+// locationLabels are the labels that place a certificate.
+var locationLabels = []string{"index", "key", "mesh", "name", "namespace", "role", "source"}
+
+// with returns labels followed by more.
+func with(labels []string, more ...string) []string {
+	return append(append([]string(nil), labels...), more...)
+}
+
+// proxyLabels are the labels that identify a proxy.
+var proxyLabels = []string{"mesh", "name", "namespace", "source"}
+
+// renderedFamilies are the families the Handler renders, in the order they are written.
+func renderedFamilies() []family {
+	gauge := func(name, help string, subject Subject, labels []string) Family {
+		return Family{Name: name, Help: help, Type: "gauge", Labels: labels, Subject: subject}
+	}
+	return []family{
+		{Family: gauge("meshcert_certificate_not_after_timestamp_seconds", "End of the certificate's validity window (NotAfter), as a Unix timestamp.",
+			SubjectCertificate, locationLabels),
+			certificate: func(b []byte, name string, s *certSample) []byte {
+				return appendSample(b, name, s.loc, unixSeconds(s.finding.Certificate.NotAfter()))
+			}},
+		{Family: gauge("meshcert_certificate_not_before_timestamp_seconds", "Start of the certificate's validity window (NotBefore), as a Unix timestamp.",
+			SubjectCertificate, locationLabels),
+			certificate: func(b []byte, name string, s *certSample) []byte {
+				return appendSample(b, name, s.loc, unixSeconds(s.finding.Certificate.NotBefore()))
+			}},
+		{Family: gauge("meshcert_certificate_info", "Descriptive facts of a certificate; always 1.",
+			SubjectCertificate, with(locationLabels, "issuer", "key_algorithm", "serial", "spiffe_id", "subject")),
+			certificate: func(b []byte, name string, s *certSample) []byte {
+				c := s.finding.Certificate
+				return appendSampleWith(b, name, s.loc, 1, func(b []byte) []byte {
+					b = appendLabel(b, "issuer", labelValue(c.Issuer), false)
+					b = appendLabel(b, "key_algorithm", c.KeyAlgorithm, false)
+					b = appendLabel(b, "serial", labelValue(c.Serial), false)
+					b = appendLabel(b, "spiffe_id", labelValue(strings.Join(c.SPIFFEIDs, ",")), false)
+					return appendLabel(b, "subject", labelValue(c.Subject), false)
+				})
+			}},
+		{Family: gauge("meshcert_chain_depth", "Certificates in the chain from this certificate to its trust anchor, both included; for a chain that does not verify, the longest path that could be built.",
+			SubjectChain, locationLabels),
+			certificate: chainSample(func(st *model.ChainStatus) float64 { return float64(st.Depth) })},
+		{Family: gauge("meshcert_chain_valid", "1 when the certificate verifies now up to a current trust anchor of its mesh (signatures, validity windows, CA constraints), else 0.",
+			SubjectChain, locationLabels),
+			certificate: chainSample(func(st *model.ChainStatus) float64 { return boolValue(st.Valid) })},
+		{Family: gauge("meshcert_chain_not_after_timestamp_seconds", "Earliest NotAfter along the certificate's chain, as a Unix timestamp: when the chain stops verifying.",
+			SubjectChain, locationLabels),
+			certificate: chainSample(func(st *model.ChainStatus) float64 { return unixSeconds(st.NotAfter) })},
+		{Family: gauge("meshcert_chain_info", "Why the chain does not verify (reason is empty when it does) and the serial of the trust anchor it ends at; always 1.",
+			SubjectChain, with(locationLabels, "anchor_serial", "reason")),
+			certificate: func(b []byte, name string, s *certSample) []byte {
+				if s.chain == nil {
+					return b
+				}
+				anchor := ""
+				if s.chain.Anchor != nil {
+					anchor = s.chain.Anchor.Serial
+				}
+				return appendSampleWith(b, name, s.loc, 1, func(b []byte) []byte {
+					b = appendLabel(b, "anchor_serial", labelValue(anchor), false)
+					return appendLabel(b, "reason", string(s.chain.Reason), false)
+				})
+			}},
+		{Family: gauge("meshcert_san_valid", "1 when the certificate carries exactly the mesh identity expected of it (SPIFFE ID or Linkerd identity, trust domain, namespace, service account), else 0.",
+			SubjectIdentity, locationLabels),
+			certificate: func(b []byte, name string, s *certSample) []byte {
+				if id := s.finding.Identity; id != nil {
+					return appendSample(b, name, s.loc, boolValue(id.Valid))
+				}
+				return b
+			}},
+		{Family: gauge("meshcert_san_info", "Why the certificate's mesh identity is not valid (reason is empty when it is); always 1.",
+			SubjectIdentity, with(locationLabels, "reason")),
+			certificate: func(b []byte, name string, s *certSample) []byte {
+				if id := s.finding.Identity; id != nil {
+					return appendSampleWith(b, name, s.loc, 1, func(b []byte) []byte { return appendLabel(b, "reason", string(id.Reason), false) })
+				}
+				return b
+			}},
+		{Family: gauge("meshcert_mesh_requirements_met",
+			"1 when a CA certificate of a mesh meets the rules the mesh itself enforces for its role (Linkerd: ECDSA P-256 anchor and issuer, the issuer named identity.<control plane namespace>.<trust domain>; Istio: RSA of at least 2048 bits or ECDSA P-256/P-384), else 0.",
+			SubjectRequirement, locationLabels),
+			certificate: func(b []byte, name string, s *certSample) []byte {
+				if r := s.finding.Requirement; r != nil {
+					return appendSample(b, name, s.loc, boolValue(r.Met))
+				}
+				return b
+			}},
+		{Family: gauge("meshcert_mesh_requirements_info", "Which rule of its mesh a CA certificate breaks (reason is empty when it meets them all); always 1.",
+			SubjectRequirement, with(locationLabels, "reason")),
+			certificate: func(b []byte, name string, s *certSample) []byte {
+				if r := s.finding.Requirement; r != nil {
+					return appendSampleWith(b, name, s.loc, 1, func(b []byte) []byte { return appendLabel(b, "reason", string(r.Reason), false) })
+				}
+				return b
+			}},
+		{Family: gauge("meshcert_bundle_error", "1 for each key of an object that could not be read completely, with the reason; the readable certificates in it are still exported.",
+			SubjectBundle, []string{"key", "name", "namespace", "reason", "source"}),
+			bundleError: func(b []byte, name string, e *model.BundleError) []byte {
+				return appendSampleWith(b, name, nil, 1, func(b []byte) []byte {
+					b = appendLabel(b, "key", labelValue(e.Key), true)
+					b = appendLabel(b, "name", labelValue(e.Name), false)
+					b = appendLabel(b, "namespace", labelValue(e.Namespace), false)
+					b = appendLabel(b, "reason", string(e.Reason), false)
+					return appendLabel(b, "source", e.Source, false)
+				})
+			}},
+		{Family: gauge("meshcert_trust_bundle_current",
+			"1 when a copy of the mesh's trust anchors handed to workloads (a namespace's root ConfigMap, a proxy's root bundle, an issuer's ca.crt) holds exactly the mesh's current trust anchors, else 0. Absent when the current anchors are unknown.",
+			SubjectTrustBundle, []string{"key", "mesh", "name", "namespace", "source"}),
+			trustBundle: func(b []byte, name string, o *model.Object, t *model.TrustBundleFinding) []byte {
+				if t.Federated {
+					return b
+				}
+				return appendSampleWith(b, name, nil, boolValue(t.Current), func(b []byte) []byte { return appendBundleLabels(b, o, t.Key) })
+			}},
+		{Family: gauge("meshcert_federated_trust_bundle_info",
+			"1 for each trust bundle an object holds for another trust domain than its mesh's (SPIFFE federation): that domain's anchors, exported under the bundle's key and never compared with the mesh's own.",
+			SubjectTrustBundle, []string{"key", "mesh", "name", "namespace", "source", "trust_domain"}),
+			trustBundle: func(b []byte, name string, o *model.Object, t *model.TrustBundleFinding) []byte {
+				if !t.Federated {
+					return b
+				}
+				return appendSampleWith(b, name, nil, 1, func(b []byte) []byte {
+					return appendLabel(appendBundleLabels(b, o, t.Key), "trust_domain", labelValue(t.TrustDomain()), false)
+				})
+			}},
+		{Family: gauge("meshcert_root_key_in_cluster", "1 when a watched Secret holds the private key of a self-signed trust anchor (the key itself is never read), else 0.",
+			SubjectRootKey, []string{"mesh", "name", "namespace", "source"}),
+			rootKey: func(b []byte, name string, k *model.RootKeyStatus) []byte {
+				return appendSampleWith(b, name, nil, boolValue(k.Stored), func(b []byte) []byte {
+					b = appendLabel(b, "mesh", string(k.Mesh), true)
+					b = appendLabel(b, "name", labelValue(k.Name), false)
+					b = appendLabel(b, "namespace", labelValue(k.Namespace), false)
+					return appendLabel(b, "source", k.Source, false)
+				})
+			}},
+		{Family: gauge("meshcert_proxy_up",
+			"1 when the last read of a proxy's admin endpoint worked, else 0. Proxies are read in the background on an interval; the certificates of a proxy that cannot be read are those of its last successful read.",
+			SubjectProxy, with(proxyLabels, "endpoint")),
+			proxy: func(b []byte, name string, p *model.ProxyStatus) []byte {
+				return appendSampleWith(b, name, nil, boolValue(p.Up), func(b []byte) []byte {
+					return appendLabel(appendProxyLabels(b, p), "endpoint", p.Endpoint, false)
+				})
+			}},
+		{Family: gauge("meshcert_proxy_last_success_timestamp_seconds", "When the proxy was last read successfully, as a Unix timestamp: the age of its certificate series.",
+			SubjectProxy, proxyLabels),
+			proxy: func(b []byte, name string, p *model.ProxyStatus) []byte {
+				if p.LastSuccess.IsZero() { // never read
+					return b
+				}
+				// In whole seconds: a read's time to the second is all an age needs.
+				return appendSampleWith(b, name, nil, float64(p.LastSuccess.Unix()), func(b []byte) []byte { return appendProxyLabels(b, p) })
+			}},
+	}
+}
+
+// sourceFamilies are the sources' health families, gathered on every scrape (sourcesCollector).
+func sourceFamilies() []Family {
+	return []Family{
+		{Name: "meshcert_source_up", Help: "1 when the source's last attempt to read its material worked, else 0.",
+			Type: "gauge", Labels: []string{"source"}, Subject: SubjectSource},
+		{Name: "meshcert_source_last_success_timestamp_seconds",
+			Help: "When the source's data was last known current, as a Unix timestamp: its last successful read, or for a Kubernetes watch the last moment it was healthy. It stops moving during an outage, while the last data is still served.",
+			Type: "gauge", Labels: []string{"source"}, Subject: SubjectSource},
+		{Name: "meshcert_source_errors_total",
+			Help: "Read errors of a source by reason. A broken object counts once each time it starts failing; a failing source counts each attempt.",
+			Type: "counter", Labels: []string{"source", "reason"}, Subject: SubjectSource},
+	}
+}
+
+// Families are the metric families the exporter exports from its snapshots, in the order they are
+// written. It also exports meshcert_exporter_build_info, the reload status and the go_ and
+// process_ families.
+func Families() []Family {
+	var out []Family
+	for _, f := range renderedFamilies() {
+		out = append(out, f.Family)
+	}
+	return append(out, sourceFamilies()...)
+}
+
+// chainSample writes one value of a certificate's evaluated chain, for a certificate that has one.
+func chainSample(value func(*model.ChainStatus) float64) func(b []byte, name string, s *certSample) []byte {
+	return func(b []byte, name string, s *certSample) []byte {
+		if s.chain == nil {
+			return b
+		}
+		return appendSample(b, name, s.loc, value(s.chain))
+	}
+}
+
+// appendBundleLabels writes the labels that place a trust bundle of o.
+func appendBundleLabels(b []byte, o *model.Object, key string) []byte {
+	b = appendLabel(b, "key", labelValue(key), true)
+	b = appendLabel(b, "mesh", string(o.Mesh), false)
+	b = appendLabel(b, "name", labelValue(o.Name), false)
+	b = appendLabel(b, "namespace", labelValue(o.Namespace), false)
+	return appendLabel(b, "source", o.Source, false)
+}
+
+// appendProxyLabels writes the labels that identify a proxy.
+func appendProxyLabels(b []byte, p *model.ProxyStatus) []byte {
+	b = appendLabel(b, "mesh", string(p.Mesh), true)
+	b = appendLabel(b, "name", labelValue(p.Name), false)
+	b = appendLabel(b, "namespace", labelValue(p.Namespace), false)
+	return appendLabel(b, "source", p.Source, false)
+}
+
+// appendLocation writes a certificate's location labels.
+func appendLocation(b []byte, o *model.Object, f *model.CertificateFinding) []byte {
+	b = appendLabel(b, "index", strconv.Itoa(f.Index), true)
+	b = appendLabel(b, "key", labelValue(f.Key), false)
+	b = appendLabel(b, "mesh", string(o.Mesh), false)
+	b = appendLabel(b, "name", labelValue(o.Name), false)
+	b = appendLabel(b, "namespace", labelValue(o.Namespace), false)
+	b = appendLabel(b, "role", string(f.Role), false)
+	return appendLabel(b, "source", o.Source, false)
+}
+
+// renderer writes items' samples into one buffer per family, with the writers of families.
+type renderer struct {
+	families []family
+	// scratch holds a certificate's location labels while its families are written.
+	scratch []byte
+}
+
+// renderItem appends the samples of one item and returns when they change by themselves next
+// (a chain's validity; zero for never).
+func (r *renderer) renderItem(bufs [][]byte, it item, now time.Time) time.Time {
+	if p := it.proxy; p != nil {
+		for i := range r.families {
+			if w := r.families[i].proxy; w != nil {
+				bufs[i] = w(bufs[i], r.families[i].Name, p)
+			}
+		}
+		return time.Time{}
+	}
+	oa := it.object
+	o := oa.Object
+	for ci := range oa.Certificates {
+		f := &oa.Certificates[ci]
+		s := certSample{finding: f}
+		r.scratch = appendLocation(r.scratch[:0], o, f)
+		s.loc = r.scratch
+		if f.Chain != nil {
+			st := f.Chain.Evaluate(f.Certificate, now)
+			s.chain = &st
+		}
+		for i := range r.families {
+			if w := r.families[i].certificate; w != nil {
+				bufs[i] = w(bufs[i], r.families[i].Name, &s)
+			}
+		}
+	}
+	for i := range r.families {
+		fam := &r.families[i]
+		switch {
+		case fam.bundleError != nil:
+			for j := range oa.BundleErrors {
+				bufs[i] = fam.bundleError(bufs[i], fam.Name, &oa.BundleErrors[j])
+			}
+		case fam.trustBundle != nil:
+			for j := range oa.TrustBundles {
+				bufs[i] = fam.trustBundle(bufs[i], fam.Name, o, &oa.TrustBundles[j])
+			}
+		case fam.rootKey != nil:
+			for j := range oa.RootKeys {
+				bufs[i] = fam.rootKey(bufs[i], fam.Name, &oa.RootKeys[j])
+			}
+		}
+	}
+	return objectBoundary(oa, now)
+}
