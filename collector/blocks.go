@@ -159,8 +159,8 @@ func (c *blockCache) segments(headers [][]byte) [][]byte {
 	return out
 }
 
-// compressors are gzip compressors kept for reuse: one holds about a megabyte of tables, too much
-// to build for every block or scrape. A free list of one per processor, not a sync.Pool, which
+// compressors are gzip compressors kept for reuse: one holds large tables, too much to build for
+// every block or scrape. A free list of one per processor, not a sync.Pool, which
 // empties itself every other garbage collection.
 type compressors struct {
 	free chan *gzip.Writer

@@ -163,9 +163,8 @@ type proxyState struct {
 	// status is the proxy's health as handed out, replaced when it changes; nil until the first
 	// read is done.
 	status *model.ProxyStatus
-	// nextRead is when the proxy is read next, on the source's clock (since its epoch): 8 bytes
-	// where a time.Time takes 24, which puts the state of each of ten thousand proxies in the
-	// 64-byte size class instead of 80.
+	// nextRead is when the proxy is read next, on the source's clock (since its epoch): a
+	// duration rather than a time.Time keeps the state of each proxy small.
 	nextRead time.Duration
 	inFlight bool
 	failing  model.ErrorReason

@@ -215,9 +215,9 @@ func TestReadBody(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			resp := &http.Response{StatusCode: tt.status, ContentLength: tt.length, Body: io.NopCloser(strings.NewReader(tt.body))}
-			got, err := readBody(resp, limit)
+			got, err := (&bodyReader{limit: limit}).read(resp)
 			if !errors.Is(err, tt.wantErr) || string(got) != tt.want {
-				t.Errorf("readBody = %q, %v; want %q, %v", got, err, tt.want, tt.wantErr)
+				t.Errorf("read = %q, %v; want %q, %v", got, err, tt.want, tt.wantErr)
 			}
 		})
 	}

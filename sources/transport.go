@@ -108,8 +108,16 @@ func badResponse(err error) error {
 	return badResponseError{err}
 }
 
-// readBody reads at most limit bytes of an HTTP response; more is errBodyTooLarge.
-func readBody(resp *http.Response, limit int64) ([]byte, error) {
+// bodyReader reads admin answers of at most limit bytes, reusing its buffers between reads of
+// answers of unknown size.
+type bodyReader struct {
+	limit   int64
+	buffers sync.Pool // of *[]byte
+}
+
+// read reads the body of an HTTP response; more than the limit is errBodyTooLarge.
+func (r *bodyReader) read(resp *http.Response) ([]byte, error) {
+	limit := r.limit
 	if resp.StatusCode != http.StatusOK {
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
 		return nil, statusError{resp.StatusCode}
@@ -125,8 +133,12 @@ func readBody(resp *http.Response, limit int64) ([]byte, error) {
 	}
 	// Not announced (Envoy's admin streams its answers): read into a reused buffer, and return an
 	// exact copy.
-	bp := bodyBuffers.Get().(*[]byte)
-	defer putBodyBuffer(bp)
+	bp, _ := r.buffers.Get().(*[]byte)
+	if bp == nil {
+		b := make([]byte, 0, 16<<10)
+		bp = &b
+	}
+	defer r.put(bp)
 	body, err := readAll((*bp)[:0], io.LimitReader(resp.Body, limit+1))
 	*bp = body
 	if err != nil {
@@ -155,15 +167,13 @@ func readAll(b []byte, r io.Reader) ([]byte, error) {
 	}
 }
 
-// bodyBuffers are reused between reads of answers of unknown size.
-var bodyBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 16<<10); return &b }}
-
 // maxPooledBody is the largest buffer kept for reuse: a rare big answer's is left to the collector.
 const maxPooledBody = 256 << 10
 
-func putBodyBuffer(bp *[]byte) {
+// put keeps a buffer for reuse, unless it grew too big.
+func (r *bodyReader) put(bp *[]byte) {
 	if cap(*bp) <= maxPooledBody {
-		bodyBuffers.Put(bp)
+		r.buffers.Put(bp)
 	}
 }
 
@@ -171,23 +181,22 @@ func putBodyBuffer(bp *[]byte) {
 // deployments whose admin listens on the pod IP) or at a static URL. Redirects are not followed:
 // an admin endpoint has no reason to send the exporter elsewhere.
 type DirectTransport struct {
-	client  *http.Client
-	maxBody int64
+	client *http.Client
+	body   *bodyReader
 }
 
 // NewDirectTransport returns a direct transport whose responses may be at most maxBody bytes.
 func NewDirectTransport(maxBody int64) *DirectTransport {
-	return &DirectTransport{maxBody: maxBody, client: &http.Client{
+	return &DirectTransport{body: &bodyReader{limit: maxBody}, client: &http.Client{
 		Transport: &http.Transport{
 			Proxy:       nil, // never through an environment proxy
 			DialContext: (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
 			// A proxy is read once per interval: a connection kept open in between would hold
-			// two goroutines and 8 KB of buffers per proxy for nothing (71 MB of buffers alone after
-			// a sweep of 10,000 proxies in bench-scale).
+			// two goroutines and their buffers per proxy for nothing.
 			DisableKeepAlives:  true,
 			DisableCompression: false,
-			// A request is one line and a few headers: the default 4 KB buffers of each
-			// connection (one per read) were garbage at once.
+			// A request is one line and a few headers, and each read opens a connection: small
+			// buffers, not the default ones, which would be garbage at once.
 			WriteBufferSize: 1 << 10,
 			// 1 KB holds an admin answer's head; its body streams through in a few more reads.
 			ReadBufferSize: 1 << 10,
@@ -211,7 +220,7 @@ func (d *DirectTransport) Get(ctx context.Context, t Target, port int, path stri
 		return nil, err
 	}
 	defer resp.Body.Close()
-	return readBody(resp, d.maxBody)
+	return d.body.read(resp)
 }
 
 // PortForwardTransport reads an admin endpoint that listens on the pod's localhost (Envoy's 15000
@@ -221,7 +230,7 @@ func (d *DirectTransport) Get(ctx context.Context, t Target, port int, path stri
 type PortForwardTransport struct {
 	config    *rest.Config
 	client    kubernetes.Interface
-	maxBody   int64
+	body      *bodyReader
 	requestID atomic.Uint64
 }
 
@@ -230,7 +239,7 @@ type PortForwardTransport struct {
 func NewPortForwardTransport(config *rest.Config, client kubernetes.Interface, maxBody int64, timeout time.Duration) *PortForwardTransport {
 	cfg := rest.CopyConfig(config)
 	cfg.Timeout = timeout
-	return &PortForwardTransport{config: cfg, client: client, maxBody: maxBody}
+	return &PortForwardTransport{config: cfg, client: client, body: &bodyReader{limit: maxBody}}
 }
 
 // Get implements Transport.
@@ -340,5 +349,5 @@ func (p *PortForwardTransport) exchange(conn httpstream.Connection, port int, pa
 		return nil, err
 	}
 	defer resp.Body.Close()
-	return readBody(resp, p.maxBody)
+	return p.body.read(resp)
 }

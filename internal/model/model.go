@@ -68,8 +68,8 @@ const (
 )
 
 // Certificate is a certificate with what the analysis needs of it, computed once when the object
-// that holds it changes. It keeps neither a parsed x509.Certificate (1.4 kB, most of it fields the
-// analysis never reads) nor the DER encoding (half a kilobyte): a mesh holds one leaf per workload.
+// that holds it changes. It keeps neither a parsed x509.Certificate (mostly fields the analysis
+// never reads) nor the DER encoding: a mesh holds one leaf per workload.
 // It never carries a private key.
 type Certificate struct {
 	// RawSubject and RawIssuer are the DER encodings of the names; chain building compares them,
@@ -118,7 +118,7 @@ type Certificate struct {
 
 // Authority is the part of a CA certificate that only a CA needs: the key that verifies what it
 // signs and the constraints on what it may sign. Workload leaves, most of a mesh's certificates,
-// do without these 40 bytes.
+// do without it.
 type Authority struct {
 	// PublicKey verifies what the CA signs.
 	PublicKey crypto.PublicKey
@@ -153,7 +153,7 @@ func (c *Certificate) NotBefore() time.Time { return time.Unix(c.Validity.NotBef
 func (c *Certificate) NotAfter() time.Time { return time.Unix(c.Validity.NotAfter, 0).UTC() }
 
 // Bundle is the content of one key of an object (a Secret data key, a file, an SDS secret). Every
-// proxy holds two or three: the small fields sit together, so a Bundle is 72 bytes, not 104.
+// proxy holds two or three: the small fields sit together, which keeps the record small.
 type Bundle struct {
 	// Key is the data key, file name or SDS secret name.
 	Key string

@@ -123,8 +123,7 @@ func (a *Analyzer) Analyze(objects []*model.Object, meshes map[model.Mesh]model.
 // unique returns objects without those that repeat the location of an earlier one (a later object
 // repeating a location is ignored, so locations stay unique). The objects of the previous run had
 // unique locations, so only a location that a new object holds can repeat: only those are
-// tracked, and the Analyzer keeps no index of every location between runs (at ten thousand
-// proxies it was a tenth of a kilobyte each).
+// tracked, and the Analyzer keeps no index of every location between runs.
 func (a *Analyzer) unique(objects []*model.Object) []*model.Object {
 	var fresh map[objectKey]bool // locations of the objects not in the previous run
 	for _, o := range objects {

@@ -14,9 +14,8 @@ const minSweep = 1024
 // Table shares immutable values by key between everything that builds an equal one. It holds
 // weak pointers, so a value nothing refers to any more is collected. The entries of collected
 // values are removed when the map has grown to twice the entries live at the last sweep: a
-// cleanup function per value would remove them sooner, but cost about a tenth of a kilobyte for
-// each of ten thousand leaves, while this way the map never holds more than twice what was live
-// (or minSweep entries). A Table is safe for concurrent use; values must not change once shared.
+// cleanup function per value would remove them sooner at a cost per value, while this way the
+// map never holds more than twice what was live (or minSweep entries). A Table is safe for concurrent use; values must not change once shared.
 type Table[K comparable, V any] struct {
 	mu      sync.Mutex
 	m       map[K]weak.Pointer[V]

@@ -27,9 +27,9 @@ const (
 // Envoy's admin answers are protobuf messages in protojson's JSON form. Envoy writes the proto
 // field names (snake_case); protojson, and so any tool built on it, writes and accepts the
 // lowerCamelCase JSON names too. The types below read the few fields the exporter needs under both
-// names with encoding/json, one pass and no protobuf registry: go-control-plane's registry cost the
-// binary megabytes of memory at start, and its two-pass parse most of a sweep's CPU. The tests
-// render their fixtures with go-control-plane's own types, in both spellings.
+// names with encoding/json, in one pass and without a protobuf registry, which would hold every
+// Envoy message type in memory for the few fields read here. The tests render their fixtures with
+// go-control-plane's own types, in both spellings.
 
 // envoyBytes is a protobuf bytes field: base64, standard or URL-safe, padded or not.
 type envoyBytes []byte
@@ -38,8 +38,8 @@ type envoyBytes []byte
 var base64Encodings = []*base64.Encoding{base64.StdEncoding, base64.URLEncoding, base64.RawStdEncoding, base64.RawURLEncoding}
 
 // UnmarshalJSON implements json.Unmarshaler. A JSON string without escapes (base64 needs none) is
-// decoded where it lies, without a string copy of it first: a workload's chain is kilobytes, and
-// every proxy is read every interval.
+// decoded where it lies, without a string copy of it first: every proxy's chain is decoded every
+// interval.
 func (b *envoyBytes) UnmarshalJSON(data []byte) error {
 	var text []byte
 	if len(data) >= 2 && data[0] == '"' && data[len(data)-1] == '"' && bytes.IndexByte(data, '\\') < 0 {
