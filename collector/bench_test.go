@@ -58,7 +58,7 @@ func BenchmarkScrape10k(b *testing.B) {
 					p.snap.Objects[i] = &changed
 					p.snap.Version++
 				case "all":
-					h.blocks, h.placed = newBlockCache(h.blocks.render, h.zip), false
+					h.blocks, h.placed, h.objects, h.proxies, h.shown = newBlockCache(h.blocks.render, h.zip), false, nil, nil, nil
 				}
 				rec := httptest.NewRecorder()
 				h.ServeHTTP(rec, req)
@@ -97,15 +97,21 @@ func BenchmarkScrapeDuringSweep(b *testing.B) {
 	slices.SortFunc(order, func(a, b int) int {
 		return strings.Compare(statuses[a].Namespace+"/"+statuses[a].Name, statuses[b].Namespace+"/"+statuses[b].Name)
 	})
-	sortedProxies, sortedStatuses := make([]*model.Object, n), make([]*model.ProxyStatus, n)
+	sortedProxies, sortedStatuses, leaves := make([]*model.Object, n), make([]*model.ProxyStatus, n), make([]*testpki.Cert, n)
 	for i, k := range order {
-		sortedProxies[i], sortedStatuses[i] = proxies[k], statuses[k]
+		sortedProxies[i], sortedStatuses[i], leaves[i] = proxies[k], statuses[k], m.Leaves[k]
 	}
 	proxies, statuses = sortedProxies, sortedStatuses
 	meshes := map[model.Mesh]model.MeshSettings{istio.Name: {TrustDomain: "cluster.local"}}
-	// The readers check each presented chain's signatures as they parse it: warm the cache alike.
-	pki.NewAnalyzer(pki.NewCache(), mesh.Rules(config.Default().Meshes)).Analyze(append([]*model.Object{ca}, proxies...), meshes)
-	analyzer := pki.NewAnalyzer(pki.NewCache(), mesh.Rules(config.Default().Meshes))
+	// The readers check each presented chain's signatures as they parse it, into the cache the
+	// analysis shares: warm it alike, as the proxies are read.
+	cache := pki.NewCache()
+	readers := func(from, to int) {
+		for _, l := range leaves[from:to] {
+			cache.ParseBundle(testpki.Bundle(l, m.Intermediate))
+		}
+	}
+	analyzer := pki.NewAnalyzer(cache, mesh.Rules(config.Default().Meshes))
 	p := &versionedProvider{snap: &model.Snapshot{}}
 	analyse := func(read int) {
 		objects := append([]*model.Object{ca}, proxies[:read]...)
@@ -116,6 +122,7 @@ func BenchmarkScrapeDuringSweep(b *testing.B) {
 	req := httptest.NewRequest(http.MethodGet, "/metrics", nil)
 	req.Header.Set("Accept-Encoding", "gzip")
 	read := n / 2
+	readers(0, read)
 	analyse(read)
 	h.ServeHTTP(httptest.NewRecorder(), req)
 	b.ReportAllocs()
@@ -124,6 +131,7 @@ func BenchmarkScrapeDuringSweep(b *testing.B) {
 		if read+perScrape > n {
 			read = n / 2
 		}
+		readers(read, read+perScrape)
 		read += perScrape
 		b.StartTimer()
 		analyse(read) // the inventory's part of the scrape

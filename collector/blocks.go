@@ -33,10 +33,10 @@ type block struct {
 	stale bool
 }
 
-// placed is where an item is, and the last placing that saw it.
-type placed struct {
+// placement is the block an item is in, and the mark of the last replace that saw it.
+type placement struct {
 	block *block
-	seen  uint64
+	mark  uint64
 }
 
 // blockCache keeps the series of a changing set of items compressed in blocks, placed by arrival,
@@ -49,46 +49,39 @@ type blockCache struct {
 	zip      *compressors
 	families int
 	blocks   []*block
-	of       map[item]*placed
-	placing  uint64
+	of       map[item]*placement
+	mark     uint64 // the last replace's mark
 	// renders counts the blocks rendered.
 	renders int
 }
 
 func newBlockCache(r *renderer, zip *compressors) *blockCache {
-	return &blockCache{render: r, zip: zip, families: len(r.families), of: map[item]*placed{}}
+	return &blockCache{render: r, zip: zip, families: len(r.families), of: map[item]*placement{}}
 }
 
-// place makes items the cache's set; blocks whose items changed are marked stale.
-func (c *blockCache) place(items []item) {
-	c.placing++
-	var arrived []item
-	for _, it := range items {
+// apply removes the departed items and adds the arrived ones: their blocks are marked stale. A
+// block that shrank below half is dissolved into the open block, so blocks stay full as the set
+// changes.
+func (c *blockCache) apply(departed, arrived []item) {
+	for _, it := range departed {
 		p := c.of[it]
 		if p == nil {
-			p = &placed{}
-			c.of[it] = p
-			arrived = append(arrived, it)
+			continue
 		}
-		p.seen = c.placing
-	}
-	for it, p := range c.of {
-		if p.seen != c.placing {
-			if b := p.block; b != nil {
-				if i := slices.Index(b.items, it); i >= 0 {
-					b.items = slices.Delete(b.items, i, i+1)
-					b.stale = true
-				}
-			}
-			delete(c.of, it)
+		b := p.block
+		delete(c.of, it)
+		if i := slices.Index(b.items, it); i >= 0 {
+			b.items = slices.Delete(b.items, i, i+1)
+			b.stale = true
 		}
 	}
-	// A block that shrank below half is dissolved into the open block, so blocks stay full as the
-	// set changes.
 	var kept []*block
 	var moved []item
 	for i, b := range c.blocks {
 		if b.stale && len(b.items) < blockSize/2 && i < len(c.blocks)-1 {
+			for _, it := range b.items {
+				delete(c.of, it)
+			}
 			moved = append(moved, b.items...)
 			continue
 		}
@@ -98,6 +91,9 @@ func (c *blockCache) place(items []item) {
 	}
 	c.blocks = kept
 	for _, it := range append(moved, arrived...) {
+		if c.of[it] != nil {
+			continue // arrived twice
+		}
 		last := len(c.blocks) - 1
 		if last < 0 || len(c.blocks[last].items) >= blockSize {
 			c.blocks = append(c.blocks, &block{items: make([]item, 0, blockSize), members: make([][]byte, c.families)})
@@ -105,8 +101,44 @@ func (c *blockCache) place(items []item) {
 		}
 		b := c.blocks[last]
 		b.items, b.stale = append(b.items, it), true
-		c.of[it].block = b
+		c.of[it] = &placement{block: b, mark: c.mark}
 	}
+}
+
+// replace replaces the items of one list (the objects' findings, or the proxies' states) that the
+// cache holds, old, with next. Sources keep their items in a stable order and replace a record
+// where it stands, so lists of equal length are first compared position by position; otherwise
+// (or when too many positions differ) each item of next is marked in the cache's index and the
+// items of old left unmarked departed: look-ups in the index the cache keeps anyway, no map of
+// its own for thousands of items.
+func (c *blockCache) replace(old, next []item) {
+	var departed, arrived []item
+	if len(old) == len(next) {
+		for i := range next {
+			if old[i] != next[i] {
+				departed, arrived = append(departed, old[i]), append(arrived, next[i])
+			}
+		}
+		if len(departed) <= len(next)/4+blockSize {
+			c.apply(departed, arrived)
+			return
+		}
+		departed, arrived = departed[:0], arrived[:0]
+	}
+	c.mark++
+	for _, it := range next {
+		if p := c.of[it]; p != nil {
+			p.mark = c.mark
+		} else {
+			arrived = append(arrived, it)
+		}
+	}
+	for _, it := range old {
+		if p := c.of[it]; p != nil && p.mark != c.mark {
+			departed = append(departed, it)
+		}
+	}
+	c.apply(departed, arrived)
 }
 
 // refresh renders the blocks that are stale or whose boundary passed; it reports whether any

@@ -43,10 +43,12 @@ type Handler struct {
 	blocks  *blockCache
 	headers [][]byte // each family's HELP and TYPE lines, compressed
 	bufs    [][]byte // each family's samples while a block renders
-	items   []item   // the items placed last
 	placed  bool     // the blocks hold a snapshot
 	version uint64   // of its analysis
-	proxies []*model.ProxyStatus
+	// objects and proxies are the items of the snapshot the blocks hold, in its order; spare is
+	// the list the next change is written into.
+	objects, proxies, spare []item
+	shown                   []*model.ProxyStatus
 	// segments are the rendered families as gzip members, in order; replaced, never changed.
 	segments [][]byte
 }
@@ -146,18 +148,24 @@ func (h *Handler) prepare(snap *model.Snapshot) [][]byte {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	changed := false
-	if !h.placed || snap.Version != h.version || !slices.Equal(h.proxies, snap.Proxies) {
-		h.items = h.items[:0]
+	if !h.placed || snap.Version != h.version {
+		objects := h.spare[:0]
 		for _, o := range snap.Objects {
-			h.items = append(h.items, item{object: o})
+			objects = append(objects, item{object: o})
 		}
-		for _, p := range snap.Proxies {
-			h.items = append(h.items, item{proxy: p})
-		}
-		h.blocks.place(h.items)
-		// A snapshot's slices are never modified once handed out: the handler may keep this one.
-		h.placed, h.version, h.proxies, changed = true, snap.Version, snap.Proxies, true
+		h.blocks.replace(h.objects, objects)
+		h.objects, h.spare, h.version, changed = objects, h.objects, snap.Version, true
 	}
+	if !h.placed || !slices.Equal(h.shown, snap.Proxies) {
+		proxies := h.spare[:0]
+		for _, p := range snap.Proxies {
+			proxies = append(proxies, item{proxy: p})
+		}
+		h.blocks.replace(h.proxies, proxies)
+		// A snapshot's slices are never modified once handed out: the handler may keep this one.
+		h.proxies, h.spare, h.shown, changed = proxies, h.proxies, snap.Proxies, true
+	}
+	h.placed = true
 	if h.blocks.refresh(now, h.bufs) {
 		changed = true
 	}
