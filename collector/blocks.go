@@ -49,14 +49,14 @@ type blockCache struct {
 	zip      *compressors
 	families int
 	blocks   []*block
-	of       map[item]*placement
+	of       map[item]placement
 	mark     uint64 // the last replace's mark
 	// renders counts the blocks rendered.
 	renders int
 }
 
 func newBlockCache(r *renderer, zip *compressors) *blockCache {
-	return &blockCache{render: r, zip: zip, families: len(r.families), of: map[item]*placement{}}
+	return &blockCache{render: r, zip: zip, families: len(r.families), of: map[item]placement{}}
 }
 
 // apply removes the departed items and adds the arrived ones: their blocks are marked stale. A
@@ -64,8 +64,8 @@ func newBlockCache(r *renderer, zip *compressors) *blockCache {
 // changes.
 func (c *blockCache) apply(departed, arrived []item) {
 	for _, it := range departed {
-		p := c.of[it]
-		if p == nil {
+		p, ok := c.of[it]
+		if !ok {
 			continue
 		}
 		b := p.block
@@ -91,7 +91,7 @@ func (c *blockCache) apply(departed, arrived []item) {
 	}
 	c.blocks = kept
 	for _, it := range append(moved, arrived...) {
-		if c.of[it] != nil {
+		if _, ok := c.of[it]; ok {
 			continue // arrived twice
 		}
 		last := len(c.blocks) - 1
@@ -101,44 +101,62 @@ func (c *blockCache) apply(departed, arrived []item) {
 		}
 		b := c.blocks[last]
 		b.items, b.stale = append(b.items, it), true
-		c.of[it] = &placement{block: b, mark: c.mark}
+		c.of[it] = placement{block: b, mark: c.mark}
 	}
 }
 
 // replace replaces the items of one list (the objects' findings, or the proxies' states) that the
-// cache holds, old, with next. Sources keep their items in a stable order and replace a record
-// where it stands, so lists of equal length are first compared position by position; otherwise
-// (or when too many positions differ) each item of next is marked in the cache's index and the
-// items of old left unmarked departed: look-ups in the index the cache keeps anyway, no map of
-// its own for thousands of items.
+// cache holds, old, with next, and applies what departed and arrived. Sources keep their items in
+// a stable order and replace a record where it stands, so the lists are first walked side by side
+// (see merge); only when the order changed is each item of next marked in the cache's index and
+// the items of old left unmarked departed.
 func (c *blockCache) replace(old, next []item) {
-	var departed, arrived []item
-	if len(old) == len(next) {
-		for i := range next {
-			if old[i] != next[i] {
-				departed, arrived = append(departed, old[i]), append(arrived, next[i])
-			}
-		}
-		if len(departed) <= len(next)/4+blockSize {
-			c.apply(departed, arrived)
-			return
-		}
-		departed, arrived = departed[:0], arrived[:0]
+	if departed, arrived, ok := c.merge(old, next); ok {
+		c.apply(departed, arrived)
+		return
 	}
+	var departed, arrived []item
 	c.mark++
 	for _, it := range next {
-		if p := c.of[it]; p != nil {
+		if p, ok := c.of[it]; ok {
 			p.mark = c.mark
+			c.of[it] = p
 		} else {
 			arrived = append(arrived, it)
 		}
 	}
 	for _, it := range old {
-		if p := c.of[it]; p != nil && p.mark != c.mark {
+		if p, ok := c.of[it]; ok && p.mark != c.mark {
 			departed = append(departed, it)
 		}
 	}
 	c.apply(departed, arrived)
+}
+
+// merge walks old and next side by side, looking an item up in the cache's index only where the
+// lists differ: an item of next the cache does not hold arrived; where next goes on with an item
+// the cache holds, the item of old in its way departed. ok is false when next holds an item of old
+// out of old's order: then that item would wrongly have departed, and the caller compares the
+// lists as sets.
+func (c *blockCache) merge(old, next []item) (departed, arrived []item, ok bool) {
+	i := 0
+	for j := 0; j < len(next); {
+		if i < len(old) && old[i] == next[j] {
+			i, j = i+1, j+1
+			continue
+		}
+		switch _, known := c.of[next[j]]; {
+		case !known:
+			arrived = append(arrived, next[j])
+			j++
+		case i < len(old):
+			departed = append(departed, old[i])
+			i++
+		default:
+			return nil, nil, false
+		}
+	}
+	return append(departed, old[i:]...), arrived, true
 }
 
 // refresh renders the blocks that are stale or whose boundary passed; it reports whether any

@@ -457,3 +457,45 @@ func TestScrapeConcurrencyLimit(t *testing.T) {
 		})
 	}
 }
+
+// TestBlockCacheReplace: replacing a list's items finds exactly what departed and arrived, in the
+// same order, after a replacement, a removal, an insertion, and in a changed order (compared as
+// sets then); the blocks hold exactly the items of the lists.
+func TestBlockCacheReplace(t *testing.T) {
+	r := &renderer{families: renderedFamilies()}
+	c := newBlockCache(r, newCompressors(1))
+	var old []item
+	proxy := func(name string) item { return item{proxy: &model.ProxyStatus{Name: name}} }
+	a, b, cc, d := proxy("a"), proxy("b"), proxy("c"), proxy("d")
+	held := func() []string {
+		var out []string
+		for it := range c.of {
+			out = append(out, it.proxy.Name)
+		}
+		slices.Sort(out)
+		return out
+	}
+	for _, tt := range []struct {
+		name string
+		next []item
+		want []string
+	}{
+		{"first", []item{a, b, cc}, []string{"a", "b", "c"}},
+		{"one replaced", []item{a, proxy("b"), cc}, []string{"a", "b", "c"}},
+		{"one removed", []item{a, cc}, []string{"a", "c"}},
+		{"one inserted", []item{a, d, cc}, []string{"a", "c", "d"}},
+		{"order changed", []item{cc, a, d}, []string{"a", "c", "d"}},
+		{"emptied", nil, nil},
+	} {
+		c.replace(old, tt.next)
+		if got := held(); !slices.Equal(got, tt.want) {
+			t.Errorf("%s: the cache holds %v, want %v", tt.name, got, tt.want)
+		}
+		for _, it := range tt.next {
+			if p, ok := c.of[it]; !ok || !slices.Contains(p.block.items, it) {
+				t.Errorf("%s: %s is not in its block", tt.name, it.proxy.Name)
+			}
+		}
+		old = tt.next
+	}
+}

@@ -70,10 +70,6 @@ type objectKey struct{ source, namespace, name string }
 func (a *Analyzer) Analyze(objects []*model.Object, meshes map[model.Mesh]model.MeshSettings) model.Analysis {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	// Signature checks of certificates that left the mesh are forgotten once the cache holds
-	// clearly more entries than the mesh needs.
-	a.cache.sigs.rotateOver(4*a.observed + 1024)
-
 	// Unchanged objects keep their entries: a run costs map look-ups for them, and allocates only
 	// for what changed. Entries of objects that left are dropped at the end.
 	a.run++
@@ -117,6 +113,9 @@ func (a *Analyzer) Analyze(objects []*model.Object, meshes map[model.Mesh]model.
 		}
 	}
 	a.contexts = contexts
+	// Signature checks of certificates that left the mesh are forgotten once the cache holds
+	// clearly more entries than this mesh needs.
+	a.cache.sigs.rotateOver(4*a.observed + 1024)
 	return out
 }
 
