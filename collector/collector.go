@@ -24,16 +24,19 @@ type SnapshotProvider interface {
 // gathers one per scrape, from the snapshot the scrape serves, so a scrape asks for the state of
 // the sources once.
 type sourcesCollector struct {
-	snap                    *model.Snapshot
+	sourceDescs
+	snap *model.Snapshot
+}
+
+// sourceDescs describe the sources' health families; a Handler builds them once.
+type sourceDescs struct {
 	up, lastSuccess, errors *prometheus.Desc
 }
 
-// SourceStatus returns a collector of the sources' health families (up, last success, errors) in
-// snap.
-func SourceStatus(snap *model.Snapshot) prometheus.Collector {
+func newSourceDescs() sourceDescs {
 	f := sourceFamilies()
 	desc := func(f Family) *prometheus.Desc { return prometheus.NewDesc(f.Name, f.Help, f.Labels, nil) }
-	return sourcesCollector{snap: snap, up: desc(f[0]), lastSuccess: desc(f[1]), errors: desc(f[2])}
+	return sourceDescs{up: desc(f[0]), lastSuccess: desc(f[1]), errors: desc(f[2])}
 }
 
 // Describe implements prometheus.Collector.

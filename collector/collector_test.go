@@ -219,7 +219,7 @@ meshcert_proxy_up{endpoint="config_dump",mesh="istio",name="never",namespace="sh
 // lists, and every family has a unique name, a help text, a type and labels.
 func TestFamiliesMatchDescriptors(t *testing.T) {
 	ch := make(chan *prometheus.Desc, 64)
-	SourceStatus(&model.Snapshot{}).Describe(ch)
+	sourcesCollector{sourceDescs: newSourceDescs(), snap: &model.Snapshot{}}.Describe(ch)
 	close(ch)
 	listed := map[string]Family{}
 	for _, f := range Families() {
