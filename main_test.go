@@ -26,7 +26,7 @@ import (
 )
 
 var (
-	from  = testpki.Date(2026, 1, 1)
+	from  = testpki.From()
 	until = testpki.Date(2126, 1, 1)
 )
 

@@ -202,8 +202,8 @@ func TestImageInCluster(t *testing.T) {
 	objs := render(t, nil)
 	applyRBAC(t, ctx, cp, objs)
 	client := kubernetes.NewForConfigOrDie(cp.AdminConfig())
-	root := testpki.Issue(testpki.Spec{CommonName: "image test root", CA: true, NotBefore: testpki.Date(2026, 1, 1), NotAfter: testpki.Date(2036, 1, 1)})
-	inter := testpki.Issue(testpki.Spec{CommonName: "image test intermediate", CA: true, Issuer: root, NotBefore: testpki.Date(2026, 1, 1), NotAfter: testpki.Date(2031, 1, 1)})
+	root := testpki.Issue(testpki.Spec{CommonName: "image test root", CA: true, NotBefore: testpki.From(), NotAfter: testpki.Until()})
+	inter := testpki.Issue(testpki.Spec{CommonName: "image test intermediate", CA: true, Issuer: root, NotBefore: testpki.From(), NotAfter: testpki.Date(2031, 1, 1)})
 	if err := testenv.EnsureNamespace(ctx, client, "istio-system"); err != nil {
 		t.Fatal(err)
 	}

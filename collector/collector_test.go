@@ -14,14 +14,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
-	prommodel "github.com/prometheus/common/model"
 
 	"github.com/meshcert/meshcert-exporter/internal/config"
 	"github.com/meshcert/meshcert-exporter/internal/mesh"
 	"github.com/meshcert/meshcert-exporter/internal/mesh/istio"
 	"github.com/meshcert/meshcert-exporter/internal/model"
 	"github.com/meshcert/meshcert-exporter/internal/pki"
+	"github.com/meshcert/meshcert-exporter/internal/testexpo"
 	"github.com/meshcert/meshcert-exporter/internal/testpki"
 )
 
@@ -44,11 +43,7 @@ func gatherer(t *testing.T, p SnapshotProvider, now time.Time) prometheus.Gather
 		h.now = func() time.Time { return now }
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
-		parser := expfmt.NewTextParser(prommodel.UTF8Validation)
-		families, err := parser.TextToMetricFamilies(rec.Body)
-		if err != nil {
-			t.Fatalf("the rendered text does not parse: %v", err)
-		}
+		families := testexpo.Parse(t, rec.Body)
 		out := make([]*dto.MetricFamily, 0, len(families))
 		for _, f := range families {
 			out = append(out, f)
@@ -66,12 +61,12 @@ func bundle(key string, purpose model.Purpose, certs ...*testpki.Cert) model.Bun
 }
 
 var (
-	from   = testpki.Date(2026, 1, 1)
+	from   = testpki.From()
 	scrape = func() time.Time { return testpki.Date(2026, 6, 1) }
 )
 
 func TestCollectIstioPKI(t *testing.T) {
-	root := testpki.Issue(testpki.Spec{CommonName: "root", CA: true, Serial: 1, Key: testpki.RSA2048, NotBefore: from, NotAfter: testpki.Date(2036, 1, 1)})
+	root := testpki.Issue(testpki.Spec{CommonName: "root", CA: true, Serial: 1, Key: testpki.RSA2048, NotBefore: from, NotAfter: testpki.Until()})
 	inter := testpki.Issue(testpki.Spec{CommonName: "inter", CA: true, Serial: 2, Issuer: root, NotBefore: from, NotAfter: testpki.Date(2031, 1, 1)})
 	leaf := testpki.Issue(testpki.Spec{CommonName: "istiod", Serial: 3, Issuer: inter, NotBefore: from, NotAfter: testpki.Date(2026, 5, 1),
 		URIs: []string{"spiffe://cluster.local/ns/istio-system/sa/istiod"}})
@@ -173,7 +168,7 @@ func TestCollectSurvivesHostileLabels(t *testing.T) {
 
 // TestCollectNoDuplicateSeries: two sources that repeat one object must not make the scrape fail.
 func TestCollectNoDuplicateSeries(t *testing.T) {
-	root := testpki.Issue(testpki.Spec{CommonName: "root", CA: true, NotBefore: from, NotAfter: testpki.Date(2036, 1, 1)})
+	root := testpki.Issue(testpki.Spec{CommonName: "root", CA: true, NotBefore: from, NotAfter: testpki.Until()})
 	o := &model.Object{Source: "secret", Namespace: "ns", Name: "a", Bundles: []model.Bundle{
 		bundle("ca.crt", model.PurposeTrustBundle, root), bundle("ca.crt", model.PurposeTrustBundle, root)}}
 	p := analysed([]*model.Object{o, o})

@@ -26,6 +26,7 @@ import (
 	"github.com/meshcert/meshcert-exporter/internal/mesh/istio"
 	"github.com/meshcert/meshcert-exporter/internal/model"
 	"github.com/meshcert/meshcert-exporter/internal/pki"
+	"github.com/meshcert/meshcert-exporter/internal/testexpo"
 	"github.com/meshcert/meshcert-exporter/internal/testpki"
 )
 
@@ -65,13 +66,8 @@ func scrapeHandler(t *testing.T, h http.Handler, gz bool) string {
 // parse reads exposition text into families, failing on anything promtool would reject as text.
 func parse(t *testing.T, body string) map[string]string {
 	t.Helper()
-	parser := expfmt.NewTextParser(prommodel.UTF8Validation)
-	families, err := parser.TextToMetricFamilies(strings.NewReader(body))
-	if err != nil {
-		t.Fatalf("invalid exposition: %v", err)
-	}
 	out := map[string]string{}
-	for name, f := range families {
+	for name, f := range testexpo.Parse(t, strings.NewReader(body)) {
 		var buf bytes.Buffer
 		expfmt.NewEncoder(&buf, expfmt.NewFormat(expfmt.TypeTextPlain)).Encode(f)
 		out[name] = buf.String()
@@ -80,7 +76,7 @@ func parse(t *testing.T, body string) map[string]string {
 }
 
 func handlerFixture() (*versionedProvider, *testpki.Cert) {
-	root := testpki.Issue(testpki.Spec{CommonName: "root", CA: true, Serial: 1, NotBefore: from, NotAfter: testpki.Date(2036, 1, 1)})
+	root := testpki.Issue(testpki.Spec{CommonName: "root", CA: true, Serial: 1, NotBefore: from, NotAfter: testpki.Until()})
 	leaf := testpki.Issue(testpki.Spec{CommonName: "leaf", Serial: 2, Issuer: root, NotBefore: from, NotAfter: testpki.Date(2026, 7, 1),
 		URIs: []string{"spiffe://cluster.local/ns/a/sa/b"}})
 	objects := []*model.Object{{Source: "secret", Namespace: "a", Name: "b", Mesh: istio.Name, Bundles: []model.Bundle{
@@ -156,7 +152,7 @@ func TestHandlerRendersOnlyOnChange(t *testing.T) {
 // is always exactly the series of the current analysis.
 func TestHandlerRendersChangedBlocksOnly(t *testing.T) {
 	clock := scrape()
-	root := testpki.Issue(testpki.Spec{CommonName: "root", CA: true, NotBefore: from, NotAfter: testpki.Date(2036, 1, 1)})
+	root := testpki.Issue(testpki.Spec{CommonName: "root", CA: true, NotBefore: from, NotAfter: testpki.Until()})
 	proxy := func(i int) *model.Object {
 		leaf := testpki.Issue(testpki.Spec{CommonName: "leaf", Issuer: root, NotBefore: from, NotAfter: testpki.Date(2026, 7, 1),
 			URIs: []string{fmt.Sprintf("spiffe://cluster.local/ns/a/sa/p%d", i)}})

@@ -19,7 +19,7 @@ func (f *fakeSource) Run(ctx context.Context) error { return nil }
 func (f *fakeSource) State() model.State            { return f.state }
 
 func TestSnapshotAnalysesOnlyOnChange(t *testing.T) {
-	root := testpki.Issue(testpki.Spec{CommonName: "root", CA: true, NotBefore: testpki.Date(2026, 1, 1), NotAfter: testpki.Date(2036, 1, 1)})
+	root := testpki.Issue(testpki.Spec{CommonName: "root", CA: true, NotBefore: testpki.From(), NotAfter: testpki.Until()})
 	obj := &model.Object{Source: "fake", Name: "a", Bundles: []model.Bundle{{Key: "ca.crt", Purpose: model.PurposeTrustBundle,
 		Certificates: []*model.Certificate{pki.NewCertificate(root.X509)}}}}
 	src := &fakeSource{state: model.State{Objects: []*model.Object{obj}, Generation: 1, Up: true}}

@@ -14,7 +14,7 @@ import (
 	"github.com/meshcert/meshcert-exporter/internal/testpki"
 )
 
-var now = testpki.Date(2027, 6, 1)
+var now = testpki.Now()
 
 // The meshes of these tests: names only, judged by SPIFFERules (the meshes' own rules are tested
 // in their packages).
@@ -76,29 +76,29 @@ func tampered(c *testpki.Cert) *testpki.Cert {
 func intp(i int) *int { return &i }
 
 func TestAnalyzeChains(t *testing.T) {
-	y := func(years int) time.Time { return jan2026.AddDate(years, 0, 0) }
-	root := testpki.Issue(testpki.Spec{CommonName: "root", CA: true, Key: testpki.RSA2048, NotBefore: jan2026, NotAfter: y(10)})
-	otherRoot := testpki.Issue(testpki.Spec{CommonName: "other root", CA: true, NotBefore: jan2026, NotAfter: y(10)})
-	inter := testpki.Issue(testpki.Spec{CommonName: "inter", CA: true, Issuer: root, NotBefore: jan2026, NotAfter: y(5)})
-	leaf := testpki.Issue(testpki.Spec{CommonName: "leaf", Issuer: inter, NotBefore: jan2026, NotAfter: y(2)})
-	expiredLeaf := testpki.Issue(testpki.Spec{CommonName: "old", Issuer: inter, NotBefore: jan2026, NotAfter: testpki.Date(2026, 1, 2)})
+	y := func(years int) time.Time { return testpki.From().AddDate(years, 0, 0) }
+	root := testpki.Issue(testpki.Spec{CommonName: "root", CA: true, Key: testpki.RSA2048, NotBefore: testpki.From(), NotAfter: y(10)})
+	otherRoot := testpki.Issue(testpki.Spec{CommonName: "other root", CA: true, NotBefore: testpki.From(), NotAfter: y(10)})
+	inter := testpki.Issue(testpki.Spec{CommonName: "inter", CA: true, Issuer: root, NotBefore: testpki.From(), NotAfter: y(5)})
+	leaf := testpki.Issue(testpki.Spec{CommonName: "leaf", Issuer: inter, NotBefore: testpki.From(), NotAfter: y(2)})
+	expiredLeaf := testpki.Issue(testpki.Spec{CommonName: "old", Issuer: inter, NotBefore: testpki.From(), NotAfter: testpki.Date(2026, 1, 2)})
 	futureLeaf := testpki.Issue(testpki.Spec{CommonName: "new", Issuer: inter, NotBefore: testpki.Date(2028, 1, 1), NotAfter: y(4)})
-	expiredInter := testpki.Issue(testpki.Spec{CommonName: "expired inter", CA: true, Issuer: root, NotBefore: jan2026, NotAfter: testpki.Date(2027, 1, 1)})
-	leafOfExpired := testpki.Issue(testpki.Spec{CommonName: "leaf2", Issuer: expiredInter, NotBefore: jan2026, NotAfter: y(2)})
-	notCA := testpki.Issue(testpki.Spec{CommonName: "not a ca", Issuer: root, NotBefore: jan2026, NotAfter: y(5)})
-	signedByLeaf := testpki.Issue(testpki.Spec{CommonName: "signed by leaf", Issuer: notCA, NotBefore: jan2026, NotAfter: y(2)})
-	noBC := testpki.Issue(testpki.Spec{CommonName: "ca without basic constraints", CA: true, NoBasicConstraints: true, Issuer: root, NotBefore: jan2026, NotAfter: y(5)})
-	signedByNoBC := testpki.Issue(testpki.Spec{CommonName: "signed by noBC", Issuer: noBC, NotBefore: jan2026, NotAfter: y(2)})
-	strictRoot := testpki.Issue(testpki.Spec{CommonName: "strict root", CA: true, MaxPathLen: intp(0), NotBefore: jan2026, NotAfter: y(10)})
-	strictInter := testpki.Issue(testpki.Spec{CommonName: "strict inter", CA: true, Issuer: strictRoot, NotBefore: jan2026, NotAfter: y(5)})
-	strictLeaf := testpki.Issue(testpki.Spec{CommonName: "strict leaf", Issuer: strictInter, NotBefore: jan2026, NotAfter: y(2)})
-	selfLeaf := testpki.Issue(testpki.Spec{CommonName: "self-signed leaf", NotBefore: jan2026, NotAfter: y(2)})
+	expiredInter := testpki.Issue(testpki.Spec{CommonName: "expired inter", CA: true, Issuer: root, NotBefore: testpki.From(), NotAfter: testpki.Date(2027, 1, 1)})
+	leafOfExpired := testpki.Issue(testpki.Spec{CommonName: "leaf2", Issuer: expiredInter, NotBefore: testpki.From(), NotAfter: y(2)})
+	notCA := testpki.Issue(testpki.Spec{CommonName: "not a ca", Issuer: root, NotBefore: testpki.From(), NotAfter: y(5)})
+	signedByLeaf := testpki.Issue(testpki.Spec{CommonName: "signed by leaf", Issuer: notCA, NotBefore: testpki.From(), NotAfter: y(2)})
+	noBC := testpki.Issue(testpki.Spec{CommonName: "ca without basic constraints", CA: true, NoBasicConstraints: true, Issuer: root, NotBefore: testpki.From(), NotAfter: y(5)})
+	signedByNoBC := testpki.Issue(testpki.Spec{CommonName: "signed by noBC", Issuer: noBC, NotBefore: testpki.From(), NotAfter: y(2)})
+	strictRoot := testpki.Issue(testpki.Spec{CommonName: "strict root", CA: true, MaxPathLen: intp(0), NotBefore: testpki.From(), NotAfter: y(10)})
+	strictInter := testpki.Issue(testpki.Spec{CommonName: "strict inter", CA: true, Issuer: strictRoot, NotBefore: testpki.From(), NotAfter: y(5)})
+	strictLeaf := testpki.Issue(testpki.Spec{CommonName: "strict leaf", Issuer: strictInter, NotBefore: testpki.From(), NotAfter: y(2)})
+	selfLeaf := testpki.Issue(testpki.Spec{CommonName: "self-signed leaf", NotBefore: testpki.From(), NotAfter: y(2)})
 	// A loop: A is signed by B and B by A (two CAs that cross-sign each other, no root).
 	aName, bName := pkix.Name{CommonName: "loop A"}, pkix.Name{CommonName: "loop B"}
 	aKey, bKey := testpki.NewKey(testpki.ECDSAP256), testpki.NewKey(testpki.ECDSAP256)
-	bSelf := testpki.Issue(testpki.Spec{Subject: &bName, CA: true, SubjectKey: bKey, NotBefore: jan2026, NotAfter: y(5)})
-	loopA := testpki.Issue(testpki.Spec{Subject: &aName, CA: true, SubjectKey: aKey, Issuer: bSelf, NotBefore: jan2026, NotAfter: y(5)})
-	loopB := testpki.Issue(testpki.Spec{Subject: &bName, CA: true, SubjectKey: bKey, Issuer: loopA, NotBefore: jan2026, NotAfter: y(5)})
+	bSelf := testpki.Issue(testpki.Spec{Subject: &bName, CA: true, SubjectKey: bKey, NotBefore: testpki.From(), NotAfter: y(5)})
+	loopA := testpki.Issue(testpki.Spec{Subject: &aName, CA: true, SubjectKey: aKey, Issuer: bSelf, NotBefore: testpki.From(), NotAfter: y(5)})
+	loopB := testpki.Issue(testpki.Spec{Subject: &bName, CA: true, SubjectKey: bKey, Issuer: loopA, NotBefore: testpki.From(), NotAfter: y(5)})
 
 	type want struct {
 		role   model.Role
@@ -182,8 +182,8 @@ func firstKey(o *model.Object) string {
 }
 
 func TestAnalyzeTwoRootsAndUniqueLocations(t *testing.T) {
-	oldRoot := testpki.Issue(testpki.Spec{CommonName: "old root", CA: true, NotBefore: jan2026, NotAfter: jan2036})
-	newRoot := testpki.Issue(testpki.Spec{CommonName: "new root", CA: true, NotBefore: jan2026, NotAfter: jan2036})
+	oldRoot := testpki.Issue(testpki.Spec{CommonName: "old root", CA: true, NotBefore: testpki.From(), NotAfter: testpki.Until()})
+	newRoot := testpki.Issue(testpki.Spec{CommonName: "new root", CA: true, NotBefore: testpki.From(), NotAfter: testpki.Until()})
 	dir := obj("/etc/cacerts", meshIstio, trust("root-cert.pem", oldRoot, newRoot), trust("root-cert.pem", oldRoot))
 	a := newAnalyzer().Analyze([]*model.Object{dir, obj("/etc/cacerts", meshIstio, trust("x", oldRoot))}, nil)
 	obs, errs := testmodel.Certificates(a), testmodel.BundleErrors(a)
@@ -206,7 +206,7 @@ func TestAnalyzeTwoRootsAndUniqueLocations(t *testing.T) {
 }
 
 func TestAnalyzeIdentities(t *testing.T) {
-	root := testpki.Issue(testpki.Spec{CommonName: "root", CA: true, NotBefore: jan2026, NotAfter: jan2036})
+	root := testpki.Issue(testpki.Spec{CommonName: "root", CA: true, NotBefore: testpki.From(), NotAfter: testpki.Until()})
 	istio := model.MeshSettings{TrustDomain: "cluster.local", TrustDomainAliases: []string{"old.example"}}
 	meshes := map[model.Mesh]model.MeshSettings{meshIstio: istio}
 	workload := &model.Identity{Namespace: "shop", ServiceAccount: "cart"}
@@ -232,7 +232,7 @@ func TestAnalyzeIdentities(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			leaf := testpki.Issue(testpki.Spec{CommonName: "leaf", Issuer: root, URIs: tt.uris, DNSNames: tt.dns, NotBefore: jan2026, NotAfter: jan2036})
+			leaf := testpki.Issue(testpki.Spec{CommonName: "leaf", Issuer: root, URIs: tt.uris, DNSNames: tt.dns, NotBefore: testpki.From(), NotAfter: testpki.Until()})
 			o := obj("pod", tt.mesh, chain("default", leaf), trust("ROOTCA", root))
 			o.Expect = tt.expect
 			obs := testmodel.Certificates(newAnalyzer().Analyze([]*model.Object{o}, meshes))
@@ -285,10 +285,10 @@ func TestParseSPIFFEID(t *testing.T) {
 // alone, a change to its mesh's authoritative objects analyses the mesh's objects again, and
 // signature checks are made once.
 func TestAnalyzeIsIncremental(t *testing.T) {
-	root := testpki.Issue(testpki.Spec{CommonName: "root", CA: true, NotBefore: jan2026, NotAfter: jan2036})
-	inter := testpki.Issue(testpki.Spec{CommonName: "inter", CA: true, Issuer: root, NotBefore: jan2026, NotAfter: jan2036})
+	root := testpki.Issue(testpki.Spec{CommonName: "root", CA: true, NotBefore: testpki.From(), NotAfter: testpki.Until()})
+	inter := testpki.Issue(testpki.Spec{CommonName: "inter", CA: true, Issuer: root, NotBefore: testpki.From(), NotAfter: testpki.Until()})
 	leaf := func(name string) *model.Object {
-		l := testpki.Issue(testpki.Spec{CommonName: name, Issuer: inter, NotBefore: jan2026, NotAfter: jan2036,
+		l := testpki.Issue(testpki.Spec{CommonName: name, Issuer: inter, NotBefore: testpki.From(), NotAfter: testpki.Until(),
 			URIs: []string{"spiffe://cluster.local/ns/a/sa/" + name}})
 		o := obj(name, meshIstio, chain("tls.crt", l, inter))
 		o.Source = "envoy"
@@ -325,10 +325,10 @@ func TestAnalyzeIsIncremental(t *testing.T) {
 // TestSignatureCacheIsBounded: checks of certificates that left the mesh are forgotten once the
 // cache holds clearly more than the mesh needs.
 func TestSignatureCacheIsBounded(t *testing.T) {
-	root := testpki.Issue(testpki.Spec{CommonName: "root", CA: true, NotBefore: jan2026, NotAfter: jan2036})
+	root := testpki.Issue(testpki.Spec{CommonName: "root", CA: true, NotBefore: testpki.From(), NotAfter: testpki.Until()})
 	a := NewAnalyzer(NewCache(), nil)
 	for i := range 2500 { // a mesh of one leaf, rotated 2,500 times
-		l := testpki.Issue(testpki.Spec{CommonName: "leaf", Issuer: root, NotBefore: jan2026, NotAfter: jan2036})
+		l := testpki.Issue(testpki.Spec{CommonName: "leaf", Issuer: root, NotBefore: testpki.From(), NotAfter: testpki.Until()})
 		a.Analyze([]*model.Object{obj("o", "", chain("tls.crt", l), trust("ca.crt", root))}, nil)
 		if n := a.cache.sigs.size(); n > 2*(4*a.observed+1024+1) { // two generations, each rotated once over 4 per certificate + 1024
 			t.Fatalf("after %d rotations the cache holds %d checks for a mesh of one", i+1, n)
@@ -337,9 +337,9 @@ func TestSignatureCacheIsBounded(t *testing.T) {
 }
 
 func TestAnalyzeTrustBundleDriftAndRootKeys(t *testing.T) {
-	oldRoot := testpki.Issue(testpki.Spec{CommonName: "old root", CA: true, NotBefore: jan2026, NotAfter: jan2036})
-	newRoot := testpki.Issue(testpki.Spec{CommonName: "new root", CA: true, NotBefore: jan2026, NotAfter: jan2036})
-	inter := testpki.Issue(testpki.Spec{CommonName: "inter", CA: true, Issuer: newRoot, NotBefore: jan2026, NotAfter: jan2036})
+	oldRoot := testpki.Issue(testpki.Spec{CommonName: "old root", CA: true, NotBefore: testpki.From(), NotAfter: testpki.Until()})
+	newRoot := testpki.Issue(testpki.Spec{CommonName: "new root", CA: true, NotBefore: testpki.From(), NotAfter: testpki.Until()})
+	inter := testpki.Issue(testpki.Spec{CommonName: "inter", CA: true, Issuer: newRoot, NotBefore: testpki.From(), NotAfter: testpki.Until()})
 	copyOf := func(name string, cs ...*testpki.Cert) *model.Object {
 		o := obj(name, meshIstio, model.Bundle{Key: "root-cert.pem", Purpose: model.PurposeTrustBundleCopy, Certificates: certs(cs...)})
 		o.Namespace = name
@@ -381,8 +381,8 @@ func TestAnalyzeTrustBundleDriftAndRootKeys(t *testing.T) {
 }
 
 func TestCopiesAreNotTrusted(t *testing.T) {
-	root := testpki.Issue(testpki.Spec{CommonName: "root", CA: true, NotBefore: jan2026, NotAfter: jan2036})
-	issuer := testpki.Issue(testpki.Spec{CommonName: "issuer", CA: true, Issuer: root, NotBefore: jan2026, NotAfter: jan2036})
+	root := testpki.Issue(testpki.Spec{CommonName: "root", CA: true, NotBefore: testpki.From(), NotAfter: testpki.Until()})
+	issuer := testpki.Issue(testpki.Spec{CommonName: "issuer", CA: true, Issuer: root, NotBefore: testpki.From(), NotAfter: testpki.Until()})
 	// A Linkerd issuer Secret whose ca.crt holds the root that signed it, while the mesh's anchors
 	// are unknown: the issuer must not verify against its own copy.
 	o := obj("linkerd-identity-issuer", meshLinkerd, chain("tls.crt", issuer),
@@ -432,12 +432,12 @@ func TestMeshSettingsMerge(t *testing.T) {
 // TestChainThroughLargePools: pools past smallPool are indexed; chains through them are found the
 // same way, in the object's own pool and in its mesh's.
 func TestChainThroughLargePools(t *testing.T) {
-	root := testpki.Issue(testpki.Spec{CommonName: "root", CA: true, NotBefore: jan2026, NotAfter: jan2036})
+	root := testpki.Issue(testpki.Spec{CommonName: "root", CA: true, NotBefore: testpki.From(), NotAfter: testpki.Until()})
 	var inters []*testpki.Cert
 	for i := range 20 {
-		inters = append(inters, testpki.Issue(testpki.Spec{CommonName: fmt.Sprintf("inter %d", i), CA: true, Issuer: root, NotBefore: jan2026, NotAfter: jan2036}))
+		inters = append(inters, testpki.Issue(testpki.Spec{CommonName: fmt.Sprintf("inter %d", i), CA: true, Issuer: root, NotBefore: testpki.From(), NotAfter: testpki.Until()}))
 	}
-	leaf := testpki.Issue(testpki.Spec{CommonName: "leaf", Issuer: inters[14], NotBefore: jan2026, NotAfter: jan2036})
+	leaf := testpki.Issue(testpki.Spec{CommonName: "leaf", Issuer: inters[14], NotBefore: testpki.From(), NotAfter: testpki.Until()})
 	own := obj("own", "", append([]model.Bundle{chain("tls.crt", leaf)}, chain("cas.pem", inters...), trust("ca.crt", root))...)
 	ca := obj("ca", meshIstio, chain("ca-cert.pem", inters...), trust("root-cert.pem", root))
 	ca.Authoritative = true
@@ -458,9 +458,9 @@ func TestChainThroughLargePools(t *testing.T) {
 func TestParseChecksPresentedChains(t *testing.T) {
 	cache := NewCache()
 	sigs := cache.sigs
-	root := testpki.Issue(testpki.Spec{CommonName: "root", CA: true, NotBefore: jan2026, NotAfter: jan2036})
-	inter := testpki.Issue(testpki.Spec{CommonName: "inter", CA: true, Issuer: root, NotBefore: jan2026, NotAfter: jan2036})
-	leaf := testpki.Issue(testpki.Spec{CommonName: "leaf", Issuer: inter, NotBefore: jan2026, NotAfter: jan2036})
+	root := testpki.Issue(testpki.Spec{CommonName: "root", CA: true, NotBefore: testpki.From(), NotAfter: testpki.Until()})
+	inter := testpki.Issue(testpki.Spec{CommonName: "inter", CA: true, Issuer: root, NotBefore: testpki.From(), NotAfter: testpki.Until()})
+	leaf := testpki.Issue(testpki.Spec{CommonName: "leaf", Issuer: inter, NotBefore: testpki.From(), NotAfter: testpki.Until()})
 	if _, reason := cache.ParseBundle(testpki.Bundle(inter, leaf)); reason != model.ReasonNone || sigs.checks != 0 {
 		t.Fatalf("out of order: %q, %d checks", reason, sigs.checks)
 	}
@@ -486,8 +486,8 @@ func TestParseChecksPresentedChains(t *testing.T) {
 // when a new object repeats the location of one analysed in an earlier run (the earlier in the
 // list wins, whichever is new).
 func TestAnalyzeUniqueLocationsAcrossRuns(t *testing.T) {
-	root := testpki.Issue(testpki.Spec{CommonName: "root", CA: true, NotBefore: jan2026, NotAfter: jan2036})
-	other := testpki.Issue(testpki.Spec{CommonName: "other", CA: true, NotBefore: jan2026, NotAfter: jan2036})
+	root := testpki.Issue(testpki.Spec{CommonName: "root", CA: true, NotBefore: testpki.From(), NotAfter: testpki.Until()})
+	other := testpki.Issue(testpki.Spec{CommonName: "other", CA: true, NotBefore: testpki.From(), NotAfter: testpki.Until()})
 	first := obj("/etc/a", model.MeshNone, trust("ca.crt", root))
 	b := obj("/etc/b", model.MeshNone, trust("ca.crt", root))
 	a := newAnalyzer()
@@ -521,11 +521,11 @@ func TestAnalyzeUniqueLocationsAcrossRuns(t *testing.T) {
 // the paths above them only; a leaf of another issuer has its own, and each leaf still evaluates
 // with its own validity.
 func TestLeavesShareTheirIssuersChain(t *testing.T) {
-	root := testpki.Issue(testpki.Spec{CommonName: "root", CA: true, NotBefore: jan2026, NotAfter: jan2036})
-	inter := testpki.Issue(testpki.Spec{CommonName: "inter", CA: true, Issuer: root, NotBefore: jan2026, NotAfter: jan2036})
-	other := testpki.Issue(testpki.Spec{CommonName: "other inter", CA: true, Issuer: root, NotBefore: jan2026, NotAfter: jan2036})
+	root := testpki.Issue(testpki.Spec{CommonName: "root", CA: true, NotBefore: testpki.From(), NotAfter: testpki.Until()})
+	inter := testpki.Issue(testpki.Spec{CommonName: "inter", CA: true, Issuer: root, NotBefore: testpki.From(), NotAfter: testpki.Until()})
+	other := testpki.Issue(testpki.Spec{CommonName: "other inter", CA: true, Issuer: root, NotBefore: testpki.From(), NotAfter: testpki.Until()})
 	leaf := func(name string, issuer *testpki.Cert, notAfter time.Time) *testpki.Cert {
-		return testpki.Issue(testpki.Spec{CommonName: name, Issuer: issuer, NotBefore: jan2026, NotAfter: notAfter})
+		return testpki.Issue(testpki.Spec{CommonName: name, Issuer: issuer, NotBefore: testpki.From(), NotAfter: notAfter})
 	}
 	parsed := func(cs ...*testpki.Cert) []*model.Certificate {
 		out, reason := testCache().ParseBundle(testpki.Bundle(cs...))
@@ -539,9 +539,9 @@ func TestLeavesShareTheirIssuersChain(t *testing.T) {
 	}
 	objects := []*model.Object{
 		{Source: "secret", Name: "cacerts", Mesh: meshIstio, Authoritative: true, Bundles: []model.Bundle{{Key: "root-cert.pem", Purpose: model.PurposeTrustBundle, Certificates: parsed(root)}}},
-		proxy("a", leaf("a", inter, jan2036), inter),
+		proxy("a", leaf("a", inter, testpki.Until()), inter),
 		proxy("b", leaf("b", inter, testpki.Date(2027, 1, 1)), inter),
-		proxy("c", leaf("c", other, jan2036), other),
+		proxy("c", leaf("c", other, testpki.Until()), other),
 	}
 	obs := testmodel.Certificates(newAnalyzer().Analyze(objects, map[model.Mesh]model.MeshSettings{meshIstio: {TrustDomain: "cluster.local"}}))
 	byName := map[string]testmodel.Observation{}

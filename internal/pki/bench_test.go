@@ -20,7 +20,7 @@ var (
 // root come from the mesh's authoritative object, as with Secrets signed by a mesh CA.
 func meshObjects() []*model.Object {
 	benchOnce.Do(func() {
-		m := testpki.NewMesh(10000, jan2026)
+		m := testpki.NewMesh(10000, testpki.From())
 		inter := NewCertificate(m.Intermediate.X509)
 		benchObjects = append(benchObjects, &model.Object{Source: "secret", Namespace: "istio-system", Name: "cacerts", Mesh: meshIstio,
 			Authoritative: true, Bundles: []model.Bundle{
@@ -76,7 +76,7 @@ func BenchmarkAnalyzeOneChanged(b *testing.B) {
 
 // BenchmarkParseBundle parses a chain of two PEM certificates.
 func BenchmarkParseBundle(b *testing.B) {
-	m := testpki.NewMesh(1, jan2026)
+	m := testpki.NewMesh(1, testpki.From())
 	data := testpki.Bundle(m.Leaves[0], m.Intermediate)
 	b.ReportAllocs()
 	for b.Loop() {

@@ -13,10 +13,10 @@ import (
 
 // fuzzSeeds are real shapes: chains, roots, DER, keys next to certificates.
 func fuzzSeeds() [][]byte {
-	root := testpki.Issue(testpki.Spec{CommonName: "root", CA: true, NotBefore: jan2026, NotAfter: jan2036})
-	inter := testpki.Issue(testpki.Spec{CommonName: "inter", CA: true, Issuer: root, NotBefore: jan2026, NotAfter: jan2036, Key: testpki.RSA2048})
+	root := testpki.Issue(testpki.Spec{CommonName: "root", CA: true, NotBefore: testpki.From(), NotAfter: testpki.Until()})
+	inter := testpki.Issue(testpki.Spec{CommonName: "inter", CA: true, Issuer: root, NotBefore: testpki.From(), NotAfter: testpki.Until(), Key: testpki.RSA2048})
 	leaf := testpki.Issue(testpki.Spec{Issuer: inter, URIs: []string{"spiffe://cluster.local/ns/a/sa/b"}, DNSNames: []string{"b.a.serviceaccount.identity.linkerd.cluster.local"},
-		NotBefore: jan2026, NotAfter: jan2036})
+		NotBefore: testpki.From(), NotAfter: testpki.Until()})
 	return [][]byte{
 		testpki.Bundle(leaf, inter, root), root.PEM(), root.X509.Raw, append(leaf.KeyPEM(), leaf.PEM()...),
 		bytes.ReplaceAll(root.PEM(), []byte("\n"), []byte("\r\n")), []byte("-----BEGIN CERTIFICATE-----\nMIIB\n"), {0x30, 0x82, 0x01}, nil,

@@ -11,14 +11,9 @@ import (
 	"github.com/meshcert/meshcert-exporter/internal/testpki"
 )
 
-var (
-	jan2026 = testpki.Date(2026, 1, 1)
-	jan2036 = testpki.Date(2036, 1, 1)
-)
-
 func TestParseBundle(t *testing.T) {
-	root := testpki.Issue(testpki.Spec{CommonName: "root", CA: true, NotBefore: jan2026, NotAfter: jan2036})
-	inter := testpki.Issue(testpki.Spec{CommonName: "inter", CA: true, Issuer: root, NotBefore: jan2026, NotAfter: jan2036, Key: testpki.RSA2048})
+	root := testpki.Issue(testpki.Spec{CommonName: "root", CA: true, NotBefore: testpki.From(), NotAfter: testpki.Until()})
+	inter := testpki.Issue(testpki.Spec{CommonName: "inter", CA: true, Issuer: root, NotBefore: testpki.From(), NotAfter: testpki.Until(), Key: testpki.RSA2048})
 	two := testpki.Bundle(inter, root)
 	corrupt := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: []byte{0x30, 0x03, 0x01, 0x01, 0xff}})
 
@@ -58,7 +53,7 @@ func TestParseBundle(t *testing.T) {
 }
 
 func TestParseBundleClearsKeyBytes(t *testing.T) {
-	root := testpki.Issue(testpki.Spec{CommonName: "root", CA: true, NotBefore: jan2026, NotAfter: jan2036})
+	root := testpki.Issue(testpki.Spec{CommonName: "root", CA: true, NotBefore: testpki.From(), NotAfter: testpki.Until()})
 	keyPEM := root.KeyPEM()
 	keyBlock, _ := pem.Decode(keyPEM)
 	data := append(append([]byte{}, keyPEM...), root.PEM()...)
@@ -71,10 +66,10 @@ func TestParseBundleClearsKeyBytes(t *testing.T) {
 }
 
 func TestNewCertificateFacts(t *testing.T) {
-	root := testpki.Issue(testpki.Spec{CommonName: "root", CA: true, NotBefore: jan2026, NotAfter: jan2036, Serial: 0xABCDEF})
-	rsaLeaf := testpki.Issue(testpki.Spec{CommonName: "leaf", Issuer: root, Key: testpki.RSA2048, NotBefore: jan2026, NotAfter: jan2036,
+	root := testpki.Issue(testpki.Spec{CommonName: "root", CA: true, NotBefore: testpki.From(), NotAfter: testpki.Until(), Serial: 0xABCDEF})
+	rsaLeaf := testpki.Issue(testpki.Spec{CommonName: "leaf", Issuer: root, Key: testpki.RSA2048, NotBefore: testpki.From(), NotAfter: testpki.Until(),
 		URIs: []string{"spiffe://cluster.local/ns/a/sa/b", "https://example.com/x"}})
-	p384 := testpki.Issue(testpki.Spec{CommonName: "p384", Key: testpki.ECDSAP384, NotBefore: jan2026, NotAfter: jan2036})
+	p384 := testpki.Issue(testpki.Spec{CommonName: "p384", Key: testpki.ECDSAP384, NotBefore: testpki.From(), NotAfter: testpki.Until()})
 
 	c := NewCertificate(root.X509)
 	if !c.SelfSigned || c.Serial != "abcdef" || c.KeyAlgorithm != "ECDSA-P256" || Classify(c, "", true) != model.RoleTrustAnchor {
@@ -97,7 +92,7 @@ func TestNewCertificateFacts(t *testing.T) {
 }
 
 func TestParseBundleSharesIdenticalCertificates(t *testing.T) {
-	root := testpki.Issue(testpki.Spec{CommonName: "shared root", CA: true, NotBefore: jan2026, NotAfter: jan2036})
+	root := testpki.Issue(testpki.Spec{CommonName: "shared root", CA: true, NotBefore: testpki.From(), NotAfter: testpki.Until()})
 	a, _ := testCache().ParseBundle(root.PEM())
 	b, _ := testCache().ParseBundle(append([]byte("# another bundle\n"), root.PEM()...))
 	if len(a) != 1 || len(b) != 1 || a[0] != b[0] {

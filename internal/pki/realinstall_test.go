@@ -33,11 +33,11 @@ func presented(key string, cs ...*testpki.Cert) model.Bundle {
 // that may sign, as crypto/x509 and OpenSSL accept it; in an intermediate position a v1
 // certificate is no CA.
 func TestVersion1Roots(t *testing.T) {
-	root := testpki.IssueV1(testpki.Spec{CommonName: "v1 root", Key: testpki.RSA2048, NotBefore: jan2026, NotAfter: jan2036})
-	inter := testpki.Issue(testpki.Spec{CommonName: "inter", CA: true, Issuer: root, NotBefore: jan2026, NotAfter: jan2036})
-	leaf := testpki.Issue(testpki.Spec{CommonName: "leaf", Issuer: inter, NotBefore: jan2026, NotAfter: jan2036})
-	v1Inter := testpki.IssueV1(testpki.Spec{CommonName: "v1 inter", Issuer: root, NotBefore: jan2026, NotAfter: jan2036})
-	underV1Inter := testpki.Issue(testpki.Spec{CommonName: "under v1 inter", Issuer: v1Inter, NotBefore: jan2026, NotAfter: jan2036})
+	root := testpki.IssueV1(testpki.Spec{CommonName: "v1 root", Key: testpki.RSA2048, NotBefore: testpki.From(), NotAfter: testpki.Until()})
+	inter := testpki.Issue(testpki.Spec{CommonName: "inter", CA: true, Issuer: root, NotBefore: testpki.From(), NotAfter: testpki.Until()})
+	leaf := testpki.Issue(testpki.Spec{CommonName: "leaf", Issuer: inter, NotBefore: testpki.From(), NotAfter: testpki.Until()})
+	v1Inter := testpki.IssueV1(testpki.Spec{CommonName: "v1 inter", Issuer: root, NotBefore: testpki.From(), NotAfter: testpki.Until()})
+	underV1Inter := testpki.Issue(testpki.Spec{CommonName: "under v1 inter", Issuer: v1Inter, NotBefore: testpki.From(), NotAfter: testpki.Until()})
 
 	tests := []struct {
 		name    string
@@ -94,13 +94,13 @@ func TestVersion1Roots(t *testing.T) {
 // certificates presented with it up to the anchors. A leaf presented without its intermediate
 // verifies only through the mesh's own copy of that intermediate: incomplete_chain.
 func TestPresentedChains(t *testing.T) {
-	root := testpki.Issue(testpki.Spec{CommonName: "root", CA: true, NotBefore: jan2026, NotAfter: jan2036})
-	inter := testpki.Issue(testpki.Spec{CommonName: "inter", CA: true, Issuer: root, NotBefore: jan2026, NotAfter: jan2036})
-	leaf := testpki.Issue(testpki.Spec{CommonName: "leaf", Issuer: inter, NotBefore: jan2026, NotAfter: testpki.Date(2030, 1, 1),
+	root := testpki.Issue(testpki.Spec{CommonName: "root", CA: true, NotBefore: testpki.From(), NotAfter: testpki.Until()})
+	inter := testpki.Issue(testpki.Spec{CommonName: "inter", CA: true, Issuer: root, NotBefore: testpki.From(), NotAfter: testpki.Until()})
+	leaf := testpki.Issue(testpki.Spec{CommonName: "leaf", Issuer: inter, NotBefore: testpki.From(), NotAfter: testpki.Date(2030, 1, 1),
 		URIs: []string{"spiffe://cluster.local/ns/shop/sa/web"}})
-	otherRoot := testpki.Issue(testpki.Spec{CommonName: "other root", CA: true, NotBefore: jan2026, NotAfter: jan2036})
-	otherInter := testpki.Issue(testpki.Spec{CommonName: "other inter", CA: true, Issuer: otherRoot, NotBefore: jan2026, NotAfter: jan2036})
-	strayLeaf := testpki.Issue(testpki.Spec{CommonName: "stray", Issuer: otherInter, NotBefore: jan2026, NotAfter: jan2036})
+	otherRoot := testpki.Issue(testpki.Spec{CommonName: "other root", CA: true, NotBefore: testpki.From(), NotAfter: testpki.Until()})
+	otherInter := testpki.Issue(testpki.Spec{CommonName: "other inter", CA: true, Issuer: otherRoot, NotBefore: testpki.From(), NotAfter: testpki.Until()})
+	strayLeaf := testpki.Issue(testpki.Spec{CommonName: "stray", Issuer: otherInter, NotBefore: testpki.From(), NotAfter: testpki.Until()})
 	cacerts := authoritative("cacerts", meshIstio, chain("ca-cert.pem", inter), chain("cert-chain.pem", inter, root), trust("root-cert.pem", root))
 
 	tests := []struct {
@@ -136,8 +136,8 @@ func TestPresentedChains(t *testing.T) {
 // its trust anchor. It is reported in its position, as the issuer, with a chain of depth 1 to
 // itself while the trust roots hold it; against other roots it is an unknown authority.
 func TestSelfSignedIssuer(t *testing.T) {
-	issuer := testpki.Issue(testpki.Spec{CommonName: "identity.linkerd.cluster.local", CA: true, NotBefore: jan2026, NotAfter: testpki.Date(2028, 1, 1)})
-	other := testpki.Issue(testpki.Spec{CommonName: "root.linkerd.cluster.local", CA: true, NotBefore: jan2026, NotAfter: jan2036})
+	issuer := testpki.Issue(testpki.Spec{CommonName: "identity.linkerd.cluster.local", CA: true, NotBefore: testpki.From(), NotAfter: testpki.Date(2028, 1, 1)})
+	other := testpki.Issue(testpki.Spec{CommonName: "root.linkerd.cluster.local", CA: true, NotBefore: testpki.From(), NotAfter: testpki.Until()})
 	issuerBundle := model.Bundle{Key: "crt.pem", Issuer: true, Certificates: certs(issuer)}
 	for _, tt := range []struct {
 		name   string
@@ -177,10 +177,10 @@ func TestSelfSignedIssuer(t *testing.T) {
 // trust domain (or an alias) is compared with the current anchors; another domain's bundle is that
 // domain's anchors, exported and never reported stale.
 func TestFederatedBundles(t *testing.T) {
-	root := testpki.Issue(testpki.Spec{CommonName: "mesh root", CA: true, NotBefore: jan2026, NotAfter: jan2036})
-	oldRoot := testpki.Issue(testpki.Spec{CommonName: "old mesh root", CA: true, NotBefore: jan2026, NotAfter: jan2036})
-	foreign := testpki.Issue(testpki.Spec{CommonName: "partner root", CA: true, NotBefore: jan2026, NotAfter: jan2036})
-	foreignInter := testpki.Issue(testpki.Spec{CommonName: "partner intermediate", CA: true, Issuer: foreign, NotBefore: jan2026, NotAfter: jan2036})
+	root := testpki.Issue(testpki.Spec{CommonName: "mesh root", CA: true, NotBefore: testpki.From(), NotAfter: testpki.Until()})
+	oldRoot := testpki.Issue(testpki.Spec{CommonName: "old mesh root", CA: true, NotBefore: testpki.From(), NotAfter: testpki.Until()})
+	foreign := testpki.Issue(testpki.Spec{CommonName: "partner root", CA: true, NotBefore: testpki.From(), NotAfter: testpki.Until()})
+	foreignInter := testpki.Issue(testpki.Spec{CommonName: "partner intermediate", CA: true, Issuer: foreign, NotBefore: testpki.From(), NotAfter: testpki.Until()})
 	keyed := func(td string, cs ...*testpki.Cert) model.Bundle {
 		return model.Bundle{Key: "ROOTCA/" + td, Purpose: model.PurposeTrustBundleCopy, Export: model.ExportNone, TrustDomainKeyed: true, Certificates: certs(cs...)}
 	}

@@ -19,11 +19,10 @@ import (
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/meshcert/meshcert-exporter/internal/testenv"
+	"github.com/meshcert/meshcert-exporter/internal/testexpo"
 )
 
 var cp *testenv.ControlPlane
@@ -120,11 +119,7 @@ func scrape(t *testing.T, base string) exposition {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := parser.TextToMetricFamilies(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
+	fams := testexpo.Parse(t, resp.Body)
 	out := exposition{}
 	for name, f := range fams {
 		for _, m := range f.GetMetric() {

@@ -159,24 +159,19 @@ func TestZtunnelConfigDump(t *testing.T) {
 	leaf := func(ns, sa string) *testpki.Cert {
 		return testpki.Issue(testpki.Spec{Issuer: root, URIs: []string{"spiffe://cluster.local/ns/" + ns + "/sa/" + sa}, NotBefore: now.Add(-time.Hour), NotAfter: now.Add(23 * time.Hour)})
 	}
-	b64 := func(c *testpki.Cert) string { return base64.StdEncoding.EncodeToString(c.PEM()) }
 	entry := func(id string, c *testpki.Cert) map[string]any {
-		return map[string]any{"identity": id, "state": "Available",
-			"certChain": []map[string]any{{"pem": b64(c), "serialNumber": c.X509.SerialNumber.String(), "validFrom": c.X509.NotBefore.Format(time.RFC3339), "expirationTime": c.X509.NotAfter.Format(time.RFC3339)}},
-			"rootCerts": []map[string]any{{"pem": b64(root)}}}
+		return testadmin.ZtunnelIdentity(id, []*testpki.Cert{c}, root)
 	}
-	wrongSA := leaf("shop", "other")
-	dump := map[string]any{"certificates": []map[string]any{
+	body := testadmin.ZtunnelDump(
 		entry("spiffe://cluster.local/ns/shop/sa/cart", leaf("shop", "cart")),
 		entry("spiffe://cluster.local/ns/gone/sa/old", leaf("gone", "old")),
-		entry("spiffe://cluster.local/ns/shop/sa/web", wrongSA),
-		{"identity": "spiffe://cluster.local/ns/shop/sa/new", "state": "Initializing"},
-		{"identity": "spiffe://cluster.local/ns/shop/sa/broken", "state": "Unavailable: signing failed"},
+		entry("spiffe://cluster.local/ns/shop/sa/web", leaf("shop", "other")),
+		map[string]any{"identity": "spiffe://cluster.local/ns/shop/sa/new", "state": "Initializing"},
+		map[string]any{"identity": "spiffe://cluster.local/ns/shop/sa/broken", "state": "Unavailable: signing failed"},
 		// Without a PEM: the decimal serial is normalised to hex.
-		{"identity": "spiffe://cluster.local/ns/shop/sa/nopem", "state": "Available", "certChain": []map[string]any{{"serialNumber": "255",
+		map[string]any{"identity": "spiffe://cluster.local/ns/shop/sa/nopem", "state": "Available", "certChain": []map[string]any{{"serialNumber": "255",
 			"validFrom": "2026-01-01T00:00:00Z", "expirationTime": "2026-01-02T00:00:00Z"}}},
-	}, "workloads": map[string]any{"ignored": true}}
-	body, _ := json.Marshal(dump)
+	)
 	onNode := func(ns, sa string) bool { return ns == "shop" }
 	bundles, err := ParseZtunnelConfigDump(testCache(), body, "node-1", onNode)
 	if err != nil {

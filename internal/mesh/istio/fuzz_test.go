@@ -1,8 +1,6 @@
 package istio
 
 import (
-	"encoding/base64"
-	"encoding/json"
 	"testing"
 
 	"github.com/meshcert/meshcert-exporter/internal/testadmin"
@@ -48,13 +46,8 @@ func FuzzParseEnvoyCerts(f *testing.F) {
 // FuzzParseZtunnelConfigDump: any config dump parses or fails cleanly.
 func FuzzParseZtunnelConfigDump(f *testing.F) {
 	leaf, _, root := fuzzCerts()
-	b64 := func(c *testpki.Cert) string { return base64.StdEncoding.EncodeToString(c.PEM()) }
-	seed, _ := json.Marshal(map[string]any{"certificates": []map[string]any{
-		{"identity": "spiffe://cluster.local/ns/a/sa/b", "state": "Available", "certChain": []map[string]any{{"pem": b64(leaf), "serialNumber": "12345",
-			"validFrom": "2026-01-01T00:00:00Z", "expirationTime": "2026-01-02T00:00:00Z"}}, "rootCerts": []map[string]any{{"pem": b64(root)}}},
-		{"identity": "spiffe://cluster.local/ns/a/sa/c", "state": "Unavailable: no"},
-	}})
-	f.Add(seed)
+	f.Add(testadmin.ZtunnelDump(testadmin.ZtunnelIdentity("spiffe://cluster.local/ns/a/sa/b", []*testpki.Cert{leaf}, root),
+		map[string]any{"identity": "spiffe://cluster.local/ns/a/sa/c", "state": "Unavailable: no"}))
 	f.Add([]byte(`{"certificates":[{"identity":"x","state":"Available","certChain":[{"serialNumber":"-1","validFrom":"x"}]}]}`))
 	f.Fuzz(func(t *testing.T, body []byte) {
 		bundles, err := ParseZtunnelConfigDump(testCache(), body, "fuzz", func(string, string) bool { return true })

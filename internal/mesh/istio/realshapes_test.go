@@ -1,11 +1,8 @@
 package istio
 
 import (
-	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"testing"
-	"time"
 
 	"github.com/meshcert/meshcert-exporter/internal/model"
 	"github.com/meshcert/meshcert-exporter/internal/testadmin"
@@ -115,21 +112,7 @@ func TestEnvoyCertsUnknownShape(t *testing.T) {
 // an unknown shape is an error with the reason unknown_shape.
 func TestZtunnelShapes(t *testing.T) {
 	root, inter, leaf := shapesPKI()
-	camel := func(c *testpki.Cert) map[string]any {
-		return map[string]any{"pem": base64.StdEncoding.EncodeToString(c.PEM()), "serialNumber": c.X509.SerialNumber.String(),
-			"validFrom": c.X509.NotBefore.Format(time.RFC3339), "expirationTime": c.X509.NotAfter.Format(time.RFC3339)}
-	}
-	snake := func(c *testpki.Cert) map[string]any {
-		return map[string]any{"pem": base64.StdEncoding.EncodeToString(c.PEM()), "serial_number": c.X509.SerialNumber.String(),
-			"valid_from": c.X509.NotBefore.Format(time.RFC3339), "expiration_time": c.X509.NotAfter.Format(time.RFC3339)}
-	}
-	list := func(f func(*testpki.Cert) map[string]any, cs ...*testpki.Cert) []map[string]any {
-		var out []map[string]any
-		for _, c := range cs {
-			out = append(out, f(c))
-		}
-		return out
-	}
+	camel, snake, list := testadmin.ZtunnelCamel, testadmin.ZtunnelSnake, testadmin.ZtunnelCerts
 	id := "spiffe://cluster.local/ns/shop/sa/cart"
 	tests := []struct {
 		name    string
@@ -144,7 +127,7 @@ func TestZtunnelShapes(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			body, _ := json.Marshal(map[string]any{"certificates": []map[string]any{tt.entry}})
+			body := testadmin.ZtunnelDump(tt.entry)
 			bundles, err := ParseZtunnelConfigDump(testCache(), body, "node-1", nil)
 			if tt.unknown {
 				if !errors.Is(err, sources.ErrUnknownShape) {
@@ -170,7 +153,7 @@ func TestZtunnelShapes(t *testing.T) {
 		t.Errorf("dump without certificates: %v", err)
 	}
 	// An identity presented without its intermediate is incomplete.
-	body, _ := json.Marshal(map[string]any{"certificates": []map[string]any{{"identity": id, "state": "Available", "certChain": list(camel, leaf), "rootCerts": list(camel, root)}}})
+	body := testadmin.ZtunnelDump(testadmin.ZtunnelIdentity(id, []*testpki.Cert{leaf}, root))
 	bundles, err := ParseZtunnelConfigDump(testCache(), body, "node-1", nil)
 	if err != nil {
 		t.Fatal(err)
