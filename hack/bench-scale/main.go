@@ -38,6 +38,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/meshcert/meshcert-exporter/internal/mesh/istio"
+	"github.com/meshcert/meshcert-exporter/internal/mesh/linkerd"
 	"github.com/meshcert/meshcert-exporter/internal/testenv"
 	"github.com/meshcert/meshcert-exporter/internal/testpki"
 )
@@ -267,20 +269,22 @@ func seedMeshPKI(ctx context.Context, admin kubernetes.Interface) error {
 	inter := testpki.Issue(testpki.Spec{CommonName: "istio inter", CA: true, Issuer: root, NotBefore: from, NotAfter: from.AddDate(5, 0, 0)})
 	anchor := testpki.Issue(testpki.Spec{CommonName: "root.linkerd.cluster.local", CA: true, NotBefore: from, NotAfter: from.AddDate(10, 0, 0)})
 	issuer := testpki.Issue(testpki.Spec{CommonName: "identity.linkerd.cluster.local", CA: true, Issuer: anchor, NotBefore: from, NotAfter: from.AddDate(1, 0, 0)})
-	for _, ns := range []string{"istio-system", "linkerd"} {
+	// The meshes' objects where the exporter's defaults look for them.
+	is, ld := istio.New(), linkerd.New()
+	for _, ns := range []string{is.Namespace, ld.Namespace} {
 		if err := testenv.EnsureNamespace(ctx, admin, ns); err != nil {
 			return err
 		}
 	}
-	if _, err := admin.CoreV1().Secrets("istio-system").Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "cacerts"}, Data: map[string][]byte{
+	if _, err := admin.CoreV1().Secrets(is.Namespace).Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: is.PluginCASecret}, Data: map[string][]byte{
 		"ca-cert.pem": inter.PEM(), "ca-key.pem": inter.KeyPEM(), "cert-chain.pem": testpki.Bundle(inter, root), "root-cert.pem": root.PEM()}}, metav1.CreateOptions{}); err != nil {
 		return err
 	}
-	if _, err := admin.CoreV1().ConfigMaps("linkerd").Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "linkerd-identity-trust-roots"},
+	if _, err := admin.CoreV1().ConfigMaps(ld.Namespace).Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: ld.TrustRootsConfigMap},
 		Data: map[string]string{"ca-bundle.crt": string(anchor.PEM())}}, metav1.CreateOptions{}); err != nil {
 		return err
 	}
-	_, err := admin.CoreV1().Secrets("linkerd").Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "linkerd-identity-issuer"},
+	_, err := admin.CoreV1().Secrets(ld.Namespace).Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: ld.IssuerSecret},
 		Data: map[string][]byte{"crt.pem": issuer.PEM(), "key.pem": issuer.KeyPEM()}}, metav1.CreateOptions{})
 	return err
 }
