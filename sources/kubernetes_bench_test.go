@@ -61,7 +61,7 @@ func BenchmarkHeapWithUnrelatedSecrets(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		secrets, configMaps := a.Source(SourceSecret), a.Source(SourceConfigMap)
+		secrets, configMaps := sourceNamed(a, SourceSecret), sourceNamed(a, SourceConfigMap)
 		runCtx, cancel := context.WithCancel(ctx)
 		var wg sync.WaitGroup
 		for _, s := range a.Sources {

@@ -103,7 +103,17 @@ func (k *kubeTest) start(cfg *config.Config, client kubernetes.Interface) (*inve
 		})
 	}
 	k.t.Cleanup(func() { cancel(); wg.Wait() })
-	return a.Inventory, a.Source(SourceSecret).(*Kube), a.Source(SourceConfigMap).(*Kube)
+	return a.Inventory, sourceNamed(a, SourceSecret).(*Kube), sourceNamed(a, SourceConfigMap).(*Kube)
+}
+
+// sourceNamed returns the source of a named name.
+func sourceNamed(a *exporter.Assembly, name string) model.Source {
+	for _, s := range a.Sources {
+		if s.Name() == name {
+			return s
+		}
+	}
+	return nil
 }
 
 func (k *kubeTest) must(err error) {

@@ -206,16 +206,6 @@ type Assembly struct {
 	Inventory *inventory.Inventory
 }
 
-// Source returns the source named name, or nil.
-func (a *Assembly) Source(name string) model.Source {
-	for _, s := range a.Sources {
-		if s.Name() == name {
-			return s
-		}
-	}
-	return nil
-}
-
 // Assemble builds the sources of cfg and their inventory. k may be nil: the Kubernetes sources
 // are then off.
 func Assemble(cfg *config.Config, k *Kube, logger log.Logger) (*Assembly, error) {

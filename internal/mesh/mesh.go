@@ -79,25 +79,6 @@ func ProxyKinds(meshes []Mesh) []sources.ProxyKind {
 	return out
 }
 
-// Check checks a list of definitions: names and proxy kinds must be unique.
-func Check(defs []Definition) error {
-	var names, kinds []string
-	for _, d := range defs {
-		m := d.New()
-		if d.Name == "" || m.Name() != d.Name || slices.Contains(names, string(d.Name)) {
-			return fmt.Errorf("mesh %q: registered twice or under another name than its own", d.Name)
-		}
-		names = append(names, string(d.Name))
-		for _, k := range m.Proxies() {
-			if slices.Contains(kinds, k.Source) || slices.Contains(kinds, k.Key) {
-				return fmt.Errorf("mesh %q: proxy kind %q registered twice", d.Name, k.Source)
-			}
-			kinds = append(kinds, k.Source, k.Key)
-		}
-	}
-	return nil
-}
-
 // Common is the settings every mesh has, to embed inline in a mesh's configuration.
 type Common struct {
 	// Watch turns the mesh's Kubernetes objects on or off.
