@@ -55,10 +55,12 @@ func BenchmarkScrape10k(b *testing.B) {
 				case "one":
 					i = (i + 7919) % len(p.snap.Objects) // spread over the blocks
 					changed := *p.snap.Objects[i]
-					p.snap.Objects[i] = &changed
-					p.snap.Version++
+					// A snapshot's lists are never modified once handed out: a new analysis.
+					objects := slices.Clone(p.snap.Objects)
+					objects[i] = &changed
+					p.snap = &model.Snapshot{Analysis: model.Analysis{Objects: objects, Version: p.snap.Version + 1}}
 				case "all":
-					h.blocks, h.placed, h.objects, h.proxies, h.shown = newBlockCache(h.blocks.render, h.zip), false, nil, nil, nil
+					h.blocks, h.placed, h.objects, h.proxies = newBlockCache(h.blocks.render, h.zip), false, nil, nil
 				}
 				rec := httptest.NewRecorder()
 				h.ServeHTTP(rec, req)

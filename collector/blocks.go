@@ -33,12 +33,6 @@ type block struct {
 	stale bool
 }
 
-// placement is the block an item is in, and the mark of the last replace that saw it.
-type placement struct {
-	block *block
-	mark  uint64
-}
-
 // blockCache keeps the series of a changing set of items compressed in blocks, placed by arrival,
 // not by name: a new or changed item (a new pointer) joins the last, open block, and leaves its
 // old block, which alone renders again. During a first sweep of thousands of proxies, each render
@@ -49,14 +43,13 @@ type blockCache struct {
 	zip      *compressors
 	families int
 	blocks   []*block
-	of       map[item]placement
-	mark     uint64 // the last replace's mark
+	of       map[item]*block
 	// renders counts the blocks rendered.
 	renders int
 }
 
 func newBlockCache(r *renderer, zip *compressors) *blockCache {
-	return &blockCache{render: r, zip: zip, families: len(r.families), of: map[item]placement{}}
+	return &blockCache{render: r, zip: zip, families: len(r.families), of: map[item]*block{}}
 }
 
 // apply removes the departed items and adds the arrived ones: their blocks are marked stale. A
@@ -64,11 +57,10 @@ func newBlockCache(r *renderer, zip *compressors) *blockCache {
 // changes.
 func (c *blockCache) apply(departed, arrived []item) {
 	for _, it := range departed {
-		p, ok := c.of[it]
-		if !ok {
+		b := c.of[it]
+		if b == nil {
 			continue
 		}
-		b := p.block
 		delete(c.of, it)
 		if i := slices.Index(b.items, it); i >= 0 {
 			b.items = slices.Delete(b.items, i, i+1)
@@ -91,7 +83,7 @@ func (c *blockCache) apply(departed, arrived []item) {
 	}
 	c.blocks = kept
 	for _, it := range append(moved, arrived...) {
-		if _, ok := c.of[it]; ok {
+		if c.of[it] != nil {
 			continue // arrived twice
 		}
 		last := len(c.blocks) - 1
@@ -101,63 +93,66 @@ func (c *blockCache) apply(departed, arrived []item) {
 		}
 		b := c.blocks[last]
 		b.items, b.stale = append(b.items, it), true
-		c.of[it] = placement{block: b, mark: c.mark}
+		c.of[it] = b
 	}
 }
 
-// replace replaces the items of one list (the objects' findings, or the proxies' states) that the
-// cache holds, old, with next, and applies what departed and arrived. Sources keep their items in
-// a stable order and replace a record where it stands, so the lists are first walked side by side
-// (see merge); only when the order changed is each item of next marked in the cache's index and
-// the items of old left unmarked departed.
-func (c *blockCache) replace(old, next []item) {
-	if departed, arrived, ok := c.merge(old, next); ok {
-		c.apply(departed, arrived)
-		return
-	}
-	var departed, arrived []item
-	c.mark++
-	for _, it := range next {
-		if p, ok := c.of[it]; ok {
-			p.mark = c.mark
-			c.of[it] = p
-		} else {
-			arrived = append(arrived, it)
+// replace replaces the records of one list the cache holds (the analysis' objects, or the
+// proxies' health records), old, with next, and applies what departed and arrived; wrap makes a
+// record an item. Sources keep their records in a stable order and replace a record where it
+// stands, so the lists are first walked side by side (see merge); only when the order changed
+// are they compared as sets.
+func replace[T comparable](c *blockCache, old, next []T, wrap func(T) item) {
+	departed, arrived, ok := merge(c, old, next, wrap)
+	if !ok {
+		departed, arrived = nil, nil
+		inNext := make(map[T]struct{}, len(next))
+		for _, r := range next {
+			inNext[r] = struct{}{}
+			if c.of[wrap(r)] == nil {
+				arrived = append(arrived, wrap(r))
+			}
 		}
-	}
-	for _, it := range old {
-		if p, ok := c.of[it]; ok && p.mark != c.mark {
-			departed = append(departed, it)
+		for _, r := range old {
+			if _, ok := inNext[r]; !ok {
+				departed = append(departed, wrap(r))
+			}
 		}
 	}
 	c.apply(departed, arrived)
 }
 
-// merge walks old and next side by side, looking an item up in the cache's index only where the
-// lists differ: an item of next the cache does not hold arrived; where next goes on with an item
-// the cache holds, the item of old in its way departed. ok is false when next holds an item of old
-// out of old's order: then that item would wrongly have departed, and the caller compares the
-// lists as sets.
-func (c *blockCache) merge(old, next []item) (departed, arrived []item, ok bool) {
+// merge walks old and next side by side, looking a record up in the cache's index only where the
+// lists differ: a record of next the cache does not hold arrived; where next goes on with a record
+// the cache holds, the record of old in its way departed. ok is false when next holds a record of
+// old out of old's order: that record would wrongly have departed.
+func merge[T comparable](c *blockCache, old, next []T, wrap func(T) item) (departed, arrived []item, ok bool) {
 	i := 0
 	for j := 0; j < len(next); {
 		if i < len(old) && old[i] == next[j] {
 			i, j = i+1, j+1
 			continue
 		}
-		switch _, known := c.of[next[j]]; {
-		case !known:
-			arrived = append(arrived, next[j])
+		switch {
+		case c.of[wrap(next[j])] == nil:
+			arrived = append(arrived, wrap(next[j]))
 			j++
 		case i < len(old):
-			departed = append(departed, old[i])
+			departed = append(departed, wrap(old[i]))
 			i++
 		default:
 			return nil, nil, false
 		}
 	}
-	return append(departed, old[i:]...), arrived, true
+	for _, r := range old[i:] {
+		departed = append(departed, wrap(r))
+	}
+	return departed, arrived, true
 }
+
+// objectItem and proxyItem make a record an item.
+func objectItem(o *model.ObjectAnalysis) item { return item{object: o} }
+func proxyItem(p *model.ProxyStatus) item     { return item{proxy: p} }
 
 // refresh renders the blocks that are stale or whose boundary passed; it reports whether any
 // was.

@@ -46,10 +46,10 @@ type Handler struct {
 	bufs    [][]byte // each family's samples while a block renders
 	placed  bool     // the blocks hold a snapshot
 	version uint64   // of its analysis
-	// objects and proxies are the items of the snapshot the blocks hold, in its order; spare is
-	// the list the next change is written into.
-	objects, proxies, spare []item
-	shown                   []*model.ProxyStatus
+	// objects and proxies are the lists of the snapshot the blocks hold. A snapshot's lists are
+	// never modified once handed out: the handler keeps them, not copies.
+	objects []*model.ObjectAnalysis
+	proxies []*model.ProxyStatus
 	// segments are the rendered families as gzip members, in order; replaced, never changed.
 	segments [][]byte
 }
@@ -150,21 +150,12 @@ func (h *Handler) prepare(snap *model.Snapshot) [][]byte {
 	defer h.mu.Unlock()
 	changed := false
 	if !h.placed || snap.Version != h.version {
-		objects := h.spare[:0]
-		for _, o := range snap.Objects {
-			objects = append(objects, item{object: o})
-		}
-		h.blocks.replace(h.objects, objects)
-		h.objects, h.spare, h.version, changed = objects, h.objects, snap.Version, true
+		replace(h.blocks, h.objects, snap.Objects, objectItem)
+		h.objects, h.version, changed = snap.Objects, snap.Version, true
 	}
-	if !h.placed || !slices.Equal(h.shown, snap.Proxies) {
-		proxies := h.spare[:0]
-		for _, p := range snap.Proxies {
-			proxies = append(proxies, item{proxy: p})
-		}
-		h.blocks.replace(h.proxies, proxies)
-		// A snapshot's slices are never modified once handed out: the handler may keep this one.
-		h.proxies, h.spare, h.shown, changed = proxies, h.proxies, snap.Proxies, true
+	if !h.placed || !slices.Equal(h.proxies, snap.Proxies) {
+		replace(h.blocks, h.proxies, snap.Proxies, proxyItem)
+		h.proxies, changed = snap.Proxies, true
 	}
 	h.placed = true
 	if h.blocks.refresh(now, h.bufs) {

@@ -460,8 +460,8 @@ func TestScrapeConcurrencyLimit(t *testing.T) {
 func TestBlockCacheReplace(t *testing.T) {
 	r := &renderer{families: renderedFamilies()}
 	c := newBlockCache(r, newCompressors(1))
-	var old []item
-	proxy := func(name string) item { return item{proxy: &model.ProxyStatus{Name: name}} }
+	var old []*model.ProxyStatus
+	proxy := func(name string) *model.ProxyStatus { return &model.ProxyStatus{Name: name} }
 	a, b, cc, d := proxy("a"), proxy("b"), proxy("c"), proxy("d")
 	held := func() []string {
 		var out []string
@@ -473,23 +473,23 @@ func TestBlockCacheReplace(t *testing.T) {
 	}
 	for _, tt := range []struct {
 		name string
-		next []item
+		next []*model.ProxyStatus
 		want []string
 	}{
-		{"first", []item{a, b, cc}, []string{"a", "b", "c"}},
-		{"one replaced", []item{a, proxy("b"), cc}, []string{"a", "b", "c"}},
-		{"one removed", []item{a, cc}, []string{"a", "c"}},
-		{"one inserted", []item{a, d, cc}, []string{"a", "c", "d"}},
-		{"order changed", []item{cc, a, d}, []string{"a", "c", "d"}},
+		{"first", []*model.ProxyStatus{a, b, cc}, []string{"a", "b", "c"}},
+		{"one replaced", []*model.ProxyStatus{a, proxy("b"), cc}, []string{"a", "b", "c"}},
+		{"one removed", []*model.ProxyStatus{a, cc}, []string{"a", "c"}},
+		{"one inserted", []*model.ProxyStatus{a, d, cc}, []string{"a", "c", "d"}},
+		{"order changed", []*model.ProxyStatus{cc, a, d}, []string{"a", "c", "d"}},
 		{"emptied", nil, nil},
 	} {
-		c.replace(old, tt.next)
+		replace(c, old, tt.next, proxyItem)
 		if got := held(); !slices.Equal(got, tt.want) {
 			t.Errorf("%s: the cache holds %v, want %v", tt.name, got, tt.want)
 		}
-		for _, it := range tt.next {
-			if p, ok := c.of[it]; !ok || !slices.Contains(p.block.items, it) {
-				t.Errorf("%s: %s is not in its block", tt.name, it.proxy.Name)
+		for _, p := range tt.next {
+			if b := c.of[proxyItem(p)]; b == nil || !slices.Contains(b.items, proxyItem(p)) {
+				t.Errorf("%s: %s is not in its block", tt.name, p.Name)
 			}
 		}
 		old = tt.next
