@@ -83,6 +83,12 @@ type Certificate struct {
 	Signed             string
 	Signature          string
 	SignatureAlgorithm x509.SignatureAlgorithm
+	// VerifiedBy, when set, is a CA whose key was found to verify this certificate's signature
+	// when the certificate was parsed with it, before the certificate was shared (a workload
+	// leaf presented with its issuer): the one check most certificates ever need then takes no
+	// entry in the signature checks. Like every field, it is never written once the certificate
+	// is shared.
+	VerifiedBy *Certificate
 	// Authority is what a CA signs with and under which constraints; nil for other certificates,
 	// which cannot sign a certificate (and for a Partial CA, which shows no key).
 	Authority *Authority

@@ -569,3 +569,39 @@ func TestLeavesShareTheirIssuersChain(t *testing.T) {
 		t.Errorf("b, expired on its own: %+v", st)
 	}
 }
+
+// TestFreshLeafRemembersItsIssuer: a leaf parsed for the first time with its issuer records that
+// issuer before it is shared, so its check takes no entry in the cache; the analysis then checks
+// only what is left (the intermediate by the root).
+func TestFreshLeafRemembersItsIssuer(t *testing.T) {
+	cache := NewCache()
+	root := testpki.Issue(testpki.Spec{CommonName: "root", CA: true, NotBefore: testpki.From(), NotAfter: testpki.Until()})
+	inter := testpki.Issue(testpki.Spec{CommonName: "inter", CA: true, Issuer: root, NotBefore: testpki.From(), NotAfter: testpki.Until()})
+	leaf := testpki.Issue(testpki.Spec{CommonName: "leaf", Issuer: inter, NotBefore: testpki.From(), NotAfter: testpki.Until()})
+	presented, _ := cache.ParseBundle(testpki.Bundle(leaf, inter))
+	if presented[0].VerifiedBy != presented[1] || cache.sigs.checks != 1 || cache.sigs.size() != 0 {
+		t.Fatalf("leaf verified by %p (want the shared intermediate %p), %d checks, %d entries; want 1 and 0",
+			presented[0].VerifiedBy, presented[1], cache.sigs.checks, cache.sigs.size())
+	}
+	if again, _ := cache.ParseBundle(testpki.Bundle(leaf, inter)); again[0] != presented[0] || again[1] != presented[1] || cache.sigs.checks != 1 {
+		t.Errorf("the same chain parsed again: not the shared certificates, or checked again (%d checks)", cache.sigs.checks)
+	}
+	roots, _ := cache.ParseBundle(root.PEM())
+	o := &model.Object{Source: "test", Name: "o", Bundles: []model.Bundle{{Key: "tls.crt", Certificates: presented},
+		{Key: "ca.crt", Purpose: model.PurposeTrustBundle, Certificates: roots}}}
+	for _, obs := range testmodel.Certificates(NewAnalyzer(cache, nil).Analyze([]*model.Object{o}, nil)) {
+		if obs.Chain != nil && !obs.Chain.Evaluate(obs.Certificate, now).Valid {
+			t.Errorf("%s[%d]: chain not valid", obs.Key, obs.Index)
+		}
+	}
+	if cache.sigs.checks != 2 {
+		t.Errorf("%d checks in all, want 2 (the leaf's was remembered)", cache.sigs.checks)
+	}
+	// A forged leaf (signed by another key under the intermediate's name) is not verified.
+	other := testpki.Issue(testpki.Spec{CommonName: "inter", CA: true, NotBefore: testpki.From(), NotAfter: testpki.Until()})
+	forged := testpki.Issue(testpki.Spec{CommonName: "forged", Issuer: other, NotBefore: testpki.From(), NotAfter: testpki.Until()})
+	got, _ := cache.ParseBundle(testpki.Bundle(forged, inter))
+	if got[0].VerifiedBy != nil || cache.sigs.size() != 2 { // inter -> root, and the forged leaf
+		t.Errorf("a forged leaf: verified by %v, %d entries; want none and its failure remembered next to inter -> root", got[0].VerifiedBy, cache.sigs.size())
+	}
+}

@@ -44,16 +44,30 @@ func (c *Cache) Expectation(id model.Identity) *model.Identity {
 
 // certificate returns the shared certificate for der, parsing it only when no live copy exists.
 func (c *Cache) certificate(der []byte) (*model.Certificate, error) {
-	fp := sha256.Sum256(der)
-	if cert := c.certificates.Get(fp); cert != nil {
-		return cert, nil
+	cert, fresh, err := c.lookup(der)
+	if err != nil || !fresh {
+		return cert, err
+	}
+	return c.share(cert), nil
+}
+
+// lookup returns the shared certificate for der, or a new one that is not shared yet (fresh):
+// nothing but the caller can see it until share.
+func (c *Cache) lookup(der []byte) (cert *model.Certificate, fresh bool, err error) {
+	if cert := c.certificates.Get(sha256.Sum256(der)); cert != nil {
+		return cert, false, nil
 	}
 	x, err := x509.ParseCertificate(der)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	// Parsed concurrently by another bundle: the first one stored is kept.
-	return c.certificates.Share(fp, NewCertificate(x)), nil
+	return NewCertificate(x), true, nil
+}
+
+// share shares a fresh certificate; when another bundle shared an equal one meanwhile, that one
+// is kept and returned.
+func (c *Cache) share(cert *model.Certificate) *model.Certificate {
+	return c.certificates.Share(cert.Fingerprint, cert)
 }
 
 // chain returns the shared chain equal to ch.

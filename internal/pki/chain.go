@@ -123,7 +123,9 @@ func newSigKey(child, parent *model.Certificate) sigKey {
 }
 
 // signatureCache remembers signature checks across analyses: readers fill it as they parse
-// presented chains (checkPresentedChain) and the analysis reads it.
+// presented chains (checkPresentedChain) and the analysis reads it. The check of a leaf by the
+// issuer it was presented with, the one most certificates need, is the leaf's own VerifiedBy
+// instead of an entry.
 // It is generational: rotate forgets the entries not used since the rotation before, so the cache
 // follows what is in the mesh. It is safe for concurrent use; a signature is checked outside the
 // lock.
@@ -153,7 +155,12 @@ func (s *signatureCache) size() int {
 	return len(s.current) + len(s.previous)
 }
 
+// check reports whether parent's key verifies child's signature, from what child or the cache
+// remembers when it can.
 func (s *signatureCache) check(child, parent *model.Certificate) bool {
+	if v := child.VerifiedBy; v != nil && v.Fingerprint == parent.Fingerprint {
+		return true
+	}
 	k := newSigKey(child, parent)
 	s.mu.Lock()
 	ok, hit := s.current[k]
@@ -167,12 +174,26 @@ func (s *signatureCache) check(child, parent *model.Certificate) bool {
 	if hit {
 		return ok
 	}
-	ok = verifies(parent, child)
+	ok = s.verify(child, parent)
+	s.remember(child, parent, ok)
+	return ok
+}
+
+// verify checks the signature, counting the check.
+func (s *signatureCache) verify(child, parent *model.Certificate) bool {
+	ok := verifies(parent, child)
 	s.mu.Lock()
 	s.checks++
-	s.current[k] = ok
 	s.mu.Unlock()
 	return ok
+}
+
+// remember keeps the result of a check.
+func (s *signatureCache) remember(child, parent *model.Certificate, ok bool) {
+	k := newSigKey(child, parent)
+	s.mu.Lock()
+	s.current[k] = ok
+	s.mu.Unlock()
 }
 
 // failureRank orders structural failures: when several paths fail, the most specific reason wins.

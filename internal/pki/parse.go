@@ -48,6 +48,7 @@ func (c *Cache) ParseBundle(data []byte) ([]*model.Certificate, model.ErrorReaso
 	}
 	var (
 		certs  []*model.Certificate
+		fresh  []bool // not shared yet
 		reason = model.ReasonNone
 		blocks int
 	)
@@ -68,12 +69,12 @@ func (c *Cache) ParseBundle(data []byte) ([]*model.Certificate, model.ErrorReaso
 			reason = model.ReasonTooMany
 			break
 		}
-		cert, err := c.certificate(block.Bytes)
+		cert, isFresh, err := c.lookup(block.Bytes)
 		if err != nil {
 			reason = worse(reason, model.ReasonBadDER)
 			continue
 		}
-		certs = append(certs, cert)
+		certs, fresh = append(certs, cert), append(fresh, isFresh)
 	}
 	// pem.Decode silently skips a block it cannot decode (bad base64, no END line, a truncated
 	// file): a BEGIN line that did not become a block is a broken bundle.
@@ -83,22 +84,37 @@ func (c *Cache) ParseBundle(data []byte) ([]*model.Certificate, model.ErrorReaso
 	if len(certs) == 0 && reason == model.ReasonNone {
 		reason = model.ReasonNoCertificate
 	}
-	c.checkPresentedChain(certs)
+	c.checkPresentedChain(certs, fresh)
 	return certs, reason
 }
 
-// checkPresentedChain checks, into the cache's signature checks, the signature of each certificate
-// by the next when the next names it as issuer: the order a presented chain (leaf, then its CAs)
-// has. It runs where the bundle is read (an informer's transform, a proxy reader), so the
-// analysis that a scrape waits for finds the expensive part done. One check per certificate at
+// checkPresentedChain checks the signature of each certificate by the next when the next names
+// it as issuer: the order a presented chain (leaf, then its CAs) has. It runs where the bundle is
+// read (an informer's transform, a proxy reader), so the analysis that a scrape waits for finds
+// the expensive part done. It also shares the certificates not shared yet (fresh; certs is
+// updated where an equal one was shared meanwhile), from the last to the first: a fresh
+// certificate that its issuer, shared by then, verifies records it in VerifiedBy before it is
+// shared itself; other results go to the cache's signature checks. One check per certificate at
 // most: a hostile bundle cannot make this quadratic.
-func (c *Cache) checkPresentedChain(certs []*model.Certificate) {
-	for i := 0; i+1 < len(certs); i++ {
-		child, parent := certs[i], certs[i+1]
-		if child.Partial || parent.Partial || !parent.IsCA() || string(parent.RawSubject) != string(child.RawIssuer) {
-			continue
+func (c *Cache) checkPresentedChain(certs []*model.Certificate, fresh []bool) {
+	for i := len(certs) - 1; i >= 0; i-- {
+		child := certs[i]
+		if i+1 < len(certs) {
+			parent := certs[i+1]
+			if !child.Partial && !parent.Partial && parent.IsCA() && string(parent.RawSubject) == string(child.RawIssuer) {
+				switch {
+				case !fresh[i]:
+					c.sigs.check(child, parent)
+				case c.sigs.verify(child, parent):
+					child.VerifiedBy = parent
+				default:
+					c.sigs.remember(child, parent, false)
+				}
+			}
 		}
-		c.sigs.check(child, parent)
+		if fresh[i] {
+			certs[i] = c.share(child)
+		}
 	}
 }
 
@@ -128,14 +144,16 @@ func (c *Cache) parseDER(data []byte) ([]*model.Certificate, model.ErrorReason) 
 		xs, reason = xs[:MaxBundleCertificates], model.ReasonTooMany
 	}
 	certs := make([]*model.Certificate, 0, len(xs))
+	fresh := make([]bool, 0, len(xs))
 	for _, x := range xs {
-		cert, err := c.certificate(x.Raw)
+		cert, isFresh, err := c.lookup(x.Raw)
 		if err != nil {
+			c.checkPresentedChain(certs, fresh)
 			return certs, model.ReasonBadDER
 		}
-		certs = append(certs, cert)
+		certs, fresh = append(certs, cert), append(fresh, isFresh)
 	}
-	c.checkPresentedChain(certs)
+	c.checkPresentedChain(certs, fresh)
 	return certs, reason
 }
 
