@@ -18,6 +18,7 @@ import (
 	"github.com/meshcert/meshcert-exporter/internal/config"
 	"github.com/meshcert/meshcert-exporter/internal/mesh"
 	"github.com/meshcert/meshcert-exporter/internal/mesh/istio"
+	"github.com/meshcert/meshcert-exporter/internal/mesh/linkerd"
 	"github.com/meshcert/meshcert-exporter/internal/model"
 	"github.com/meshcert/meshcert-exporter/internal/pki"
 	"github.com/meshcert/meshcert-exporter/internal/testexpo"
@@ -299,5 +300,20 @@ meshcert_federated_trust_bundle_info{key="ROOTCA/partner.example",mesh="istio",n
 `
 	if got != want {
 		t.Errorf("rendered:\n%s\nwant:\n%s", got, want)
+	}
+}
+
+// TestPartialCertificateWithoutStart: a certificate known only by its expiry (a Linkerd proxy's
+// metric) has a not-after series and no not-before series.
+func TestPartialCertificateWithoutStart(t *testing.T) {
+	c := pki.NewPartialCertificate(pki.PartialFacts{NotAfter: testpki.Date(2026, 7, 1), Origin: "shop/web-1"})
+	o := &model.Object{Source: "linkerd-proxy", Namespace: "shop", Name: "web-1", Mesh: linkerd.Name,
+		Bundles: []model.Bundle{{Key: "identity", Certificates: []*model.Certificate{c}, NoIdentity: true}}}
+	body := rendered(t, analysed([]*model.Object{o}).snap, scrape())
+	if !strings.Contains(body, `meshcert_certificate_not_after_timestamp_seconds{index="0",key="identity",mesh="linkerd",name="web-1",namespace="shop",role="leaf",source="linkerd-proxy"} 1.782864e+09`) {
+		t.Errorf("no not-after series:\n%s", body)
+	}
+	if strings.Contains(body, "meshcert_certificate_not_before_timestamp_seconds") {
+		t.Errorf("a not-before series for a certificate without a known start:\n%s", body)
 	}
 }

@@ -79,6 +79,9 @@ func renderedFamilies() []family {
 		{Family: gauge("meshcert_certificate_not_before_timestamp_seconds", "Start of the certificate's validity window (NotBefore), as a Unix timestamp.",
 			SubjectCertificate, locationLabels),
 			certificate: func(b []byte, name string, s *certSample) []byte {
+				if s.finding.Certificate.NotBefore().IsZero() { // a proxy's expiry metric gives no start
+					return b
+				}
 				return appendSample(b, name, s.loc, unixSeconds(s.finding.Certificate.NotBefore()))
 			}},
 		{Family: gauge("meshcert_certificate_info", "Descriptive facts of a certificate; always 1.",
