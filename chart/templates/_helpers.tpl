@@ -105,26 +105,14 @@ The exporter's arguments: the chart's flags, each left out when extraArgs gives 
 {{/*
 The permissions the configuration needs, grouped by namespace ("_cluster" for every namespace):
 a dict namespace -> resource -> list of names ("" in the list means every object of the kind).
-This mirrors internal/rbac, and the chart's test checks that both agree.
+The meshes' objects come from _meshes.tpl, generated from the mesh packages; this mirrors
+internal/rbac, and the chart's test checks that both agree.
 */}}
 {{- define "meshcert.permissions" -}}
 {{- $c := .Values.config -}}
 {{- $entries := list -}}
-{{- with $c.meshes.istio -}}
-{{- if .watch -}}
-{{- $entries = append $entries (list .namespace "secrets" .ca_secret) -}}
-{{- $entries = append $entries (list .namespace "secrets" .plugin_ca_secret) -}}
-{{- $entries = append $entries (list .namespace "secrets" .istiod_tls_secret) -}}
-{{- $entries = append $entries (list .namespace "configmaps" .mesh_config_map) -}}
-{{- $entries = append $entries (list "" "configmaps" .root_cert_config_map) -}}
-{{- end -}}
-{{- end -}}
-{{- with $c.meshes.linkerd -}}
-{{- if .watch -}}
-{{- $entries = append $entries (list .namespace "secrets" .issuer_secret) -}}
-{{- $entries = append $entries (list .namespace "configmaps" .trust_roots_config_map) -}}
-{{- $entries = append $entries (list .namespace "configmaps" .config_map) -}}
-{{- end -}}
+{{- range include "meshcert.meshWatches" . | fromYamlArray -}}
+{{- $entries = append $entries . -}}
 {{- end -}}
 {{- range $c.kubernetes.secrets -}}
 {{- $entries = append $entries (list (.namespace | default "") "secrets" (.name | default "")) -}}
@@ -132,8 +120,11 @@ This mirrors internal/rbac, and the chart's test checks that both agree.
 {{- range $c.kubernetes.config_maps -}}
 {{- $entries = append $entries (list (.namespace | default "") "configmaps" (.name | default "")) -}}
 {{- end -}}
-{{- $p := $c.proxies -}}
-{{- if or $p.envoy.enabled $p.ztunnel.enabled $p.linkerd.enabled -}}
+{{- $pods := false -}}
+{{- range $kind := include "meshcert.proxyKinds" . | splitList " " -}}
+{{- $pods = or $pods (get $c.proxies $kind).enabled -}}
+{{- end -}}
+{{- if $pods -}}
 {{- $entries = append $entries (list "" "pods" "") -}}
 {{- end -}}
 {{- $byNs := dict -}}
@@ -166,7 +157,12 @@ This mirrors internal/rbac, and the chart's test checks that both agree.
 {{/* Whether any enabled proxy source uses the port-forward transport. */}}
 {{- define "meshcert.portForward" -}}
 {{- $p := .Values.config.proxies -}}
-{{- if or (and $p.envoy.enabled (eq $p.envoy.transport "port-forward")) (and $p.ztunnel.enabled (eq $p.ztunnel.transport "port-forward")) (and $p.linkerd.enabled (eq $p.linkerd.transport "port-forward")) -}}
+{{- $pf := false -}}
+{{- range $kind := include "meshcert.proxyKinds" . | splitList " " -}}
+{{- $k := get $p $kind -}}
+{{- $pf = or $pf (and $k.enabled (eq $k.transport "port-forward")) -}}
+{{- end -}}
+{{- if $pf -}}
 true
 {{- end -}}
 {{- end -}}
