@@ -22,10 +22,10 @@ import (
 )
 
 // EnvoyJSON renders as Envoy's admin does: proto field names.
-var EnvoyJSON = protojson.MarshalOptions{UseProtoNames: true}
+func EnvoyJSON() protojson.MarshalOptions { return protojson.MarshalOptions{UseProtoNames: true} }
 
 // CamelJSON renders as protojson-based tools do: lowerCamelCase JSON names.
-var CamelJSON = protojson.MarshalOptions{}
+func CamelJSON() protojson.MarshalOptions { return protojson.MarshalOptions{} }
 
 func mustAny(m proto.Message) *anypb.Any {
 	a, err := anypb.New(m)
@@ -87,7 +87,7 @@ func EnvoyDump(enc protojson.MarshalOptions, wrapped bool, secrets ...*tlsv3.Sec
 // EnvoySecrets renders an Istio sidecar's secrets as Envoy does: the workload secret "default"
 // presenting chain and the trust bundle "ROOTCA" holding roots.
 func EnvoySecrets(chain, roots []byte) []byte {
-	return EnvoyDump(EnvoyJSON, false, WorkloadSecret(chain), RootSecret(roots))
+	return EnvoyDump(EnvoyJSON(), false, WorkloadSecret(chain), RootSecret(roots))
 }
 
 // EnvoyCerts renders /certs with enc for a leaf and a root, repeated as Envoy repeats them per

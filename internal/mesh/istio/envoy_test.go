@@ -46,24 +46,24 @@ func TestEnvoyProxies(t *testing.T) {
 		admin testadmin.Answers
 		want  want
 	}{
-		{"valid chain of 3", testadmin.Answers{EnvoySecretsPath: {Status: 200, Body: testadmin.EnvoyDump(testadmin.EnvoyJSON, false, testadmin.WorkloadSecret(chain(good)), testadmin.RootSecret(testpki.Bundle(oldRoot, newRoot)))}},
+		{"valid chain of 3", testadmin.Answers{EnvoySecretsPath: {Status: 200, Body: testadmin.EnvoyDump(testadmin.EnvoyJSON(), false, testadmin.WorkloadSecret(chain(good)), testadmin.RootSecret(testpki.Bundle(oldRoot, newRoot)))}},
 			want{true, "config_dump", "", "valid/3", "", "current", 1}},
-		{"wrapped shape", testadmin.Answers{EnvoySecretsPath: {Status: 200, Body: testadmin.EnvoyDump(testadmin.EnvoyJSON, true, testadmin.WorkloadSecret(chain(good)), testadmin.RootSecret(testpki.Bundle(newRoot, oldRoot)))}},
+		{"wrapped shape", testadmin.Answers{EnvoySecretsPath: {Status: 200, Body: testadmin.EnvoyDump(testadmin.EnvoyJSON(), true, testadmin.WorkloadSecret(chain(good)), testadmin.RootSecret(testpki.Bundle(newRoot, oldRoot)))}},
 			want{true, "config_dump", "", "valid/3", "", "current", 1}},
-		{"wrong service account", testadmin.Answers{EnvoySecretsPath: {Status: 200, Body: testadmin.EnvoyDump(testadmin.EnvoyJSON, false, testadmin.WorkloadSecret(chain(leafFor("spiffe://cluster.local/ns/shop/sa/default"))))}},
+		{"wrong service account", testadmin.Answers{EnvoySecretsPath: {Status: 200, Body: testadmin.EnvoyDump(testadmin.EnvoyJSON(), false, testadmin.WorkloadSecret(chain(leafFor("spiffe://cluster.local/ns/shop/sa/default"))))}},
 			want{true, "config_dump", "", "valid/3", model.ReasonWrongServiceAccount, "", 1}},
-		{"wrong trust domain", testadmin.Answers{EnvoySecretsPath: {Status: 200, Body: testadmin.EnvoyDump(testadmin.EnvoyJSON, false, testadmin.WorkloadSecret(chain(leafFor("spiffe://evil.example/ns/shop/sa/cart"))))}},
+		{"wrong trust domain", testadmin.Answers{EnvoySecretsPath: {Status: 200, Body: testadmin.EnvoyDump(testadmin.EnvoyJSON(), false, testadmin.WorkloadSecret(chain(leafFor("spiffe://evil.example/ns/shop/sa/cart"))))}},
 			want{true, "config_dump", "", "valid/3", model.ReasonWrongTrustDomain, "", 1}},
-		{"alias trust domain", testadmin.Answers{EnvoySecretsPath: {Status: 200, Body: testadmin.EnvoyDump(testadmin.EnvoyJSON, false, testadmin.WorkloadSecret(chain(leafFor("spiffe://old.example/ns/shop/sa/cart"))))}},
+		{"alias trust domain", testadmin.Answers{EnvoySecretsPath: {Status: 200, Body: testadmin.EnvoyDump(testadmin.EnvoyJSON(), false, testadmin.WorkloadSecret(chain(leafFor("spiffe://old.example/ns/shop/sa/cart"))))}},
 			want{true, "config_dump", "", "valid/3", "", "", 1}},
-		{"ROOTCA with only the old root", testadmin.Answers{EnvoySecretsPath: {Status: 200, Body: testadmin.EnvoyDump(testadmin.EnvoyJSON, false, testadmin.WorkloadSecret(chain(good)), testadmin.RootSecret(oldRoot.PEM()))}},
+		{"ROOTCA with only the old root", testadmin.Answers{EnvoySecretsPath: {Status: 200, Body: testadmin.EnvoyDump(testadmin.EnvoyJSON(), false, testadmin.WorkloadSecret(chain(good)), testadmin.RootSecret(oldRoot.PEM()))}},
 			want{true, "config_dump", "", "valid/3", "", "stale", 1}},
-		{"SPIFFE validator bundles", testadmin.Answers{EnvoySecretsPath: {Status: 200, Body: testadmin.EnvoyDump(testadmin.EnvoyJSON, false, testadmin.WorkloadSecret(chain(good)),
+		{"SPIFFE validator bundles", testadmin.Answers{EnvoySecretsPath: {Status: 200, Body: testadmin.EnvoyDump(testadmin.EnvoyJSON(), false, testadmin.WorkloadSecret(chain(good)),
 			testadmin.SPIFFERootSecret(map[string][]byte{"cluster.local": testpki.Bundle(oldRoot, newRoot)}))}},
 			want{true, "config_dump", "", "valid/3", "", "current", 1}},
-		{"expired leaf", testadmin.Answers{EnvoySecretsPath: {Status: 200, Body: testadmin.EnvoyDump(testadmin.EnvoyJSON, false, testadmin.WorkloadSecret(chain(expired)))}},
+		{"expired leaf", testadmin.Answers{EnvoySecretsPath: {Status: 200, Body: testadmin.EnvoyDump(testadmin.EnvoyJSON(), false, testadmin.WorkloadSecret(chain(expired)))}},
 			want{true, "config_dump", "", "expired/3", "", "", 1}},
-		{"certs fallback", testadmin.Answers{EnvoySecretsPath: {Status: 404, Body: nil}, EnvoyCertsPath: {Status: 200, Body: testadmin.EnvoyCerts(testadmin.EnvoyJSON, good, newRoot)}},
+		{"certs fallback", testadmin.Answers{EnvoySecretsPath: {Status: 404, Body: nil}, EnvoyCertsPath: {Status: 200, Body: testadmin.EnvoyCerts(testadmin.EnvoyJSON(), good, newRoot)}},
 			want{true, "certs", "", "", "", "", 1}},
 		{"garbage JSON", testadmin.Answers{EnvoySecretsPath: {Status: 200, Body: []byte(`{"configs": [`)}},
 			want{false, "config_dump", model.ReasonBadResponse, "", "-", "", 0}},
@@ -136,7 +136,7 @@ func TestEnvoyRedactedKeyNeverDecoded(t *testing.T) {
 	root := testpki.Issue(testpki.Spec{CommonName: "root", CA: true, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().AddDate(1, 0, 0)})
 	s := testadmin.WorkloadSecret(root.PEM())
 	s.GetTlsCertificate().PrivateKey = testadmin.Inline(root.KeyPEM())
-	bundles, err := ParseEnvoyConfigDump(testCache(), testadmin.EnvoyDump(testadmin.EnvoyJSON, false, s))
+	bundles, err := ParseEnvoyConfigDump(testCache(), testadmin.EnvoyDump(testadmin.EnvoyJSON(), false, s))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -251,8 +251,8 @@ func TestEnvoyParsersReadBothSpellings(t *testing.T) {
 		}
 		return strings.Join(out, "\n")
 	}
-	snakeDump, snakeWrapped, snakeCerts := parse(testadmin.EnvoyJSON)
-	camelDump, camelWrapped, camelCerts := parse(testadmin.CamelJSON)
+	snakeDump, snakeWrapped, snakeCerts := parse(testadmin.EnvoyJSON())
+	camelDump, camelWrapped, camelCerts := parse(testadmin.CamelJSON())
 	for _, tt := range []struct {
 		name         string
 		snake, camel []model.Bundle

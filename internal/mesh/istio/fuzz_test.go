@@ -10,8 +10,8 @@ import (
 // FuzzParseEnvoyConfigDump: any answer parses or fails cleanly, in both shapes.
 func FuzzParseEnvoyConfigDump(f *testing.F) {
 	leaf, inter, root := fuzzCerts()
-	f.Add(testadmin.EnvoyDump(testadmin.EnvoyJSON, false, testadmin.WorkloadSecret(testpki.Bundle(leaf, inter, root)), testadmin.RootSecret(root.PEM())))
-	f.Add(testadmin.EnvoyDump(testadmin.EnvoyJSON, true, testadmin.WorkloadSecret(testpki.Bundle(leaf, inter)), testadmin.SPIFFERootSecret(map[string][]byte{"cluster.local": root.PEM()})))
+	f.Add(testadmin.EnvoyDump(testadmin.EnvoyJSON(), false, testadmin.WorkloadSecret(testpki.Bundle(leaf, inter, root)), testadmin.RootSecret(root.PEM())))
+	f.Add(testadmin.EnvoyDump(testadmin.EnvoyJSON(), true, testadmin.WorkloadSecret(testpki.Bundle(leaf, inter)), testadmin.SPIFFERootSecret(map[string][]byte{"cluster.local": root.PEM()})))
 	f.Add([]byte(`{"configs":[{"@type":"type.googleapis.com/envoy.admin.v3.SecretsConfigDump.DynamicSecret","name":"x","secret":{"@type":"type.googleapis.com/x.Y"}}]}`))
 	f.Add([]byte(`{"configs":"x"}`))
 	f.Fuzz(func(t *testing.T, body []byte) {
@@ -25,7 +25,7 @@ func FuzzParseEnvoyConfigDump(f *testing.F) {
 // FuzzParseEnvoyCerts: any /certs answer parses or fails cleanly; serials are normalised.
 func FuzzParseEnvoyCerts(f *testing.F) {
 	leaf, _, root := fuzzCerts()
-	f.Add(testadmin.EnvoyCerts(testadmin.EnvoyJSON, leaf, root))
+	f.Add(testadmin.EnvoyCerts(testadmin.EnvoyJSON(), leaf, root))
 	f.Add([]byte(`{"certificates":[{"cert_chain":[{"serial_number":"0aBc","expiration_time":"2030-01-01T00:00:00Z","subject_alt_names":[{"uri":"spiffe://td/ns/a/sa/b"}]}]}]}`))
 	f.Fuzz(func(t *testing.T, body []byte) {
 		bundles, err := ParseEnvoyCerts(body, "fuzz")

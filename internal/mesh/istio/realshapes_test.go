@@ -26,7 +26,7 @@ func TestEnvoyDefaultIsAPresentedChain(t *testing.T) {
 		{"leaf only", leaf.PEM(), false, model.ReasonIncompleteChain, 1},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			bundles, err := ParseEnvoyConfigDump(testCache(), testadmin.EnvoyDump(testadmin.EnvoyJSON, false, testadmin.WorkloadSecret(tt.chain), testadmin.RootSecret(root.PEM())))
+			bundles, err := ParseEnvoyConfigDump(testCache(), testadmin.EnvoyDump(testadmin.EnvoyJSON(), false, testadmin.WorkloadSecret(tt.chain), testadmin.RootSecret(root.PEM())))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -43,7 +43,7 @@ func TestEnvoyDefaultIsAPresentedChain(t *testing.T) {
 func TestEnvoyFederatedBundles(t *testing.T) {
 	root, inter, leaf := shapesPKI()
 	partner := testpki.Issue(testpki.Spec{CommonName: "partner root", CA: true, NotBefore: testpki.From(), NotAfter: testpki.Until()})
-	body := testadmin.EnvoyDump(testadmin.EnvoyJSON, false, testadmin.WorkloadSecret(testpki.Bundle(leaf, inter)),
+	body := testadmin.EnvoyDump(testadmin.EnvoyJSON(), false, testadmin.WorkloadSecret(testpki.Bundle(leaf, inter)),
 		testadmin.SPIFFERootSecret(map[string][]byte{"cluster.local": root.PEM(), "old.local": root.PEM(), "partner.example": partner.PEM()}))
 	bundles, err := ParseEnvoyConfigDump(testCache(), body)
 	if err != nil {
