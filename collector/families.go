@@ -20,6 +20,7 @@ const (
 	SubjectBundle      Subject = "bundle"       // a key of an object
 	SubjectTrustBundle Subject = "trust_bundle" // a copy of a mesh's trust anchors
 	SubjectRootKey     Subject = "root_key"     // an object that holds a private key
+	SubjectIssuer      Subject = "issuer"       // an object that holds a mesh's issuer
 	SubjectProxy       Subject = "proxy"        // a proxy's admin endpoint
 	SubjectSource      Subject = "source"       // a source of certificate material
 )
@@ -51,6 +52,7 @@ type family struct {
 	bundleError func(b []byte, name string, e *model.BundleError) []byte
 	trustBundle func(b []byte, name string, o *model.Object, t *model.TrustBundleFinding) []byte
 	rootKey     func(b []byte, name string, k *model.RootKeyStatus) []byte
+	object      func(b []byte, name string, o *model.Object) []byte
 	proxy       func(b []byte, name string, p *model.ProxyStatus) []byte
 }
 
@@ -194,6 +196,21 @@ func renderedFamilies() []family {
 					return appendLabel(b, "source", k.Source, false)
 				})
 			}},
+		{Family: gauge("meshcert_issuer_managed",
+			"1 for each Secret that holds a mesh's issuer (Linkerd's identity issuer, Istio's plug-in CA), with what rotates it: cert-manager when cert-manager issued it, none when nothing does and a person must.",
+			SubjectIssuer, []string{"manager", "mesh", "name", "namespace", "source"}),
+			object: func(b []byte, name string, o *model.Object) []byte {
+				if o.Manager == "" {
+					return b
+				}
+				return appendSampleWith(b, name, nil, 1, func(b []byte) []byte {
+					b = appendLabel(b, "manager", o.Manager, true)
+					b = appendLabel(b, "mesh", string(o.Mesh), false)
+					b = appendLabel(b, "name", labelValue(o.Name), false)
+					b = appendLabel(b, "namespace", labelValue(o.Namespace), false)
+					return appendLabel(b, "source", o.Source, false)
+				})
+			}},
 		{Family: gauge("meshcert_proxy_up",
 			"1 when the last read of a proxy's admin endpoint worked, else 0. Proxies are read in the background on an interval; the certificates of a proxy that cannot be read are those of its last successful read.",
 			SubjectProxy, with(proxyLabels, "endpoint")),
@@ -327,6 +344,8 @@ func (r *renderer) renderItem(bufs [][]byte, it item, now time.Time) time.Time {
 			for j := range oa.RootKeys {
 				bufs[i] = fam.rootKey(bufs[i], fam.Name, &oa.RootKeys[j])
 			}
+		case fam.object != nil:
+			bufs[i] = fam.object(bufs[i], fam.Name, o)
 		}
 	}
 	return objectBoundary(oa, now)

@@ -19,7 +19,7 @@ import (
 // that breaks istiod's rule, a P-256 intermediate), a sidecar presenting its chain with a current
 // and a stale copy of the roots and a federated bundle, a leaf with the wrong service account, a
 // Linkerd proxy known by its expiry only, a Secret holding its root's key, a broken key, and proxies
-// up and never read.
+// up and never read; the CA Secret is rotated by no one.
 func everyFamilySnapshot(t *testing.T) *model.Snapshot {
 	cache := pki.NewCache()
 	parsed := func(c ...*testpki.Cert) []*model.Certificate {
@@ -37,7 +37,7 @@ func everyFamilySnapshot(t *testing.T) *model.Snapshot {
 	partner := testpki.Issue(testpki.Spec{CommonName: "partner root", CA: true, Serial: 4, NotBefore: from, NotAfter: until})
 	old := testpki.Issue(testpki.Spec{CommonName: "old root", CA: true, Serial: 5, NotBefore: from, NotAfter: until})
 	objects := []*model.Object{
-		{Source: "secret", Namespace: "istio-system", Name: "cacerts", Mesh: istio.Name, Authoritative: true,
+		{Source: "secret", Namespace: "istio-system", Name: "cacerts", Mesh: istio.Name, Authoritative: true, Manager: model.ManagerNone,
 			KeyPairs: []model.KeyPair{{PrivateKey: "ca-key.pem", Certificate: "root-cert.pem"}},
 			Bundles: []model.Bundle{
 				{Key: "ca-cert.pem", Certificates: parsed(inter)},

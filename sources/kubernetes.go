@@ -66,6 +66,20 @@ type Data struct {
 	data            map[string][]byte
 	tooLarge        []string
 	env             Env
+	// issuedBy is the certificate cert-manager issued this Secret for, from its annotation.
+	issuedBy string
+}
+
+// certManagerCertificate is the annotation cert-manager puts on each Secret it issues: the name of
+// the Certificate resource that renews it.
+const certManagerCertificate = "cert-manager.io/certificate-name"
+
+// Manager is what rotates the certificate d holds, as model.Object's Manager says it.
+func (d Data) Manager() string {
+	if d.issuedBy != "" {
+		return model.ManagerCertManager
+	}
+	return model.ManagerNone
 }
 
 // Keys returns the data keys, sorted.
@@ -361,7 +375,8 @@ func (k *Kube) transform(w *Watch) cache.TransformFunc {
 		default:
 			return obj, nil // already read, or a tombstone of an object already read
 		}
-		d := Data{Namespace: meta.Namespace, Name: meta.Name, kind: k.kind, data: map[string][]byte{}, env: k.env}
+		d := Data{Namespace: meta.Namespace, Name: meta.Name, kind: k.kind, data: map[string][]byte{}, env: k.env,
+			issuedBy: meta.Annotations[certManagerCertificate]}
 		for key, v := range data {
 			switch {
 			case IgnoredKey(key):

@@ -125,8 +125,14 @@ func (k *kubeTest) must(err error) {
 
 func (k *kubeTest) secret(ns, name string, typ corev1.SecretType, data map[string][]byte) {
 	k.t.Helper()
+	k.annotatedSecret(ns, name, typ, nil, data)
+}
+
+// annotatedSecret creates or replaces a Secret with annotations.
+func (k *kubeTest) annotatedSecret(ns, name string, typ corev1.SecretType, annotations map[string]string, data map[string][]byte) {
+	k.t.Helper()
 	k.must(testenv.EnsureNamespace(k.ctx, k.admin, ns))
-	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}, Type: typ, Data: data}
+	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Annotations: annotations}, Type: typ, Data: data}
 	_, err := k.admin.CoreV1().Secrets(ns).Create(k.ctx, s, metav1.CreateOptions{})
 	if apierrors.IsAlreadyExists(err) {
 		_, err = k.admin.CoreV1().Secrets(ns).Update(k.ctx, s, metav1.UpdateOptions{})
@@ -180,6 +186,16 @@ func (v snapshotView) object(source, ns, name string) int {
 		}
 	}
 	return n
+}
+
+// manager is what the snapshot says rotates the Secret ns/name; "" for not an issuer.
+func (v snapshotView) manager(ns, name string) string {
+	for _, oa := range v.Objects {
+		if o := oa.Object; o.Source == SourceSecret && o.Namespace == ns && o.Name == name {
+			return o.Manager
+		}
+	}
+	return ""
 }
 
 func (v snapshotView) rootKey(ns, name string) (stored, found bool) {
@@ -327,16 +343,27 @@ func TestKubeIstio(t *testing.T) {
 		if cur, _ := v.bundleCurrent(ns, "istiod-tls"); !cur {
 			return "istiod-tls ca.crt not current"
 		}
+		if m := v.manager(ns, "cacerts"); m != model.ManagerNone {
+			return fmt.Sprintf("cacerts written by hand is managed by %q", m)
+		}
+		if m := v.manager(ns, "istiod-tls"); m != "" {
+			return fmt.Sprintf("istiod-tls (not an issuer) has a manager %q", m)
+		}
 		return ""
 	})
 
-	// 4. Rotation: a new intermediate shows on the next snapshot, with no restart.
+	// 4. Rotation: a new intermediate shows on the next snapshot, with no restart; cert-manager
+	// issued this one.
 	inter4 := issue("intermediate 4", true, root2)
-	k.secret(ns, "cacerts", corev1.SecretTypeOpaque, map[string][]byte{"tls.crt": inter4.PEM(), "tls.key": inter4.KeyPEM(), "ca.crt": root2.PEM()})
+	k.annotatedSecret(ns, "cacerts", corev1.SecretTypeOpaque, map[string]string{"cert-manager.io/certificate-name": "istio-ca"},
+		map[string][]byte{"tls.crt": inter4.PEM(), "tls.key": inter4.KeyPEM(), "ca.crt": root2.PEM()})
 	eventually(t, inv, func(s *model.Snapshot) string {
 		c := snapshotView{s}.cert(SourceSecret, ns, "cacerts", "tls.crt", 0)
 		if c == nil || c.Certificate.Serial != inter4.X509.SerialNumber.Text(16) {
 			return "the rotated intermediate is not exported"
+		}
+		if m := (snapshotView{s}).manager(ns, "cacerts"); m != model.ManagerCertManager {
+			return fmt.Sprintf("cacerts issued by cert-manager is managed by %q", m)
 		}
 		return ""
 	})
@@ -406,6 +433,9 @@ func TestKubeLinkerd(t *testing.T) {
 		}
 		if cur, found := v.bundleCurrent(ns, "linkerd-config"); !found || !cur {
 			return "linkerd-config's identityTrustAnchorsPEM is not compared with the trust roots"
+		}
+		if m := v.manager(ns, "linkerd-identity-issuer"); m != model.ManagerNone {
+			return fmt.Sprintf("the issuer written by hand is managed by %q", m)
 		}
 		if stored, found := v.rootKey(ns, "linkerd-identity-issuer"); stored || !found {
 			return "the issuer's key reported as a root key"

@@ -242,10 +242,22 @@ type Object struct {
 	// KeyPairs name the keys that hold a private key and the certificate each belongs to. Only the
 	// names are known: the key material itself is never read.
 	KeyPairs []KeyPair
+	// Manager, on an object that holds a mesh's issuer (the CA the mesh signs workload
+	// certificates with), names what rotates that CA: ManagerCertManager or ManagerNone. Empty on
+	// every other object, and where it cannot be known (a mounted directory).
+	Manager string
 	// TrustRootDigest is the digest of the trust anchors a proxy was injected with (from its pod),
 	// compared with the mesh's TrustAnchorDigests.
 	TrustRootDigest string
 }
+
+// The values of Object.Manager.
+const (
+	// ManagerCertManager: cert-manager issued the object's certificate and renews it.
+	ManagerCertManager = "cert-manager"
+	// ManagerNone: nothing known rotates it; someone has to, by hand, before it expires.
+	ManagerNone = "none"
+)
 
 // KeyPair names a private key's data key and the data key of its certificate.
 type KeyPair struct {

@@ -174,7 +174,7 @@ func (m *Mesh) readSelfSignedCA(d sources.Data) sources.Result {
 	return r
 }
 
-// readPluginCA reads cacerts in either layout. istiod refuses a partial plug-in bundle
+// readPluginCA reads cacerts in either layout, and what rotates it. istiod refuses a partial plug-in bundle
 // ("incomplete signing CA bundle"): any of its four files without the others is reported as
 // incomplete. A cacerts with only a root-cert.pem leaves istiod on its self-signed root, and the
 // roots there are added to the current anchors (as istiod appends a mounted root-cert.pem).
@@ -188,7 +188,12 @@ func (m *Mesh) readPluginCA(d sources.Data) sources.Result {
 			}
 		}
 	}
-	return d.Object(l)
+	r := d.Object(l)
+	// The plug-in CA is what istiod signs with when it holds a signing certificate: the issuer.
+	if sources.Has(keys, keyCACert) || sources.Has(keys, keyTLSCert) {
+		r.Object.Manager = d.Manager()
+	}
+	return r
 }
 
 // readWorkloadSecret reads istiod's serving certificate Secret (istiod-tls from istio-csr): its

@@ -141,10 +141,13 @@ func (m *Mesh) Adjust(kind sources.Kind) sources.Adjust {
 	return mesh.DemoteWhenPresent(m.Namespace, m.TrustRootsConfigMap, m.ConfigMap, true)
 }
 
-// readIssuer reads the identity issuer in either scheme. The issuer must verify against the
-// trust anchors, never against the ca.crt cert-manager stores next to it: that is a copy.
+// readIssuer reads the identity issuer in either scheme, and what rotates it. The issuer must
+// verify against the trust anchors, never against the ca.crt cert-manager stores next to it: that
+// is a copy.
 func (m *Mesh) readIssuer(d sources.Data) sources.Result {
-	return d.Object(sources.AsCopies(m.Layout(d.Keys())))
+	r := d.Object(sources.AsCopies(m.Layout(d.Keys())))
+	r.Object.Manager = d.Manager()
+	return r
 }
 
 // readTrustRoots reads Linkerd's trust anchors and publishes the digest of the bundle's exact
