@@ -6,7 +6,6 @@ package chart
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -18,11 +17,9 @@ import (
 	"sort"
 	"strings"
 	"testing"
-	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
-	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -334,7 +331,7 @@ func TestServerSideDryRun(t *testing.T) {
 	cfg := cp.AdminConfig()
 	client := kubernetes.NewForConfigOrDie(cfg)
 	dyn := dynamic.NewForConfigOrDie(cfg)
-	installCRDs(t, ctx, dyn)
+	testenv.InstallCRDs(t, ctx, dyn, operatorCRDs(t))
 	mapper := restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(discovery.NewDiscoveryClientForConfigOrDie(cfg)))
 
 	for name, files := range valueSets {
@@ -372,70 +369,17 @@ func TestServerSideDryRun(t *testing.T) {
 // against: its Go module zip holds them in example/prometheus-operator-crd/.
 const operatorModule = "github.com/prometheus-operator/prometheus-operator@v0.93.0"
 
-// operatorCRDs returns the real CRDs of the kinds the chart renders, from the module cache (go mod
-// download fetches the module from the module proxy the first time).
+// operatorCRDs returns the real CRDs of the kinds the chart renders.
 func operatorCRDs(t *testing.T) []byte {
 	t.Helper()
-	cmd := exec.Command("go", "mod", "download", "-json", operatorModule)
-	cmd.Dir = t.TempDir() // outside the project's module: its go.mod and go.sum stay as they are
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("go mod download %s: %v", operatorModule, err)
-	}
-	var mod struct{ Dir string }
-	if err := json.Unmarshal(out, &mod); err != nil || mod.Dir == "" {
-		t.Fatalf("go mod download %s: %v %s", operatorModule, err, out)
-	}
+	dir := testenv.ModuleDir(t, operatorModule)
 	var all []byte
 	for _, kind := range []string{"servicemonitors", "podmonitors", "prometheusrules"} {
-		data, err := os.ReadFile(filepath.Join(mod.Dir, "example", "prometheus-operator-crd", "monitoring.coreos.com_"+kind+".yaml"))
+		data, err := os.ReadFile(filepath.Join(dir, "example", "prometheus-operator-crd", "monitoring.coreos.com_"+kind+".yaml"))
 		if err != nil {
 			t.Fatal(err)
 		}
 		all = append(append(all, "\n---\n"...), data...)
 	}
 	return all
-}
-
-// installCRDs creates the Prometheus Operator's real CRDs and waits until they are established.
-func installCRDs(t *testing.T, ctx context.Context, dyn dynamic.Interface) {
-	t.Helper()
-	data := operatorCRDs(t)
-	crdRes := apiextensionsv1.SchemeGroupVersion.WithResource("customresourcedefinitions")
-	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(data), 4096)
-	var names []string
-	for {
-		u := &unstructured.Unstructured{}
-		if err := dec.Decode(&u.Object); errors.Is(err, io.EOF) {
-			break
-		} else if err != nil {
-			t.Fatal(err)
-		}
-		if len(u.Object) == 0 {
-			continue
-		}
-		if _, err := dyn.Resource(crdRes).Create(ctx, u, metav1.CreateOptions{}); err != nil {
-			t.Fatal(err)
-		}
-		names = append(names, u.GetName())
-	}
-	for _, n := range names {
-		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-			u, err := dyn.Resource(crdRes).Get(ctx, n, metav1.GetOptions{})
-			if err == nil {
-				conds, _, _ := unstructured.NestedSlice(u.Object, "status", "conditions")
-				established := false
-				for _, c := range conds {
-					m, _ := c.(map[string]any)
-					established = established || m["type"] == "Established" && m["status"] == "True"
-				}
-				if established {
-					break
-				}
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("CRD %s not established", n)
-			}
-		}
-	}
 }

@@ -2,6 +2,8 @@ package testenv
 
 import (
 	"context"
+	"os"
+	"strings"
 	"testing"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -35,5 +37,18 @@ func TestControlPlane(t *testing.T) {
 	}
 	if _, err := admin.CoreV1().Namespaces().Get(ctx, "probe", metav1.GetOptions{}); err != nil {
 		t.Errorf("after the restart: %v", err)
+	}
+}
+
+// TestIstioModuleIsTheBuiltOne: the Istio CRDs the tests install come from the istio.io/istio
+// version hack/build-istio-ca.sh builds istiod's CA code from.
+func TestIstioModuleIsTheBuiltOne(t *testing.T) {
+	script, err := os.ReadFile("../../hack/build-istio-ca.sh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	version := strings.TrimPrefix(IstioModule, "istio.io/istio@")
+	if !strings.Contains(string(script), "ISTIO_VERSION:-"+version+"}") {
+		t.Errorf("hack/build-istio-ca.sh does not default to %s", version)
 	}
 }
