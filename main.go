@@ -44,6 +44,7 @@ type options struct {
 	web         *web.FlagConfig
 
 	proxies                     []*proxyFlags
+	posture, postureSet         bool
 	shard, totalShards          int
 	shardSet, totalSet, nodeSet bool
 	nodeName                    string
@@ -70,6 +71,8 @@ func parseFlags(args []string) (*options, error) {
 	for _, k := range config.Default().Proxies.Kinds {
 		o.proxies = append(o.proxies, addProxyFlags(app, k))
 	}
+	app.Flag("source.posture", "Judge the meshes' mTLS posture: watch their policies (Istio's PeerAuthentication and AuthorizationPolicy) and the namespaces (needs list and watch on them).").
+		IsSetByUser(&o.postureSet).BoolVar(&o.posture)
 	app.Flag("shard", "This replica's shard of the meshed pods, from 0.").IsSetByUser(&o.shardSet).IntVar(&o.shard)
 	app.Flag("total-shards", "How many replicas split the meshed pods.").IsSetByUser(&o.totalSet).IntVar(&o.totalShards)
 	app.Flag("proxy.node-name", "Read only the proxies of pods on this node (a per-node DaemonSet; set it from spec.nodeName).").
@@ -127,6 +130,9 @@ func loadConfig(o *options) (*config.Config, error) {
 	}
 	for _, f := range o.proxies {
 		f.apply(cfg.Proxies.Of(f.kind.Source))
+	}
+	if o.postureSet {
+		cfg.Posture.Enabled = o.posture
 	}
 	if o.shardSet {
 		cfg.Proxies.Shard = o.shard

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/meshcert/meshcert-exporter/internal/mesh"
 	"github.com/meshcert/meshcert-exporter/internal/mesh/meshes"
 )
 
@@ -44,6 +45,16 @@ func meshesTemplate(t *testing.T) string {
 		}
 	}
 	b.WriteString("{{- toYaml $entries -}}\n{{- end -}}\n\n")
+	b.WriteString("{{/* The policy rules of the posture source: the kinds the meshes judge their posture by. */}}\n")
+	b.WriteString("{{- define \"meshcert.postureRules\" -}}\n")
+	for _, d := range meshes.All() {
+		if pm, ok := d.New().(mesh.PostureMesh); ok {
+			for _, w := range pm.PostureWatches() {
+				fmt.Fprintf(&b, "\n- apiGroups: [%q]\n  resources: [%s]\n  verbs: [get, list, watch]", w.Group, w.Resource)
+			}
+		}
+	}
+	b.WriteString("\n{{- end -}}\n\n")
 	b.WriteString("{{/* The proxy kinds' sections under config.proxies. */}}\n")
 	fmt.Fprintf(&b, "{{- define \"meshcert.proxyKinds\" -}}\n%s\n{{- end -}}\n", strings.Join(kinds, " "))
 	return b.String()

@@ -91,3 +91,42 @@ func boolValue(b bool) float64 {
 	}
 	return 0
 }
+
+// postureCollector is a prometheus.Collector of the meshes' posture in one snapshot.
+type postureCollector struct {
+	postureDescs
+	snap *model.Snapshot
+}
+
+// postureDescs describe the posture families; a Handler builds them once.
+type postureDescs struct {
+	mode, overrides, namespaceMode, defaultDeny *prometheus.Desc
+}
+
+func newPostureDescs() postureDescs {
+	f := postureFamilies()
+	desc := func(f Family) *prometheus.Desc { return prometheus.NewDesc(f.Name, f.Help, f.Labels, nil) }
+	return postureDescs{mode: desc(f[0]), overrides: desc(f[1]), namespaceMode: desc(f[2]), defaultDeny: desc(f[3])}
+}
+
+// Describe implements prometheus.Collector.
+func (c postureCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.mode
+	ch <- c.overrides
+	ch <- c.namespaceMode
+	ch <- c.defaultDeny
+}
+
+// Collect implements prometheus.Collector.
+func (c postureCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, p := range c.snap.Posture.Policies {
+		mesh, ns, name := string(p.Mesh), labelValue(p.Namespace), labelValue(p.Name)
+		ch <- prometheus.MustNewConstMetric(c.mode, prometheus.GaugeValue, 1, mesh, ns, name, p.Scope, labelValue(p.Mode))
+		ch <- prometheus.MustNewConstMetric(c.overrides, prometheus.GaugeValue, float64(p.PortOverrides), mesh, ns, name)
+	}
+	for _, n := range c.snap.Posture.Namespaces {
+		mesh, ns := string(n.Mesh), labelValue(n.Namespace)
+		ch <- prometheus.MustNewConstMetric(c.namespaceMode, prometheus.GaugeValue, 1, mesh, ns, labelValue(n.Mode))
+		ch <- prometheus.MustNewConstMetric(c.defaultDeny, prometheus.GaugeValue, boolValue(n.DefaultDeny), mesh, ns)
+	}
+}

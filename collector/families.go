@@ -23,6 +23,8 @@ const (
 	SubjectIssuer      Subject = "issuer"       // an object that holds a mesh's issuer
 	SubjectProxy       Subject = "proxy"        // a proxy's admin endpoint
 	SubjectSource      Subject = "source"       // a source of certificate material
+	SubjectPolicy      Subject = "policy"       // a mesh's peer authentication policy
+	SubjectNamespace   Subject = "namespace"    // a namespace a mesh covers
 )
 
 // Family is one metric family the exporter exports from its snapshots: the docs, the rules' and
@@ -245,6 +247,25 @@ func sourceFamilies() []Family {
 	}
 }
 
+// postureFamilies are the meshes' posture families, gathered on every scrape (postureCollector)
+// when the posture source runs: a few series per policy and per namespace.
+func postureFamilies() []Family {
+	return []Family{
+		{Name: "meshcert_peer_authentication_mode",
+			Help: "1 for each peer authentication policy (Istio's PeerAuthentication), with its scope (mesh: in the root namespace without a selector; namespace: without a selector; workload) and its mutual TLS mode (STRICT, PERMISSIVE, DISABLE, or UNSET: inherited).",
+			Type: "gauge", Labels: []string{"mesh", "namespace", "name", "scope", "mode"}, Subject: SubjectPolicy},
+		{Name: "meshcert_peer_authentication_port_overrides",
+			Help: "Ports for which a peer authentication policy sets another mutual TLS mode than its own.",
+			Type: "gauge", Labels: []string{"mesh", "namespace", "name"}, Subject: SubjectPolicy},
+		{Name: "meshcert_namespace_mtls_mode",
+			Help: "1 for each namespace the mesh covers, with the mutual TLS mode in force for the whole namespace (its own policy, else the mesh-wide one, else PERMISSIVE).",
+			Type: "gauge", Labels: []string{"mesh", "namespace", "mode"}, Subject: SubjectNamespace},
+		{Name: "meshcert_namespace_default_deny",
+			Help: "1 when a policy denies every request to the namespace that no other policy allows (an ALLOW authorization policy without rules or selector, in the namespace or the root namespace), else 0.",
+			Type: "gauge", Labels: []string{"mesh", "namespace"}, Subject: SubjectNamespace},
+	}
+}
+
 // Families are the metric families the exporter exports from its snapshots, in the order they are
 // written. It also exports meshcert_exporter_build_info, the reload status and the go_ and
 // process_ families.
@@ -253,7 +274,8 @@ func Families() []Family {
 	for _, f := range renderedFamilies() {
 		out = append(out, f.Family)
 	}
-	return append(out, sourceFamilies()...)
+	out = append(out, sourceFamilies()...)
+	return append(out, postureFamilies()...)
 }
 
 // chainSample writes one value of a certificate's evaluated chain, for a certificate that has one.

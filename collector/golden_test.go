@@ -63,6 +63,15 @@ func everyFamilySnapshot(t *testing.T) *model.Snapshot {
 		{Mesh: istio.Name, Source: "envoy", Namespace: "shop", Name: "cart-1", Up: true, Endpoint: "config_dump", LastSuccess: testpki.Date(2027, 5, 31)},
 		{Mesh: linkerd.Name, Source: "linkerd-proxy", Namespace: "books", Name: "web-1", Endpoint: "metrics"},
 	}
+	// Posture: STRICT mesh-wide, shop PERMISSIVE with one workload DISABLE on a port, books
+	// denying by default.
+	snap.Posture = istio.New().JudgePosture([]*model.PostureRecord{
+		{Mesh: istio.Name, Kind: model.PostureKindPeerAuthentication, Namespace: "istio-system", Name: "default", Mode: "STRICT"},
+		{Mesh: istio.Name, Kind: model.PostureKindPeerAuthentication, Namespace: "shop", Name: "legacy", Mode: "PERMISSIVE"},
+		{Mesh: istio.Name, Kind: model.PostureKindPeerAuthentication, Namespace: "shop", Name: "cart-metrics", Selector: true, Mode: "DISABLE", PortOverrides: 1},
+		{Mesh: istio.Name, Kind: model.PostureKindAuthorization, Namespace: "books", Name: "deny-all", Action: "ALLOW", NoRules: true},
+		{Mesh: istio.Name, Kind: model.PostureKindNamespace, Name: "books", Enrolled: true},
+	}, istio.New().Settings())
 	snap.Sources = []model.SourceStatus{{Name: "secret", Up: true, LastSuccess: testpki.Date(2027, 5, 31),
 		Errors: map[model.ErrorReason]uint64{model.ReasonIncomplete: 1, model.ReasonForbidden: 0}}}
 	return snap

@@ -127,6 +127,7 @@ var (
 	_ model.ReasonLister = (*Files)(nil)
 	_ model.ReasonLister = (*PodWatcher)(nil)
 	_ model.ReasonLister = (*Proxies)(nil)
+	_ model.ReasonLister = (*Resources)(nil)
 )
 
 // Reasons implements ReasonLister.

@@ -22,6 +22,20 @@
 {{- toYaml $entries -}}
 {{- end -}}
 
+{{/* The policy rules of the posture source: the kinds the meshes judge their posture by. */}}
+{{- define "meshcert.postureRules" -}}
+
+- apiGroups: ["security.istio.io"]
+  resources: [peerauthentications]
+  verbs: [get, list, watch]
+- apiGroups: ["security.istio.io"]
+  resources: [authorizationpolicies]
+  verbs: [get, list, watch]
+- apiGroups: [""]
+  resources: [namespaces]
+  verbs: [get, list, watch]
+{{- end -}}
+
 {{/* The proxy kinds' sections under config.proxies. */}}
 {{- define "meshcert.proxyKinds" -}}
 envoy ztunnel linkerd

@@ -30,6 +30,7 @@ type Config struct {
 	Files      sources.FileSettings       `yaml:"files"`
 	Kubernetes sources.KubernetesSettings `yaml:"kubernetes"`
 	Proxies    Proxies                    `yaml:"proxies"`
+	Posture    sources.PostureSettings    `yaml:"posture"`
 }
 
 // Meshes are the sections of the meshes package meshes lists, in its order.
@@ -146,7 +147,8 @@ func joinNames(names []model.Mesh) string {
 // Default returns the configuration used when no file is given: every mesh's defaults, no files
 // or selected objects, and every proxy kind off.
 func Default() *Config {
-	c := &Config{Files: sources.DefaultFileSettings(), Proxies: Proxies{Sharding: sources.Sharding{TotalShards: 1}}}
+	c := &Config{Files: sources.DefaultFileSettings(), Posture: sources.DefaultPostureSettings(),
+		Proxies: Proxies{Sharding: sources.Sharding{TotalShards: 1}}}
 	for _, d := range meshes.All() {
 		m := d.New()
 		c.Meshes = append(c.Meshes, m)
@@ -199,6 +201,9 @@ func (c *Config) Validate() error {
 	}
 	if err := c.Kubernetes.Validate(names); err != nil {
 		return fmt.Errorf("kubernetes.%w", err)
+	}
+	if err := c.Posture.Validate(); err != nil {
+		return fmt.Errorf("posture.%w", err)
 	}
 	if err := c.Proxies.Sharding.Validate(); err != nil {
 		return fmt.Errorf("proxies.%w", err)

@@ -36,6 +36,7 @@ func TestParseErrors(t *testing.T) {
 		{"bad static url", "proxies:\n  envoy:\n    static:\n      - name: edge\n        url: 10.0.0.1:9901\n", `proxies.envoy.static[0].url: "10.0.0.1:9901" is not an http(s) URL`},
 		{"static ztunnel", "proxies:\n  ztunnel:\n    static:\n      - name: x\n        url: http://a\n", "proxies.ztunnel.static: ztunnel has no static targets (only a kind read outside Kubernetes has)"},
 		{"shard out of range", "proxies:\n  shard: 3\n  total_shards: 3\n", "proxies.shard: 3 is not in [0, total_shards=3)"},
+		{"short posture retry", "posture:\n  retry_interval: 10ms\n", "posture.retry_interval: 10ms is shorter than 100ms"},
 		{"zero concurrency", "proxies:\n  envoy:\n    concurrency: 0\n", "proxies.envoy.concurrency: 0 is less than 1"},
 		{"not a mapping", "- a\n", "yaml: unmarshal errors:\n  line 1: cannot unmarshal !!seq into config.Config"},
 	}

@@ -19,6 +19,7 @@ import (
 	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
 	"github.com/prometheus/common/version"
 	"github.com/prometheus/exporter-toolkit/web"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -116,7 +117,30 @@ func mechanisms() []mechanism {
 		{"files", filesSources},
 		{"kubernetes", kubernetesSources},
 		{"proxies", proxySources},
+		{"posture", postureSources},
 	}
+}
+
+// postureSources is the posture source, when it is on: the posture watches of every mesh that
+// judges its posture.
+func postureSources(b build) ([]model.Source, error) {
+	if !b.cfg.Posture.Enabled {
+		return nil, nil
+	}
+	if b.kube == nil || b.kube.Config == nil {
+		return nil, errors.New("the posture source needs Kubernetes: give --kubeconfig or run in a cluster")
+	}
+	dyn, err := dynamic.NewForConfig(b.kube.Config)
+	if err != nil {
+		return nil, fmt.Errorf("dynamic client: %w", err)
+	}
+	var watches []*sources.ResourceWatch
+	for _, m := range b.cfg.Meshes {
+		if pm, ok := m.(mesh.PostureMesh); ok {
+			watches = append(watches, pm.PostureWatches()...)
+		}
+	}
+	return []model.Source{sources.NewResources(dyn, b.kube.Client.Discovery(), watches, b.cfg.Posture.RetryInterval, b.env)}, nil
 }
 
 // filesSources is the file source; it always runs (with no targets it holds nothing).
@@ -221,7 +245,13 @@ func Assemble(cfg *config.Config, k *Kube, logger log.Logger) (*Assembly, error)
 		}
 		srcs = append(srcs, s...)
 	}
-	return &Assembly{Sources: srcs, Inventory: inventory.New(srcs, cfg.MeshSettings(), mesh.Rules(meshes), cache)}, nil
+	inv := inventory.New(srcs, cfg.MeshSettings(), mesh.Rules(meshes), cache)
+	for _, m := range meshes {
+		if pm, ok := m.(mesh.PostureMesh); ok && cfg.Posture.Enabled {
+			inv.JudgePosture(m.Name(), pm.JudgePosture)
+		}
+	}
+	return &Assembly{Sources: srcs, Inventory: inv}, nil
 }
 
 // New assembles the exporter of cfg and its HTTP endpoints. k may be nil: the Kubernetes

@@ -18,11 +18,24 @@ type Inventory struct {
 	sources  []model.Source
 	meshes   map[model.Mesh]model.MeshSettings
 	analyzer *pki.Analyzer
+	judges   map[model.Mesh]Judge
 
 	mu          sync.Mutex
 	generations []uint64
 	analysis    model.Analysis
+	posture     model.Posture
 	analysed    bool
+}
+
+// Judge finds a mesh's posture in the posture records of that mesh.
+type Judge func(records []*model.PostureRecord, settings model.MeshSettings) model.Posture
+
+// JudgePosture has judge find mesh's posture in every snapshot; call it before the first.
+func (inv *Inventory) JudgePosture(mesh model.Mesh, judge Judge) {
+	if inv.judges == nil {
+		inv.judges = map[model.Mesh]Judge{}
+	}
+	inv.judges[mesh] = judge
 }
 
 // New returns an inventory of srcs. meshes are the configured settings of each mesh, which
@@ -65,10 +78,32 @@ func (inv *Inventory) Snapshot() *model.Snapshot {
 		version := inv.analysis.Version + 1
 		inv.analysis = inv.analyzer.Analyze(objects, meshes)
 		inv.analysis.Version = version
+		inv.posture = inv.judge(states, meshes)
 		inv.generations, inv.analysed = generations, true
 	}
 	snap.Analysis = inv.analysis
+	snap.Posture = inv.posture
 	return snap
+}
+
+// judge finds each judged mesh's posture in the sources' posture records, in the order of the
+// meshes' names.
+func (inv *Inventory) judge(states []model.State, meshes map[model.Mesh]model.MeshSettings) model.Posture {
+	var out model.Posture
+	for _, mesh := range slices.Sorted(maps.Keys(inv.judges)) {
+		var records []*model.PostureRecord
+		for _, st := range states {
+			for _, r := range st.Posture {
+				if r.Mesh == mesh {
+					records = append(records, r)
+				}
+			}
+		}
+		p := inv.judges[mesh](records, meshes[mesh])
+		out.Policies = append(out.Policies, p.Policies...)
+		out.Namespaces = append(out.Namespaces, p.Namespaces...)
+	}
+	return out
 }
 
 // Ready reports whether every source has read its material at least once.

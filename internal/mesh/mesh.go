@@ -188,3 +188,14 @@ func Rules(meshes []Mesh) map[model.Mesh]pki.MeshRules {
 	}
 	return out
 }
+
+// PostureMesh is a mesh whose enforcement of its identities the exporter judges: whether mutual
+// TLS is required, and whether requests are denied by default. The posture source watches the
+// objects PostureWatches names (only when it is on); JudgePosture reads what it found.
+type PostureMesh interface {
+	Mesh
+	// PostureWatches are the kinds of object the mesh's posture is judged by.
+	PostureWatches() []*sources.ResourceWatch
+	// JudgePosture finds the mesh's posture in the records of its watches.
+	JudgePosture(records []*model.PostureRecord, settings model.MeshSettings) model.Posture
+}

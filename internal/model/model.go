@@ -278,6 +278,8 @@ type MeshSettings struct {
 	TrustAnchorDigests []string
 	// TrustAnchorDigestKey is the key label of that comparison: where the mesh writes the digest.
 	TrustAnchorDigestKey string
+	// RootNamespace is where a policy applies to the whole mesh (Istio's rootNamespace).
+	RootNamespace string
 }
 
 // TrustDomains returns the primary trust domain followed by its aliases.
@@ -297,6 +299,9 @@ func (s MeshSettings) Merge(o MeshSettings) MeshSettings {
 	}
 	if o.TrustAnchorDigestKey != "" {
 		out.TrustAnchorDigestKey = o.TrustAnchorDigestKey
+	}
+	if o.RootNamespace != "" {
+		out.RootNamespace = o.RootNamespace
 	}
 	out.TrustAnchorDigests = nil
 	for _, d := range append(slices.Clone(s.TrustAnchorDigests), o.TrustAnchorDigests...) {

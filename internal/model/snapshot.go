@@ -272,4 +272,6 @@ type Snapshot struct {
 	Analysis
 	Sources []SourceStatus
 	Proxies []*ProxyStatus
+	// Posture is what each mesh's posture judgement found, when a posture source runs.
+	Posture Posture
 }

@@ -43,6 +43,9 @@ type State struct {
 	// Proxies is the health of each proxy a proxy source reads. Like Objects, the slice and its
 	// records are never modified once handed out.
 	Proxies []*ProxyStatus
+	// Posture are the policies and namespaces a posture source read, in a stable order; like
+	// Objects, never modified once handed out.
+	Posture []*PostureRecord
 	// LastSuccess is the time the objects are current as of: the last successful read, or for a
 	// watch, the last moment it was known healthy. During an outage it stops moving.
 	LastSuccess time.Time

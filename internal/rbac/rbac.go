@@ -12,6 +12,7 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 
 	"github.com/meshcert/meshcert-exporter/internal/config"
+	"github.com/meshcert/meshcert-exporter/internal/mesh"
 	"github.com/meshcert/meshcert-exporter/sources"
 )
 
@@ -59,6 +60,18 @@ func Rules(cfg *config.Config) map[string][]rbacv1.PolicyRule {
 				rule.ResourceNames = slices.Sorted(slices.Values(byResource[r]))
 			}
 			out[ns] = append(out[ns], rule)
+		}
+	}
+	if cfg.Posture.Enabled {
+		// The posture source lists every namespace and the meshes' policies in all of them.
+		for _, m := range cfg.Meshes {
+			pm, ok := m.(mesh.PostureMesh)
+			if !ok {
+				continue
+			}
+			for _, w := range pm.PostureWatches() {
+				out[ClusterWide] = append(out[ClusterWide], rbacv1.PolicyRule{APIGroups: []string{w.Group}, Resources: []string{w.Resource}, Verbs: readVerbs})
+			}
 		}
 	}
 	if cfg.Proxies.NeedsPortForward() {

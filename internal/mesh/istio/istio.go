@@ -215,11 +215,13 @@ func readRootCertCopy(d sources.Data) sources.Result {
 	return d.Object(sources.Layout{Mesh: Name, Read: []sources.KeyRule{{Key: keyRoot, Purpose: model.PurposeTrustBundleCopy}}})
 }
 
-// readMeshConfig reads the trust domain and its aliases from Istio's mesh config.
+// readMeshConfig reads the trust domain, its aliases and the root namespace (where a policy
+// applies mesh-wide) from Istio's mesh config.
 func (m *Mesh) readMeshConfig(d sources.Data) sources.Result {
 	var mc struct {
 		TrustDomain        string   `yaml:"trustDomain"`
 		TrustDomainAliases []string `yaml:"trustDomainAliases"`
+		RootNamespace      string   `yaml:"rootNamespace"`
 	}
 	settings := m.Settings()
 	if err := yaml.Unmarshal(d.Value(keyMesh), &mc); err != nil || !mesh.ValidTrustDomains(mc.TrustDomain, mc.TrustDomainAliases) {
@@ -230,6 +232,9 @@ func (m *Mesh) readMeshConfig(d sources.Data) sources.Result {
 	}
 	if mc.TrustDomainAliases != nil {
 		settings.TrustDomainAliases = mc.TrustDomainAliases
+	}
+	if mc.RootNamespace != "" {
+		settings.RootNamespace = mc.RootNamespace
 	}
 	return sources.Result{Meshes: map[model.Mesh]model.MeshSettings{Name: settings}}
 }
