@@ -8,8 +8,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/meshcert/meshcert-exporter/internal/mesh"
+	"github.com/meshcert/meshcert-exporter/internal/config"
 	"github.com/meshcert/meshcert-exporter/internal/mesh/meshes"
+	"github.com/meshcert/meshcert-exporter/internal/rbac"
 )
 
 var update = flag.Bool("update", false, "rewrite templates/_meshes.tpl from the mesh packages")
@@ -47,12 +48,8 @@ func meshesTemplate(t *testing.T) string {
 	b.WriteString("{{- toYaml $entries -}}\n{{- end -}}\n\n")
 	b.WriteString("{{/* The policy rules of the posture source: the kinds the meshes judge their posture by. */}}\n")
 	b.WriteString("{{- define \"meshcert.postureRules\" -}}\n")
-	for _, d := range meshes.All() {
-		if pm, ok := d.New().(mesh.PostureMesh); ok {
-			for _, w := range pm.PostureWatches() {
-				fmt.Fprintf(&b, "\n- apiGroups: [%q]\n  resources: [%s]\n  verbs: [get, list, watch]", w.Group, w.Resource)
-			}
-		}
+	for _, w := range rbac.PostureKinds(config.Default()) {
+		fmt.Fprintf(&b, "\n- apiGroups: [%q]\n  resources: [%s]\n  verbs: [get, list, watch]", w.Group, w.Resource)
 	}
 	b.WriteString("\n{{- end -}}\n\n")
 	b.WriteString("{{/* The proxy kinds' sections under config.proxies. */}}\n")

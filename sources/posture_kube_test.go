@@ -174,3 +174,70 @@ func checks(msgs ...string) string {
 	}
 	return ""
 }
+
+// TestLinkerdPosture: Linkerd's default inbound policy from linkerd-config (the cluster's) and the
+// namespaces' annotations, on the real API server under the derived RBAC, with Istio's posture
+// watched next to it through the same namespace informer; an annotation edited is followed.
+func TestLinkerdPosture(t *testing.T) {
+	k := newKubeTest(t)
+	const cp, web, api, plain = "posture-linkerd", "posture-l-web", "posture-l-api", "posture-l-plain"
+	cfg := config.Default()
+	ld := linkerd.In(cfg.Meshes)
+	ld.Namespace = cp
+	istio.In(cfg.Meshes).Watch = false
+	cfg.Posture.Enabled, cfg.Posture.RetryInterval = true, 200*time.Millisecond
+	client := k.grant(cfg, "exporter-posture-linkerd", "")
+	saConfig := controlPlane.TokenConfig(saToken(t, k, "exporter-posture-linkerd"))
+	a, err := exporter.Assemble(cfg, &exporter.Kube{Config: saConfig, Client: client}, log.NewNopLogger())
+	k.must(err)
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for _, s := range a.Sources {
+		wg.Go(func() { _ = s.Run(ctx) })
+	}
+	t.Cleanup(func() { cancel(); wg.Wait() })
+
+	k.configMap(cp, "linkerd-config", map[string]string{"values": "proxy:\n  defaultInboundPolicy: cluster-authenticated\n"})
+	namespace := func(name string, annotations map[string]string) {
+		t.Helper()
+		n := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Annotations: annotations}}
+		if old, err := k.admin.CoreV1().Namespaces().Get(k.ctx, name, metav1.GetOptions{}); err == nil {
+			n.ResourceVersion = old.ResourceVersion
+			_, err = k.admin.CoreV1().Namespaces().Update(k.ctx, n, metav1.UpdateOptions{})
+			k.must(err)
+			return
+		}
+		_, err := k.admin.CoreV1().Namespaces().Create(k.ctx, n, metav1.CreateOptions{})
+		k.must(err)
+	}
+	namespace(web, map[string]string{"linkerd.io/inject": "enabled"})
+	namespace(api, map[string]string{"linkerd.io/inject": "enabled", "config.linkerd.io/default-inbound-policy": "deny"})
+	namespace(plain, nil)
+	linkerdNamespace := func(s *model.Snapshot, ns string) *model.NamespaceFinding {
+		for _, n := range s.Posture.Namespaces {
+			if n.Mesh == linkerd.Name && n.Namespace == ns {
+				return &n
+			}
+		}
+		return nil
+	}
+	eventually(t, a.Inventory, func(s *model.Snapshot) string {
+		if n := linkerdNamespace(s, web); n == nil || n.Mode != "cluster-authenticated" || n.DefaultDeny {
+			return fmt.Sprintf("%s: %+v, want the cluster's cluster-authenticated", web, n)
+		}
+		if n := linkerdNamespace(s, api); n == nil || n.Mode != "deny" || !n.DefaultDeny {
+			return fmt.Sprintf("%s: %+v, want deny", api, n)
+		}
+		if n := linkerdNamespace(s, plain); n != nil {
+			return fmt.Sprintf("%s is judged although Linkerd does not take it in: %+v", plain, n)
+		}
+		return ""
+	})
+	namespace(web, map[string]string{"linkerd.io/inject": "enabled", "config.linkerd.io/default-inbound-policy": "all-authenticated"})
+	eventually(t, a.Inventory, func(s *model.Snapshot) string {
+		if n := linkerdNamespace(s, web); n == nil || n.Mode != "all-authenticated" {
+			return fmt.Sprintf("%s after its annotation changed: %+v", web, n)
+		}
+		return ""
+	})
+}

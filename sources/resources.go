@@ -57,12 +57,13 @@ type ResourceWatch struct {
 	Read            func(u *unstructured.Unstructured) *model.PostureRecord
 }
 
-// Resources is the posture source: one informer per resource kind the meshes judge posture by,
-// whose transform keeps only the record of each object.
+// Resources is the posture source: one informer per resource kind the meshes judge posture by
+// (meshes that watch the same kind, the namespaces, share it), whose transform keeps only each
+// mesh's record of each object.
 type Resources struct {
 	dyn      dynamic.Interface
 	disc     discovery.DiscoveryInterface
-	watches  []*ResourceWatch
+	watches  []*kindWatch
 	retry    time.Duration
 	env      Env
 	reporter *errorReporter
@@ -77,12 +78,28 @@ type Resources struct {
 	state    model.State
 }
 
+// kindWatch is the watches of one kind: one informer, each watch's Read applied to every object.
+type kindWatch struct {
+	group, resource string
+	versions        []string
+	reads           []func(u *unstructured.Unstructured) *model.PostureRecord
+}
+
 // NewResources returns the posture source of watches; a kind not served yet is looked for again
 // every retry.
 func NewResources(dyn dynamic.Interface, disc discovery.DiscoveryInterface, watches []*ResourceWatch, retry time.Duration, env Env) *Resources {
-	return &Resources{dyn: dyn, disc: disc, watches: watches, retry: retry, env: env,
+	var kinds []*kindWatch
+	for _, w := range watches {
+		i := slices.IndexFunc(kinds, func(k *kindWatch) bool { return k.group == w.Group && k.resource == w.Resource })
+		if i < 0 {
+			kinds = append(kinds, &kindWatch{group: w.Group, resource: w.Resource, versions: w.Versions})
+			i = len(kinds) - 1
+		}
+		kinds[i].reads = append(kinds[i].reads, w.Read)
+	}
+	return &Resources{dyn: dyn, disc: disc, watches: kinds, retry: retry, env: env,
 		reporter: newErrorReporter(SourcePosture, env.Logger), records: map[string]*model.PostureRecord{},
-		started: make([]bool, len(watches)), checked: make([]bool, len(watches)), failing: map[int]model.ErrorReason{}}
+		started: make([]bool, len(kinds)), checked: make([]bool, len(kinds)), failing: map[int]model.ErrorReason{}}
 }
 
 // Name implements model.Source.
@@ -103,7 +120,7 @@ func (r *Resources) Run(ctx context.Context) error {
 }
 
 // runWatch waits until the API server serves w's kind, then runs its informer until ctx is done.
-func (r *Resources) runWatch(ctx context.Context, i int, w *ResourceWatch) {
+func (r *Resources) runWatch(ctx context.Context, i int, w *kindWatch) {
 	for {
 		gvr, err := r.served(w)
 		r.mu.Lock()
@@ -114,7 +131,7 @@ func (r *Resources) runWatch(ctx context.Context, i int, w *ResourceWatch) {
 			return
 		}
 		level.Debug(r.env.Logger).Log("msg", "resource not served, looked for again later", "source", SourcePosture,
-			"resource", w.Resource+"."+w.Group, "err", err)
+			"resource", w.resource+"."+w.group, "err", err)
 		select {
 		case <-ctx.Done():
 			return
@@ -126,26 +143,26 @@ func (r *Resources) runWatch(ctx context.Context, i int, w *ResourceWatch) {
 var errNotServed = errors.New("not served")
 
 // served returns the first version of w's kind the API server serves.
-func (r *Resources) served(w *ResourceWatch) (schema.GroupVersionResource, error) {
-	for _, v := range w.Versions {
-		gv := schema.GroupVersion{Group: w.Group, Version: v}
+func (r *Resources) served(w *kindWatch) (schema.GroupVersionResource, error) {
+	for _, v := range w.versions {
+		gv := schema.GroupVersion{Group: w.group, Version: v}
 		list, err := r.disc.ServerResourcesForGroupVersion(gv.String())
 		if err != nil {
 			continue
 		}
 		for _, res := range list.APIResources {
-			if res.Name == w.Resource {
-				return gv.WithResource(w.Resource), nil
+			if res.Name == w.resource {
+				return gv.WithResource(w.resource), nil
 			}
 		}
 	}
-	return schema.GroupVersionResource{}, fmt.Errorf("%s.%s: %w", w.Resource, w.Group, errNotServed)
+	return schema.GroupVersionResource{}, fmt.Errorf("%s.%s: %w", w.resource, w.group, errNotServed)
 }
 
-// postureObject is all the informer keeps of an object: its identity and its record.
+// postureObject is all the informer keeps of an object: its identity and each mesh's record.
 type postureObject struct {
 	metav1.ObjectMeta
-	record *model.PostureRecord
+	records []*model.PostureRecord
 }
 
 // GetObjectKind implements runtime.Object.
@@ -159,7 +176,7 @@ func (p *postureObject) DeepCopyObject() runtime.Object {
 }
 
 // inform runs the informer of watch i on gvr until ctx is done.
-func (r *Resources) inform(ctx context.Context, i int, w *ResourceWatch, gvr schema.GroupVersionResource) {
+func (r *Resources) inform(ctx context.Context, i int, w *kindWatch, gvr schema.GroupVersionResource) {
 	res := r.dyn.Resource(gvr)
 	lw := &cache.ListWatch{
 		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
@@ -179,40 +196,47 @@ func (r *Resources) inform(ctx context.Context, i int, w *ResourceWatch, gvr sch
 		if !ok {
 			return obj, nil // already read
 		}
-		return &postureObject{
-			ObjectMeta: metav1.ObjectMeta{Name: u.GetName(), Namespace: u.GetNamespace(), UID: u.GetUID(), ResourceVersion: u.GetResourceVersion()},
-			record:     w.Read(u),
-		}, nil
+		p := &postureObject{ObjectMeta: metav1.ObjectMeta{Name: u.GetName(), Namespace: u.GetNamespace(), UID: u.GetUID(), ResourceVersion: u.GetResourceVersion()}}
+		for _, read := range w.reads {
+			p.records = append(p.records, read(u))
+		}
+		return p, nil
 	})
-	key := func(obj any) (string, *model.PostureRecord, bool) {
+	object := func(obj any) (*postureObject, bool) {
 		if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
 			obj = t.Obj
 		}
 		p, ok := obj.(*postureObject)
-		if !ok {
-			return "", nil, false
-		}
-		return fmt.Sprintf("%d/%s/%s", i, p.Namespace, p.Name), p.record, true
+		return p, ok
+	}
+	key := func(p *postureObject, read int) string {
+		return fmt.Sprintf("%d/%d/%s/%s", i, read, p.Namespace, p.Name)
 	}
 	store := func(obj any) {
-		if k, rec, ok := key(obj); ok {
-			r.mu.Lock()
-			if rec != nil {
-				r.records[k] = rec
-			} else {
-				delete(r.records, k)
-			}
-			r.dirty = true
-			r.mu.Unlock()
+		p, ok := object(obj)
+		if !ok {
+			return
 		}
+		r.mu.Lock()
+		for j, rec := range p.records {
+			if rec != nil {
+				r.records[key(p, j)] = rec
+			} else {
+				delete(r.records, key(p, j))
+			}
+		}
+		r.dirty = true
+		r.mu.Unlock()
 	}
 	reg, _ := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    store,
 		UpdateFunc: func(_, obj any) { store(obj) },
 		DeleteFunc: func(obj any) {
-			if k, _, ok := key(obj); ok {
+			if p, ok := object(obj); ok {
 				r.mu.Lock()
-				delete(r.records, k)
+				for j := range p.records {
+					delete(r.records, key(p, j))
+				}
 				r.dirty = true
 				r.mu.Unlock()
 			}

@@ -280,6 +280,9 @@ type MeshSettings struct {
 	TrustAnchorDigestKey string
 	// RootNamespace is where a policy applies to the whole mesh (Istio's rootNamespace).
 	RootNamespace string
+	// DefaultPolicy is the mesh's cluster-wide default inbound policy (Linkerd's
+	// proxy.defaultInboundPolicy), where the mesh has one.
+	DefaultPolicy string
 }
 
 // TrustDomains returns the primary trust domain followed by its aliases.
@@ -302,6 +305,9 @@ func (s MeshSettings) Merge(o MeshSettings) MeshSettings {
 	}
 	if o.RootNamespace != "" {
 		out.RootNamespace = o.RootNamespace
+	}
+	if o.DefaultPolicy != "" {
+		out.DefaultPolicy = o.DefaultPolicy
 	}
 	out.TrustAnchorDigests = nil
 	for _, d := range append(slices.Clone(s.TrustAnchorDigests), o.TrustAnchorDigests...) {

@@ -64,20 +64,32 @@ func Rules(cfg *config.Config) map[string][]rbacv1.PolicyRule {
 	}
 	if cfg.Posture.Enabled {
 		// The posture source lists every namespace and the meshes' policies in all of them.
-		for _, m := range cfg.Meshes {
-			pm, ok := m.(mesh.PostureMesh)
-			if !ok {
-				continue
-			}
-			for _, w := range pm.PostureWatches() {
-				out[ClusterWide] = append(out[ClusterWide], rbacv1.PolicyRule{APIGroups: []string{w.Group}, Resources: []string{w.Resource}, Verbs: readVerbs})
-			}
+		for _, w := range PostureKinds(cfg) {
+			out[ClusterWide] = append(out[ClusterWide], rbacv1.PolicyRule{APIGroups: []string{w.Group}, Resources: []string{w.Resource}, Verbs: readVerbs})
 		}
 	}
 	if cfg.Proxies.NeedsPortForward() {
 		// istioctl's way to an admin port bound to the pod's localhost: the most powerful grant
 		// the exporter can have (see docs/security.md), given only when that transport is on.
 		out[ClusterWide] = append(out[ClusterWide], rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"pods/portforward"}, Verbs: []string{"create", "get"}})
+	}
+	return out
+}
+
+// PostureKinds are the kinds the posture source watches for the meshes of cfg, each once (meshes
+// that judge the same kind share its informer).
+func PostureKinds(cfg *config.Config) []*sources.ResourceWatch {
+	var out []*sources.ResourceWatch
+	for _, m := range cfg.Meshes {
+		pm, ok := m.(mesh.PostureMesh)
+		if !ok {
+			continue
+		}
+		for _, w := range pm.PostureWatches() {
+			if !slices.ContainsFunc(out, func(o *sources.ResourceWatch) bool { return o.Group == w.Group && o.Resource == w.Resource }) {
+				out = append(out, w)
+			}
+		}
 	}
 	return out
 }

@@ -5,6 +5,7 @@
 package linkerd
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -166,11 +167,19 @@ func digest(data []byte) string {
 	return hex.EncodeToString(sum[:])
 }
 
-// readConfig reads the trust anchors and trust domain from linkerd-config's Helm values.
+// readConfig reads the trust anchors, the trust domain and the cluster's default inbound policy
+// from linkerd-config's Helm values.
 func (m *Mesh) readConfig(d sources.Data) sources.Result {
 	var values struct {
 		IdentityTrustAnchorsPEM string `yaml:"identityTrustAnchorsPEM"`
 		IdentityTrustDomain     string `yaml:"identityTrustDomain"`
+		Proxy                   struct {
+			DefaultInboundPolicy string `yaml:"defaultInboundPolicy"`
+		} `yaml:"proxy"`
+		// PolicyController.DefaultAllowPolicy is the same setting before Linkerd 2.12.
+		PolicyController struct {
+			DefaultAllowPolicy string `yaml:"defaultAllowPolicy"`
+		} `yaml:"policyController"`
 	}
 	if err := yaml.Unmarshal(d.Value(keyValues), &values); err != nil || !mesh.ValidTrustDomains(values.IdentityTrustDomain, nil) {
 		return d.ConfigError(keyValues)
@@ -182,6 +191,7 @@ func (m *Mesh) readConfig(d sources.Data) sources.Result {
 	if values.IdentityTrustAnchorsPEM != "" {
 		settings.TrustAnchorDigests = []string{digest([]byte(values.IdentityTrustAnchorsPEM))}
 	}
+	settings.DefaultPolicy = cmp.Or(values.Proxy.DefaultInboundPolicy, values.PolicyController.DefaultAllowPolicy)
 	r := sources.Result{Meshes: map[model.Mesh]model.MeshSettings{Name: settings}}
 	if values.IdentityTrustAnchorsPEM != "" {
 		b := model.Bundle{Key: keyValues, Purpose: model.PurposeTrustBundle}
