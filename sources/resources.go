@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"maps"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -295,12 +294,4 @@ func (r *Resources) State() model.State {
 	s := r.state
 	s.Errors = maps.Clone(s.Errors)
 	return s
-}
-
-// PostureMode reads a policy mode as a mesh writes it: upper case, UNSET for none.
-func PostureMode(mode string) string {
-	if mode == "" {
-		return "UNSET"
-	}
-	return strings.ToUpper(mode)
 }

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"maps"
 	"slices"
+	"strings"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
@@ -65,7 +66,7 @@ func record(kind model.PostureKind, u *unstructured.Unstructured) *model.Posture
 func readPeerAuthentication(u *unstructured.Unstructured) *model.PostureRecord {
 	r := record(model.PostureKindPeerAuthentication, u)
 	mode, _, _ := unstructured.NestedString(u.Object, "spec", "mtls", "mode")
-	r.Mode = sources.PostureMode(mode)
+	r.Mode = cmp.Or(strings.ToUpper(mode), modeUnset)
 	ports, _, _ := unstructured.NestedMap(u.Object, "spec", "portLevelMtls")
 	r.PortOverrides = len(ports)
 	return r
