@@ -308,16 +308,22 @@ func (k *Kube) observeCall(i int, err error) {
 	}
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	observeWatch(k.failing, k.reporter, &k.state, i, err)
+}
+
+// observeWatch records in failing (by watch) and s the outcome of a list or watch call of watch i,
+// and reports a failure or a recovery once.
+func observeWatch(failing map[int]model.ErrorReason, reporter *errorReporter, s *model.State, i int, err error) {
 	if err == nil {
-		delete(k.failing, i)
-		if len(k.failing) == 0 {
-			k.reporter.recovered()
+		delete(failing, i)
+		if len(failing) == 0 {
+			reporter.recovered()
 		}
 		return
 	}
 	reason := apiErrorReason(err)
-	k.failing[i] = reason
-	k.reporter.fail(&k.state, reason, err)
+	failing[i] = reason
+	reporter.fail(s, reason, err)
 }
 
 // apiErrorReason maps an API error to a bounded reason.

@@ -16,6 +16,7 @@ import (
 
 	"github.com/meshcert/meshcert-exporter/internal/config"
 	"github.com/meshcert/meshcert-exporter/internal/exporter"
+	"github.com/meshcert/meshcert-exporter/internal/inventory"
 	"github.com/meshcert/meshcert-exporter/internal/mesh/istio"
 	"github.com/meshcert/meshcert-exporter/internal/mesh/linkerd"
 	"github.com/meshcert/meshcert-exporter/internal/model"
@@ -36,22 +37,12 @@ func TestIstioPosture(t *testing.T) {
 	is.Namespace, is.Watch = root, false // the root namespace is istiod's
 	linkerd.In(cfg.Meshes).Watch = false
 	cfg.Posture.Enabled, cfg.Posture.RetryInterval = true, 200*time.Millisecond
-	client := k.grant(cfg, "exporter-posture", "")
-	saConfig := controlPlane.TokenConfig(saToken(t, k, "exporter-posture"))
-	a, err := exporter.Assemble(cfg, &exporter.Kube{Config: saConfig, Client: client}, log.NewNopLogger())
-	k.must(err)
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	for _, s := range a.Sources {
-		wg.Go(func() { _ = s.Run(ctx) })
-	}
-	t.Cleanup(func() { cancel(); wg.Wait() })
-	inv := a.Inventory
+	inv := k.runAs(cfg, "exporter-posture")
 
 	for _, ns := range []string{root, books} {
 		k.must(testenv.EnsureNamespace(k.ctx, k.admin, ns))
 	}
-	_, err = k.admin.CoreV1().Namespaces().Create(k.ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: shop,
+	_, err := k.admin.CoreV1().Namespaces().Create(k.ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: shop,
 		Labels: map[string]string{"istio-injection": "enabled"}}}, metav1.CreateOptions{})
 	k.must(err)
 
@@ -102,6 +93,23 @@ func TestIstioPosture(t *testing.T) {
 		v := postureView{s}
 		return checks(v.policy(shop, "legacy", istio.ScopeNamespace, "STRICT", 0), v.namespace(shop, "STRICT", false), v.absent(books))
 	})
+}
+
+// runAs runs the sources of cfg, as the exporter assembles them, as a service account bound to the
+// RBAC internal/rbac derives from cfg, until the test ends; it returns their inventory.
+func (k *kubeTest) runAs(cfg *config.Config, account string) *inventory.Inventory {
+	k.t.Helper()
+	client := k.grant(cfg, account, "")
+	saConfig := controlPlane.TokenConfig(saToken(k.t, k, account))
+	a, err := exporter.Assemble(cfg, &exporter.Kube{Config: saConfig, Client: client}, log.NewNopLogger())
+	k.must(err)
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for _, s := range a.Sources {
+		wg.Go(func() { _ = s.Run(ctx) })
+	}
+	k.t.Cleanup(func() { cancel(); wg.Wait() })
+	return a.Inventory
 }
 
 // postureView answers questions about a snapshot's posture.
@@ -186,16 +194,7 @@ func TestLinkerdPosture(t *testing.T) {
 	ld.Namespace = cp
 	istio.In(cfg.Meshes).Watch = false
 	cfg.Posture.Enabled, cfg.Posture.RetryInterval = true, 200*time.Millisecond
-	client := k.grant(cfg, "exporter-posture-linkerd", "")
-	saConfig := controlPlane.TokenConfig(saToken(t, k, "exporter-posture-linkerd"))
-	a, err := exporter.Assemble(cfg, &exporter.Kube{Config: saConfig, Client: client}, log.NewNopLogger())
-	k.must(err)
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	for _, s := range a.Sources {
-		wg.Go(func() { _ = s.Run(ctx) })
-	}
-	t.Cleanup(func() { cancel(); wg.Wait() })
+	inv := k.runAs(cfg, "exporter-posture-linkerd")
 
 	k.configMap(cp, "linkerd-config", map[string]string{"values": "proxy:\n  defaultInboundPolicy: cluster-authenticated\n"})
 	namespace := func(name string, annotations map[string]string) {
@@ -221,7 +220,7 @@ func TestLinkerdPosture(t *testing.T) {
 		}
 		return nil
 	}
-	eventually(t, a.Inventory, func(s *model.Snapshot) string {
+	eventually(t, inv, func(s *model.Snapshot) string {
 		if n := linkerdNamespace(s, web); n == nil || n.Mode != "cluster-authenticated" || n.DefaultDeny {
 			return fmt.Sprintf("%s: %+v, want the cluster's cluster-authenticated", web, n)
 		}
@@ -234,7 +233,7 @@ func TestLinkerdPosture(t *testing.T) {
 		return ""
 	})
 	namespace(web, map[string]string{"linkerd.io/inject": "enabled", "config.linkerd.io/default-inbound-policy": "all-authenticated"})
-	eventually(t, a.Inventory, func(s *model.Snapshot) string {
+	eventually(t, inv, func(s *model.Snapshot) string {
 		if n := linkerdNamespace(s, web); n == nil || n.Mode != "all-authenticated" {
 			return fmt.Sprintf("%s after its annotation changed: %+v", web, n)
 		}

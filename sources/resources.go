@@ -254,18 +254,12 @@ func (r *Resources) observe(i int, err error) {
 	if errors.Is(err, context.Canceled) {
 		return
 	}
+	if apierrors.IsNotFound(err) {
+		err = nil
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if err == nil || apierrors.IsNotFound(err) {
-		delete(r.failing, i)
-		if len(r.failing) == 0 {
-			r.reporter.recovered()
-		}
-		return
-	}
-	reason := apiErrorReason(err)
-	r.failing[i] = reason
-	r.reporter.fail(&r.state, reason, err)
+	observeWatch(r.failing, r.reporter, &r.state, i, err)
 }
 
 // State implements model.Source.
