@@ -227,8 +227,17 @@ func TestImageInCluster(t *testing.T) {
 	// A service account the chart's RBAC does not name: its sources are forbidden, and say so.
 	denied := runInCluster(t, cp, image, "not-granted", config, security)
 	waitForLines(t, denied, []string{`meshcert_source_up{source="secret"} 0`})
-	if text := metricsText(denied); !strings.Contains(text, `meshcert_source_errors_total{reason="forbidden",source="secret"} `) ||
-		strings.Contains(text, `meshcert_source_errors_total{reason="forbidden",source="secret"} 0`) {
+	// The source is down from the start (not synced yet); the refused list is counted when it
+	// comes back.
+	forbidden := func(text string) bool {
+		return strings.Contains(text, `meshcert_source_errors_total{reason="forbidden",source="secret"} `) &&
+			!strings.Contains(text, `meshcert_source_errors_total{reason="forbidden",source="secret"} 0`)
+	}
+	text := metricsText(denied)
+	for deadline := time.Now().Add(30 * time.Second); !forbidden(text) && time.Now().Before(deadline); text = metricsText(denied) {
+		time.Sleep(200 * time.Millisecond)
+	}
+	if !forbidden(text) {
 		t.Errorf("no forbidden error counted:\n%s", grepLines(text, "meshcert_source_errors_total"))
 	}
 }
