@@ -100,13 +100,14 @@ type postureCollector struct {
 
 // postureDescs describe the posture families; a Handler builds them once.
 type postureDescs struct {
-	mode, overrides, namespaceMode, defaultDeny *prometheus.Desc
+	mode, overrides, namespaceMode, defaultDeny, namespacePods, bypass *prometheus.Desc
 }
 
 func newPostureDescs() postureDescs {
 	f := postureFamilies()
 	desc := func(f Family) *prometheus.Desc { return prometheus.NewDesc(f.Name, f.Help, f.Labels, nil) }
-	return postureDescs{mode: desc(f[0]), overrides: desc(f[1]), namespaceMode: desc(f[2]), defaultDeny: desc(f[3])}
+	return postureDescs{mode: desc(f[0]), overrides: desc(f[1]), namespaceMode: desc(f[2]), defaultDeny: desc(f[3]),
+		namespacePods: desc(f[4]), bypass: desc(f[5])}
 }
 
 // Describe implements prometheus.Collector.
@@ -115,6 +116,8 @@ func (c postureCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.overrides
 	ch <- c.namespaceMode
 	ch <- c.defaultDeny
+	ch <- c.namespacePods
+	ch <- c.bypass
 }
 
 // Collect implements prometheus.Collector.
@@ -128,5 +131,14 @@ func (c postureCollector) Collect(ch chan<- prometheus.Metric) {
 		mesh, ns := string(n.Mesh), labelValue(n.Namespace)
 		ch <- prometheus.MustNewConstMetric(c.namespaceMode, prometheus.GaugeValue, 1, mesh, ns, labelValue(n.Mode))
 		ch <- prometheus.MustNewConstMetric(c.defaultDeny, prometheus.GaugeValue, boolValue(n.DefaultDeny), mesh, ns)
+	}
+	for _, n := range c.snap.Posture.Pods {
+		mesh, ns := string(n.Mesh), labelValue(n.Namespace)
+		ch <- prometheus.MustNewConstMetric(c.namespacePods, prometheus.GaugeValue, float64(n.Meshed), mesh, ns, model.PodStateMeshed)
+		ch <- prometheus.MustNewConstMetric(c.namespacePods, prometheus.GaugeValue, float64(n.Unmeshed), mesh, ns, model.PodStateUnmeshed)
+		ch <- prometheus.MustNewConstMetric(c.namespacePods, prometheus.GaugeValue, float64(n.HostNetwork), mesh, ns, model.PodStateHostNetwork)
+	}
+	for _, b := range c.snap.Posture.Bypass {
+		ch <- prometheus.MustNewConstMetric(c.bypass, prometheus.GaugeValue, 1, string(b.Mesh), labelValue(b.Namespace), labelValue(b.Name), b.Reason)
 	}
 }

@@ -25,6 +25,7 @@ const (
 	SubjectSource      Subject = "source"       // a source of certificate material
 	SubjectPolicy      Subject = "policy"       // a mesh's peer authentication policy
 	SubjectNamespace   Subject = "namespace"    // a namespace a mesh covers
+	SubjectPod         Subject = "pod"          // a pod that could bypass its mesh
 )
 
 // Family is one metric family the exporter exports from its snapshots: the docs, the rules' and
@@ -248,11 +249,11 @@ func sourceFamilies() []Family {
 }
 
 // postureFamilies are the meshes' posture families, gathered on every scrape (postureCollector)
-// when the posture source runs: a few series per policy and per namespace.
+// when the posture source runs: a few series per policy and per namespace, one per offending pod.
 func postureFamilies() []Family {
 	return []Family{
 		{Name: "meshcert_peer_authentication_mode",
-			Help: "1 for each peer authentication policy (Istio's PeerAuthentication), with its scope (mesh: in the root namespace without a selector; namespace: without a selector; workload) and its mutual TLS mode (STRICT, PERMISSIVE, DISABLE, or UNSET: inherited).",
+			Help: "1 for each peer authentication policy (Istio's PeerAuthentication; Linkerd's default inbound policy annotation on a meshed pod), with its scope (mesh: in the root namespace without a selector; namespace: without a selector; workload) and its mode (Istio's STRICT, PERMISSIVE, DISABLE, or UNSET: inherited; Linkerd's policy).",
 			Type: "gauge", Labels: []string{"mesh", "namespace", "name", "scope", "mode"}, Subject: SubjectPolicy},
 		{Name: "meshcert_peer_authentication_port_overrides",
 			Help: "Ports for which a peer authentication policy sets another mutual TLS mode than its own.",
@@ -263,6 +264,12 @@ func postureFamilies() []Family {
 		{Name: "meshcert_namespace_default_deny",
 			Help: "1 when a policy denies every request to the namespace that no other policy allows (an ALLOW authorization policy without rules or selector, in the namespace or the root namespace), else 0.",
 			Type: "gauge", Labels: []string{"mesh", "namespace"}, Subject: SubjectNamespace},
+		{Name: "meshcert_namespace_pods",
+			Help: "Running pods of a namespace the mesh covers, by state: meshed (its proxy runs there or a node proxy serves it), unmeshed, host_network (in the node's network, outside the mesh).",
+			Type: "gauge", Labels: []string{"mesh", "namespace", "state"}, Subject: SubjectNamespace},
+		{Name: "meshcert_pod_bypass",
+			Help: "1 for each pod that could bypass the mesh's proxy, by reason: net_admin (a container not the mesh's own adds NET_ADMIN or NET_RAW, or is privileged), host_network, no_proxy (no proxy where the namespace is STRICT or injected). Only offending pods have series.",
+			Type: "gauge", Labels: []string{"mesh", "namespace", "name", "reason"}, Subject: SubjectPod},
 	}
 }
 

@@ -71,6 +71,12 @@ func everyFamilySnapshot(t *testing.T) *model.Snapshot {
 		{Mesh: istio.Name, Kind: model.PostureKindPeerAuthentication, Namespace: "shop", Name: "cart-metrics", Selector: true, Mode: "DISABLE", PortOverrides: 1},
 		{Mesh: istio.Name, Kind: model.PostureKindAuthorization, Namespace: "books", Name: "deny-all", Action: "ALLOW", NoRules: true},
 		{Mesh: istio.Name, Kind: model.PostureKindNamespace, Name: "books", Enrolled: true},
+	}, []*model.PodRecord{ // books: a meshed pod, one without the proxy though the namespace is injected, one
+		// that could flush its redirect rules, one on the node's network
+		{Namespace: "books", Name: "web-1", Meshed: []model.Mesh{istio.Name}},
+		{Namespace: "books", Name: "batch-1"},
+		{Namespace: "books", Name: "debug-1", Meshed: []model.Mesh{istio.Name}, NetAdmin: true},
+		{Namespace: "books", Name: "agent-1", HostNetwork: true},
 	}, istio.New().Settings())
 	snap.Sources = []model.SourceStatus{{Name: "secret", Up: true, LastSuccess: testpki.Date(2027, 5, 31),
 		Errors: map[model.ErrorReason]uint64{model.ReasonIncomplete: 1, model.ReasonForbidden: 0}}}

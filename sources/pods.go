@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"maps"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -57,13 +58,40 @@ func (s Sharding) owns(namespace, name string) bool {
 // SourcePods is the name of the pod discovery's health series.
 const SourcePods = "pods"
 
-// PodWatcher keeps what the proxy sources need of the running pods (of one node, when sharded by node), for the
-// proxy sources to find meshed pods in. One watcher serves every proxy source. It is a Source of
-// its own that exports no certificates: its health is meshcert_source_up{source="pods"}.
+// PodEnrolment is how one mesh shows in a pod, for the posture judgement.
+type PodEnrolment struct {
+	Mesh model.Mesh
+	// Meshed reports whether the mesh takes the pod in: its proxy runs there, or a node proxy
+	// serves it.
+	Meshed func(p *corev1.Pod) bool
+	// OwnContainers are the names of the mesh's own containers, which may hold the network rights
+	// an application container must not (the init container that writes the redirect rules).
+	OwnContainers []string
+	// PolicyAnnotation is the pod annotation by which a workload overrides the mesh's default
+	// policy; empty for a mesh without one.
+	PolicyAnnotation string
+}
+
+// maxEnrolments bounds the meshes a pod watcher records: each has a bit of a byte.
+const maxEnrolments = 8
+
+// podListInterval is the least time between two lists of the pods for the posture judgement, so
+// that a cluster whose pods churn is judged about once a second, not on every change.
+const podListInterval = time.Second
+
+// PodWatcher keeps what the proxy sources and the posture judgement need of the running pods (of
+// one node, when sharded by node): one informer serves every proxy source and the judgement. It is
+// a Source of its own that exports no certificates: its health is meshcert_source_up{source="pods"}.
 type PodWatcher struct {
-	client   kubernetes.Interface
-	sharding Sharding
-	kinds    []ProxyKind
+	client     kubernetes.Interface
+	sharding   Sharding
+	kinds      []ProxyKind
+	enrolments []PodEnrolment
+	// meshSets are the lists of meshes each combination of enrolment bits stands for, shared by
+	// every pod with that combination.
+	meshSets [][]model.Mesh
+	// own are the containers some mesh calls its own.
+	own      map[string]bool
 	reporter *errorReporter
 
 	// generation moves with every change to the pods, so readers list them only after one.
@@ -75,12 +103,31 @@ type PodWatcher struct {
 	handler  cache.ResourceEventHandlerRegistration
 	failing  model.ErrorReason
 	state    model.State
+	// listed is the generation the pods of state were listed at, and when.
+	listed   uint64
+	listedAt time.Time
 }
 
-// NewPodWatcher returns a watcher of the running pods that run a proxy of kinds (at most 32); it
-// starts with the first proxy source that runs.
-func NewPodWatcher(client kubernetes.Interface, sharding Sharding, kinds []ProxyKind, logger log.Logger) *PodWatcher {
-	return &PodWatcher{client: client, sharding: sharding, kinds: kinds[:min(len(kinds), 32)], reporter: newErrorReporter(SourcePods, logger)}
+// NewPodWatcher returns a watcher of the running pods that run a proxy of kinds (at most 32) and,
+// for the posture judgement, of how each of enrolments (at most 8; none: no posture) shows in every
+// pod. It starts with the first source that runs.
+func NewPodWatcher(client kubernetes.Interface, sharding Sharding, kinds []ProxyKind, enrolments []PodEnrolment, logger log.Logger) *PodWatcher {
+	w := &PodWatcher{client: client, sharding: sharding, kinds: kinds[:min(len(kinds), 32)],
+		enrolments: enrolments[:min(len(enrolments), maxEnrolments)], own: map[string]bool{}, reporter: newErrorReporter(SourcePods, logger)}
+	w.meshSets = make([][]model.Mesh, 1<<len(w.enrolments))
+	for bits := range w.meshSets {
+		for i, e := range w.enrolments {
+			if bits&(1<<i) != 0 {
+				w.meshSets[bits] = append(w.meshSets[bits], e.Mesh)
+			}
+		}
+	}
+	for _, e := range w.enrolments {
+		for _, c := range e.OwnContainers {
+			w.own[c] = true
+		}
+	}
+	return w
 }
 
 // Name implements Source.
@@ -98,6 +145,9 @@ func (w *PodWatcher) State() model.State {
 	synced := w.Synced()
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if len(w.enrolments) > 0 && synced {
+		w.listPosture()
+	}
 	s := w.state
 	s.Synced, s.Up = synced, synced && w.failing == model.ReasonNone
 	if s.Up {
@@ -106,6 +156,25 @@ func (w *PodWatcher) State() model.State {
 	}
 	s.Errors = maps.Clone(s.Errors)
 	return s
+}
+
+// listPosture lists this shard's pod records into the state when the pods changed, at most once
+// every podListInterval. The caller holds w.mu.
+func (w *PodWatcher) listPosture() {
+	gen := w.generation.Load()
+	if gen == w.listed && !w.listedAt.IsZero() || time.Since(w.listedAt) < podListInterval {
+		return
+	}
+	objects := w.informer.GetStore().List()
+	pods := make([]*model.PodRecord, 0, len(objects))
+	for _, obj := range objects {
+		if p, ok := obj.(*podInfo); ok && w.sharding.owns(p.Namespace, p.Name) {
+			pods = append(pods, &p.record)
+		}
+	}
+	w.state.Pods = pods
+	w.state.PostureGeneration++
+	w.listed, w.listedAt = gen, time.Now()
 }
 
 // observe records the outcome of a list or watch call.
@@ -203,14 +272,16 @@ func (w *PodWatcher) list(match func(*podInfo) bool) []*Target {
 	return out
 }
 
-// podInfo is what the pod cache keeps of a running pod: the target its proxies are read at and
-// which proxies it runs. A pod's spec and status can be tens of kilobytes; this is a few hundred
-// bytes.
+// podInfo is what the pod cache keeps of a running pod: the target its proxies are read at,
+// which proxies it runs and its posture record. A pod's spec and status can be tens of kilobytes;
+// this is a few hundred bytes.
 type podInfo struct {
 	Target
 	resourceVersion string
 	// kinds has the bit of each watched proxy kind the pod runs.
 	kinds uint32
+	// record is the pod's posture record; only filled when the watcher has enrolments.
+	record model.PodRecord
 }
 
 // GetObjectMeta implements metav1.ObjectMetaAccessor, which the informer's store keys objects by.
@@ -246,7 +317,52 @@ func (w *PodWatcher) stripPod(obj any) (any, error) {
 			info.TrustRootDigest = unique.Make(d).Value()
 		}
 	}
+	if len(w.enrolments) > 0 {
+		w.readPosture(p, info)
+	}
 	return info, nil
+}
+
+// readPosture fills info's posture record from p.
+func (w *PodWatcher) readPosture(p *corev1.Pod, info *podInfo) {
+	r := &info.record
+	r.Namespace, r.Name, r.HostNetwork = info.Namespace, info.Name, p.Spec.HostNetwork
+	var meshed int
+	for i, e := range w.enrolments {
+		if e.Meshed != nil && e.Meshed(p) {
+			meshed |= 1 << i
+		}
+		if v := p.Annotations[e.PolicyAnnotation]; e.PolicyAnnotation != "" && v != "" {
+			r.Policies = append(r.Policies, model.PodPolicy{Mesh: e.Mesh, Value: unique.Make(v).Value()})
+		}
+	}
+	r.Meshed = w.meshSets[meshed]
+	for _, cs := range [][]corev1.Container{p.Spec.InitContainers, p.Spec.Containers} {
+		for i := range cs {
+			r.NetAdmin = r.NetAdmin || !w.own[cs[i].Name] && mayRewriteNetwork(cs[i].SecurityContext)
+		}
+	}
+}
+
+// mayRewriteNetwork reports whether a container with this security context may change its pod's
+// network rules: it is privileged, or adds NET_ADMIN, NET_RAW or ALL.
+func mayRewriteNetwork(sc *corev1.SecurityContext) bool {
+	if sc == nil {
+		return false
+	}
+	if sc.Privileged != nil && *sc.Privileged {
+		return true
+	}
+	if sc.Capabilities == nil {
+		return false
+	}
+	for _, c := range sc.Capabilities.Add {
+		switch strings.TrimPrefix(strings.ToUpper(string(c)), "CAP_") {
+		case "NET_ADMIN", "NET_RAW", "ALL":
+			return true
+		}
+	}
+	return false
 }
 
 // RunsContainer reports whether the pod runs a container of that name, native sidecars included.

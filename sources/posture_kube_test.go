@@ -3,6 +3,8 @@ package sources_test
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -27,8 +29,9 @@ import (
 // TestIstioPosture: the posture source on the real API server with Istio's real CRDs, under the
 // RBAC internal/rbac derives: absent CRDs are no error (the source is up, the enrolled namespaces
 // are judged by the default); then a mesh-wide STRICT policy, a namespace that overrides it to
-// PERMISSIVE with a workload on DISABLE, and a deny-all policy in one namespace only; then a
-// policy edited and one deleted, each followed without a restart.
+// PERMISSIVE with a workload on DISABLE, a deny-all policy in one namespace only, and pods of
+// every bypass kind next to a clean sidecar pod and a clean ambient pod; then a policy edited, one
+// deleted and a pod deleted, each followed without a restart.
 func TestIstioPosture(t *testing.T) {
 	k := newKubeTest(t)
 	const root, shop, books = "posture-istio", "posture-shop", "posture-books"
@@ -79,19 +82,47 @@ func TestIstioPosture(t *testing.T) {
 		"mtls": map[string]any{"mode": "DISABLE"}, "portLevelMtls": map[string]any{"9090": map[string]any{"mode": "PERMISSIVE"}}})
 	apply(ap, "AuthorizationPolicy", books, "deny-all", map[string]any{})
 	apply(ap, "AuthorizationPolicy", shop, "allow-cart", map[string]any{"selector": map[string]any{"matchLabels": map[string]any{"app": "cart"}}})
+
+	// The pods, as Istio's injector and istio-cni leave them: shop is injected (PERMISSIVE), books
+	// STRICT by the mesh-wide policy, the root namespace is the control plane's.
+	yes := true
+	netAdmin := &corev1.SecurityContext{Capabilities: &corev1.Capabilities{Add: []corev1.Capability{"NET_ADMIN", "NET_RAW"}}}
+	sidecar := func(app ...corev1.Container) corev1.PodSpec {
+		return corev1.PodSpec{InitContainers: []corev1.Container{{Name: "istio-init", SecurityContext: netAdmin}},
+			Containers: append(app, corev1.Container{Name: "istio-proxy"})}
+	}
+	pods := []*corev1.Pod{
+		{ObjectMeta: metav1.ObjectMeta{Namespace: shop, Name: "cart"}, Spec: sidecar(corev1.Container{Name: "cart"})},
+		{ObjectMeta: metav1.ObjectMeta{Namespace: shop, Name: "debug"}, Spec: sidecar(corev1.Container{Name: "tools", SecurityContext: netAdmin})},
+		{ObjectMeta: metav1.ObjectMeta{Namespace: shop, Name: "batch"}, Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "batch"}}}},
+		{ObjectMeta: metav1.ObjectMeta{Namespace: shop, Name: "agent"}, Spec: corev1.PodSpec{HostNetwork: true, Containers: []corev1.Container{{Name: "agent"}}}},
+		{ObjectMeta: metav1.ObjectMeta{Namespace: books, Name: "reader", Annotations: map[string]string{"ambient.istio.io/redirection": "enabled"}},
+			Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "reader"}}}},
+		{ObjectMeta: metav1.ObjectMeta{Namespace: books, Name: "lone"}, Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "lone"}}}},
+		{ObjectMeta: metav1.ObjectMeta{Namespace: root, Name: "istio-cni-node"}, Spec: corev1.PodSpec{HostNetwork: true,
+			Containers: []corev1.Container{{Name: "install-cni", SecurityContext: &corev1.SecurityContext{Privileged: &yes}}}}},
+	}
+	for i, p := range pods {
+		k.must(controlPlane.RunPod(k.ctx, p, fmt.Sprintf("10.8.0.%d", i+1)))
+	}
 	eventually(t, inv, func(s *model.Snapshot) string {
 		v := postureView{s}
 		return checks(v.policy(root, "default", istio.ScopeMesh, "STRICT", 0), v.policy(shop, "legacy", istio.ScopeNamespace, "PERMISSIVE", 0),
 			v.policy(shop, "cart", istio.ScopeWorkload, "DISABLE", 1), v.policies(3),
-			v.namespace(root, "STRICT", false), v.namespace(shop, "PERMISSIVE", false), v.namespace(books, "STRICT", true))
+			v.namespace(root, "STRICT", false), v.namespace(shop, "PERMISSIVE", false), v.namespace(books, "STRICT", true),
+			v.bypass([]string{books + "/lone/no_proxy", shop + "/agent/host_network", shop + "/batch/no_proxy", shop + "/debug/net_admin"}),
+			v.pods(shop, 2, 1, 1), v.pods(books, 1, 1, 0), v.noPods(root))
 	})
 
-	// 3. Edited and deleted, followed without a restart.
+	// 3. Edited and deleted, followed without a restart: books keeps its meshed pod, so it is
+	// still judged.
 	apply(pa, "PeerAuthentication", shop, "legacy", map[string]any{"mtls": map[string]any{"mode": "STRICT"}})
 	k.must(dyn.Resource(ap).Namespace(books).Delete(k.ctx, "deny-all", metav1.DeleteOptions{}))
+	k.must(k.admin.CoreV1().Pods(shop).Delete(k.ctx, "debug", metav1.DeleteOptions{}))
 	eventually(t, inv, func(s *model.Snapshot) string {
 		v := postureView{s}
-		return checks(v.policy(shop, "legacy", istio.ScopeNamespace, "STRICT", 0), v.namespace(shop, "STRICT", false), v.absent(books))
+		return checks(v.policy(shop, "legacy", istio.ScopeNamespace, "STRICT", 0), v.namespace(shop, "STRICT", false), v.namespace(books, "STRICT", false),
+			v.bypass([]string{books + "/lone/no_proxy", shop + "/agent/host_network", shop + "/batch/no_proxy"}), v.pods(shop, 1, 1, 1))
 	})
 }
 
@@ -160,6 +191,41 @@ func (v postureView) policy(ns, name, scope, mode string, overrides int) string 
 	return "no policy " + ns + "/" + name
 }
 
+// bypass checks Istio's bypass findings in the test's namespaces, as namespace/name/reason, sorted.
+func (v postureView) bypass(want []string) string {
+	var got []string
+	for _, b := range v.Posture.Bypass {
+		if b.Mesh == istio.Name && strings.HasPrefix(b.Namespace, "posture-") {
+			got = append(got, b.Namespace+"/"+b.Name+"/"+b.Reason)
+		}
+	}
+	if !slices.Equal(got, want) {
+		return fmt.Sprintf("bypass %v, want %v", got, want)
+	}
+	return ""
+}
+
+func (v postureView) pods(ns string, meshed, unmeshed, host int) string {
+	for _, c := range v.Posture.Pods {
+		if c.Mesh == istio.Name && c.Namespace == ns {
+			if c.Meshed != meshed || c.Unmeshed != unmeshed || c.HostNetwork != host {
+				return fmt.Sprintf("pods of %s: %+v, want %d meshed, %d unmeshed, %d on the host network", ns, c, meshed, unmeshed, host)
+			}
+			return ""
+		}
+	}
+	return "no pod counts for " + ns
+}
+
+func (v postureView) noPods(ns string) string {
+	for _, c := range v.Posture.Pods {
+		if c.Mesh == istio.Name && c.Namespace == ns {
+			return fmt.Sprintf("pods of %s counted: %+v", ns, c)
+		}
+	}
+	return ""
+}
+
 func (v postureView) policies(n int) string {
 	count := 0
 	for _, p := range v.Posture.Policies {
@@ -183,9 +249,10 @@ func checks(msgs ...string) string {
 	return ""
 }
 
-// TestLinkerdPosture: Linkerd's default inbound policy from linkerd-config (the cluster's) and the
-// namespaces' annotations, on the real API server under the derived RBAC, with Istio's posture
-// watched next to it through the same namespace informer; an annotation edited is followed.
+// TestLinkerdPosture: Linkerd's default inbound policy from linkerd-config (the cluster's), the
+// namespaces' annotations and a meshed pod's own, on the real API server under the derived RBAC,
+// with Istio's posture watched next to it through the same namespace and pod informers; a pod
+// without the proxy in an injected namespace is a bypass; an annotation edited is followed.
 func TestLinkerdPosture(t *testing.T) {
 	k := newKubeTest(t)
 	const cp, web, api, plain = "posture-linkerd", "posture-l-web", "posture-l-api", "posture-l-plain"
@@ -212,6 +279,18 @@ func TestLinkerdPosture(t *testing.T) {
 	namespace(web, map[string]string{"linkerd.io/inject": "enabled"})
 	namespace(api, map[string]string{"linkerd.io/inject": "enabled", "config.linkerd.io/default-inbound-policy": "deny"})
 	namespace(plain, nil)
+	proxy := func(annotations map[string]string, app string) *corev1.Pod {
+		return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: web, Name: app, Annotations: annotations},
+			Spec: corev1.PodSpec{InitContainers: []corev1.Container{{Name: "linkerd-init", SecurityContext: &corev1.SecurityContext{
+				Capabilities: &corev1.Capabilities{Add: []corev1.Capability{"NET_ADMIN", "NET_RAW"}}}}},
+				Containers: []corev1.Container{{Name: app}, {Name: "linkerd-proxy"}}}}
+	}
+	k.must(controlPlane.RunPod(k.ctx, proxy(nil, "web"), "10.8.1.1"))
+	k.must(controlPlane.RunPod(k.ctx, proxy(map[string]string{"config.linkerd.io/default-inbound-policy": "all-unauthenticated"}, "metrics"), "10.8.1.2"))
+	k.must(controlPlane.RunPod(k.ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: web, Name: "skipped",
+		Annotations: map[string]string{"linkerd.io/inject": "disabled"}}, Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "skipped"}}}}, "10.8.1.3"))
+	k.must(controlPlane.RunPod(k.ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: plain, Name: "plain"},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "plain"}}}}, "10.8.1.4"))
 	linkerdNamespace := func(s *model.Snapshot, ns string) *model.NamespaceFinding {
 		for _, n := range s.Posture.Namespaces {
 			if n.Mesh == linkerd.Name && n.Namespace == ns {
@@ -229,6 +308,23 @@ func TestLinkerdPosture(t *testing.T) {
 		}
 		if n := linkerdNamespace(s, plain); n != nil {
 			return fmt.Sprintf("%s is judged although Linkerd does not take it in: %+v", plain, n)
+		}
+		var policies, bypass []string
+		for _, p := range s.Posture.Policies {
+			if p.Mesh == linkerd.Name {
+				policies = append(policies, p.Namespace+"/"+p.Name+"/"+p.Scope+"/"+p.Mode)
+			}
+		}
+		for _, b := range s.Posture.Bypass {
+			if b.Mesh == linkerd.Name {
+				bypass = append(bypass, b.Namespace+"/"+b.Name+"/"+b.Reason)
+			}
+		}
+		if want := []string{web + "/metrics/workload/all-unauthenticated"}; !slices.Equal(policies, want) {
+			return fmt.Sprintf("Linkerd's workload policies %v, want %v", policies, want)
+		}
+		if want := []string{web + "/skipped/no_proxy"}; !slices.Equal(bypass, want) {
+			return fmt.Sprintf("Linkerd's bypass %v, want %v", bypass, want)
 		}
 		return ""
 	})

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -69,7 +70,7 @@ func TestStripPodKeepsTheTargetAndKind(t *testing.T) {
 	sidecar := ProxyKind{Source: "sidecar", Runs: func(p *corev1.Pod) bool { return RunsContainer(p, "proxy") }}
 	node := ProxyKind{Source: "node", Runs: func(p *corev1.Pod) bool { return p.Labels["app"] == "node-proxy" },
 		TrustRootAnnotation: "example.com/trust-root"}
-	w := NewPodWatcher(nil, Sharding{TotalShards: 1}, []ProxyKind{sidecar, node}, log.NewNopLogger())
+	w := NewPodWatcher(nil, Sharding{TotalShards: 1}, []ProxyKind{sidecar, node}, nil, log.NewNopLogger())
 	tests := []struct {
 		name   string
 		pod    *corev1.Pod
@@ -244,5 +245,57 @@ func TestErrorReasons(t *testing.T) {
 		if got := errorReason(tt.err); got != tt.want {
 			t.Errorf("%v: %q, want %q", tt.err, got, tt.want)
 		}
+	}
+}
+
+// TestStripPodPosture: the bits the posture judgement reads of a pod: which meshes take it in, the
+// node's network, a container other than a mesh's own with network rights, a pod's own policy.
+func TestStripPodPosture(t *testing.T) {
+	yes := true
+	caps := func(name string, add ...corev1.Capability) corev1.Container {
+		return corev1.Container{Name: name, SecurityContext: &corev1.SecurityContext{Capabilities: &corev1.Capabilities{Add: add}}}
+	}
+	privileged := func(name string) corev1.Container {
+		return corev1.Container{Name: name, SecurityContext: &corev1.SecurityContext{Privileged: &yes}}
+	}
+	a := PodEnrolment{Mesh: "a", Meshed: func(p *corev1.Pod) bool { return RunsContainer(p, "a-proxy") }, OwnContainers: []string{"a-init", "a-proxy"}}
+	b := PodEnrolment{Mesh: "b", Meshed: func(p *corev1.Pod) bool { return p.Annotations["b/enrolled"] == "yes" }, PolicyAnnotation: "b/policy"}
+	w := NewPodWatcher(nil, Sharding{TotalShards: 1}, nil, []PodEnrolment{a, b}, log.NewNopLogger())
+	for _, tt := range []struct {
+		name        string
+		annotations map[string]string
+		host        bool
+		init, main  []corev1.Container
+		want        model.PodRecord
+	}{
+		{name: "plain", main: []corev1.Container{{Name: "app"}},
+			want: model.PodRecord{}},
+		{name: "meshed by a, its init container's NET_ADMIN is its own", init: []corev1.Container{caps("a-init", "NET_ADMIN", "NET_RAW")}, main: []corev1.Container{{Name: "app"}, {Name: "a-proxy"}},
+			want: model.PodRecord{Meshed: []model.Mesh{"a"}}},
+		{name: "an application container adds NET_ADMIN", main: []corev1.Container{caps("app", "NET_ADMIN"), {Name: "a-proxy"}},
+			want: model.PodRecord{Meshed: []model.Mesh{"a"}, NetAdmin: true}},
+		{name: "CAP_NET_RAW, lower case", main: []corev1.Container{caps("app", "cap_net_raw")}, want: model.PodRecord{NetAdmin: true}},
+		{name: "ALL", init: []corev1.Container{caps("setup", "ALL")}, want: model.PodRecord{NetAdmin: true}},
+		{name: "another capability", main: []corev1.Container{caps("app", "SYS_TIME")}, want: model.PodRecord{}},
+		{name: "privileged", main: []corev1.Container{privileged("app")}, want: model.PodRecord{NetAdmin: true}},
+		{name: "host network, both meshes, a policy of b", host: true, annotations: map[string]string{"b/enrolled": "yes", "b/policy": "deny"},
+			main: []corev1.Container{{Name: "a-proxy"}},
+			want: model.PodRecord{HostNetwork: true, Meshed: []model.Mesh{"a", "b"}, Policies: []model.PodPolicy{{Mesh: "b", Value: "deny"}}}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "cart-1", Annotations: tt.annotations},
+				Spec: corev1.PodSpec{HostNetwork: tt.host, InitContainers: tt.init, Containers: tt.main}}
+			obj, _ := w.stripPod(p)
+			got := obj.(*podInfo).record
+			tt.want.Namespace, tt.want.Name = "shop", "cart-1"
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("record %+v, want %+v", got, tt.want)
+			}
+		})
+	}
+	proxiesOnly := NewPodWatcher(nil, Sharding{TotalShards: 1}, nil, nil, log.NewNopLogger())
+	obj, _ := proxiesOnly.stripPod(&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "x"}, Spec: corev1.PodSpec{HostNetwork: true}})
+	if r := obj.(*podInfo).record; r.Name != "" || r.HostNetwork {
+		t.Errorf("a watcher without enrolments keeps posture: %+v", r)
 	}
 }

@@ -277,7 +277,7 @@ func (r *Resources) State() model.State {
 			records[i] = r.records[k]
 		}
 		r.state.Posture = records
-		r.state.Generation++
+		r.state.PostureGeneration++
 		r.dirty = false
 	}
 	r.state.Synced = synced

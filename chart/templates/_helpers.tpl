@@ -120,7 +120,7 @@ internal/rbac, and the chart's test checks that both agree.
 {{- range $c.kubernetes.config_maps -}}
 {{- $entries = append $entries (list (.namespace | default "") "configmaps" (.name | default "")) -}}
 {{- end -}}
-{{- $pods := false -}}
+{{- $pods := $c.posture.enabled -}}
 {{- range $kind := include "meshcert.proxyKinds" . | splitList " " -}}
 {{- $pods = or $pods (get $c.proxies $kind).enabled -}}
 {{- end -}}

@@ -102,6 +102,9 @@ type build struct {
 	kube    *Kube // nil: no Kubernetes
 	env     sources.Env
 	parsers sources.ParseLimit
+	// pods is the one pod watcher the proxy sources and the posture judgement share; nil when
+	// neither needs pods.
+	pods *sources.PodWatcher
 }
 
 // mechanism makes the sources of one way of reading certificate material.
@@ -116,6 +119,7 @@ func mechanisms() []mechanism {
 	return []mechanism{
 		{"files", filesSources},
 		{"kubernetes", kubernetesSources},
+		{"pods", podSources},
 		{"proxies", proxySources},
 		{"posture", postureSources},
 	}
@@ -141,6 +145,44 @@ func postureSources(b build) ([]model.Source, error) {
 		}
 	}
 	return []model.Source{sources.NewResources(dyn, b.kube.Client.Discovery(), watches, b.cfg.Posture.RetryInterval, b.env)}, nil
+}
+
+// enabledProxyKinds are the proxy kinds whose pods are discovered in the cluster.
+func enabledProxyKinds(p config.Proxies) []sources.ProxyKind {
+	var out []sources.ProxyKind
+	for i, k := range p.Kinds {
+		if p.Settings[i].Enabled {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+// podWatcher is the pod watcher of cfg: the running pods that the enabled proxy kinds read and, when
+// posture is on, how each judged mesh shows in every pod. It is nil when nothing needs pods or
+// there is no Kubernetes.
+func podWatcher(cfg *config.Config, k *Kube, logger log.Logger) *sources.PodWatcher {
+	kinds := enabledProxyKinds(cfg.Proxies)
+	var enrolments []sources.PodEnrolment
+	if cfg.Posture.Enabled {
+		for _, m := range cfg.Meshes {
+			if pm, ok := m.(mesh.PostureMesh); ok {
+				enrolments = append(enrolments, pm.PodEnrolment())
+			}
+		}
+	}
+	if k == nil || len(kinds) == 0 && len(enrolments) == 0 {
+		return nil
+	}
+	return sources.NewPodWatcher(k.Client, cfg.Proxies.Sharding, kinds, enrolments, logger)
+}
+
+// podSources is the pod watcher, a source of its own (its health is the pods source's).
+func podSources(b build) ([]model.Source, error) {
+	if b.pods == nil {
+		return nil, nil
+	}
+	return []model.Source{b.pods}, nil
 }
 
 // filesSources is the file source; it always runs (with no targets it holds nothing).
@@ -179,30 +221,14 @@ func kubernetesSources(b build) ([]model.Source, error) {
 	return out, nil
 }
 
-// proxySources are the enabled proxy kinds' sources, and the pod watcher they share.
+// proxySources are the enabled proxy kinds' sources; they find their pods in the shared pod
+// watcher.
 func proxySources(b build) ([]model.Source, error) {
 	p := b.cfg.Proxies
-	var (
-		enabled []sources.ProxyKind
-		static  bool
-	)
-	for i, k := range p.Kinds {
-		if p.Settings[i].Enabled {
-			enabled = append(enabled, k)
-		}
-		static = static || len(p.Settings[i].Static) > 0
-	}
-	if len(enabled) > 0 && b.kube == nil {
+	if len(enabledProxyKinds(p)) > 0 && b.kube == nil {
 		return nil, errors.New("the proxy sources need Kubernetes: give --kubeconfig or run in a cluster")
 	}
-	var (
-		out  []model.Source
-		pods *sources.PodWatcher
-	)
-	if len(enabled) > 0 {
-		pods = sources.NewPodWatcher(b.kube.Client, p.Sharding, enabled, b.env.Logger)
-		out = append(out, pods)
-	}
+	var out []model.Source
 	for i, k := range p.Kinds {
 		s := p.Settings[i]
 		if !s.Enabled && len(s.Static) == 0 {
@@ -213,7 +239,7 @@ func proxySources(b build) ([]model.Source, error) {
 			transport sources.Transport = sources.NewDirectTransport(maxAdminBody)
 		)
 		if s.Enabled {
-			w = pods
+			w = b.pods
 			if s.Transport == sources.TransportPortForward {
 				transport = sources.NewPortForwardTransport(b.kube.Config, b.kube.Client, maxAdminBody, s.Timeout)
 			}
@@ -235,7 +261,7 @@ type Assembly struct {
 func Assemble(cfg *config.Config, k *Kube, logger log.Logger) (*Assembly, error) {
 	meshes := []mesh.Mesh(cfg.Meshes)
 	cache := pki.NewCache()
-	b := build{cfg: cfg, kube: k, parsers: sources.NewParseLimit(),
+	b := build{cfg: cfg, kube: k, parsers: sources.NewParseLimit(), pods: podWatcher(cfg, k, logger),
 		env: sources.Env{Cache: cache, Layouts: mesh.Layouts(meshes), Logger: logger}}
 	var srcs []model.Source
 	for _, m := range mechanisms() {

@@ -22,13 +22,15 @@ type Inventory struct {
 
 	mu          sync.Mutex
 	generations []uint64
-	analysis    model.Analysis
-	posture     model.Posture
-	analysed    bool
+	// postureGenerations are the sources' posture generations the posture was judged at.
+	postureGenerations []uint64
+	analysis           model.Analysis
+	posture            model.Posture
+	analysed           bool
 }
 
-// Judge finds a mesh's posture in the posture records of that mesh.
-type Judge func(records []*model.PostureRecord, settings model.MeshSettings) model.Posture
+// Judge finds a mesh's posture in the posture records of that mesh and the running pods.
+type Judge func(records []*model.PostureRecord, pods []*model.PodRecord, settings model.MeshSettings) model.Posture
 
 // JudgePosture has judge find mesh's posture in every snapshot; call it before the first.
 func (inv *Inventory) JudgePosture(mesh model.Mesh, judge Judge) {
@@ -49,10 +51,11 @@ func New(srcs []model.Source, meshes map[model.Mesh]model.MeshSettings, rules ma
 func (inv *Inventory) Snapshot() *model.Snapshot {
 	states := make([]model.State, len(inv.sources))
 	generations := make([]uint64, len(inv.sources))
+	postureGenerations := make([]uint64, len(inv.sources))
 	snap := &model.Snapshot{}
 	for i, s := range inv.sources {
 		st := s.State()
-		states[i], generations[i] = st, st.Generation
+		states[i], generations[i], postureGenerations[i] = st, st.Generation, st.PostureGeneration
 		snap.Sources = append(snap.Sources, model.SourceStatus{Name: s.Name(), Up: st.Up, Errors: withKnownReasons(s, st.Errors), LastSuccess: st.LastSuccess})
 		if snap.Proxies == nil {
 			snap.Proxies = slices.Clip(st.Proxies) // one proxy source, usually: no copy; a second appends to a copy
@@ -63,7 +66,8 @@ func (inv *Inventory) Snapshot() *model.Snapshot {
 
 	inv.mu.Lock()
 	defer inv.mu.Unlock()
-	if !inv.analysed || !slices.Equal(generations, inv.generations) {
+	analyse := !inv.analysed || !slices.Equal(generations, inv.generations)
+	if analyse || !slices.Equal(postureGenerations, inv.postureGenerations) {
 		var objects []*model.Object
 		meshes := maps.Clone(inv.meshes)
 		if meshes == nil {
@@ -75,11 +79,13 @@ func (inv *Inventory) Snapshot() *model.Snapshot {
 				meshes[m] = meshes[m].Merge(s) // discovered settings over configured ones
 			}
 		}
-		version := inv.analysis.Version + 1
-		inv.analysis = inv.analyzer.Analyze(objects, meshes)
-		inv.analysis.Version = version
+		if analyse {
+			version := inv.analysis.Version + 1
+			inv.analysis = inv.analyzer.Analyze(objects, meshes)
+			inv.analysis.Version = version
+		}
 		inv.posture = inv.judge(states, meshes)
-		inv.generations, inv.analysed = generations, true
+		inv.generations, inv.postureGenerations, inv.analysed = generations, postureGenerations, true
 	}
 	snap.Analysis = inv.analysis
 	snap.Posture = inv.posture
@@ -91,17 +97,27 @@ func (inv *Inventory) Snapshot() *model.Snapshot {
 func (inv *Inventory) judge(states []model.State, meshes map[model.Mesh]model.MeshSettings) model.Posture {
 	var out model.Posture
 	for _, mesh := range slices.Sorted(maps.Keys(inv.judges)) {
-		var records []*model.PostureRecord
+		var (
+			records []*model.PostureRecord
+			pods    []*model.PodRecord
+		)
 		for _, st := range states {
 			for _, r := range st.Posture {
 				if r.Mesh == mesh {
 					records = append(records, r)
 				}
 			}
+			if pods == nil {
+				pods = slices.Clip(st.Pods) // one pod watcher: no copy
+			} else {
+				pods = append(pods, st.Pods...)
+			}
 		}
-		p := inv.judges[mesh](records, meshes[mesh])
+		p := inv.judges[mesh](records, pods, meshes[mesh])
 		out.Policies = append(out.Policies, p.Policies...)
 		out.Namespaces = append(out.Namespaces, p.Namespaces...)
+		out.Bypass = append(out.Bypass, p.Bypass...)
+		out.Pods = append(out.Pods, p.Pods...)
 	}
 	return out
 }

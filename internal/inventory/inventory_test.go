@@ -66,3 +66,30 @@ func TestKnownReasonsStartAtZero(t *testing.T) {
 		t.Errorf("a source that lists no reasons: %v", got)
 	}
 }
+
+// TestPostureJudgedWithoutAnalysis: a change to the posture records or the pods is judged again,
+// with every source's pods, without analysing the certificates again.
+func TestPostureJudgedWithoutAnalysis(t *testing.T) {
+	certs := &fakeSource{state: model.State{Generation: 1}}
+	pods := &fakeSource{state: model.State{Pods: []*model.PodRecord{{Namespace: "a", Name: "p"}}, PostureGeneration: 1}}
+	inv := New([]model.Source{certs, pods}, nil, nil, pki.NewCache())
+	var judged []int
+	inv.JudgePosture("m", func(records []*model.PostureRecord, pods []*model.PodRecord, _ model.MeshSettings) model.Posture {
+		judged = append(judged, len(pods))
+		return model.Posture{Bypass: []model.BypassFinding{{Mesh: "m", Namespace: "a", Name: pods[len(pods)-1].Name, Reason: model.BypassNoProxy}}}
+	})
+	first := inv.Snapshot()
+	pods.state.Pods = append(pods.state.Pods, &model.PodRecord{Namespace: "a", Name: "q"})
+	pods.state.PostureGeneration++
+	second := inv.Snapshot()
+	if second.Version != first.Version {
+		t.Error("a change of pods analysed the certificates again")
+	}
+	if len(judged) != 2 || judged[1] != 2 || second.Posture.Bypass[0].Name != "q" {
+		t.Errorf("judged with %v pods, posture %+v", judged, second.Posture)
+	}
+	inv.Snapshot()
+	if len(judged) != 2 {
+		t.Error("an unchanged posture was judged again")
+	}
+}

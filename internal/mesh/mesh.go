@@ -6,6 +6,7 @@
 package mesh
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 
@@ -190,12 +191,77 @@ func Rules(meshes []Mesh) map[model.Mesh]pki.MeshRules {
 }
 
 // PostureMesh is a mesh whose enforcement of its identities the exporter judges: whether mutual
-// TLS is required, and whether requests are denied by default. The posture source watches the
-// objects PostureWatches names (only when it is on); JudgePosture reads what it found.
+// TLS is required, whether requests are denied by default, and which pods could bypass its
+// proxies. The posture source watches the objects PostureWatches names and the pod watcher
+// records each pod as PodEnrolment says (only when posture is on); JudgePosture reads both.
 type PostureMesh interface {
 	Mesh
 	// PostureWatches are the kinds of object the mesh's posture is judged by.
 	PostureWatches() []*sources.ResourceWatch
-	// JudgePosture finds the mesh's posture in the records of its watches.
-	JudgePosture(records []*model.PostureRecord, settings model.MeshSettings) model.Posture
+	// PodEnrolment is how the mesh shows in a pod.
+	PodEnrolment() sources.PodEnrolment
+	// JudgePosture finds the mesh's posture in the records of its watches and the running pods.
+	JudgePosture(records []*model.PostureRecord, pods []*model.PodRecord, settings model.MeshSettings) model.Posture
+}
+
+// MeshedNamespaces are the namespaces in which mesh takes in a pod, but for skip (the mesh's own).
+func MeshedNamespaces(mesh model.Mesh, pods []*model.PodRecord, skip string) map[string]bool {
+	out := map[string]bool{}
+	for _, p := range pods {
+		if p.Namespace != skip && p.MeshedBy(mesh) {
+			out[p.Namespace] = true
+		}
+	}
+	return out
+}
+
+// JudgePods finds the pods of the judged namespaces that could bypass mesh, and counts each
+// judged namespace's pods by state. A pod in the node's network is host_network (and counted so);
+// a meshed pod one of whose own containers may rewrite its network rules is net_admin; any other
+// pod without the mesh, in a namespace where requires says the mesh is required, is no_proxy.
+// The namespace skip (the mesh's own, whose agents need those rights) is not judged.
+func JudgePods(mesh model.Mesh, pods []*model.PodRecord, namespaces []model.NamespaceFinding, skip string,
+	requires func(model.NamespaceFinding) bool) ([]model.BypassFinding, []model.NamespacePods) {
+	index := make(map[string]int, len(namespaces))
+	counts := make([]model.NamespacePods, 0, len(namespaces))
+	required := make([]bool, 0, len(namespaces))
+	for _, n := range namespaces {
+		if n.Namespace == skip {
+			continue
+		}
+		index[n.Namespace] = len(counts)
+		counts = append(counts, model.NamespacePods{Mesh: mesh, Namespace: n.Namespace})
+		required = append(required, requires(n))
+	}
+	var bypass []model.BypassFinding
+	add := func(p *model.PodRecord, reason string) {
+		bypass = append(bypass, model.BypassFinding{Mesh: mesh, Namespace: p.Namespace, Name: p.Name, Reason: reason})
+	}
+	for _, p := range pods {
+		i, ok := index[p.Namespace]
+		if !ok {
+			continue
+		}
+		c := &counts[i]
+		meshed := p.MeshedBy(mesh)
+		switch {
+		case p.HostNetwork:
+			c.HostNetwork++
+			add(p, model.BypassHostNetwork)
+		case meshed:
+			c.Meshed++
+		default:
+			c.Unmeshed++
+			if required[i] {
+				add(p, model.BypassNoProxy)
+			}
+		}
+		if meshed && p.NetAdmin {
+			add(p, model.BypassNetAdmin)
+		}
+	}
+	slices.SortFunc(bypass, func(a, b model.BypassFinding) int {
+		return cmp.Or(cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Name, b.Name), cmp.Compare(a.Reason, b.Reason))
+	})
+	return bypass, counts
 }

@@ -37,12 +37,81 @@ const (
 	PostureKindNamespace
 )
 
+// PodRecord is what the pod watcher keeps of a running pod for the posture judgement: which
+// meshes take it in and whether it could reach around their proxies. Like every model record it is
+// immutable once handed out.
+type PodRecord struct {
+	Namespace, Name string
+	// Meshed are the meshes that take the pod in: their proxy runs in it, or it is enrolled in
+	// a node proxy (Istio's ambient mode).
+	Meshed []Mesh
+	// HostNetwork marks a pod in the node's network namespace, where no redirect rule of a mesh
+	// applies.
+	HostNetwork bool
+	// NetAdmin marks a pod of which a container that is not a mesh's own may rewrite the pod's
+	// network rules: it adds NET_ADMIN or NET_RAW, or is privileged.
+	NetAdmin bool
+	// Policies are the pod's own overrides of a mesh's default policy (Linkerd's
+	// config.linkerd.io/default-inbound-policy annotation); usually none.
+	Policies []PodPolicy
+}
+
+// MeshedBy reports whether mesh takes the pod in.
+func (p *PodRecord) MeshedBy(mesh Mesh) bool {
+	for _, m := range p.Meshed {
+		if m == mesh {
+			return true
+		}
+	}
+	return false
+}
+
+// PodPolicy is a pod's override of one mesh's default policy.
+type PodPolicy struct {
+	Mesh  Mesh
+	Value string
+}
+
+// Reasons a pod could bypass a mesh's proxy (the reason label of meshcert_pod_bypass).
+const (
+	// BypassNetAdmin: a container that is not the mesh's own may rewrite the pod's redirect rules.
+	BypassNetAdmin = "net_admin"
+	// BypassHostNetwork: the pod is in the node's network, outside the mesh's redirection.
+	BypassHostNetwork = "host_network"
+	// BypassNoProxy: the pod runs without the mesh where the mesh requires it (a STRICT
+	// namespace, or one whose injection is on).
+	BypassNoProxy = "no_proxy"
+)
+
+// The states of a pod in meshcert_namespace_pods.
+const (
+	PodStateMeshed      = "meshed"
+	PodStateUnmeshed    = "unmeshed"
+	PodStateHostNetwork = "host_network"
+)
+
 // Posture is what a mesh's posture judgement found: each peer authentication policy with its
-// scope, and each namespace the mesh covers with its effective mode and whether it denies by
-// default.
+// scope, each namespace the mesh covers with its effective mode and whether it denies by default,
+// the pods that could bypass the mesh, and each covered namespace's pods by state.
 type Posture struct {
 	Policies   []PolicyFinding
 	Namespaces []NamespaceFinding
+	Bypass     []BypassFinding
+	Pods       []NamespacePods
+}
+
+// BypassFinding is one pod that could bypass its mesh's proxy, and why (a Bypass reason).
+type BypassFinding struct {
+	Mesh            Mesh
+	Namespace, Name string
+	Reason          string
+}
+
+// NamespacePods counts one covered namespace's running pods by state.
+type NamespacePods struct {
+	Mesh                          Mesh
+	Namespace                     string
+	Meshed, Unmeshed, HostNetwork int
 }
 
 // PolicyFinding is one peer authentication policy as its mesh applies it.
@@ -63,4 +132,6 @@ type NamespaceFinding struct {
 	Mode string
 	// DefaultDeny is true when a policy denies every request no other policy allows.
 	DefaultDeny bool
+	// Enrolled marks a namespace whose workloads the mesh takes in (its injection is on).
+	Enrolled bool
 }

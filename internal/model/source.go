@@ -46,6 +46,12 @@ type State struct {
 	// Posture are the policies and namespaces a posture source read, in a stable order; like
 	// Objects, never modified once handed out.
 	Posture []*PostureRecord
+	// Pods are the running pods the pod watcher keeps for the posture judgement; like Objects,
+	// never modified once handed out.
+	Pods []*PodRecord
+	// PostureGeneration changes whenever Posture or Pods change: the posture is judged again
+	// without analysing the certificates again.
+	PostureGeneration uint64
 	// LastSuccess is the time the objects are current as of: the last successful read, or for a
 	// watch, the last moment it was known healthy. During an outage it stops moving.
 	LastSuccess time.Time

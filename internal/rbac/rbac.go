@@ -1,6 +1,7 @@
 // Package rbac derives the least-privilege permissions the exporter needs from its configuration:
 // get, list and watch on each watched Secret and ConfigMap (by name where the watch names one), on
-// pods for the proxy sources, and nothing else.
+// pods for the proxy sources and the posture judgement, on the meshes' policies and the
+// namespaces when posture is on, and nothing else.
 // The integration tests bind exactly these rules to the exporter's service account, and the Helm
 // chart's rendered RBAC is tested against them.
 package rbac
@@ -43,7 +44,7 @@ func Rules(cfg *config.Config) map[string][]rbacv1.PolicyRule {
 	for _, w := range append(watches, cfg.Kubernetes.Watches()...) {
 		add(w.Namespace, w.Kind.Resource(), w.Name)
 	}
-	if cfg.Proxies.NeedsPods() {
+	if cfg.Proxies.NeedsPods() || cfg.Posture.Enabled { // the proxies' pods, the posture's bypass candidates
 		add(ClusterWide, "pods", "")
 	}
 

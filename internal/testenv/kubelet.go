@@ -129,26 +129,39 @@ func (cp *ControlPlane) RegisterNode(ctx context.Context, name string, k *Kubele
 // with ip: without a kubelet nothing else would.
 func (cp *ControlPlane) RunningPod(ctx context.Context, namespace, name, node, serviceAccount, ip string, containers []string,
 	labels, annotations map[string]string) error {
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: namespace, Labels: labels, Annotations: annotations},
+		Spec: corev1.PodSpec{NodeName: node, ServiceAccountName: serviceAccount}}
+	for i, c := range containers {
+		pod.Spec.Containers = append(pod.Spec.Containers, corev1.Container{Name: c,
+			Ports: []corev1.ContainerPort{{Name: "p" + strconv.Itoa(i), ContainerPort: int32(8000 + i)}}})
+	}
+	return cp.RunPod(ctx, pod, ip)
+}
+
+// RunPod creates pod (its namespace too, and an image for each container that names none) and
+// marks it Running with ip, as a kubelet would.
+func (cp *ControlPlane) RunPod(ctx context.Context, pod *corev1.Pod, ip string) error {
 	client, err := kubernetes.NewForConfig(cp.AdminConfig())
 	if err != nil {
 		return err
 	}
-	if err := EnsureNamespace(ctx, client, namespace); err != nil {
+	if err := EnsureNamespace(ctx, client, pod.Namespace); err != nil {
 		return err
 	}
-	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: namespace, Labels: labels, Annotations: annotations},
-		Spec: corev1.PodSpec{NodeName: node, ServiceAccountName: serviceAccount}}
-	for i, c := range containers {
-		pod.Spec.Containers = append(pod.Spec.Containers, corev1.Container{Name: c, Image: "registry.invalid/" + c,
-			Ports: []corev1.ContainerPort{{Name: "p" + strconv.Itoa(i), ContainerPort: int32(8000 + i)}}})
+	for _, cs := range [][]corev1.Container{pod.Spec.InitContainers, pod.Spec.Containers} {
+		for i := range cs {
+			if cs[i].Image == "" {
+				cs[i].Image = "registry.invalid/" + cs[i].Name
+			}
+		}
 	}
-	pod, err = client.CoreV1().Pods(namespace).Create(ctx, pod, metav1.CreateOptions{})
+	pod, err = client.CoreV1().Pods(pod.Namespace).Create(ctx, pod, metav1.CreateOptions{})
 	if err != nil {
 		return err
 	}
 	pod.Status.Phase = corev1.PodRunning
 	pod.Status.PodIP = ip
 	pod.Status.PodIPs = []corev1.PodIP{{IP: ip}}
-	_, err = client.CoreV1().Pods(namespace).UpdateStatus(ctx, pod, metav1.UpdateOptions{})
+	_, err = client.CoreV1().Pods(pod.Namespace).UpdateStatus(ctx, pod, metav1.UpdateOptions{})
 	return err
 }

@@ -137,6 +137,7 @@ func (cp *ControlPlane) start() error {
 		"--service-account-signing-key-file=" + filepath.Join(cp.dir, "sa.key"),
 		"--service-cluster-ip-range=10.0.0.0/24",
 		"--authorization-mode=RBAC",
+		"--allow-privileged=true", // as every real cluster: a mesh's CNI agent is privileged
 		"--disable-admission-plugins=ServiceAccount",
 		"--watch-cache=true",
 		"-v=0",

@@ -6,8 +6,10 @@ import (
 	"slices"
 	"strings"
 
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
+	"github.com/meshcert/meshcert-exporter/internal/mesh"
 	"github.com/meshcert/meshcert-exporter/internal/model"
 	"github.com/meshcert/meshcert-exporter/sources"
 )
@@ -39,6 +41,27 @@ const (
 	resourceAuthz     = "authorizationpolicies"
 	resourceNamespace = "namespaces"
 )
+
+// What a pod shows of Istio: the sidecar, the containers of its own that write the redirect rules
+// or check them (the CNI plugin's validation), and istio-cni's mark on a pod enrolled in ambient
+// mode.
+const (
+	containerInit         = "istio-init"
+	containerValidation   = "istio-validation"
+	annotationRedirection = "ambient.istio.io/redirection"
+	redirectionEnabled    = "enabled"
+	modeStrict            = "STRICT"
+)
+
+// PodEnrolment implements mesh.PostureMesh: a pod is meshed when it runs the sidecar (a gateway
+// runs it as its main container) or istio-cni has enrolled it in ambient mode.
+func (m *Mesh) PodEnrolment() sources.PodEnrolment {
+	return sources.PodEnrolment{Mesh: Name,
+		Meshed: func(p *corev1.Pod) bool {
+			return sources.RunsContainer(p, containerProxy) || p.Annotations[annotationRedirection] == redirectionEnabled
+		},
+		OwnContainers: []string{containerInit, containerValidation, containerProxy}}
+}
 
 // PostureWatches implements mesh.PostureMesh: PeerAuthentication and AuthorizationPolicy in
 // every namespace, and the namespaces with their enrolment labels.
@@ -95,21 +118,24 @@ func readNamespace(u *unstructured.Unstructured) *model.PostureRecord {
 // namespace, else PERMISSIVE; a policy whose mode is UNSET inherits the next one. A namespace
 // denies by default when an ALLOW policy without rules and without a selector applies to it (in
 // the namespace, or mesh-wide). The namespaces judged are those the mesh takes in and those that
-// hold a policy.
-func (m *Mesh) JudgePosture(records []*model.PostureRecord, s model.MeshSettings) model.Posture {
+// hold a policy or a meshed pod. Their pods are judged by mesh.JudgePods: a pod without the mesh is
+// a bypass where the namespace is STRICT or its injection is on. The control plane's namespace is
+// not judged for pods: istio-cni and ztunnel there need the rights a workload must not have.
+func (m *Mesh) JudgePosture(records []*model.PostureRecord, pods []*model.PodRecord, s model.MeshSettings) model.Posture {
 	root := cmp.Or(s.RootNamespace, s.ControlPlaneNamespace)
 	oldest := func(a, b *model.PostureRecord) int {
 		return cmp.Or(cmp.Compare(a.Created, b.Created), cmp.Compare(a.Name, b.Name))
 	}
 	wide := map[string]*model.PostureRecord{} // namespace -> its namespace-wide peer authentication
 	denies := map[string]bool{}               // namespace -> an allow-nothing policy applies
-	judged := map[string]bool{}
+	enrolled := map[string]bool{}
+	judged := mesh.MeshedNamespaces(Name, pods, s.ControlPlaneNamespace)
 	var out model.Posture
 	for _, r := range records {
 		switch r.Kind {
 		case model.PostureKindNamespace:
 			if r.Enrolled {
-				judged[r.Name] = true
+				judged[r.Name], enrolled[r.Name] = true, true
 			}
 		case model.PostureKindPeerAuthentication:
 			judged[r.Namespace] = true
@@ -142,7 +168,9 @@ func (m *Mesh) JudgePosture(records []*model.PostureRecord, s model.MeshSettings
 			mode = w.Mode
 		}
 		out.Namespaces = append(out.Namespaces, model.NamespaceFinding{Mesh: Name, Namespace: ns, Mode: mode,
-			DefaultDeny: denies[ns] || denies[root]})
+			DefaultDeny: denies[ns] || denies[root], Enrolled: enrolled[ns]})
 	}
+	out.Bypass, out.Pods = mesh.JudgePods(Name, pods, out.Namespaces, s.ControlPlaneNamespace,
+		func(n model.NamespaceFinding) bool { return n.Mode == modeStrict || n.Enrolled })
 	return out
 }

@@ -1,8 +1,11 @@
 package istio
 
 import (
+	"slices"
 	"testing"
 
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/meshcert/meshcert-exporter/internal/model"
@@ -43,7 +46,7 @@ func TestJudgePosture(t *testing.T) {
 		{"an ALLOW with rules is no default deny", []*model.PostureRecord{ap("a", "x", "ALLOW", false, false)}, settings, "a", "PERMISSIVE", false},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			got := New().JudgePosture(tt.records, tt.settings)
+			got := New().JudgePosture(tt.records, nil, tt.settings)
 			for _, n := range got.Namespaces {
 				if n.Namespace == tt.ns {
 					if n.Mode != tt.mode || n.DefaultDeny != tt.deny {
@@ -80,5 +83,74 @@ func TestReadPolicies(t *testing.T) {
 	ns := &unstructured.Unstructured{Object: map[string]any{"metadata": map[string]any{"name": "a", "labels": map[string]any{"istio.io/dataplane-mode": "ambient"}}}}
 	if r := readNamespace(ns); !r.Enrolled || r.Kind != model.PostureKindNamespace {
 		t.Errorf("ambient namespace: %+v", r)
+	}
+}
+
+// TestJudgePosturePods: which pods are bypass candidates under Istio's rules, and which namespaces
+// their pods are counted in.
+func TestJudgePosturePods(t *testing.T) {
+	istioPod := func(ns, name string) *model.PodRecord {
+		return &model.PodRecord{Namespace: ns, Name: name, Meshed: []model.Mesh{Name}}
+	}
+	plain := func(ns, name string) *model.PodRecord { return &model.PodRecord{Namespace: ns, Name: name} }
+	records := []*model.PostureRecord{
+		{Mesh: Name, Kind: model.PostureKindPeerAuthentication, Namespace: "istio-system", Name: "default", Mode: "STRICT"},
+		{Mesh: Name, Kind: model.PostureKindPeerAuthentication, Namespace: "legacy", Name: "open", Mode: "PERMISSIVE"},
+		{Mesh: Name, Kind: model.PostureKindNamespace, Name: "injected", Enrolled: true},
+	}
+	pods := []*model.PodRecord{
+		istioPod("shop", "cart"), plain("shop", "batch"), // STRICT by the mesh-wide policy: batch cannot be meshed
+		plain("legacy", "old"), // PERMISSIVE, not injected: no bypass
+		istioPod("injected", "web"), plain("injected", "cron"),
+		{Namespace: "shop", Name: "debug", Meshed: []model.Mesh{Name}, NetAdmin: true},
+		{Namespace: "shop", Name: "agent", HostNetwork: true, NetAdmin: true},
+		{Namespace: "istio-system", Name: "istio-cni-node", HostNetwork: true, NetAdmin: true}, // the mesh's own
+		plain("elsewhere", "lone"), // a namespace the mesh does not cover
+		{Namespace: "shop", Name: "linkerd-only", Meshed: []model.Mesh{"linkerd"}},
+	}
+	got := New().JudgePosture(records, pods, New().Settings())
+	want := []model.BypassFinding{
+		{Mesh: Name, Namespace: "injected", Name: "cron", Reason: model.BypassNoProxy},
+		{Mesh: Name, Namespace: "shop", Name: "agent", Reason: model.BypassHostNetwork},
+		{Mesh: Name, Namespace: "shop", Name: "batch", Reason: model.BypassNoProxy},
+		{Mesh: Name, Namespace: "shop", Name: "debug", Reason: model.BypassNetAdmin},
+		{Mesh: Name, Namespace: "shop", Name: "linkerd-only", Reason: model.BypassNoProxy},
+	}
+	if !slices.Equal(got.Bypass, want) {
+		t.Errorf("bypass:\n got %+v\nwant %+v", got.Bypass, want)
+	}
+	wantPods := []model.NamespacePods{
+		{Mesh: Name, Namespace: "injected", Meshed: 1, Unmeshed: 1},
+		{Mesh: Name, Namespace: "legacy", Unmeshed: 1},
+		{Mesh: Name, Namespace: "shop", Meshed: 2, Unmeshed: 2, HostNetwork: 1},
+	}
+	if !slices.Equal(got.Pods, wantPods) {
+		t.Errorf("pods:\n got %+v\nwant %+v", got.Pods, wantPods)
+	}
+	var judged []string
+	for _, n := range got.Namespaces {
+		judged = append(judged, n.Namespace)
+	}
+	if want := []string{"injected", "istio-system", "legacy", "shop"}; !slices.Equal(judged, want) {
+		t.Errorf("judged namespaces %v, want %v (shop for its meshed pods)", judged, want)
+	}
+}
+
+func TestPodEnrolment(t *testing.T) {
+	always := corev1.ContainerRestartPolicyAlways
+	for _, tt := range []struct {
+		name string
+		pod  corev1.Pod
+		want bool
+	}{
+		{"sidecar", corev1.Pod{Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app"}, {Name: "istio-proxy"}}}}, true},
+		{"native sidecar", corev1.Pod{Spec: corev1.PodSpec{InitContainers: []corev1.Container{{Name: "istio-proxy", RestartPolicy: &always}}}}, true},
+		{"ambient", corev1.Pod{ObjectMeta: metav1.ObjectMeta{Annotations: map[string]string{"ambient.istio.io/redirection": "enabled"}}}, true},
+		{"ambient opted out", corev1.Pod{ObjectMeta: metav1.ObjectMeta{Annotations: map[string]string{"ambient.istio.io/redirection": "disabled"}}}, false},
+		{"plain", corev1.Pod{Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app"}}}}, false},
+	} {
+		if got := New().PodEnrolment().Meshed(&tt.pod); got != tt.want {
+			t.Errorf("%s: meshed %v, want %v", tt.name, got, tt.want)
+		}
 	}
 }
