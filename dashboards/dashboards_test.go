@@ -16,8 +16,8 @@ func TestDashboards(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(dashboards) != 3 {
-		t.Fatalf("%d dashboards, want the overview, workloads and exporter ones", len(dashboards))
+	if len(dashboards) != 4 {
+		t.Fatalf("%d dashboards, want the overview, workloads, posture and exporter ones", len(dashboards))
 	}
 	exported := map[string]bool{"meshcert_exporter_build_info": true}
 	for _, f := range collector.Families() {

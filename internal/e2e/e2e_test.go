@@ -1,6 +1,6 @@
-// Package e2e runs the whole chain a user runs: the exporter binary against a real API server, a
-// real Prometheus scraping it with the shipped alert rules, a real Alertmanager routing to a
-// webhook, and every dashboard query against that Prometheus.
+// Package e2e runs the whole chain a user runs: the exporter binary against a real API server (with
+// Istio's real policy CRDs), a real Prometheus scraping it with the shipped alert rules, a real
+// Alertmanager routing to a webhook, and every dashboard query against that Prometheus.
 package e2e
 
 import (
@@ -22,6 +22,9 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/meshcert/meshcert-exporter/dashboards"
@@ -180,6 +183,39 @@ func TestEndToEnd(t *testing.T) {
 		Data: map[string][]byte{"tls.crt": rogueIssuer.PEM(), "tls.key": rogueIssuer.KeyPEM(), "ca.crt": wrongAnchor.PEM()}})
 	create("certs", secret("broken-tls", map[string][]byte{"tls.crt": []byte("not a certificate")}))
 
+	// The posture, with Istio's real CRDs: STRICT mesh-wide, shop injected but PERMISSIVE, and in
+	// shop a sidecar pod next to one without the proxy and one on the node's network.
+	dyn := dynamic.NewForConfigOrDie(cp.AdminConfig())
+	testenv.InstallCRDs(t, ctx, dyn, testenv.IstioCRDs(t), "peerauthentications.security.istio.io", "authorizationpolicies.security.istio.io")
+	peerAuth := schema.GroupVersionResource{Group: "security.istio.io", Version: "v1", Resource: "peerauthentications"}
+	for _, pa := range []struct{ ns, name, mode string }{{"istio-system", "default", "STRICT"}, {"shop", "legacy", "PERMISSIVE"}} {
+		if err := testenv.EnsureNamespace(ctx, admin, pa.ns); err != nil {
+			t.Fatal(err)
+		}
+		u := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "security.istio.io/v1", "kind": "PeerAuthentication",
+			"metadata": map[string]any{"name": pa.name, "namespace": pa.ns}, "spec": map[string]any{"mtls": map[string]any{"mode": pa.mode}}}}
+		if _, err := dyn.Resource(peerAuth).Namespace(pa.ns).Create(ctx, u, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	shop, err := admin.CoreV1().Namespaces().Get(ctx, "shop", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	shop.Labels = map[string]string{"istio-injection": "enabled"}
+	if _, err := admin.CoreV1().Namespaces().Update(ctx, shop, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for i, p := range []*corev1.Pod{
+		{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "cart-7d9f"}, Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "cart"}, {Name: "istio-proxy"}}}},
+		{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "batch-x2"}, Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "batch"}}}},
+		{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "agent-q8"}, Spec: corev1.PodSpec{HostNetwork: true, Containers: []corev1.Container{{Name: "agent"}}}},
+	} {
+		if err := cp.RunPod(ctx, p, fmt.Sprintf("10.7.0.%d", i+1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+
 	// Proxies outside Kubernetes: one serving its proper identity, one from a foreign trust domain.
 	good := envoyAdmin(t, testpki.Bundle(leaf("spiffe://cluster.local/ns/shop/sa/cart"), istioInter, istioRoot), istioRoot.PEM())
 	foreign := envoyAdmin(t, testpki.Bundle(leaf("spiffe://evil.example/ns/shop/sa/cart"), istioInter, istioRoot), istioRoot.PEM())
@@ -197,6 +233,8 @@ func TestEndToEnd(t *testing.T) {
 	os.WriteFile(configFile, []byte(fmt.Sprintf(`kubernetes:
   secrets:
     - namespace: certs
+posture:
+  enabled: true
 proxies:
   envoy:
     interval: 5s
@@ -286,16 +324,19 @@ scrape_configs:
 				pending[name] = true
 			}
 		}
-		if pending["MeshChainInvalid"] && pending["MeshTrustBundleStale"] && pending["MeshIdentityMismatch"] {
+		if pending["MeshChainInvalid"] && pending["MeshTrustBundleStale"] && pending["MeshIdentityMismatch"] &&
+			pending["MeshPeerAuthenticationNotStrict"] && pending["MeshPodWithoutProxy"] && pending["MeshPodHostNetwork"] {
 			break
 		}
 	}
-	for _, name := range []string{"MeshChainInvalid", "MeshTrustBundleStale", "MeshIdentityMismatch"} {
+	for _, name := range []string{"MeshChainInvalid", "MeshTrustBundleStale", "MeshIdentityMismatch",
+		"MeshPeerAuthenticationNotStrict", "MeshPodWithoutProxy", "MeshPodHostNetwork"} {
 		if !pending[name] && len(firing[name]) == 0 {
 			t.Errorf("%s is neither pending nor firing", name)
 		}
 	}
-	for _, name := range []string{"MeshCertificateExpired", "MeshIssuerExpiringCritical", "MeshCertExporterAbsent", "MeshCertExporterSourceDown", "MeshWorkloadCertificateNotRotated"} {
+	for _, name := range []string{"MeshCertificateExpired", "MeshIssuerExpiringCritical", "MeshCertExporterAbsent", "MeshCertExporterSourceDown",
+		"MeshWorkloadCertificateNotRotated", "MeshNoMeshWideStrict", "MeshPodNetAdmin"} {
 		if len(firing[name]) > 0 || pending[name] {
 			t.Errorf("%s must not fire: %v", name, firing[name])
 		}
