@@ -4,7 +4,10 @@
 //     plus 2,000 unrelated 100 KB Opaque Secrets and an Istio and a Linkerd control-plane PKI; the
 //     exporter runs with --source.secret-type=kubernetes.io/tls;
 //   - proxies-N: N sidecar pods whose Envoy admin endpoints are one double listening on every
-//     loopback address (each pod's IP is its own 127.x.y.z), read with the direct transport.
+//     loopback address (each pod's IP is its own 127.x.y.z), read with the direct transport;
+//   - pods-N: N running pods over 100 namespaces (40 injected with Istio, mostly sidecars, a few
+//     without the proxy, on the host network or with NET_ADMIN), judged by the posture source:
+//     the memory the pod informer keeps per pod, beyond the same exporter without posture.
 //
 // Run it with `make bench-scale`; it needs the test control plane (MESHCERT_TESTENV) and takes a few
 // minutes. It is not part of `make test`.
@@ -47,9 +50,10 @@ import (
 func main() {
 	secrets := flag.String("secrets", "1000,5000", "comma-separated numbers of TLS Secrets")
 	proxies := flag.Int("proxies", 10000, "number of sidecar pods (0 to skip)")
+	pods := flag.Int("pods", 100000, "number of pods the posture judges (0 to skip)")
 	doc := flag.String("doc", "docs/performance.md", "file to write the results into")
 	flag.Parse()
-	if err := run(*secrets, *proxies, *doc); err != nil {
+	if err := run(*secrets, *proxies, *pods, *doc); err != nil {
 		fmt.Fprintln(os.Stderr, "bench-scale:", err)
 		os.Exit(1)
 	}
@@ -71,9 +75,15 @@ type result struct {
 	scrapeP50Sweep, scrapeP99Sweep time.Duration
 	proxiesUp                      int
 	machineBusy, harnessCPU        float64 // during the sweep: share of all cores busy, cores the harness used
+	// The pods scenario: memory per pod beyond the exporter without posture (RSS and Go heap in
+	// use), the time to the first judged scrape and the offending pods exported.
+	pods                      int
+	rssPerPod, heapPerPod     float64 // bytes
+	baselineRSS, baselineHeap float64 // MiB
+	bypassSeries, judgedPods  int
 }
 
-func run(secretCounts string, proxies int, doc string) error {
+func run(secretCounts string, proxies, pods int, doc string) error {
 	bin, err := buildExporter()
 	if err != nil {
 		return err
@@ -97,6 +107,13 @@ func run(secretCounts string, proxies int, doc string) error {
 		r, err := proxiesScenario(bin, proxies)
 		if err != nil {
 			return fmt.Errorf("proxies-%d: %w", proxies, err)
+		}
+		results = append(results, r)
+	}
+	if pods > 0 {
+		r, err := podsScenario(bin, pods)
+		if err != nil {
+			return fmt.Errorf("pods-%d: %w", pods, err)
 		}
 		results = append(results, r)
 	}
@@ -424,6 +441,148 @@ func proxiesScenario(bin string, n int) (result, error) {
 	return res, nil
 }
 
+// podsScenario creates n running pods over 100 namespaces and measures what the posture source's
+// pod informer keeps of them: the exporter with --source.posture against the same exporter
+// without it, both after their first complete scrape and a garbage collection's worth of scrapes.
+func podsScenario(bin string, n int) (result, error) {
+	res := result{name: fmt.Sprintf("%d pods judged for posture", n), pods: n}
+	log := func(format string, a ...any) {
+		fmt.Fprintf(os.Stderr, "%s: "+format+"\n", append([]any{res.name}, a...)...)
+	}
+	cp, err := testenv.Start()
+	if err != nil {
+		return res, err
+	}
+	defer cp.Stop()
+	ctx := context.Background()
+	admin := kubernetes.NewForConfigOrDie(cp.AdminConfig())
+	if err := seedMeshPKI(ctx, admin); err != nil {
+		return res, err
+	}
+	const namespaces, injected = 100, 40
+	for i := range namespaces {
+		ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("team-%d", i)}}
+		if i < injected {
+			ns.Labels = map[string]string{"istio-injection": "enabled"}
+		}
+		if _, err := admin.CoreV1().Namespaces().Create(ctx, ns, metav1.CreateOptions{}); err != nil {
+			return res, err
+		}
+	}
+	// In the injected namespaces, of every 200 pods: 2 without the proxy, 1 on the host network,
+	// 1 whose application adds NET_ADMIN; the rest sidecars with istio-init. The pods carry the
+	// labels and annotations a Deployment's pods have.
+	netAdmin := &corev1.SecurityContext{Capabilities: &corev1.Capabilities{Add: []corev1.Capability{"NET_ADMIN", "NET_RAW"}}}
+	log("creating %d pods", n)
+	t0 := time.Now()
+	if err := parallel(n, func(i int) error {
+		nsIndex := i % namespaces
+		ns, k := fmt.Sprintf("team-%d", nsIndex), i/namespaces
+		pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("app-%d-7c9f8d6b5-%05d", k%50, k), Namespace: ns,
+			Labels:      map[string]string{"app": fmt.Sprintf("app-%d", k%50), "pod-template-hash": "7c9f8d6b5"},
+			Annotations: map[string]string{"kubectl.kubernetes.io/restartedAt": "2026-11-30T10:00:00Z"}},
+			Spec: corev1.PodSpec{NodeName: fmt.Sprintf("node-%d", i%200), ServiceAccountName: fmt.Sprintf("app-%d", k%50),
+				Containers: []corev1.Container{{Name: "app", Image: "registry.example/app:1.2.3"}}}}
+		if nsIndex < injected {
+			switch k % 200 {
+			case 0, 1: // no proxy
+			case 2:
+				pod.Spec.HostNetwork = true
+			case 3:
+				pod.Spec.Containers[0].SecurityContext = netAdmin
+				fallthrough
+			default:
+				pod.Labels["security.istio.io/tlsMode"] = "istio"
+				pod.Spec.InitContainers = []corev1.Container{{Name: "istio-init", Image: "docker.io/istio/proxyv2:1.28.0", SecurityContext: netAdmin}}
+				pod.Spec.Containers = append(pod.Spec.Containers, corev1.Container{Name: "istio-proxy", Image: "docker.io/istio/proxyv2:1.28.0"})
+			}
+		}
+		created, err := admin.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{})
+		if err != nil {
+			return err
+		}
+		created.Status.Phase, created.Status.PodIP = corev1.PodRunning, fmt.Sprintf("10.%d.%d.%d", i/65536, (i/256)%256, i%256)
+		_, err = admin.CoreV1().Pods(ns).UpdateStatus(ctx, created, metav1.UpdateOptions{})
+		return err
+	}); err != nil {
+		return res, err
+	}
+	log("created in %s", time.Since(t0).Round(time.Second))
+	kubeconfig, err := cp.Kubeconfig("bench", cp.AdminConfig())
+	if err != nil {
+		return res, err
+	}
+	port, _ := freePort()
+	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	args := []string{"--kubeconfig=" + kubeconfig, fmt.Sprintf("--web.listen-address=127.0.0.1:%d", port), "--log.level=warn"}
+	// measure runs the exporter with extra, waits until done says a scrape is complete, scrapes
+	// 50 times more and returns its RSS and Go heap in use (MiB), the time to that scrape and the
+	// last body.
+	measure := func(extra []string, done func(body string) bool) (rss, heap float64, first time.Duration, last string, err error) {
+		cmd := exec.Command(bin, append(args, extra...)...)
+		cmd.Stderr = os.Stderr
+		if err := cmd.Start(); err != nil {
+			return 0, 0, 0, "", err
+		}
+		defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+		start := time.Now()
+		for {
+			if time.Since(start) > 5*time.Minute {
+				return 0, 0, 0, "", fmt.Errorf("no complete scrape after 5 minutes")
+			}
+			if body, _, err := get(base+"/metrics", false); err == nil && done(body) {
+				first = time.Since(start)
+				break
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		for range 50 {
+			last, _, _ = get(base+"/metrics", false)
+			time.Sleep(20 * time.Millisecond)
+		}
+		for _, line := range strings.Split(last, "\n") {
+			if v, ok := strings.CutPrefix(line, "go_memstats_heap_inuse_bytes "); ok {
+				f, _ := strconv.ParseFloat(v, 64)
+				heap = f / (1 << 20)
+			}
+		}
+		return rssMiB(cmd.Process.Pid), heap, first, last, nil
+	}
+	ready := func(body string) bool { return strings.Contains(body, `meshcert_source_up{source="secret"} 1`) }
+	res.baselineRSS, res.baselineHeap, _, _, err = measure(nil, ready)
+	if err != nil {
+		return res, fmt.Errorf("baseline: %w", err)
+	}
+	// Complete: every injected namespace's pods counted.
+	perNamespace := n / namespaces
+	judged := func(body string) (pods, bypass int) {
+		for _, line := range strings.Split(body, "\n") {
+			switch {
+			case strings.HasPrefix(line, "meshcert_namespace_pods{"):
+				v, _ := strconv.Atoi(line[strings.LastIndexByte(line, ' ')+1:])
+				pods += v
+			case strings.HasPrefix(line, "meshcert_pod_bypass{"):
+				bypass++
+			}
+		}
+		return pods, bypass
+	}
+	rss, heap, first, last, err := measure([]string{"--source.posture"}, func(body string) bool {
+		pods, _ := judged(body)
+		return pods >= injected*perNamespace
+	})
+	if err != nil {
+		return res, fmt.Errorf("posture: %w", err)
+	}
+	res.firstScrape, res.rssAfter, res.heapInuse = first, rss, heap
+	res.judgedPods, res.bypassSeries = judged(last)
+	res.rssPerPod = (rss - res.baselineRSS) * (1 << 20) / float64(n)
+	res.heapPerPod = (heap - res.baselineHeap) * (1 << 20) / float64(n)
+	log("first judged scrape %s; RSS %.0f MiB (baseline %.0f), Go heap %.0f MiB (baseline %.0f): %.0f bytes/pod RSS, %.0f bytes/pod heap; %d pods judged, %d bypass series",
+		first, rss, res.baselineRSS, heap, res.baselineHeap, res.rssPerPod, res.heapPerPod, res.judgedPods, res.bypassSeries)
+	return res, nil
+}
+
 // envoyBody renders an Envoy secrets config_dump.
 func envoyBody(chain, roots []byte) []byte {
 	b64 := base64.StdEncoding.EncodeToString
@@ -561,7 +720,7 @@ func writeDoc(doc string, results []result) error {
 		beginMarker, time.Now().UTC().Format("2006-01-02"), runtime.NumCPU(), cpuModel())
 	fmt.Fprintf(&b, "| scenario | first complete scrape | RSS after sync | RSS after 50 scrapes | Go heap in use | scrape p50 / p99 (gzip) | CPU per scrape | API requests per scrape | body (text / gzip) | series |\n|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, r := range results {
-		if r.sweep > 0 {
+		if r.sweep > 0 || r.pods > 0 {
 			continue
 		}
 		fmt.Fprintf(&b, "| %s | %s | %.0f MiB | %.0f MiB | %.0f MiB | %s / %s | %s | %.1f | %.1f MB / %.2f MB | %d |\n", r.name, r.firstScrape.Round(time.Millisecond),
@@ -575,6 +734,14 @@ func writeDoc(doc string, results []result) error {
 		fmt.Fprintf(&b, "\n| scenario | full sweep (default interval 5 min, concurrency 16) | exporter CPU during the sweep | memory per proxy beyond the baseline | scrape p50 / p99 during the sweep | proxies up | machine busy during the sweep (all processes) | harness (admin doubles, client) |\n|---|---|---|---|---|---|---|---|\n")
 		fmt.Fprintf(&b, "| %s | %s | %.2f cores | %.1f KiB | %s / %s | %d | %.0f%% | %.2f cores |\n", r.name, r.sweep.Round(time.Second), r.sweepCPU, r.bytesPerProxy/1024,
 			r.scrapeP50Sweep.Round(100*time.Microsecond), r.scrapeP99Sweep.Round(100*time.Microsecond), r.proxiesUp, 100*r.machineBusy, r.harnessCPU)
+	}
+	for _, r := range results {
+		if r.pods == 0 {
+			continue
+		}
+		fmt.Fprintf(&b, "\n| scenario | first judged scrape | memory per pod (RSS / Go heap in use, beyond the exporter without posture) | RSS / Go heap (without posture) | pods in judged namespaces | bypass series |\n|---|---|---|---|---|---|\n")
+		fmt.Fprintf(&b, "| %s | %s | %.0f B / %.0f B | %.0f / %.0f MiB (%.0f / %.0f MiB) | %d | %d |\n", r.name, r.firstScrape.Round(100*time.Millisecond),
+			r.rssPerPod, r.heapPerPod, r.rssAfter, r.heapInuse, r.baselineRSS, r.baselineHeap, r.judgedPods, r.bypassSeries)
 	}
 	b.WriteString(endMarker)
 	data, err := os.ReadFile(doc)
