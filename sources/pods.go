@@ -168,8 +168,8 @@ func (w *PodWatcher) listPosture() {
 	objects := w.informer.GetStore().List()
 	pods := make([]*model.PodRecord, 0, len(objects))
 	for _, obj := range objects {
-		if p, ok := obj.(*podInfo); ok && w.sharding.owns(p.Namespace, p.Name) {
-			pods = append(pods, &p.record)
+		if p, ok := obj.(*podInfo); ok && p.record != nil && w.sharding.owns(p.Namespace, p.Name) {
+			pods = append(pods, p.record)
 		}
 	}
 	w.state.Pods = pods
@@ -280,8 +280,9 @@ type podInfo struct {
 	resourceVersion string
 	// kinds has the bit of each watched proxy kind the pod runs.
 	kinds uint32
-	// record is the pod's posture record; only filled when the watcher has enrolments.
-	record model.PodRecord
+	// record is the pod's posture record; nil when the watcher has no enrolments, so that proxies
+	// alone pay nothing for posture.
+	record *model.PodRecord
 }
 
 // GetObjectMeta implements metav1.ObjectMetaAccessor, which the informer's store keys objects by.
@@ -323,10 +324,10 @@ func (w *PodWatcher) stripPod(obj any) (any, error) {
 	return info, nil
 }
 
-// readPosture fills info's posture record from p.
+// readPosture gives info the posture record of p.
 func (w *PodWatcher) readPosture(p *corev1.Pod, info *podInfo) {
-	r := &info.record
-	r.Namespace, r.Name, r.HostNetwork = info.Namespace, info.Name, p.Spec.HostNetwork
+	r := &model.PodRecord{Namespace: info.Namespace, Name: info.Name, HostNetwork: p.Spec.HostNetwork}
+	info.record = r
 	var meshed int
 	for i, e := range w.enrolments {
 		if e.Meshed != nil && e.Meshed(p) {
