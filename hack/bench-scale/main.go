@@ -306,21 +306,32 @@ func seedMeshPKI(ctx context.Context, admin kubernetes.Interface) error {
 	return err
 }
 
-func proxiesScenario(bin string, n int) (result, error) {
-	res := result{name: fmt.Sprintf("%d sidecar proxies", n)}
+// startSeeded starts a test control plane seeded with the mesh PKI for the scenario named name; it
+// returns the plane, an admin client and the scenario's logger. The caller stops the plane.
+func startSeeded(name string) (*testenv.ControlPlane, kubernetes.Interface, func(format string, a ...any), error) {
 	log := func(format string, a ...any) {
-		fmt.Fprintf(os.Stderr, "%s: "+format+"\n", append([]any{res.name}, a...)...)
+		fmt.Fprintf(os.Stderr, "%s: "+format+"\n", append([]any{name}, a...)...)
 	}
 	cp, err := testenv.Start()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	admin := kubernetes.NewForConfigOrDie(cp.AdminConfig())
+	if err := seedMeshPKI(context.Background(), admin); err != nil {
+		cp.Stop()
+		return nil, nil, nil, err
+	}
+	return cp, admin, log, nil
+}
+
+func proxiesScenario(bin string, n int) (result, error) {
+	res := result{name: fmt.Sprintf("%d sidecar proxies", n)}
+	cp, admin, log, err := startSeeded(res.name)
 	if err != nil {
 		return res, err
 	}
 	defer cp.Stop()
 	ctx := context.Background()
-	admin := kubernetes.NewForConfigOrDie(cp.AdminConfig())
-	if err := seedMeshPKI(ctx, admin); err != nil {
-		return res, err
-	}
 
 	// One admin double for every pod: it listens on all addresses and answers each loopback
 	// address (the pod's IP) with that pod's own certificate.
@@ -446,19 +457,12 @@ func proxiesScenario(bin string, n int) (result, error) {
 // without it, both after their first complete scrape and a garbage collection's worth of scrapes.
 func podsScenario(bin string, n int) (result, error) {
 	res := result{name: fmt.Sprintf("%d pods judged for posture", n), pods: n}
-	log := func(format string, a ...any) {
-		fmt.Fprintf(os.Stderr, "%s: "+format+"\n", append([]any{res.name}, a...)...)
-	}
-	cp, err := testenv.Start()
+	cp, admin, log, err := startSeeded(res.name)
 	if err != nil {
 		return res, err
 	}
 	defer cp.Stop()
 	ctx := context.Background()
-	admin := kubernetes.NewForConfigOrDie(cp.AdminConfig())
-	if err := seedMeshPKI(ctx, admin); err != nil {
-		return res, err
-	}
 	const namespaces, injected = 100, 40
 	for i := range namespaces {
 		ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("team-%d", i)}}
