@@ -11,6 +11,7 @@ import (
 
 	"github.com/go-kit/log"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -103,7 +104,7 @@ func TestIstioPosture(t *testing.T) {
 			Containers: []corev1.Container{{Name: "install-cni", SecurityContext: &corev1.SecurityContext{Privileged: &yes}}}}},
 	}
 	for i, p := range pods {
-		k.must(controlPlane.RunPod(k.ctx, p, fmt.Sprintf("10.8.0.%d", i+1)))
+		k.runPod(p, fmt.Sprintf("10.8.0.%d", i+1))
 	}
 	eventually(t, inv, func(s *model.Snapshot) string {
 		v := postureView{s}
@@ -141,6 +142,21 @@ func (k *kubeTest) runAs(cfg *config.Config, account string) *inventory.Inventor
 	}
 	k.t.Cleanup(func() { cancel(); wg.Wait() })
 	return a.Inventory
+}
+
+// runPod runs p with ip until the test ends: the API server is shared, and the proxy tests read
+// every meshed pod in it.
+func (k *kubeTest) runPod(p *corev1.Pod, ip string) {
+	k.t.Helper()
+	k.must(controlPlane.RunPod(k.ctx, p, ip))
+	ns, name := p.Namespace, p.Name
+	k.t.Cleanup(func() {
+		now := int64(0)
+		err := k.admin.CoreV1().Pods(ns).Delete(context.Background(), name, metav1.DeleteOptions{GracePeriodSeconds: &now})
+		if err != nil && !apierrors.IsNotFound(err) {
+			k.t.Errorf("deleting pod %s/%s: %v", ns, name, err)
+		}
+	})
 }
 
 // postureView answers questions about a snapshot's posture.
@@ -285,12 +301,12 @@ func TestLinkerdPosture(t *testing.T) {
 				Capabilities: &corev1.Capabilities{Add: []corev1.Capability{"NET_ADMIN", "NET_RAW"}}}}},
 				Containers: []corev1.Container{{Name: app}, {Name: "linkerd-proxy"}}}}
 	}
-	k.must(controlPlane.RunPod(k.ctx, proxy(nil, "web"), "10.8.1.1"))
-	k.must(controlPlane.RunPod(k.ctx, proxy(map[string]string{"config.linkerd.io/default-inbound-policy": "all-unauthenticated"}, "metrics"), "10.8.1.2"))
-	k.must(controlPlane.RunPod(k.ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: web, Name: "skipped",
-		Annotations: map[string]string{"linkerd.io/inject": "disabled"}}, Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "skipped"}}}}, "10.8.1.3"))
-	k.must(controlPlane.RunPod(k.ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: plain, Name: "plain"},
-		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "plain"}}}}, "10.8.1.4"))
+	k.runPod(proxy(nil, "web"), "10.8.1.1")
+	k.runPod(proxy(map[string]string{"config.linkerd.io/default-inbound-policy": "all-unauthenticated"}, "metrics"), "10.8.1.2")
+	k.runPod(&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: web, Name: "skipped",
+		Annotations: map[string]string{"linkerd.io/inject": "disabled"}}, Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "skipped"}}}}, "10.8.1.3")
+	k.runPod(&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: plain, Name: "plain"},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "plain"}}}}, "10.8.1.4")
 	linkerdNamespace := func(s *model.Snapshot, ns string) *model.NamespaceFinding {
 		for _, n := range s.Posture.Namespaces {
 			if n.Mesh == linkerd.Name && n.Namespace == ns {
