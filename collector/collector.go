@@ -142,3 +142,68 @@ func (c postureCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.bypass, prometheus.GaugeValue, 1, string(b.Mesh), labelValue(b.Namespace), labelValue(b.Name), b.Reason)
 	}
 }
+
+// rotationCollector is a prometheus.Collector of the blast radius of the meshes' CAs in one
+// snapshot. CAs of one mesh that share a serial (two CAs that numbered their certificates alike)
+// add up in one series.
+type rotationCollector struct {
+	rotationDescs
+	snap *model.Snapshot
+}
+
+// rotationDescs describe the rotation families; a Handler builds them once.
+type rotationDescs struct {
+	anchorDependents, anchorBundles, bundles, issuerDependents *prometheus.Desc
+}
+
+func newRotationDescs() rotationDescs {
+	f := rotationFamilies()
+	desc := func(f Family) *prometheus.Desc { return prometheus.NewDesc(f.Name, f.Help, f.Labels, nil) }
+	return rotationDescs{anchorDependents: desc(f[0]), anchorBundles: desc(f[1]), bundles: desc(f[2]), issuerDependents: desc(f[3])}
+}
+
+// Describe implements prometheus.Collector.
+func (c rotationCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.anchorDependents
+	ch <- c.anchorBundles
+	ch <- c.bundles
+	ch <- c.issuerDependents
+}
+
+// Collect implements prometheus.Collector.
+func (c rotationCollector) Collect(ch chan<- prometheus.Metric) {
+	type key struct {
+		mesh   model.Mesh
+		serial string
+	}
+	r := c.snap.Rotation
+	dependents, bundles := map[key]int{}, map[key]int{}
+	var anchors []key
+	for _, a := range r.Anchors {
+		k := key{a.Mesh, a.Anchor.Serial}
+		if _, ok := dependents[k]; !ok {
+			anchors = append(anchors, k)
+		}
+		dependents[k] += a.Dependents
+		bundles[k] += a.Bundles
+	}
+	for _, k := range anchors {
+		ch <- prometheus.MustNewConstMetric(c.anchorDependents, prometheus.GaugeValue, float64(dependents[k]), string(k.mesh), labelValue(k.serial))
+		ch <- prometheus.MustNewConstMetric(c.anchorBundles, prometheus.GaugeValue, float64(bundles[k]), string(k.mesh), labelValue(k.serial))
+	}
+	for _, b := range r.Bundles {
+		ch <- prometheus.MustNewConstMetric(c.bundles, prometheus.GaugeValue, float64(b.Copies), string(b.Mesh))
+	}
+	signed := map[key]int{}
+	var issuers []key
+	for _, i := range r.Issuers {
+		k := key{i.Mesh, i.Issuer.Serial}
+		if _, ok := signed[k]; !ok {
+			issuers = append(issuers, k)
+		}
+		signed[k] += i.Dependents
+	}
+	for _, k := range issuers {
+		ch <- prometheus.MustNewConstMetric(c.issuerDependents, prometheus.GaugeValue, float64(signed[k]), string(k.mesh), labelValue(k.serial))
+	}
+}

@@ -26,6 +26,7 @@ const (
 	SubjectPolicy      Subject = "policy"       // a mesh's peer authentication policy
 	SubjectNamespace   Subject = "namespace"    // a namespace a mesh covers
 	SubjectPod         Subject = "pod"          // a pod that could bypass its mesh
+	SubjectCA          Subject = "ca"           // a mesh's current trust anchor or signing CA
 )
 
 // Family is one metric family the exporter exports from its snapshots: the docs, the rules' and
@@ -273,6 +274,25 @@ func postureFamilies() []Family {
 	}
 }
 
+// rotationFamilies are the blast radius of the meshes' CAs, gathered on every scrape
+// (rotationCollector): a few series per CA, never one per workload.
+func rotationFamilies() []Family {
+	return []Family{
+		{Name: "meshcert_trust_anchor_dependents",
+			Help: "Certificates that verify now through this current trust anchor and through no other current anchor of the mesh: they stop verifying when it leaves the mesh's anchor set. 0 means the anchor can go.",
+			Type: "gauge", Labels: []string{"mesh", "anchor_serial"}, Subject: SubjectCA},
+		{Name: "meshcert_trust_anchor_bundles",
+			Help: "Trust-bundle copies of the mesh (namespace root ConfigMaps, proxies' root bundles, Linkerd pods' trust-root digests, configured copies) that hold this current trust anchor.",
+			Type: "gauge", Labels: []string{"mesh", "anchor_serial"}, Subject: SubjectCA},
+		{Name: "meshcert_trust_bundles",
+			Help: "Trust-bundle copies of the mesh: meshcert_trust_anchor_bundles equals it when an anchor has reached every copy.",
+			Type: "gauge", Labels: []string{"mesh"}, Subject: SubjectCA},
+		{Name: "meshcert_issuer_dependents",
+			Help: "Workload certificates served now (presented by a proxy or the control plane) that this CA signed: the progress of an issuer rotation.",
+			Type: "gauge", Labels: []string{"mesh", "issuer_serial"}, Subject: SubjectCA},
+	}
+}
+
 // Families are the metric families the exporter exports from its snapshots, in the order they are
 // written. It also exports meshcert_exporter_build_info, the reload status and the go_ and
 // process_ families.
@@ -282,7 +302,8 @@ func Families() []Family {
 		out = append(out, f.Family)
 	}
 	out = append(out, sourceFamilies()...)
-	return append(out, postureFamilies()...)
+	out = append(out, postureFamilies()...)
+	return append(out, rotationFamilies()...)
 }
 
 // chainSample writes one value of a certificate's evaluated chain, for a certificate that has one.

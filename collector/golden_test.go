@@ -59,6 +59,7 @@ func everyFamilySnapshot(t *testing.T) *model.Snapshot {
 	meshes := map[model.Mesh]model.MeshSettings{istio.Name: istio.New().Settings(), linkerd.Name: linkerd.New().Settings()}
 	rules := map[model.Mesh]pki.MeshRules{istio.Name: istio.New().Rules(), linkerd.Name: linkerd.New().Rules()}
 	snap := &model.Snapshot{Analysis: pki.NewAnalyzer(cache, rules).Analyze(objects, meshes)}
+	snap.Rotation = pki.RotationAt(snap.Analysis, testpki.Now())
 	snap.Proxies = []*model.ProxyStatus{
 		{Mesh: istio.Name, Source: "envoy", Namespace: "shop", Name: "cart-1", Up: true, Endpoint: "config_dump", LastSuccess: testpki.Date(2027, 5, 31)},
 		{Mesh: linkerd.Name, Source: "linkerd-proxy", Namespace: "books", Name: "web-1", Endpoint: "metrics"},

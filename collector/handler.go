@@ -40,6 +40,7 @@ type Handler struct {
 	zip      *compressors
 	sources  sourceDescs
 	posture  postureDescs
+	rotation rotationDescs
 
 	mu      sync.Mutex
 	blocks  *blockCache
@@ -61,7 +62,7 @@ type Handler struct {
 func NewHandler(p SnapshotProvider, status prometheus.Gatherer, logger log.Logger, maxInFlight int) *Handler {
 	zip := newCompressors(runtime.GOMAXPROCS(0))
 	r := &renderer{families: renderedFamilies()}
-	h := &Handler{provider: p, status: status, now: time.Now, logger: logger, zip: zip, sources: newSourceDescs(), posture: newPostureDescs(),
+	h := &Handler{provider: p, status: status, now: time.Now, logger: logger, zip: zip, sources: newSourceDescs(), posture: newPostureDescs(), rotation: newRotationDescs(),
 		blocks: newBlockCache(r, zip), bufs: make([][]byte, len(r.families))}
 	for _, f := range r.families {
 		h.headers = append(h.headers, zip.compress(familyHeader(f.Family)))
@@ -94,7 +95,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	snap := h.provider.Snapshot()
 	segments := h.prepare(snap)
 	sources := prometheus.NewRegistry()
-	sources.MustRegister(sourcesCollector{sourceDescs: h.sources, snap: snap}, postureCollector{postureDescs: h.posture, snap: snap})
+	sources.MustRegister(sourcesCollector{sourceDescs: h.sources, snap: snap}, postureCollector{postureDescs: h.posture, snap: snap},
+		rotationCollector{rotationDescs: h.rotation, snap: snap})
 	format := negotiate(r.Header)
 	dynamic := encode(prometheus.Gatherers{sources, h.status}, format, h.logger)
 	w.Header().Set("Content-Type", string(format))

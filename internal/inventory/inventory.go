@@ -8,6 +8,7 @@ import (
 	"maps"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/meshcert/meshcert-exporter/internal/model"
 	"github.com/meshcert/meshcert-exporter/internal/pki"
@@ -26,7 +27,12 @@ type Inventory struct {
 	postureGenerations []uint64
 	analysis           model.Analysis
 	posture            model.Posture
-	analysed           bool
+	// rotation is the blast radius of the analysis, computed again when the analysis changes or a
+	// validity window on the way does.
+	rotation model.Rotation
+	// now is the clock the rotation is computed by.
+	now      func() time.Time
+	analysed bool
 }
 
 // Judge finds a mesh's posture in the posture records of that mesh and the running pods.
@@ -44,7 +50,7 @@ func (inv *Inventory) JudgePosture(mesh model.Mesh, judge Judge) {
 // settings discovered by a source (a mesh's own config) override; rules judge each mesh's
 // certificates; cache is the one the sources parse with.
 func New(srcs []model.Source, meshes map[model.Mesh]model.MeshSettings, rules map[model.Mesh]pki.MeshRules, cache *pki.Cache) *Inventory {
-	return &Inventory{sources: srcs, meshes: meshes, analyzer: pki.NewAnalyzer(cache, rules)}
+	return &Inventory{sources: srcs, meshes: meshes, analyzer: pki.NewAnalyzer(cache, rules), now: time.Now}
 }
 
 // Snapshot returns the analysed state of all sources.
@@ -85,10 +91,17 @@ func (inv *Inventory) Snapshot() *model.Snapshot {
 			inv.analysis.Version = version
 		}
 		inv.posture = inv.judge(states, meshes)
+		if analyse {
+			inv.rotation = pki.RotationAt(inv.analysis, inv.now())
+		}
 		inv.generations, inv.postureGenerations, inv.analysed = generations, postureGenerations, true
+	}
+	if b := inv.rotation.Boundary; !b.IsZero() && !inv.now().Before(b) {
+		inv.rotation = pki.RotationAt(inv.analysis, inv.now())
 	}
 	snap.Analysis = inv.analysis
 	snap.Posture = inv.posture
+	snap.Rotation = inv.rotation
 	return snap
 }
 

@@ -249,6 +249,9 @@ type Analysis struct {
 	Version uint64
 	// Objects hold the findings of each object, in the order of the objects.
 	Objects []*ObjectAnalysis
+	// Meshes are each mesh's current trust anchors and signing CAs, in the order of the meshes'
+	// names; a mesh without authoritative objects has none.
+	Meshes []MeshCAs
 }
 
 // ProxyStatus is the health of one proxy a source reads. It is immutable: a source replaces a
@@ -274,4 +277,6 @@ type Snapshot struct {
 	Proxies []*ProxyStatus
 	// Posture is what each mesh's posture judgement found, when a posture source runs.
 	Posture Posture
+	// Rotation is the blast radius of each mesh's CAs now.
+	Rotation Rotation
 }

@@ -1,6 +1,7 @@
 package pki
 
 import (
+	"maps"
 	"slices"
 	"sync"
 
@@ -23,6 +24,9 @@ type Analyzer struct {
 	contexts map[model.Mesh]*meshContext
 	results  map[*model.Object]analysed
 	run      uint64
+	// digests are, per mesh, the trust-root digests its settings published in earlier runs and
+	// the anchors each stood for, newest first, at most maxDigestSets.
+	digests  map[model.Mesh][]model.DigestSet
 	observed int // certificates in the previous result, to bound the signature cache
 	rebuilt  int // objects analysed by the last run (not reused), for tests and benchmarks
 }
@@ -46,8 +50,12 @@ type meshContext struct {
 // NewAnalyzer returns an Analyzer with no results yet that shares what it can through cache and
 // judges each mesh's certificates by its rules (SPIFFERules for a mesh without).
 func NewAnalyzer(cache *Cache, rules map[model.Mesh]MeshRules) *Analyzer {
-	return &Analyzer{cache: cache, rules: rules, results: map[*model.Object]analysed{}}
+	return &Analyzer{cache: cache, rules: rules, results: map[*model.Object]analysed{}, digests: map[model.Mesh][]model.DigestSet{}}
 }
+
+// maxDigestSets bounds the trust-root digests remembered per mesh: a rotation publishes two or
+// three.
+const maxDigestSets = 16
 
 // rulesOf returns the rules of mesh.
 func (a *Analyzer) rulesOf(mesh model.Mesh) MeshRules {
@@ -113,9 +121,37 @@ func (a *Analyzer) Analyze(objects []*model.Object, meshes map[model.Mesh]model.
 		}
 	}
 	a.contexts = contexts
+	out.Meshes = a.meshCAs(contexts)
 	// Signature checks of certificates that left the mesh are forgotten once the cache holds
 	// clearly more entries than this mesh needs.
 	a.cache.sigs.rotateOver(4*a.observed + 1024)
+	return out
+}
+
+// meshCAs are the current anchors and signing CAs of each mesh of contexts, in the order of their
+// names, with the anchor sets of the digests each published (remembered across runs).
+func (a *Analyzer) meshCAs(contexts map[model.Mesh]*meshContext) []model.MeshCAs {
+	var out []model.MeshCAs
+	for _, m := range slices.Sorted(maps.Keys(contexts)) {
+		ctx := contexts[m]
+		if ctx.anchors.len() == 0 && ctx.intermediates.len() == 0 {
+			continue
+		}
+		cas := model.MeshCAs{Mesh: m, Anchors: slices.Clone(ctx.anchors.certs)}
+		for _, c := range ctx.intermediates.certs {
+			if c.IsCA() {
+				cas.Issuers = append(cas.Issuers, c)
+			}
+		}
+		history := a.digests[m]
+		for _, d := range slices.Backward(ctx.settings.TrustAnchorDigests) {
+			history = slices.DeleteFunc(history, func(s model.DigestSet) bool { return s.Digest == d })
+			history = slices.Insert(history, 0, model.DigestSet{Digest: d, Anchors: cas.Anchors})
+		}
+		a.digests[m] = history[:min(len(history), maxDigestSets)]
+		cas.Digests = a.digests[m]
+		out = append(out, cas)
+	}
 	return out
 }
 

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/meshcert/meshcert-exporter/internal/model"
 	"github.com/meshcert/meshcert-exporter/internal/testpki"
@@ -103,4 +104,16 @@ func BenchmarkAnalysisHeld(b *testing.B) {
 		runtime.KeepAlive(result)
 	}
 	b.ReportMetric(held, "held-bytes/object")
+}
+
+// BenchmarkRotation10k finds the blast radius of the mesh's CAs over its 10,000 workload chains,
+// as the inventory does after an analysis or when a validity window on the way changes.
+func BenchmarkRotation10k(b *testing.B) {
+	an := newAnalyzer().Analyze(meshObjects(), benchMeshes)
+	b.ReportAllocs()
+	for b.Loop() {
+		if r := RotationAt(an, testpki.From().Add(time.Hour)); len(r.Anchors) != 1 || r.Anchors[0].Dependents != 10001 {
+			b.Fatalf("rotation %+v", r.Anchors)
+		}
+	}
 }

@@ -1,0 +1,87 @@
+package model
+
+import "time"
+
+// MeshCAs are one mesh's current trust anchors and signing CAs, as an analysis found them in its
+// authoritative objects, with the anchor sets behind the trust-root digests the mesh published.
+type MeshCAs struct {
+	Mesh Mesh
+	// Anchors are the mesh's current trust anchors.
+	Anchors []*Certificate
+	// Issuers are the other CA certificates of the authoritative objects: the intermediates and
+	// issuers the mesh signs workload certificates with.
+	Issuers []*Certificate
+	// Digests are the anchor sets of the trust-root digests the mesh published while the analyzer
+	// ran, the current ones first: a proxy injected with an older digest holds that older set.
+	Digests []DigestSet
+}
+
+// DigestSet is a published trust-root digest and the anchors it stands for.
+type DigestSet struct {
+	Digest  string
+	Anchors []*Certificate
+}
+
+// Rotation is the blast radius of each of a mesh's CAs at one instant: what would stop verifying
+// if it left, and how far the copies of the trust anchors have come. It holds a few records per
+// CA, never one per workload.
+type Rotation struct {
+	Anchors []AnchorRadius
+	Issuers []IssuerRadius
+	// Bundles counts each mesh's trust-bundle copies (namespace root ConfigMaps, proxies' root
+	// bundles, Linkerd pods' trust-root digests, configured copies).
+	Bundles []MeshBundles
+	// Boundary is the first instant after the one the rotation was computed at at which a
+	// validity window on the way changes, so that it must be computed again; zero when none will.
+	Boundary time.Time
+}
+
+// AnchorRadius is one current trust anchor's blast radius.
+type AnchorRadius struct {
+	Mesh   Mesh
+	Anchor *Certificate
+	// Dependents are the certificates that verify now through this anchor and through no other
+	// current anchor of the mesh: they stop verifying when it leaves.
+	Dependents int
+	// Bundles are the trust-bundle copies that hold this anchor.
+	Bundles int
+}
+
+// IssuerRadius is one signing CA's blast radius.
+type IssuerRadius struct {
+	Mesh   Mesh
+	Issuer *Certificate
+	// Dependents are the workload certificates served now (presented by a proxy or a control
+	// plane) that this CA signed.
+	Dependents int
+}
+
+// MeshBundles is the number of one mesh's trust-bundle copies.
+type MeshBundles struct {
+	Mesh   Mesh
+	Copies int
+}
+
+// WhatIf is what would break if some CAs left their mesh.
+type WhatIf struct {
+	// Removed is the number of CA certificates the question matched.
+	Removed int
+	// Broken are the certificates that verify now and would not.
+	Broken []CertificateRef
+	// Unanchored are the trust-bundle copies that hold a current anchor now and would hold none.
+	Unanchored []BundleRef
+}
+
+// CertificateRef is one certificate at its location.
+type CertificateRef struct {
+	Object      *Object
+	Key         string
+	Index       int
+	Certificate *Certificate
+}
+
+// BundleRef is one bundle of an object.
+type BundleRef struct {
+	Object *Object
+	Key    string
+}

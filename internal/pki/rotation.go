@@ -1,0 +1,273 @@
+package pki
+
+import (
+	"cmp"
+	"crypto/sha256"
+	"slices"
+	"time"
+
+	"github.com/meshcert/meshcert-exporter/internal/model"
+)
+
+// RotationAt finds the blast radius of every mesh's current anchors and signing CAs in an at now:
+// the certificates that verify only through each anchor, the trust-bundle copies that hold it,
+// and the served workload certificates each CA signed.
+func RotationAt(an model.Analysis, now time.Time) model.Rotation {
+	w := newRotationWalk(an, now)
+	type key struct {
+		mesh model.Mesh
+		fp   [sha256.Size]byte
+	}
+	dependents, bundles, signed := map[key]int{}, map[key]int{}, map[key]int{}
+	signers := map[key]*model.Certificate{}
+	copies := map[model.Mesh]int{}
+	w.findings(func(oa *model.ObjectAnalysis, f *model.CertificateFinding, paths [][]*model.Certificate) {
+		mesh := oa.Object.Mesh
+		if a := soleAnchor(f.Certificate, paths); a != nil {
+			dependents[key{mesh, a.Fingerprint}]++
+		}
+		if issuer := w.signer(oa, f); issuer != nil {
+			k := key{mesh, issuer.Fingerprint}
+			signed[k]++
+			signers[k] = issuer
+		}
+	})
+	w.copies(func(oa *model.ObjectAnalysis, _ string, held []*model.Certificate) {
+		copies[oa.Object.Mesh]++
+		for _, c := range held {
+			bundles[key{oa.Object.Mesh, c.Fingerprint}]++
+		}
+	})
+	out := model.Rotation{Boundary: w.boundary}
+	for _, m := range an.Meshes {
+		for _, a := range m.Anchors {
+			k := key{m.Mesh, a.Fingerprint}
+			out.Anchors = append(out.Anchors, model.AnchorRadius{Mesh: m.Mesh, Anchor: a, Dependents: dependents[k], Bundles: bundles[k]})
+		}
+		issuers := slices.Clone(m.Issuers)
+		for k, c := range signers {
+			if k.mesh == m.Mesh && !slices.ContainsFunc(issuers, func(i *model.Certificate) bool { return i.Fingerprint == k.fp }) {
+				issuers = append(issuers, c)
+			}
+		}
+		slices.SortFunc(issuers, byName)
+		for _, c := range issuers {
+			out.Issuers = append(out.Issuers, model.IssuerRadius{Mesh: m.Mesh, Issuer: c, Dependents: signed[key{m.Mesh, c.Fingerprint}]})
+		}
+		out.Bundles = append(out.Bundles, model.MeshBundles{Mesh: m.Mesh, Copies: copies[m.Mesh]})
+	}
+	return out
+}
+
+// WhatIf finds what would break at now if the CAs of mesh (every mesh when empty) with the serial
+// removeAnchor (a current anchor) or removeIssuer (any CA on a path) left: the certificates that
+// verify now and would not, and the trust-bundle copies that hold a current anchor now and would
+// hold none. Serials are lowercase hex, as in meshcert_certificate_info.
+func WhatIf(an model.Analysis, now time.Time, mesh model.Mesh, removeAnchor, removeIssuer string) model.WhatIf {
+	w := newRotationWalk(an, now)
+	removed := map[[sha256.Size]byte]bool{}
+	for _, m := range an.Meshes {
+		if mesh != "" && m.Mesh != mesh {
+			continue
+		}
+		for _, a := range m.Anchors {
+			if removeAnchor != "" && a.Serial == removeAnchor {
+				removed[a.Fingerprint] = true
+			}
+		}
+	}
+	inMesh := func(oa *model.ObjectAnalysis) bool { return mesh == "" || oa.Object.Mesh == mesh }
+	if removeIssuer != "" {
+		w.findings(func(oa *model.ObjectAnalysis, _ *model.CertificateFinding, paths [][]*model.Certificate) {
+			for _, p := range paths {
+				for _, c := range p {
+					if inMesh(oa) && c.Serial == removeIssuer {
+						removed[c.Fingerprint] = true
+					}
+				}
+			}
+		})
+	}
+	out := model.WhatIf{Removed: len(removed)}
+	w.findings(func(oa *model.ObjectAnalysis, f *model.CertificateFinding, paths [][]*model.Certificate) {
+		if !inMesh(oa) || removed[f.Certificate.Fingerprint] {
+			return // another mesh's, or a removed CA itself
+		}
+		for _, p := range paths {
+			if !slices.ContainsFunc(p, func(c *model.Certificate) bool { return removed[c.Fingerprint] }) {
+				return // a path survives
+			}
+		}
+		out.Broken = append(out.Broken, model.CertificateRef{Object: oa.Object, Key: f.Key, Index: f.Index, Certificate: f.Certificate})
+	})
+	w.copies(func(oa *model.ObjectAnalysis, key string, held []*model.Certificate) {
+		if !inMesh(oa) || len(held) == 0 {
+			return
+		}
+		if !slices.ContainsFunc(held, func(c *model.Certificate) bool { return !removed[c.Fingerprint] }) {
+			out.Unanchored = append(out.Unanchored, model.BundleRef{Object: oa.Object, Key: key})
+		}
+	})
+	return out
+}
+
+// byName orders certificates by subject, then serial.
+func byName(a, b *model.Certificate) int {
+	return cmp.Or(cmp.Compare(a.Subject, b.Subject), cmp.Compare(a.Serial, b.Serial))
+}
+
+// rotationWalk evaluates the findings of an analysis at one instant, each chain once however many
+// certificates share it, and notes the first validity change after that instant.
+type rotationWalk struct {
+	an       model.Analysis
+	now      time.Time
+	valid    map[*model.Chain][][]*model.Certificate // the paths whose CAs are valid at now
+	cas      map[model.Mesh]*model.MeshCAs
+	boundary time.Time
+}
+
+func newRotationWalk(an model.Analysis, now time.Time) *rotationWalk {
+	w := &rotationWalk{an: an, now: now, valid: map[*model.Chain][][]*model.Certificate{}, cas: map[model.Mesh]*model.MeshCAs{}}
+	for i := range an.Meshes {
+		w.cas[an.Meshes[i].Mesh] = &an.Meshes[i]
+	}
+	return w
+}
+
+// findings calls fn for each certificate with a chain that verifies at now, with its paths that
+// do, in the order of the analysis.
+func (w *rotationWalk) findings(fn func(oa *model.ObjectAnalysis, f *model.CertificateFinding, paths [][]*model.Certificate)) {
+	for _, oa := range w.an.Objects {
+		for i := range oa.Certificates {
+			f := &oa.Certificates[i]
+			if f.Chain == nil {
+				continue
+			}
+			w.note(f.Certificate)
+			if validityAt(f.Certificate, w.now) {
+				if paths := w.validPaths(f.Chain); len(paths) > 0 {
+					fn(oa, f, paths)
+				}
+			}
+		}
+	}
+}
+
+// validPaths are the paths of ch whose certificates are all valid at now.
+func (w *rotationWalk) validPaths(ch *model.Chain) [][]*model.Certificate {
+	if paths, ok := w.valid[ch]; ok {
+		return paths
+	}
+	var out [][]*model.Certificate
+	for _, p := range ch.Paths {
+		ok := true
+		for _, c := range p {
+			w.note(c)
+			ok = ok && validityAt(c, w.now)
+		}
+		if ok {
+			out = append(out, p)
+		}
+	}
+	w.valid[ch] = out
+	return out
+}
+
+// signer is the CA that signed f's certificate when it is a workload certificate its owner
+// serves (a presented leaf), else nil.
+func (w *rotationWalk) signer(oa *model.ObjectAnalysis, f *model.CertificateFinding) *model.Certificate {
+	if f.Role != model.RoleLeaf || !presentedKey(oa.Object, f.Key) {
+		return nil
+	}
+	for _, p := range f.Chain.Paths {
+		if len(p) > 0 {
+			return p[0]
+		}
+	}
+	return nil
+}
+
+// presentedKey reports whether o's bundle key is a chain o presents.
+func presentedKey(o *model.Object, key string) bool {
+	for i := range o.Bundles {
+		if o.Bundles[i].Key == key {
+			return o.Bundles[i].Presented
+		}
+	}
+	return false
+}
+
+// copies calls fn for each trust-bundle copy of a mesh with known anchors, with the mesh's
+// current anchors it holds: a bundle's own certificates, or for a trust-root digest the anchors
+// of the set the mesh published under that digest (none when the digest is unknown).
+func (w *rotationWalk) copies(fn func(oa *model.ObjectAnalysis, key string, held []*model.Certificate)) {
+	for _, oa := range w.an.Objects {
+		cas := w.cas[oa.Object.Mesh]
+		if cas == nil {
+			continue
+		}
+		for _, tb := range oa.TrustBundles {
+			if tb.Federated {
+				continue
+			}
+			var held []*model.Certificate
+			if b := bundleOf(oa.Object, tb.Key); b != nil {
+				for _, a := range cas.Anchors {
+					if slices.ContainsFunc(b.Certificates, func(c *model.Certificate) bool { return c.Fingerprint == a.Fingerprint }) {
+						held = append(held, a)
+					}
+				}
+			} else if i := slices.IndexFunc(cas.Digests, func(d model.DigestSet) bool { return d.Digest == oa.Object.TrustRootDigest }); i >= 0 {
+				for _, a := range cas.Anchors {
+					if slices.ContainsFunc(cas.Digests[i].Anchors, func(c *model.Certificate) bool { return c.Fingerprint == a.Fingerprint }) {
+						held = append(held, a)
+					}
+				}
+			}
+			fn(oa, tb.Key, held)
+		}
+	}
+}
+
+// bundleOf is o's bundle under key, or nil.
+func bundleOf(o *model.Object, key string) *model.Bundle {
+	for i := range o.Bundles {
+		if o.Bundles[i].Key == key {
+			return &o.Bundles[i]
+		}
+	}
+	return nil
+}
+
+// note moves the boundary to c's next validity change after now, when that is earlier.
+func (w *rotationWalk) note(c *model.Certificate) {
+	for _, t := range []time.Time{c.NotBefore(), c.NotAfter().Add(time.Second)} {
+		if t.After(w.now) && (w.boundary.IsZero() || t.Before(w.boundary)) {
+			w.boundary = t
+		}
+	}
+}
+
+// validityAt reports whether c is within its validity window at now.
+func validityAt(c *model.Certificate, now time.Time) bool {
+	return !now.Before(c.NotBefore()) && !now.After(c.NotAfter())
+}
+
+// soleAnchor is the one anchor every path above c ends at (c itself for the empty path of a
+// certificate that is a current anchor), or nil when the paths end at several.
+func soleAnchor(c *model.Certificate, paths [][]*model.Certificate) *model.Certificate {
+	var sole *model.Certificate
+	for _, p := range paths {
+		a := c
+		if len(p) > 0 {
+			a = p[len(p)-1]
+		}
+		switch {
+		case sole == nil:
+			sole = a
+		case sole.Fingerprint != a.Fingerprint:
+			return nil
+		}
+	}
+	return sole
+}
