@@ -59,7 +59,8 @@ FUZZTIME ?= 5m
 FUZZ_TARGETS = \
 	./internal/pki:FuzzParseBundle ./internal/pki:FuzzAnalyze ./internal/pki:FuzzParseSPIFFEID \
 	./internal/mesh/linkerd:FuzzParseIdentity ./internal/config:FuzzParse ./internal/mesh/istio:FuzzParseEnvoyConfigDump \
-	./internal/mesh/istio:FuzzParseEnvoyCerts ./internal/mesh/istio:FuzzParseZtunnelConfigDump ./internal/mesh/linkerd:FuzzParseProxyMetrics
+	./internal/mesh/istio:FuzzParseEnvoyCerts ./internal/mesh/istio:FuzzParseZtunnelConfigDump ./internal/mesh/linkerd:FuzzParseProxyMetrics \
+	./internal/pkiapi:FuzzQuery
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
 	  pkg=$${t%%:*}; fn=$${t##*:}; echo "== $$fn ($$pkg) for $(FUZZTIME)"; \

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the real tools the tests use, once: prometheus, promtool and alertmanager (Debian's
-# prometheus and prometheus-alertmanager packages), openssl, podman and runc (Debian's), staticcheck, helm and
+# prometheus and prometheus-alertmanager packages), openssl, podman, runc and chromium (Debian's: the
+# browser the /pki page is tested in), staticcheck, helm and
 # smallstep's step CLI (built from the Go module proxy into the cache directory: helm takes about
 # ten minutes the first time, step a few). Prints nothing when everything is already there.
 set -euo pipefail
@@ -26,6 +27,7 @@ command -v prometheus-alertmanager >/dev/null 2>&1 || missing+=(prometheus-alert
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 command -v podman >/dev/null 2>&1 || missing+=(podman)
 command -v runc >/dev/null 2>&1 || missing+=(runc)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then
   apt_install "${missing[@]}"
 fi

@@ -30,6 +30,7 @@ import (
 	"github.com/meshcert/meshcert-exporter/internal/mesh"
 	"github.com/meshcert/meshcert-exporter/internal/model"
 	"github.com/meshcert/meshcert-exporter/internal/pki"
+	"github.com/meshcert/meshcert-exporter/internal/pkiapi"
 	"github.com/meshcert/meshcert-exporter/sources"
 )
 
@@ -301,6 +302,7 @@ func New(cfg *config.Config, k *Kube, o Options, logger log.Logger) (*Exporter, 
 	mux := http.NewServeMux()
 	metrics := collector.NewHandler(inv, status, logger, o.MaxRequests)
 	mux.Handle(o.MetricsPath, metrics)
+	pkiapi.NewHandler(inv, logger).Register(mux)
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "ok")
 	})
@@ -318,6 +320,8 @@ func New(cfg *config.Config, k *Kube, o Options, logger log.Logger) (*Exporter, 
 			Version:     version.Info(),
 			Links: []web.LandingLinks{
 				{Address: o.MetricsPath, Text: "Metrics"},
+				{Address: pkiapi.PathPage, Text: "Mesh PKI", Description: "trust anchors, issuers, rotations and problems, as a page"},
+				{Address: pkiapi.PathPKI, Text: "PKI API", Description: "the same as JSON (docs/api.md)"},
 				{Address: "/healthz", Text: "Health", Description: "200 while the process runs"},
 				{Address: "/readyz", Text: "Readiness", Description: "200 once every source has read its material"},
 			},
