@@ -112,7 +112,7 @@ func TestReload(t *testing.T) {
 }
 
 // TestWebConfigTLSAndBasicAuth: with --web.config.file, the endpoints are served over TLS and a
-// scrape without credentials gets 401, with them 200.
+// scrape without credentials gets 401, with them 200; the PKI API and page likewise.
 func TestWebConfigTLSAndBasicAuth(t *testing.T) {
 	dir := t.TempDir()
 	ca := testpki.Issue(testpki.Spec{CommonName: "web ca", CA: true, NotBefore: from, NotAfter: until})
@@ -133,6 +133,22 @@ func TestWebConfigTLSAndBasicAuth(t *testing.T) {
 
 	if code, _ := get(t, client, http.MethodGet, base+"/metrics"); code != http.StatusUnauthorized {
 		t.Errorf("scrape without credentials: %d, want 401", code)
+	}
+	for _, path := range []string{"/api/v1/pki", "/api/v1/what-if?remove_anchor=1", "/pki"} {
+		if code, body := get(t, client, http.MethodGet, base+path); code != http.StatusUnauthorized || strings.Contains(body, "CN=") {
+			t.Errorf("%s without credentials: %d, want 401", path, code)
+		}
+		req, _ := http.NewRequest(http.MethodGet, base+path, nil)
+		req.SetBasicAuth("prometheus", "s3cret")
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || path != "/api/v1/what-if?remove_anchor=1" && !strings.Contains(string(body), "CN=Example Istio Root CA") {
+			t.Errorf("%s with credentials: %d", path, resp.StatusCode)
+		}
 	}
 	req, _ := http.NewRequest(http.MethodGet, base+"/metrics", nil)
 	req.SetBasicAuth("prometheus", "wrong")

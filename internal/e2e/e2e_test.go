@@ -14,7 +14,6 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -221,10 +220,7 @@ func TestEndToEnd(t *testing.T) {
 	foreign := envoyAdmin(t, testpki.Bundle(leaf("spiffe://evil.example/ns/shop/sa/cart"), istioInter, istioRoot), istioRoot.PEM())
 
 	// The exporter binary, as built for users.
-	bin := filepath.Join(dir, "meshcert-exporter")
-	if out, err := exec.Command("go", "build", "-o", bin, "github.com/meshcert/meshcert-exporter").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := buildExporter(t, dir)
 	kubeconfig, err := cp.Kubeconfig("e2e", cp.AdminConfig())
 	if err != nil {
 		t.Fatal(err)
