@@ -24,7 +24,8 @@ type PKI struct {
 	APIVersion  string    `json:"api_version"`
 	GeneratedAt time.Time `json:"generated_at"`
 	// Meshes is the tree of each mesh: its current anchors, the CAs that sign under each, and how
-	// many served workload certificates each signed, by namespace. Filters do not apply to it.
+	// many served workload certificates each signed, by namespace. Of the filters only mesh
+	// applies to it.
 	Meshes []Mesh `json:"meshes"`
 	// Certificates are the certificates that pass the filters, ordered by location, at most
 	// limit of them from offset.
@@ -163,7 +164,12 @@ type Filter struct {
 
 // Build answers GET /api/v1/pki for snap at now.
 func Build(snap *model.Snapshot, now time.Time, f Filter) PKI {
-	out := PKI{APIVersion: APIVersion, GeneratedAt: now.UTC(), Meshes: tree(snap, now), Certificates: []Certificate{}, TrustBundles: []TrustBundle{}}
+	out := PKI{APIVersion: APIVersion, GeneratedAt: now.UTC(), Meshes: []Mesh{}, Certificates: []Certificate{}, TrustBundles: []TrustBundle{}}
+	for _, m := range tree(snap, now) {
+		if f.Mesh == "" || m.Mesh == f.Mesh {
+			out.Meshes = append(out.Meshes, m)
+		}
+	}
 	var certs []Certificate
 	for _, oa := range snap.Objects {
 		if f.Mesh != "" && string(oa.Object.Mesh) != f.Mesh || f.Namespace != "" && oa.Object.Namespace != f.Namespace {

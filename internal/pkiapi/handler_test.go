@@ -183,6 +183,7 @@ func TestPKIFilters(t *testing.T) {
 		{"expiring_before=2027-07-01T00:00:00Z", []string{"shop/a/default", "web/b/default"}, nil},
 		{"expiring_before=720h", []string{"shop/a/default", "web/b/default"}, nil},
 		{"mesh=linkerd", nil, nil},
+		{"mesh=istio&namespace=legacy", []string{"legacy/istio-ca-root-cert/root-cert.pem"}, []string{"legacy/istio-ca-root-cert/root-cert.pem"}},
 		{"role=leaf&limit=1&offset=1", []string{"web/b/default"}, nil},
 	} {
 		t.Run(tt.query, func(t *testing.T) {
@@ -190,9 +191,13 @@ func TestPKIFilters(t *testing.T) {
 			if errs := s.validate("pki", rec.Body.Bytes()); rec.Code != http.StatusOK || len(errs) > 0 {
 				t.Fatalf("%d, schema: %v\n%s", rec.Code, errs, rec.Body)
 			}
-			certs, bundles := where(decode[PKI](t, rec))
+			a := decode[PKI](t, rec)
+			certs, bundles := where(a)
 			if !slices.Equal(certs, tt.certs) || !slices.Equal(bundles, tt.bundles) {
 				t.Errorf("certificates %v, bundles %v; want %v, %v", certs, bundles, tt.certs, tt.bundles)
+			}
+			if strings.Contains(tt.query, "mesh=linkerd") && len(a.Meshes) != 0 {
+				t.Errorf("the tree of mesh=linkerd holds %+v", a.Meshes)
 			}
 		})
 	}

@@ -145,3 +145,21 @@ func TestSchemaValidatorCatchesMistakes(t *testing.T) {
 		t.Errorf("a valid error answer fails: %v", errs)
 	}
 }
+
+// TestDocumentedExamples: every example answer in docs/api.md is valid against the schema it names.
+func TestDocumentedExamples(t *testing.T) {
+	data, err := os.ReadFile("../../docs/api.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := loadSchema(t)
+	examples := regexp.MustCompile("(?s)<!-- example: ([a-z_]+) -->\n```json\n(.*?)\n```").FindAllStringSubmatch(string(data), -1)
+	if len(examples) < 3 {
+		t.Fatalf("%d examples in docs/api.md, want the PKI, what-if and error answers", len(examples))
+	}
+	for _, e := range examples {
+		if errs := s.validate(e[1], []byte(e[2])); len(errs) > 0 {
+			t.Errorf("the %s example: %v", e[1], errs)
+		}
+	}
+}
