@@ -75,6 +75,8 @@ type result struct {
 	scrapeP50Sweep, scrapeP99Sweep time.Duration
 	proxiesUp                      int
 	machineBusy, harnessCPU        float64 // during the sweep: share of all cores busy, cores the harness used
+	// api is the PKI API and page, asked after the sweep.
+	api []apiFigure
 	// The pods scenario: memory per pod beyond the exporter without posture (RSS and Go heap in
 	// use), the time to the first judged scrape and the offending pods exported.
 	pods                      int
@@ -447,6 +449,10 @@ func proxiesScenario(bin string, n int) (result, error) {
 	res.scrapeP50Sweep, res.scrapeP99Sweep = percentile(lat, 0.5), percentile(lat, 0.99)
 	log("scrapes during the sweep, in order: %v", roundAll(lat, 100*time.Microsecond))
 	saveProfile(fmt.Sprintf("proxies-%d", n))
+	res.api = measureAPI(base)
+	for _, a := range res.api {
+		log("%s: %s p50, %.0f kB (%.0f kB gzip)", a.path, a.p50, float64(a.bytes)/1e3, float64(a.gzipBytes)/1e3)
+	}
 	log("sweep %s, %.2f cores, %.0f bytes/proxy, scrape p50 %s during the sweep; machine %.0f%% busy, the harness (doubles and client) %.2f cores",
 		res.sweep, res.sweepCPU, res.bytesPerProxy, res.scrapeP50Sweep, 100*res.machineBusy, res.harnessCPU)
 	return res, nil
@@ -585,6 +591,38 @@ func podsScenario(bin string, n int) (result, error) {
 	log("first judged scrape %s; RSS %.0f MiB (baseline %.0f), Go heap %.0f MiB (baseline %.0f): %.0f bytes/pod RSS, %.0f bytes/pod heap; %d pods judged, %d bypass series",
 		first, rss, res.baselineRSS, heap, res.baselineHeap, res.rssPerPod, res.heapPerPod, res.judgedPods, res.bypassSeries)
 	return res, nil
+}
+
+// apiFigure is one PKI API or page request's answer time (p50 of 5) and size.
+type apiFigure struct {
+	path             string
+	p50              time.Duration
+	bytes, gzipBytes int
+}
+
+// measureAPI asks the PKI API and page of the exporter at base five times each, with gzip as a
+// browser or client asks, and once without for the size.
+func measureAPI(base string) []apiFigure {
+	var out []apiFigure
+	for _, path := range []string{"/api/v1/pki", "/api/v1/pki?limit=10000", "/api/v1/pki?problem=true", "/api/v1/what-if?remove_anchor=1", "/pki"} {
+		f := apiFigure{path: path}
+		var lat []time.Duration
+		for range 5 {
+			t0 := time.Now()
+			_, n, err := get(base+path, true)
+			if err != nil {
+				continue
+			}
+			lat = append(lat, time.Since(t0))
+			f.gzipBytes = n
+		}
+		if body, _, err := get(base+path, false); err == nil {
+			f.bytes = len(body)
+		}
+		f.p50 = percentile(lat, 0.5)
+		out = append(out, f)
+	}
+	return out
 }
 
 // envoyBody renders an Envoy secrets config_dump.
@@ -738,6 +776,12 @@ func writeDoc(doc string, results []result) error {
 		fmt.Fprintf(&b, "\n| scenario | full sweep (default interval 5 min, concurrency 16) | exporter CPU during the sweep | memory per proxy beyond the baseline | scrape p50 / p99 during the sweep | proxies up | machine busy during the sweep (all processes) | harness (admin doubles, client) |\n|---|---|---|---|---|---|---|---|\n")
 		fmt.Fprintf(&b, "| %s | %s | %.2f cores | %.1f KiB | %s / %s | %d | %.0f%% | %.2f cores |\n", r.name, r.sweep.Round(time.Second), r.sweepCPU, r.bytesPerProxy/1024,
 			r.scrapeP50Sweep.Round(100*time.Microsecond), r.scrapeP99Sweep.Round(100*time.Microsecond), r.proxiesUp, 100*r.machineBusy, r.harnessCPU)
+		if len(r.api) > 0 {
+			fmt.Fprintf(&b, "\n| %s, after the sweep | answer p50 (gzip) | body (text / gzip) |\n|---|---|---|\n", r.name)
+			for _, a := range r.api {
+				fmt.Fprintf(&b, "| `%s` | %s | %.1f kB / %.1f kB |\n", a.path, a.p50.Round(100*time.Microsecond), float64(a.bytes)/1e3, float64(a.gzipBytes)/1e3)
+			}
+		}
 	}
 	for _, r := range results {
 		if r.pods == 0 {
