@@ -277,12 +277,12 @@ func TestPrometheusRuleValues(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"< 120 * 86400", "< 45 * 86400", ") > 0.75", "< 0.15 *", ") > 0.9\n", "> 48 * 3600", "for: 12h", "team: platform", "dashboard: https://grafana.example.com/d/meshcert-pki"} {
+	for _, want := range []string{"< 120 * 86400", "< 45 * 86400", ") > 0.75", "< 0.15 *", ") > 0.9\n", "> 48 * 3600", "for: 12h", "for: 36h", "team: platform", "dashboard: https://grafana.example.com/d/meshcert-pki"} {
 		if !strings.Contains(string(text), want) {
 			t.Errorf("the rendered rules lack %q", want)
 		}
 	}
-	for _, gone := range []string{"< 90 * 86400", "< 30 * 86400", ") > 0.8\n", ") > 0.85", "< 0.1 *", "> 24 * 3600", "for: 6h", "meshcert.exporter"} {
+	for _, gone := range []string{"< 90 * 86400", "< 30 * 86400", ") > 0.8\n", ") > 0.85", "< 0.1 *", "> 24 * 3600", "for: 6h", "for: 24h", "meshcert.exporter"} {
 		if strings.Contains(string(text), gone) {
 			t.Errorf("the rendered rules still hold %q", gone)
 		}

@@ -153,13 +153,13 @@ type rotationCollector struct {
 
 // rotationDescs describe the rotation families; a Handler builds them once.
 type rotationDescs struct {
-	anchorDependents, anchorBundles, bundles, issuerDependents *prometheus.Desc
+	anchorDependents, anchorBundles, bundles, signing, issuerDependents *prometheus.Desc
 }
 
 func newRotationDescs() rotationDescs {
 	f := rotationFamilies()
 	desc := func(f Family) *prometheus.Desc { return prometheus.NewDesc(f.Name, f.Help, f.Labels, nil) }
-	return rotationDescs{anchorDependents: desc(f[0]), anchorBundles: desc(f[1]), bundles: desc(f[2]), issuerDependents: desc(f[3])}
+	return rotationDescs{anchorDependents: desc(f[0]), anchorBundles: desc(f[1]), bundles: desc(f[2]), signing: desc(f[3]), issuerDependents: desc(f[4])}
 }
 
 // Describe implements prometheus.Collector.
@@ -167,6 +167,7 @@ func (c rotationCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.anchorDependents
 	ch <- c.anchorBundles
 	ch <- c.bundles
+	ch <- c.signing
 	ch <- c.issuerDependents
 }
 
@@ -178,6 +179,7 @@ func (c rotationCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	r := c.snap.Rotation
 	dependents, bundles := map[key]int{}, map[key]int{}
+	signing := map[key]bool{}
 	var anchors []key
 	for _, a := range r.Anchors {
 		k := key{a.Mesh, a.Anchor.Serial}
@@ -186,10 +188,13 @@ func (c rotationCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		dependents[k] += a.Dependents
 		bundles[k] += a.Bundles
+		signing[k] = signing[k] || a.Signing
 	}
 	for _, k := range anchors {
-		ch <- prometheus.MustNewConstMetric(c.anchorDependents, prometheus.GaugeValue, float64(dependents[k]), string(k.mesh), labelValue(k.serial))
-		ch <- prometheus.MustNewConstMetric(c.anchorBundles, prometheus.GaugeValue, float64(bundles[k]), string(k.mesh), labelValue(k.serial))
+		mesh, serial := string(k.mesh), labelValue(k.serial)
+		ch <- prometheus.MustNewConstMetric(c.anchorDependents, prometheus.GaugeValue, float64(dependents[k]), mesh, serial)
+		ch <- prometheus.MustNewConstMetric(c.anchorBundles, prometheus.GaugeValue, float64(bundles[k]), mesh, serial)
+		ch <- prometheus.MustNewConstMetric(c.signing, prometheus.GaugeValue, boolValue(signing[k]), mesh, serial)
 	}
 	for _, b := range r.Bundles {
 		ch <- prometheus.MustNewConstMetric(c.bundles, prometheus.GaugeValue, float64(b.Copies), string(b.Mesh))

@@ -151,6 +151,11 @@ func TestRotationInProgress(t *testing.T) {
 	copyIn("rot-a", oldRoot, newRoot)
 	serve("rot-1", newInter, oldRoot, newRoot)
 	eventually(t, inv, phase([]root{{oldRoot, -1, 4}, {newRoot, -1, 2}}, map[*testpki.Cert]int{oldInter: 1, newInter: 1}, 4))
+	for _, a := range inv.Snapshot().Rotation.Anchors {
+		if a.Mesh == istio.Name && a.Signing != (a.Anchor.Serial == serial(newRoot)) {
+			t.Errorf("%s signing %v: istiod signs under the new root now", a.Anchor.Subject, a.Signing)
+		}
+	}
 	w := pki.WhatIf(inv.Snapshot().Analysis, time.Now(), istio.Name, serial(oldRoot), "")
 	var broken, unanchored []string
 	for _, b := range w.Broken {

@@ -45,6 +45,11 @@ type AnchorRadius struct {
 	Dependents int
 	// Bundles are the trust-bundle copies that hold this anchor.
 	Bundles int
+	// Signing is true while one of the mesh's signing CAs (the intermediates and issuers of its
+	// authoritative objects) chains to this anchor, and for every anchor of a mesh whose
+	// authoritative objects hold no CA but the anchors (a self-signed root that signs itself).
+	// An anchor no signing CA chains to is retired: it only waits for its dependents to leave.
+	Signing bool
 }
 
 // IssuerRadius is one signing CA's blast radius.

@@ -38,11 +38,25 @@ func RotationAt(an model.Analysis, now time.Time) model.Rotation {
 			bundles[key{oa.Object.Mesh, c.Fingerprint}]++
 		}
 	})
+	// The anchors each mesh's signing CAs chain to, from their own findings.
+	signing := map[key]bool{}
+	w.findings(func(oa *model.ObjectAnalysis, f *model.CertificateFinding, paths [][]*model.Certificate) {
+		cas := w.cas[oa.Object.Mesh]
+		if !oa.Object.Authoritative || cas == nil || !slices.ContainsFunc(cas.Issuers, func(c *model.Certificate) bool { return c.Fingerprint == f.Certificate.Fingerprint }) {
+			return
+		}
+		for _, p := range paths {
+			if len(p) > 0 {
+				signing[key{oa.Object.Mesh, p[len(p)-1].Fingerprint}] = true
+			}
+		}
+	})
 	out := model.Rotation{Boundary: w.boundary}
 	for _, m := range an.Meshes {
 		for _, a := range m.Anchors {
 			k := key{m.Mesh, a.Fingerprint}
-			out.Anchors = append(out.Anchors, model.AnchorRadius{Mesh: m.Mesh, Anchor: a, Dependents: dependents[k], Bundles: bundles[k]})
+			out.Anchors = append(out.Anchors, model.AnchorRadius{Mesh: m.Mesh, Anchor: a, Dependents: dependents[k], Bundles: bundles[k],
+				Signing: len(m.Issuers) == 0 || signing[k]})
 		}
 		issuers := slices.Clone(m.Issuers)
 		for k, c := range signers {

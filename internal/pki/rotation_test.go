@@ -71,20 +71,22 @@ func TestRotationPhases(t *testing.T) {
 		anchors map[string]radius
 		issuers map[string]int
 		copies  int
+		retired []string // anchors no signing CA chains to
 	}{
 		{"before: one root, every proxy on it",
 			[]*model.Object{p.cacerts(p.oldInter, p.oldRoot), p.proxy("a", p.oldInter, p.oldRoot), p.proxy("b", p.oldInter, p.oldRoot)},
-			map[string]radius{"CN=old root": {3, 2}}, map[string]int{"CN=old intermediate": 2}, 2},
+			map[string]radius{"CN=old root": {3, 2}}, map[string]int{"CN=old intermediate": 2}, 2, nil},
 		{"both roots published, signing with the new intermediate; proxies on either, copies with one or both",
 			[]*model.Object{p.cacerts(p.newInter, p.oldRoot, p.newRoot), p.proxy("a", p.oldInter, p.oldRoot), p.proxy("b", p.newInter, p.oldRoot, p.newRoot),
 				p.proxy("c", p.oldInter, p.oldRoot, p.newRoot)},
 			// the old intermediate is no longer in cacerts: its leaves verify through the copies
 			// of it they present (a and c); the new root's dependents are cacerts' new intermediate
 			// and b
-			map[string]radius{"CN=old root": {2, 3}, "CN=new root": {2, 2}}, map[string]int{"CN=new intermediate": 1, "CN=old intermediate": 2}, 3},
+			map[string]radius{"CN=old root": {2, 3}, "CN=new root": {2, 2}}, map[string]int{"CN=new intermediate": 1, "CN=old intermediate": 2}, 3,
+			[]string{"CN=old root"}},
 		{"every proxy on the new intermediate: the old root has no dependents",
 			[]*model.Object{p.cacerts(p.newInter, p.oldRoot, p.newRoot), p.proxy("a", p.newInter, p.oldRoot, p.newRoot), p.proxy("b", p.newInter, p.newRoot)},
-			map[string]radius{"CN=old root": {0, 1}, "CN=new root": {3, 2}}, map[string]int{"CN=new intermediate": 2}, 2},
+			map[string]radius{"CN=old root": {0, 1}, "CN=new root": {3, 2}}, map[string]int{"CN=new intermediate": 2}, 2, []string{"CN=old root"}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			an := newAnalyzer().Analyze(tt.objects, nil)
@@ -97,6 +99,15 @@ func TestRotationPhases(t *testing.T) {
 			}
 			if len(r.Bundles) != 1 || r.Bundles[0].Copies != tt.copies {
 				t.Errorf("bundles %+v, want %d copies", r.Bundles, tt.copies)
+			}
+			var retired []string
+			for _, a := range r.Anchors {
+				if !a.Signing {
+					retired = append(retired, a.Anchor.Subject)
+				}
+			}
+			if !slices.Equal(retired, tt.retired) {
+				t.Errorf("retired anchors %v, want %v", retired, tt.retired)
 			}
 			// What-if agrees: removing an anchor breaks exactly its dependents.
 			for _, a := range r.Anchors {

@@ -64,7 +64,10 @@ type Anchor struct {
 	// Dependents are the certificates that verify through this anchor only.
 	Dependents int `json:"dependents"`
 	// Bundles are the trust-bundle copies that hold it.
-	Bundles int      `json:"bundles"`
+	Bundles int `json:"bundles"`
+	// Signing is false once none of the mesh's signing CAs chains to it: it is retired, and
+	// waits for its dependents to leave.
+	Signing bool     `json:"signing"`
 	Issuers []Issuer `json:"issuers"`
 }
 
@@ -364,7 +367,7 @@ func tree(snap *model.Snapshot, now time.Time) []Mesh {
 			if a.Mesh != b.Mesh {
 				continue
 			}
-			anchor := Anchor{CA: caOf(a.Anchor), Dependents: a.Dependents, Bundles: a.Bundles, Issuers: []Issuer{}}
+			anchor := Anchor{CA: caOf(a.Anchor), Dependents: a.Dependents, Bundles: a.Bundles, Signing: a.Signing, Issuers: []Issuer{}}
 			for _, is := range rot.Issuers {
 				k := caKey{is.Mesh, is.Issuer.Fingerprint}
 				if is.Mesh != b.Mesh || !under[k][a.Anchor.Fingerprint] && is.Issuer.Fingerprint != a.Anchor.Fingerprint {

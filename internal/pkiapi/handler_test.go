@@ -289,7 +289,7 @@ func TestPage(t *testing.T) {
 		t.Fatalf("%d %v", rec.Code, rec.Header())
 	}
 	for _, want := range []string{"CN=old root", "CN=new intermediate", "2 certificates depend on it only", "in 3 trust-bundle copies",
-		`href="/pki?issuer=11&amp;namespace=shop#certificates"`, "1 of 3 (33%)", "unknown_authority", "istio-ca-root-cert", "shop/debug", "net_admin"} {
+		`href="/pki?issuer=11&amp;namespace=shop#certificates"`, "1 of 3 (33%)", "retired anchor: CN=old root", "unknown_authority", "istio-ca-root-cert", "shop/debug", "net_admin"} {
 		if !strings.Contains(body, want) {
 			t.Errorf("the page lacks %q", want)
 		}

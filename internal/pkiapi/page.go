@@ -118,7 +118,11 @@ func buildPage(snap *model.Snapshot, now time.Time, f Filter, filtered bool) pag
 	v := pageView{GeneratedAt: now.UTC(), Meshes: all.Meshes, Filtered: filtered}
 	for _, m := range all.Meshes {
 		for _, a := range m.Anchors {
-			v.Rotation = append(v.Rotation, rotationRow{Mesh: m.Mesh, Kind: "anchor", Subject: a.Subject, Serial: a.Serial, Anchor: true,
+			kind := "anchor"
+			if !a.Signing {
+				kind = "retired anchor"
+			}
+			v.Rotation = append(v.Rotation, rotationRow{Mesh: m.Mesh, Kind: kind, Subject: a.Subject, Serial: a.Serial, Anchor: true,
 				Dependents: a.Dependents, Bundles: a.Bundles, Copies: m.TrustBundles, Percent: percent(a.Bundles, m.TrustBundles)})
 		}
 		var seen []string
