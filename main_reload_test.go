@@ -134,36 +134,32 @@ func TestWebConfigTLSAndBasicAuth(t *testing.T) {
 	if code, _ := get(t, client, http.MethodGet, base+"/metrics"); code != http.StatusUnauthorized {
 		t.Errorf("scrape without credentials: %d, want 401", code)
 	}
-	for _, path := range []string{"/api/v1/pki", "/api/v1/what-if?remove_anchor=1", "/pki"} {
-		if code, body := get(t, client, http.MethodGet, base+path); code != http.StatusUnauthorized || strings.Contains(body, "CN=") {
-			t.Errorf("%s without credentials: %d, want 401", path, code)
-		}
+	// withPassword asks path as the user prometheus.
+	withPassword := func(path, password string) (int, string) {
+		t.Helper()
 		req, _ := http.NewRequest(http.MethodGet, base+path, nil)
-		req.SetBasicAuth("prometheus", "s3cret")
+		req.SetBasicAuth("prometheus", password)
 		resp, err := client.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
+		defer resp.Body.Close()
 		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK || path != "/api/v1/what-if?remove_anchor=1" && !strings.Contains(string(body), "CN=Example Istio Root CA") {
-			t.Errorf("%s with credentials: %d", path, resp.StatusCode)
+		return resp.StatusCode, string(body)
+	}
+	for _, path := range []string{"/api/v1/pki", "/api/v1/what-if?remove_anchor=1", "/pki"} {
+		if code, body := get(t, client, http.MethodGet, base+path); code != http.StatusUnauthorized || strings.Contains(body, "CN=") {
+			t.Errorf("%s without credentials: %d, want 401", path, code)
+		}
+		if code, body := withPassword(path, "s3cret"); code != http.StatusOK || path != "/api/v1/what-if?remove_anchor=1" && !strings.Contains(body, "CN=Example Istio Root CA") {
+			t.Errorf("%s with credentials: %d", path, code)
 		}
 	}
-	req, _ := http.NewRequest(http.MethodGet, base+"/metrics", nil)
-	req.SetBasicAuth("prometheus", "wrong")
-	if resp, err := client.Do(req); err != nil || resp.StatusCode != http.StatusUnauthorized {
-		t.Errorf("scrape with a wrong password: %v %v", resp, err)
+	if code, _ := withPassword("/metrics", "wrong"); code != http.StatusUnauthorized {
+		t.Errorf("scrape with a wrong password: %d", code)
 	}
-	req.SetBasicAuth("prometheus", "s3cret")
-	resp, err := client.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), "meshcert_source_up") {
-		t.Errorf("scrape with credentials: %d", resp.StatusCode)
+	if code, body := withPassword("/metrics", "s3cret"); code != http.StatusOK || !strings.Contains(body, "meshcert_source_up") {
+		t.Errorf("scrape with credentials: %d", code)
 	}
 	if _, err := http.Get(strings.Replace(base, "https", "http", 1) + "/metrics"); err == nil {
 		// Plain HTTP to a TLS port gets a 400 from Go's server, never the metrics.

@@ -1,23 +1,19 @@
 package sources_test
 
 import (
-	"context"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"slices"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/go-kit/log"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/meshcert/meshcert-exporter/internal/config"
-	"github.com/meshcert/meshcert-exporter/internal/exporter"
 	"github.com/meshcert/meshcert-exporter/internal/mesh/istio"
 	"github.com/meshcert/meshcert-exporter/internal/mesh/linkerd"
 	"github.com/meshcert/meshcert-exporter/internal/model"
@@ -80,16 +76,7 @@ func TestRotationInProgress(t *testing.T) {
 	linkerd.In(cfg.Meshes).Watch = false
 	envoy := cfg.Proxies.Of(istio.SourceEnvoy)
 	envoy.Enabled, envoy.Interval, envoy.Timeout = true, time.Second, time.Second
-	a, err := exporter.Assemble(cfg, &exporter.Kube{Config: controlPlane.TokenConfig(saToken(t, k, "exporter-rot")), Client: k.grant(cfg, "exporter-rot", "")},
-		log.NewNopLogger())
-	k.must(err)
-	runCtx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	for _, s := range a.Sources {
-		wg.Go(func() { _ = s.Run(runCtx) })
-	}
-	defer func() { cancel(); wg.Wait() }()
-	inv := a.Inventory
+	inv := k.runAs(cfg, "exporter-rot")
 
 	serial := func(c *testpki.Cert) string { return c.X509.SerialNumber.Text(16) }
 	// phase checks the rotation: each root's dependents (-1: any above zero) and bundles, each
