@@ -21,10 +21,19 @@ func RotationAt(an model.Analysis, now time.Time) model.Rotation {
 	dependents, bundles, signed := map[key]int{}, map[key]int{}, map[key]int{}
 	signers := map[key]*model.Certificate{}
 	copies := map[model.Mesh]int{}
+	signing := map[key]bool{} // the anchors each mesh's signing CAs chain to, from their own findings
 	w.findings(func(oa *model.ObjectAnalysis, f *model.CertificateFinding, paths [][]*model.Certificate) {
 		mesh := oa.Object.Mesh
 		if a := soleAnchor(f.Certificate, paths); a != nil {
 			dependents[key{mesh, a.Fingerprint}]++
+		}
+		if cas := w.cas[mesh]; oa.Object.Authoritative && cas != nil &&
+			slices.ContainsFunc(cas.Issuers, func(c *model.Certificate) bool { return c.Fingerprint == f.Certificate.Fingerprint }) {
+			for _, p := range paths {
+				if len(p) > 0 {
+					signing[key{mesh, p[len(p)-1].Fingerprint}] = true
+				}
+			}
 		}
 		if issuer := w.signer(oa, f); issuer != nil {
 			k := key{mesh, issuer.Fingerprint}
@@ -36,19 +45,6 @@ func RotationAt(an model.Analysis, now time.Time) model.Rotation {
 		copies[oa.Object.Mesh]++
 		for _, c := range held {
 			bundles[key{oa.Object.Mesh, c.Fingerprint}]++
-		}
-	})
-	// The anchors each mesh's signing CAs chain to, from their own findings.
-	signing := map[key]bool{}
-	w.findings(func(oa *model.ObjectAnalysis, f *model.CertificateFinding, paths [][]*model.Certificate) {
-		cas := w.cas[oa.Object.Mesh]
-		if !oa.Object.Authoritative || cas == nil || !slices.ContainsFunc(cas.Issuers, func(c *model.Certificate) bool { return c.Fingerprint == f.Certificate.Fingerprint }) {
-			return
-		}
-		for _, p := range paths {
-			if len(p) > 0 {
-				signing[key{oa.Object.Mesh, p[len(p)-1].Fingerprint}] = true
-			}
 		}
 	})
 	out := model.Rotation{Boundary: w.boundary}
