@@ -7,7 +7,10 @@
 //     loopback address (each pod's IP is its own 127.x.y.z), read with the direct transport;
 //   - pods-N: N running pods over 100 namespaces (40 injected with Istio, mostly sidecars, a few
 //     without the proxy, on the host network or with NET_ADMIN), judged by the posture source:
-//     the memory the pod informer keeps per pod, beyond the same exporter without posture.
+//     the memory the pod informer keeps per pod, beyond the same exporter without posture;
+//   - split-N: N sidecar pods over 10 nodes read by one replica, by 4 with --shard/--total-shards
+//     and by one per node with --proxy.node-name: how evenly each split shares the proxies, whether
+//     each is read by exactly one replica, and whether the replicas' series add up to one's.
 //
 // Run it with `make bench-scale`; it needs the test control plane (MESHCERT_TESTENV) and takes a few
 // minutes. It is not part of `make test`.
@@ -53,9 +56,10 @@ func main() {
 	secrets := flag.String("secrets", "1000,5000", "comma-separated numbers of TLS Secrets")
 	proxies := flag.Int("proxies", 10000, "number of sidecar pods (0 to skip)")
 	pods := flag.Int("pods", 100000, "number of pods the posture judges (0 to skip)")
+	split := flag.Int("split", 10000, "number of sidecar pods split between replicas by shard and by node (0 to skip)")
 	doc := flag.String("doc", "docs/performance.md", "file to write the results into")
 	flag.Parse()
-	if err := run(*secrets, *proxies, *pods, *doc); err != nil {
+	if err := run(*secrets, *proxies, *pods, *split, *doc); err != nil {
 		fmt.Fprintln(os.Stderr, "bench-scale:", err)
 		os.Exit(1)
 	}
@@ -87,7 +91,7 @@ type result struct {
 	bypassSeries, judgedPods  int
 }
 
-func run(secretCounts string, proxies, pods int, doc string) error {
+func run(secretCounts string, proxies, pods, split int, doc string) error {
 	bin, err := buildExporter()
 	if err != nil {
 		return err
@@ -121,7 +125,14 @@ func run(secretCounts string, proxies, pods int, doc string) error {
 		}
 		results = append(results, r)
 	}
-	return writeDoc(doc, results)
+	var splits []splitFigure
+	if split > 0 {
+		var err error
+		if splits, err = shardsScenario(bin, split); err != nil {
+			return fmt.Errorf("split-%d: %w", split, err)
+		}
+	}
+	return writeDoc(doc, results, splits, split)
 }
 
 func buildExporter() (string, error) {
@@ -328,17 +339,11 @@ func startSeeded(name string) (*testenv.ControlPlane, kubernetes.Interface, func
 	return cp, admin, log, nil
 }
 
-func proxiesScenario(bin string, n int) (result, error) {
-	res := result{name: fmt.Sprintf("%d sidecar proxies", n)}
-	cp, admin, log, err := startSeeded(res.name)
-	if err != nil {
-		return res, err
-	}
-	defer cp.Stop()
-	ctx := context.Background()
-
-	// One admin double for every pod: it listens on all addresses and answers each loopback
-	// address (the pod's IP) with that pod's own certificate.
+// sidecarMesh creates n running sidecar pods spread over nodes nodes (node-1 when nodes is 1, else
+// node-0 ...), and one Envoy admin double for all of them: it listens on every address and
+// answers each loopback address (a pod's IP) with that pod's own certificate. It returns the
+// double's port and a function that stops it.
+func sidecarMesh(ctx context.Context, admin kubernetes.Interface, n, nodes int, log func(string, ...any)) (int, func(), error) {
 	m := testpki.NewMesh(n, time.Now().Add(-time.Hour))
 	bodies := make(map[string][]byte, n)
 	ips := make([]string, n)
@@ -348,24 +353,26 @@ func proxiesScenario(bin string, n int) (result, error) {
 	}
 	ln, err := net.Listen("tcp", "0.0.0.0:0")
 	if err != nil {
-		return res, err
+		return 0, nil, err
 	}
-	adminPort := ln.Addr().(*net.TCPAddr).Port
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		local, _ := r.Context().Value(http.LocalAddrContextKey).(net.Addr)
 		host, _, _ := net.SplitHostPort(local.String())
 		w.Write(bodies[host])
 	})}
 	go srv.Serve(ln)
-	defer srv.Close()
-
-	log("creating %d pods", n)
+	log("creating %d pods on %d nodes", n, nodes)
 	if err := testenv.EnsureNamespace(ctx, admin, "mesh"); err != nil {
-		return res, err
+		srv.Close()
+		return 0, nil, err
 	}
 	if err := parallel(n, func(i int) error {
+		node := "node-1"
+		if nodes > 1 {
+			node = fmt.Sprintf("node-%d", i%nodes)
+		}
 		pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("app-%d", i), Namespace: "mesh", Labels: map[string]string{"security.istio.io/tlsMode": "istio"}},
-			Spec: corev1.PodSpec{NodeName: "node-1", ServiceAccountName: "default", Containers: []corev1.Container{{Name: "app", Image: "x"}, {Name: "istio-proxy", Image: "x"}}}}
+			Spec: corev1.PodSpec{NodeName: node, ServiceAccountName: "default", Containers: []corev1.Container{{Name: "app", Image: "x"}, {Name: "istio-proxy", Image: "x"}}}}
 		created, err := admin.CoreV1().Pods("mesh").Create(ctx, pod, metav1.CreateOptions{})
 		if err != nil {
 			return err
@@ -374,8 +381,26 @@ func proxiesScenario(bin string, n int) (result, error) {
 		_, err = admin.CoreV1().Pods("mesh").UpdateStatus(ctx, created, metav1.UpdateOptions{})
 		return err
 	}); err != nil {
+		srv.Close()
+		return 0, nil, err
+	}
+	return ln.Addr().(*net.TCPAddr).Port, func() { srv.Close() }, nil
+}
+
+func proxiesScenario(bin string, n int) (result, error) {
+	res := result{name: fmt.Sprintf("%d sidecar proxies", n)}
+	cp, admin, log, err := startSeeded(res.name)
+	if err != nil {
 		return res, err
 	}
+	defer cp.Stop()
+	ctx := context.Background()
+
+	adminPort, closeMesh, err := sidecarMesh(ctx, admin, n, 1, log)
+	if err != nil {
+		return res, err
+	}
+	defer closeMesh()
 
 	kubeconfig, err := cp.Kubeconfig("bench", cp.AdminConfig())
 	if err != nil {
@@ -643,6 +668,143 @@ func measureAPI(base string) []apiFigure {
 	return out
 }
 
+// splitFigure is one way of splitting the proxies between replicas.
+type splitFigure struct {
+	mode                   string
+	replicas               int
+	minProxies, maxProxies int
+	minRSS, maxRSS         float64 // MiB
+	readOnce, sameSeries   bool
+	first                  time.Duration // until every replica has read its proxies
+}
+
+// shardsScenario runs one replica over n sidecars, then 4 with --shard/--total-shards, then one
+// per node of 10 with --proxy.node-name, and checks that each split reads every proxy exactly once
+// and that the union of the replicas' proxy series is the one replica's.
+func shardsScenario(bin string, n int) ([]splitFigure, error) {
+	name := fmt.Sprintf("%d sidecar proxies split", n)
+	cp, admin, log, err := startSeeded(name)
+	if err != nil {
+		return nil, err
+	}
+	defer cp.Stop()
+	const nodes = 10
+	adminPort, closeMesh, err := sidecarMesh(context.Background(), admin, n, nodes, log)
+	if err != nil {
+		return nil, err
+	}
+	defer closeMesh()
+	kubeconfig, err := cp.Kubeconfig("bench", cp.AdminConfig())
+	if err != nil {
+		return nil, err
+	}
+	// run starts one exporter per set of extra flags and waits until their proxy series add up
+	// to n; it returns each replica's proxy series (label sets) and RSS.
+	run := func(extra [][]string) ([]map[string]bool, []float64, time.Duration, error) {
+		var cmds []*exec.Cmd
+		var bases []string
+		defer func() {
+			for _, c := range cmds {
+				_ = c.Process.Kill()
+				_ = c.Wait()
+			}
+		}()
+		start := time.Now()
+		for _, e := range extra {
+			port, _ := freePort()
+			args := append([]string{"--kubeconfig=" + kubeconfig, fmt.Sprintf("--web.listen-address=127.0.0.1:%d", port), "--log.level=warn",
+				"--source.envoy", "--envoy.transport=direct", fmt.Sprintf("--envoy.admin-port=%d", adminPort)}, e...)
+			cmd := exec.Command(bin, args...)
+			cmd.Stderr = os.Stderr
+			if err := cmd.Start(); err != nil {
+				return nil, nil, 0, err
+			}
+			cmds = append(cmds, cmd)
+			bases = append(bases, fmt.Sprintf("http://127.0.0.1:%d", port))
+		}
+		sets := make([]map[string]bool, len(bases))
+		for {
+			if time.Since(start) > 5*time.Minute {
+				return nil, nil, 0, fmt.Errorf("the replicas did not read %d proxies in 5 minutes", n)
+			}
+			total := 0
+			for i, b := range bases {
+				body, _, err := get(b+"/metrics", false)
+				if err != nil {
+					continue
+				}
+				sets[i] = map[string]bool{}
+				for _, line := range strings.Split(body, "\n") {
+					if strings.HasPrefix(line, "meshcert_proxy_up{") || strings.HasPrefix(line, "meshcert_certificate_not_after_timestamp_seconds{") && strings.Contains(line, `source="envoy"`) {
+						sets[i][line[:strings.LastIndexByte(line, ' ')]] = true
+						if strings.HasPrefix(line, "meshcert_proxy_up{") {
+							total++
+						}
+					}
+				}
+			}
+			if total >= n {
+				break
+			}
+			time.Sleep(time.Second)
+		}
+		first := time.Since(start)
+		time.Sleep(2 * time.Second)
+		var rss []float64
+		for _, c := range cmds {
+			rss = append(rss, rssMiB(c.Process.Pid))
+		}
+		return sets, rss, first, nil
+	}
+	one, oneRSS, oneFirst, err := run([][]string{nil})
+	if err != nil {
+		return nil, fmt.Errorf("one replica: %w", err)
+	}
+	out := []splitFigure{{mode: "one replica", replicas: 1, minProxies: n, maxProxies: n, minRSS: oneRSS[0], maxRSS: oneRSS[0], readOnce: true, sameSeries: true, first: oneFirst}}
+	for _, split := range []struct {
+		mode  string
+		flags [][]string
+	}{
+		{"--shard/--total-shards 4", [][]string{{"--shard=0", "--total-shards=4"}, {"--shard=1", "--total-shards=4"}, {"--shard=2", "--total-shards=4"}, {"--shard=3", "--total-shards=4"}}},
+		{"--proxy.node-name, 10 nodes", func() [][]string {
+			var f [][]string
+			for i := range nodes {
+				f = append(f, []string{fmt.Sprintf("--proxy.node-name=node-%d", i)})
+			}
+			return f
+		}()},
+	} {
+		sets, rss, first, err := run(split.flags)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", split.mode, err)
+		}
+		f := splitFigure{mode: split.mode, replicas: len(sets), minProxies: n, readOnce: true, first: first, minRSS: math.Inf(1)}
+		union := map[string]bool{}
+		for i, set := range sets {
+			proxies := 0
+			for k := range set {
+				if union[k] {
+					f.readOnce = false // a series two replicas export
+				}
+				union[k] = true
+				if strings.HasPrefix(k, "meshcert_proxy_up{") {
+					proxies++
+				}
+			}
+			f.minProxies, f.maxProxies = min(f.minProxies, proxies), max(f.maxProxies, proxies)
+			f.minRSS, f.maxRSS = math.Min(f.minRSS, rss[i]), math.Max(f.maxRSS, rss[i])
+		}
+		f.sameSeries = len(union) == len(one[0])
+		for k := range one[0] {
+			f.sameSeries = f.sameSeries && union[k]
+		}
+		log("%s: %d replicas, %d-%d proxies each, RSS %.0f-%.0f MiB (one replica %.0f), each proxy once %v, union of series equal %v, %s",
+			f.mode, f.replicas, f.minProxies, f.maxProxies, f.minRSS, f.maxRSS, oneRSS[0], f.readOnce, f.sameSeries, f.first.Round(time.Second))
+		out = append(out, f)
+	}
+	return out, nil
+}
+
 // envoyBody renders an Envoy secrets config_dump.
 func envoyBody(chain, roots []byte) []byte {
 	b64 := base64.StdEncoding.EncodeToString
@@ -774,7 +936,7 @@ const (
 )
 
 // writeDoc replaces the bench-scale section of doc with the results.
-func writeDoc(doc string, results []result) error {
+func writeDoc(doc string, results []result, splits []splitFigure, split int) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s\nMeasured %s by `make bench-scale` (hack/bench-scale) on this machine: %d cores, %s, kube-apiserver v1.37.2 and etcd v3.7.3 from the test control plane on loopback.\n\n",
 		beginMarker, time.Now().UTC().Format("2006-01-02"), runtime.NumCPU(), cpuModel())
@@ -808,6 +970,13 @@ func writeDoc(doc string, results []result) error {
 		fmt.Fprintf(&b, "\n| scenario | first judged scrape | memory per pod (RSS / Go heap in use, beyond the exporter without posture) | RSS / Go heap (without posture) | pods in judged namespaces | bypass series |\n|---|---|---|---|---|---|\n")
 		fmt.Fprintf(&b, "| %s | %s | %.0f B / %.0f B | %.0f / %.0f MiB (%.0f / %.0f MiB) | %d | %d |\n", r.name, r.firstScrape.Round(100*time.Millisecond),
 			r.rssPerPod, r.heapPerPod, r.rssAfter, r.heapInuse, r.baselineRSS, r.baselineHeap, r.judgedPods, r.bypassSeries)
+	}
+	if len(splits) > 0 {
+		fmt.Fprintf(&b, "\n| %d sidecar proxies split | replicas | proxies per replica | RSS per replica | each proxy read by one replica | union of the replicas' proxy series = one replica's | until every replica read its proxies |\n|---|---|---|---|---|---|---|\n", split)
+		for _, f := range splits {
+			fmt.Fprintf(&b, "| %s | %d | %d-%d | %.0f-%.0f MiB | %v | %v | %s |\n", f.mode, f.replicas, f.minProxies, f.maxProxies, f.minRSS, f.maxRSS,
+				f.readOnce, f.sameSeries, f.first.Round(time.Second))
+		}
 	}
 	b.WriteString(endMarker)
 	data, err := os.ReadFile(doc)
