@@ -29,6 +29,8 @@ type Kubelet struct {
 	mu       sync.Mutex
 	backends map[string]string // "namespace/pod:port" -> address
 	forwards int
+	// slowest is the longest a port-forward request took, from its upgrade to its end.
+	slowest time.Duration
 }
 
 // StartKubelet starts the stand-in. It speaks HTTP/1.1 only: the upgrade to a stream cannot run
@@ -55,6 +57,14 @@ func (k *Kubelet) Forwards() int {
 	return k.forwards
 }
 
+// SlowestForward is the longest a port-forward request has taken so far, from the API server's
+// upgrade request arriving to the end of its streams.
+func (k *Kubelet) SlowestForward() time.Duration {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.slowest
+}
+
 // Port is the stand-in's port.
 func (k *Kubelet) Port() int { return k.server.Listener.Addr().(*net.TCPAddr).Port }
 
@@ -73,7 +83,12 @@ func (k *Kubelet) serve(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
+	start := time.Now()
 	portforward.ServePortForward(w, r, forwarder{k, namespace}, pod, "", opts, time.Minute, 30*time.Second, portforward.SupportedProtocols)
+	took := time.Since(start)
+	k.mu.Lock()
+	k.slowest = max(k.slowest, took)
+	k.mu.Unlock()
 }
 
 // forwarder connects a stream to the backend of a pod port.

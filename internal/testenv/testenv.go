@@ -217,6 +217,26 @@ func (cp *ControlPlane) Stop() {
 	}
 }
 
+// APIServerPID is the running API server's process ID, 0 while it is stopped.
+func (cp *ControlPlane) APIServerPID() int {
+	cp.mu.Lock()
+	defer cp.mu.Unlock()
+	if cp.apiserver == nil {
+		return 0
+	}
+	return cp.apiserver.cmd.Process.Pid
+}
+
+// EtcdPID is etcd's process ID.
+func (cp *ControlPlane) EtcdPID() int {
+	cp.mu.Lock()
+	defer cp.mu.Unlock()
+	if cp.etcd == nil {
+		return 0
+	}
+	return cp.etcd.cmd.Process.Pid
+}
+
 // URL is the API server's address.
 func (cp *ControlPlane) URL() string { return fmt.Sprintf("https://127.0.0.1:%d", cp.apiPort) }
 
