@@ -54,12 +54,14 @@ import (
 
 func main() {
 	secrets := flag.String("secrets", "1000,5000", "comma-separated numbers of TLS Secrets")
-	proxies := flag.Int("proxies", 10000, "number of sidecar pods (0 to skip)")
+	proxies := flag.String("proxies", "10000,100000", "comma-separated numbers of sidecar pods read over the direct transport")
 	pods := flag.Int("pods", 100000, "number of pods the posture judges (0 to skip)")
 	split := flag.Int("split", 10000, "number of sidecar pods split between replicas by shard and by node (0 to skip)")
+	portForward := flag.Int("portforward", 10000, "number of sidecar pods read through the API server's port-forward (0 to skip)")
+	window := flag.Duration("portforward-window", 5*time.Minute, "how long the port-forward scenario measures after its first sweep")
 	doc := flag.String("doc", "docs/performance.md", "file to write the results into")
 	flag.Parse()
-	if err := run(*secrets, *proxies, *pods, *split, *doc); err != nil {
+	if err := run(*secrets, *proxies, *pods, *split, *portForward, *window, *doc); err != nil {
 		fmt.Fprintln(os.Stderr, "bench-scale:", err)
 		os.Exit(1)
 	}
@@ -79,6 +81,7 @@ type result struct {
 	sweepCPU                       float64 // cores
 	bytesPerProxy                  float64
 	scrapeP50Sweep, scrapeP99Sweep time.Duration
+	scrapeP50After, scrapeP99After time.Duration // 50 gzip scrapes after the sweep
 	proxiesUp                      int
 	machineBusy, harnessCPU        float64 // during the sweep: share of all cores busy, cores the harness used
 	// api is the PKI API and page, asked after the sweep.
@@ -91,7 +94,7 @@ type result struct {
 	bypassSeries, judgedPods  int
 }
 
-func run(secretCounts string, proxies, pods, split int, doc string) error {
+func run(secretCounts, proxyCounts string, pods, split, portForward int, window time.Duration, doc string) error {
 	bin, err := buildExporter()
 	if err != nil {
 		return err
@@ -111,10 +114,17 @@ func run(secretCounts string, proxies, pods, split int, doc string) error {
 		}
 		results = append(results, r)
 	}
-	if proxies > 0 {
-		r, err := proxiesScenario(bin, proxies)
+	for _, s := range strings.Split(proxyCounts, ",") {
+		if strings.TrimSpace(s) == "" {
+			continue
+		}
+		n, err := strconv.Atoi(strings.TrimSpace(s))
 		if err != nil {
-			return fmt.Errorf("proxies-%d: %w", proxies, err)
+			return err
+		}
+		r, err := proxiesScenario(bin, n)
+		if err != nil {
+			return fmt.Errorf("proxies-%d: %w", n, err)
 		}
 		results = append(results, r)
 	}
@@ -132,7 +142,15 @@ func run(secretCounts string, proxies, pods, split int, doc string) error {
 			return fmt.Errorf("split-%d: %w", split, err)
 		}
 	}
-	return writeDoc(doc, results, splits, split)
+	var pf []portForwardFigure
+	if portForward > 0 {
+		f, err := portForwardScenario(bin, portForward, window)
+		if err != nil {
+			return fmt.Errorf("portforward-%d: %w", portForward, err)
+		}
+		pf = append(pf, f)
+	}
+	return writeDoc(doc, results, splits, split, pf)
 }
 
 func buildExporter() (string, error) {
@@ -348,7 +366,7 @@ func sidecarMesh(ctx context.Context, admin kubernetes.Interface, n, nodes int, 
 	bodies := make(map[string][]byte, n)
 	ips := make([]string, n)
 	for i, l := range m.Leaves {
-		ips[i] = fmt.Sprintf("127.%d.%d.%d", 1+i/65536, (i/256)%256, 1+i%254)
+		ips[i] = podIP(i)
 		bodies[ips[i]] = envoyBody(testpki.Bundle(l, m.Intermediate, m.Root), m.Root.PEM())
 	}
 	ln, err := net.Listen("tcp", "0.0.0.0:0")
@@ -386,6 +404,9 @@ func sidecarMesh(ctx context.Context, admin kubernetes.Interface, n, nodes int, 
 	}
 	return ln.Addr().(*net.TCPAddr).Port, func() { srv.Close() }, nil
 }
+
+// podIP is the i-th sidecar pod's IP: a loopback address of its own (the last byte 1-254).
+func podIP(i int) string { return fmt.Sprintf("127.%d.%d.%d", 1+i/(254*256), (i/254)%256, 1+i%254) }
 
 func proxiesScenario(bin string, n int) (result, error) {
 	res := result{name: fmt.Sprintf("%d sidecar proxies", n)}
@@ -475,6 +496,21 @@ func proxiesScenario(bin string, n int) (result, error) {
 	res.bytesPerProxy = (res.rssAfter - baseline) * (1 << 20) / float64(n)
 	res.scrapeP50Sweep, res.scrapeP99Sweep = percentile(lat, 0.5), percentile(lat, 0.99)
 	log("scrapes during the sweep, in order: %v", roundAll(lat, 100*time.Microsecond))
+	time.Sleep(2 * time.Second) // the last reads' changes rendered
+	var after []time.Duration
+	for range 50 {
+		t0 := time.Now()
+		_, gz, err := get(base+"/metrics", true)
+		if err != nil {
+			return res, err
+		}
+		after = append(after, time.Since(t0))
+		res.gzipBytes = gz
+	}
+	res.scrapeP50After, res.scrapeP99After = percentile(after, 0.5), percentile(after, 0.99)
+	if body, _, err := get(base+"/metrics", false); err == nil {
+		res.bodyBytes, res.series = len(body), countSeries(body)
+	}
 	saveProfile(fmt.Sprintf("proxies-%d", n))
 	res.api = measureAPI(base)
 	for _, a := range res.api {
@@ -674,6 +710,8 @@ type splitFigure struct {
 	replicas               int
 	minProxies, maxProxies int
 	minRSS, maxRSS         float64 // MiB
+	minHeap, maxHeap       float64 // MiB, go_memstats_heap_inuse_bytes
+	baseRSS, baseHeap      float64 // MiB, the same exporter without the proxy source
 	readOnce, sameSeries   bool
 	first                  time.Duration // until every replica has read its proxies
 }
@@ -699,8 +737,10 @@ func shardsScenario(bin string, n int) ([]splitFigure, error) {
 		return nil, err
 	}
 	// run starts one exporter per set of extra flags and waits until their proxy series add up
-	// to n; it returns each replica's proxy series (label sets) and RSS.
+	// to n; it returns each replica's proxy series (label sets), RSS and Go heap in use.
+	var heaps []float64
 	run := func(extra [][]string) ([]map[string]bool, []float64, time.Duration, error) {
+		heaps = nil
 		var cmds []*exec.Cmd
 		var bases []string
 		defer func() {
@@ -751,16 +791,22 @@ func shardsScenario(bin string, n int) ([]splitFigure, error) {
 		first := time.Since(start)
 		time.Sleep(2 * time.Second)
 		var rss []float64
-		for _, c := range cmds {
+		for i, c := range cmds {
 			rss = append(rss, rssMiB(c.Process.Pid))
+			heaps = append(heaps, heapInUse(bases[i]))
 		}
 		return sets, rss, first, nil
+	}
+	baseRSS, baseHeap, err := baseline(bin, kubeconfig)
+	if err != nil {
+		return nil, err
 	}
 	one, oneRSS, oneFirst, err := run([][]string{nil})
 	if err != nil {
 		return nil, fmt.Errorf("one replica: %w", err)
 	}
-	out := []splitFigure{{mode: "one replica", replicas: 1, minProxies: n, maxProxies: n, minRSS: oneRSS[0], maxRSS: oneRSS[0], readOnce: true, sameSeries: true, first: oneFirst}}
+	out := []splitFigure{{mode: "one replica", replicas: 1, minProxies: n, maxProxies: n, minRSS: oneRSS[0], maxRSS: oneRSS[0], readOnce: true, sameSeries: true, first: oneFirst,
+		minHeap: heaps[0], maxHeap: heaps[0], baseRSS: baseRSS, baseHeap: baseHeap}}
 	for _, split := range []struct {
 		mode  string
 		flags [][]string
@@ -778,7 +824,7 @@ func shardsScenario(bin string, n int) ([]splitFigure, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", split.mode, err)
 		}
-		f := splitFigure{mode: split.mode, replicas: len(sets), minProxies: n, readOnce: true, first: first, minRSS: math.Inf(1)}
+		f := splitFigure{mode: split.mode, replicas: len(sets), minProxies: n, readOnce: true, first: first, minRSS: math.Inf(1), minHeap: math.Inf(1), baseRSS: baseRSS, baseHeap: baseHeap}
 		union := map[string]bool{}
 		for i, set := range sets {
 			proxies := 0
@@ -793,6 +839,7 @@ func shardsScenario(bin string, n int) ([]splitFigure, error) {
 			}
 			f.minProxies, f.maxProxies = min(f.minProxies, proxies), max(f.maxProxies, proxies)
 			f.minRSS, f.maxRSS = math.Min(f.minRSS, rss[i]), math.Max(f.maxRSS, rss[i])
+			f.minHeap, f.maxHeap = math.Min(f.minHeap, heaps[i]), math.Max(f.maxHeap, heaps[i])
 		}
 		f.sameSeries = len(union) == len(one[0])
 		for k := range one[0] {
@@ -803,6 +850,37 @@ func shardsScenario(bin string, n int) ([]splitFigure, error) {
 		out = append(out, f)
 	}
 	return out, nil
+}
+
+// baseline starts the exporter without a proxy source on the API server of kubeconfig and returns
+// its RSS and Go heap in use once ready and scraped a few times.
+func baseline(bin, kubeconfig string) (rss, heap float64, err error) {
+	port, _ := freePort()
+	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	cmd := exec.Command(bin, "--kubeconfig="+kubeconfig, fmt.Sprintf("--web.listen-address=127.0.0.1:%d", port), "--log.level=warn")
+	if err := cmd.Start(); err != nil {
+		return 0, 0, err
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if _, _, err := get(base+"/readyz", false); err == nil {
+			break
+		}
+	}
+	time.Sleep(2 * time.Second)
+	for range 5 {
+		get(base+"/metrics", true)
+	}
+	return rssMiB(cmd.Process.Pid), heapInUse(base), nil
+}
+
+// heapInUse is the Go heap in use of the exporter at base, in MiB.
+func heapInUse(base string) float64 {
+	body, _, err := get(base+"/metrics", false)
+	if err != nil {
+		return math.NaN()
+	}
+	return sumSeries(body, "go_memstats_heap_inuse_bytes ", "") / (1 << 20)
 }
 
 // envoyBody renders an Envoy secrets config_dump.
@@ -861,27 +939,39 @@ func countSeries(body string) int {
 
 // apiRequests sums the API server's own apiserver_request_total.
 func apiRequests(cp *testenv.ControlPlane) (float64, error) {
+	body, err := apiMetrics(cp)
+	return sumSeries(body, "apiserver_request_total{", ""), err
+}
+
+// apiMetrics fetches the API server's own metrics.
+func apiMetrics(cp *testenv.ControlPlane) (string, error) { return apiGet(cp, "/metrics") }
+
+// apiGet fetches a path of the API server as its admin.
+func apiGet(cp *testenv.ControlPlane, path string) (string, error) {
 	cfg := cp.AdminConfig()
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(cfg.TLSClientConfig.CAData)
-	req, _ := http.NewRequest(http.MethodGet, cp.URL()+"/metrics", nil)
+	req, _ := http.NewRequest(http.MethodGet, cp.URL()+path, nil)
 	req.Header.Set("Authorization", "Bearer "+cfg.BearerToken)
 	resp, err := (&http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}).Do(req)
 	if err != nil {
-		return 0, err
+		return "", err
 	}
 	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	return string(body), err
+}
+
+// sumSeries sums the samples of body whose line starts with prefix and contains match.
+func sumSeries(body, prefix, match string) float64 {
 	var total float64
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if strings.HasPrefix(line, "apiserver_request_total{") {
+	for _, line := range strings.Split(body, "\n") {
+		if strings.HasPrefix(line, prefix) && strings.Contains(line, match) {
 			v, _ := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64)
 			total += v
 		}
 	}
-	return total, sc.Err()
+	return total
 }
 
 // rssMiB is the resident set of a process.
@@ -936,7 +1026,7 @@ const (
 )
 
 // writeDoc replaces the bench-scale section of doc with the results.
-func writeDoc(doc string, results []result, splits []splitFigure, split int) error {
+func writeDoc(doc string, results []result, splits []splitFigure, split int, pf []portForwardFigure) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s\nMeasured %s by `make bench-scale` (hack/bench-scale) on this machine: %d cores, %s, kube-apiserver v1.37.2 and etcd v3.7.3 from the test control plane on loopback.\n\n",
 		beginMarker, time.Now().UTC().Format("2006-01-02"), runtime.NumCPU(), cpuModel())
@@ -953,9 +1043,10 @@ func writeDoc(doc string, results []result, splits []splitFigure, split int) err
 		if r.sweep == 0 {
 			continue
 		}
-		fmt.Fprintf(&b, "\n| scenario | full sweep (default interval 5 min, concurrency 16) | exporter CPU during the sweep | memory per proxy beyond the baseline | scrape p50 / p99 during the sweep | proxies up | machine busy during the sweep (all processes) | harness (admin doubles, client) |\n|---|---|---|---|---|---|---|---|\n")
-		fmt.Fprintf(&b, "| %s | %s | %.2f cores | %.1f KiB | %s / %s | %d | %.0f%% | %.2f cores |\n", r.name, r.sweep.Round(time.Second), r.sweepCPU, r.bytesPerProxy/1024,
-			r.scrapeP50Sweep.Round(100*time.Microsecond), r.scrapeP99Sweep.Round(100*time.Microsecond), r.proxiesUp, 100*r.machineBusy, r.harnessCPU)
+		fmt.Fprintf(&b, "\n| scenario | full sweep (default interval 5 min, concurrency 16) = first complete scrape | exporter CPU during the sweep | RSS after the sweep | memory per proxy beyond the baseline | scrape p50 / p99 during the sweep | scrape p50 / p99 after it (50, gzip) | body (text / gzip), series | proxies up | machine busy during the sweep (all processes) | harness (admin doubles, client) |\n|---|---|---|---|---|---|---|---|---|---|---|\n")
+		fmt.Fprintf(&b, "| %s | %s | %.2f cores | %.0f MiB | %.1f KiB | %s / %s | %s / %s | %.1f MB / %.2f MB, %d | %d | %.0f%% | %.2f cores |\n", r.name, r.sweep.Round(time.Second), r.sweepCPU, r.rssAfter, r.bytesPerProxy/1024,
+			r.scrapeP50Sweep.Round(100*time.Microsecond), r.scrapeP99Sweep.Round(100*time.Microsecond), r.scrapeP50After.Round(100*time.Microsecond), r.scrapeP99After.Round(100*time.Microsecond),
+			float64(r.bodyBytes)/1e6, float64(r.gzipBytes)/1e6, r.series, r.proxiesUp, 100*r.machineBusy, r.harnessCPU)
 		if len(r.api) > 0 {
 			fmt.Fprintf(&b, "\n| %s, after the sweep | answer p50 (gzip) | body (text / gzip) |\n|---|---|---|\n", r.name)
 			for _, a := range r.api {
@@ -972,11 +1063,26 @@ func writeDoc(doc string, results []result, splits []splitFigure, split int) err
 			r.rssPerPod, r.heapPerPod, r.rssAfter, r.heapInuse, r.baselineRSS, r.baselineHeap, r.judgedPods, r.bypassSeries)
 	}
 	if len(splits) > 0 {
-		fmt.Fprintf(&b, "\n| %d sidecar proxies split | replicas | proxies per replica | RSS per replica | each proxy read by one replica | union of the replicas' proxy series = one replica's | until every replica read its proxies |\n|---|---|---|---|---|---|---|\n", split)
+		fmt.Fprintf(&b, "\n| %d sidecar proxies split | replicas | proxies per replica | RSS per replica (beyond the exporter without proxies) | Go heap in use per replica (beyond it) | each proxy read by one replica | union of the replicas' proxy series = one replica's | until every replica read its proxies |\n|---|---|---|---|---|---|---|---|\n", split)
 		for _, f := range splits {
-			fmt.Fprintf(&b, "| %s | %d | %d-%d | %.0f-%.0f MiB | %v | %v | %s |\n", f.mode, f.replicas, f.minProxies, f.maxProxies, f.minRSS, f.maxRSS,
-				f.readOnce, f.sameSeries, f.first.Round(time.Second))
+			fmt.Fprintf(&b, "| %s | %d | %d-%d | %.0f-%.0f MiB (%.0f-%.0f) | %.1f-%.1f MiB (%.1f-%.1f) | %v | %v | %s |\n", f.mode, f.replicas, f.minProxies, f.maxProxies, f.minRSS, f.maxRSS,
+				f.minRSS-f.baseRSS, f.maxRSS-f.baseRSS, f.minHeap, f.maxHeap, f.minHeap-f.baseHeap, f.maxHeap-f.baseHeap, f.readOnce, f.sameSeries, f.first.Round(time.Second))
 		}
+	}
+	for _, f := range pf {
+		fmt.Fprintf(&b, "\n| %d sidecar proxies over port-forward (10 nodes, default settings) | first sweep | the %s after it |\n|---|---|---|\n", f.proxies, f.window)
+		fmt.Fprintf(&b, "| duration | %s | %s |\n", f.sweep.Round(time.Second), f.window)
+		fmt.Fprintf(&b, "| reads | %d | %d (busiest 10 s: %d) |\n", f.proxies, f.windowReads, f.windowPeakReads10s)
+		fmt.Fprintf(&b, "| API server CPU beyond idle | %.1f s (%.2f ms per read) | %.1f s (%.2f ms per read) |\n", f.apiCPU, 1e3*f.apiCPU/float64(f.proxies),
+			f.windowAPICPU, 1e3*f.windowAPICPU/float64(max(1, f.windowReads)))
+		fmt.Fprintf(&b, "| etcd CPU beyond idle | %.1f s | %.1f s |\n", f.etcdCPU, f.windowEtcdCPU)
+		fmt.Fprintf(&b, "| API server and etcd, share of a core over the 5-minute interval | %.3f | %.3f |\n", f.apiCore(f.apiCPU+f.etcdCPU, f.proxies),
+			f.apiCore(f.windowAPICPU+f.windowEtcdCPU, f.windowReads))
+		fmt.Fprintf(&b, "| API server RSS (idle %.0f MiB) | max %.0f MiB | |\n", f.apiRSSIdle, f.apiRSSMax)
+		fmt.Fprintf(&b, "| `apiserver_longrunning_requests` (pods/portforward) | max %.0f, mean %.1f | |\n", f.longrunningMax, f.longrunningMean)
+		fmt.Fprintf(&b, "| slowest forward at the kubelet | %s | |\n", f.slowestForward.Round(time.Millisecond))
+		fmt.Fprintf(&b, "| exporter | %.2f cores, %.0f MiB | |\n", f.exporterCPU, f.exporterRSS)
+		fmt.Fprintf(&b, "| proxies not up | %d | %d (%.0f read errors counted) |\n", f.failed, f.windowFailed, f.errors)
 	}
 	b.WriteString(endMarker)
 	data, err := os.ReadFile(doc)
