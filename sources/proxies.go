@@ -113,8 +113,9 @@ func NewParseLimit() ParseLimit { return make(ParseLimit, max(1, runtime.GOMAXPR
 type ProxySettings struct {
 	// AdminPort is the proxy's admin port.
 	AdminPort int
-	// Interval between two reads of one proxy; each read is moved by up to a tenth of it at
-	// random, so reads spread out instead of bunching.
+	// Interval between two reads of one proxy. After its first read a proxy is read at its own
+	// offset into the interval (a hash of its namespace and name), so the reads of a sweep spread
+	// evenly over the whole interval instead of repeating the bunch a start made.
 	Interval time.Duration
 	// Timeout of one read; a hanging proxy costs one slot for this long.
 	Timeout time.Duration
@@ -300,6 +301,33 @@ func jitter(d time.Duration) time.Duration {
 	return time.Duration(rand.Int64N(int64(d)))
 }
 
+// nextSlot is when the proxy namespace/name is read next after a read at clock: the first moment
+// at least half an interval later that falls on the proxy's own offset into the interval. The
+// offsets of many proxies spread evenly over the interval, so each interval reads the same share
+// of the proxies in each of its seconds, whatever bunched their first reads (a start, an outage of
+// the API server); the API server sees the steady rate of reads, not bursts at the pace the
+// concurrency allows.
+func nextSlot(namespace, name string, clock, interval time.Duration) time.Duration {
+	if interval <= 0 {
+		return clock
+	}
+	// FNV-1a over namespace "/" name, without building the key.
+	const offset64, prime64 = 14695981039346656037, 1099511628211
+	h := uint64(offset64)
+	for _, s := range [...]string{namespace, "/", name} {
+		for i := 0; i < len(s); i++ {
+			h = (h ^ uint64(s[i])) * prime64
+		}
+	}
+	phase := time.Duration(h % uint64(interval))
+	earliest := clock + interval/2
+	next := earliest - earliest%interval + phase
+	if next < earliest {
+		next += interval
+	}
+	return next
+}
+
 // readOne reads one proxy and records the outcome.
 func (p *Proxies) readOne(ctx context.Context, ps *proxyState) {
 	p.mu.Lock()
@@ -318,7 +346,7 @@ func (p *Proxies) readOne(ctx context.Context, ps *proxyState) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	ps.inFlight = false
-	ps.nextRead = p.clock(now) + p.settings.Interval - p.settings.Interval/20 + jitter(p.settings.Interval/10)
+	ps.nextRead = nextSlot(t.Namespace, t.Name, p.clock(now), p.settings.Interval)
 	if err != nil {
 		reason := errorReason(err)
 		if s := ps.status; s == nil || s.Up || s.Endpoint != endpoint {

@@ -51,6 +51,52 @@ func TestShardingSplitsPods(t *testing.T) {
 	}
 }
 
+// TestReadsSpreadOverTheInterval: however bunched the first reads of a sweep were (here every
+// proxy within the first 10 seconds, as a start reads them), the next reads fall evenly over the
+// interval, in a shard as in the whole mesh: each 10-second slice of the interval reads about the
+// same number of proxies. A proxy is read again at least half an interval after a read, and from
+// then on exactly once per interval.
+func TestReadsSpreadOverTheInterval(t *testing.T) {
+	const interval = 5 * time.Minute
+	for _, tc := range []struct {
+		name     string
+		sharding Sharding
+		proxies  int
+	}{
+		{"one replica", Sharding{}, 10000},
+		{"shard 2 of 4", Sharding{Shard: 2, TotalShards: 4}, 40000},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			const slices = 30
+			var perSlice [slices]int
+			read := 0
+			for i := range tc.proxies {
+				namespace, name := fmt.Sprintf("ns-%d", i%50), fmt.Sprintf("app-%d-%x", i, i*7919)
+				if !tc.sharding.owns(namespace, name) {
+					continue
+				}
+				read++
+				first := time.Duration(i%10000) * time.Millisecond // every proxy within 10 s
+				second := nextSlot(namespace, name, first, interval)
+				if second < first+interval/2 || second >= first+3*interval/2 {
+					t.Fatalf("%s/%s read at %s and again at %s: not between half an interval and one and a half later", namespace, name, first, second)
+				}
+				if third := nextSlot(namespace, name, second, interval); third != second+interval {
+					t.Fatalf("%s/%s read at %s and again at %s, not one interval later", namespace, name, second, third)
+				}
+				perSlice[second%interval/(interval/slices)]++
+			}
+			mean := float64(read) / slices
+			for i, n := range perSlice {
+				if float64(n) < 0.75*mean || float64(n) > 1.25*mean {
+					t.Errorf("%d of %d proxies read in the slice at %s of the interval, %.0f on average: %v", n, read, time.Duration(i)*interval/slices, mean, perSlice)
+					break
+				}
+			}
+		})
+	}
+}
+
 // TestStripPodKeepsTheTargetAndKind: the pod cache keeps the target, which proxy kinds a pod runs
 // (as each kind recognises its pods) and the trust-root digest its kind's annotation holds.
 func TestStripPodKeepsTheTargetAndKind(t *testing.T) {
