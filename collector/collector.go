@@ -132,11 +132,12 @@ func (c postureCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.namespaceMode, prometheus.GaugeValue, 1, mesh, ns, labelValue(n.Mode))
 		ch <- prometheus.MustNewConstMetric(c.defaultDeny, prometheus.GaugeValue, boolValue(n.DefaultDeny), mesh, ns)
 	}
+	share := labelValue(c.snap.Share)
 	for _, n := range c.snap.Posture.Pods {
 		mesh, ns := string(n.Mesh), labelValue(n.Namespace)
-		ch <- prometheus.MustNewConstMetric(c.namespacePods, prometheus.GaugeValue, float64(n.Meshed), mesh, ns, model.PodStateMeshed)
-		ch <- prometheus.MustNewConstMetric(c.namespacePods, prometheus.GaugeValue, float64(n.Unmeshed), mesh, ns, model.PodStateUnmeshed)
-		ch <- prometheus.MustNewConstMetric(c.namespacePods, prometheus.GaugeValue, float64(n.HostNetwork), mesh, ns, model.PodStateHostNetwork)
+		ch <- prometheus.MustNewConstMetric(c.namespacePods, prometheus.GaugeValue, float64(n.Meshed), mesh, ns, model.PodStateMeshed, share)
+		ch <- prometheus.MustNewConstMetric(c.namespacePods, prometheus.GaugeValue, float64(n.Unmeshed), mesh, ns, model.PodStateUnmeshed, share)
+		ch <- prometheus.MustNewConstMetric(c.namespacePods, prometheus.GaugeValue, float64(n.HostNetwork), mesh, ns, model.PodStateHostNetwork, share)
 	}
 	for _, b := range c.snap.Posture.Bypass {
 		ch <- prometheus.MustNewConstMetric(c.bypass, prometheus.GaugeValue, 1, string(b.Mesh), labelValue(b.Namespace), labelValue(b.Name), b.Reason)
@@ -171,44 +172,59 @@ func (c rotationCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.issuerDependents
 }
 
-// Collect implements prometheus.Collector.
+// Collect implements prometheus.Collector. Each count is two series: partition="shared", what
+// every replica reads alike, and partition=<the snapshot's share>, what this replica read from its
+// share of the pods; the sum over partitions of their maximum over replicas is the mesh's count.
 func (c rotationCollector) Collect(ch chan<- prometheus.Metric) {
 	type key struct {
 		mesh   model.Mesh
 		serial string
 	}
 	r := c.snap.Rotation
-	dependents, bundles := map[key]int{}, map[key]int{}
+	share := labelValue(c.snap.Share)
+	// Each count in two parts: [0] shared, [1] from this replica's pods.
+	dependents, bundles := map[key]*[2]int{}, map[key]*[2]int{}
 	signing := map[key]bool{}
 	var anchors []key
+	add := func(m map[key]*[2]int, k key, total, pods int) {
+		if m[k] == nil {
+			m[k] = new([2]int)
+		}
+		m[k][0] += total - pods
+		m[k][1] += pods
+	}
+	emit := func(d *prometheus.Desc, parts *[2]int, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, float64(parts[0]), append(labels, PartitionShared)...)
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, float64(parts[1]), append(labels, share)...)
+	}
 	for _, a := range r.Anchors {
 		k := key{a.Mesh, a.Anchor.Serial}
-		if _, ok := dependents[k]; !ok {
+		if dependents[k] == nil {
 			anchors = append(anchors, k)
 		}
-		dependents[k] += a.Dependents
-		bundles[k] += a.Bundles
+		add(dependents, k, a.Dependents, a.PodDependents)
+		add(bundles, k, a.Bundles, a.PodBundles)
 		signing[k] = signing[k] || a.Signing
 	}
 	for _, k := range anchors {
 		mesh, serial := string(k.mesh), labelValue(k.serial)
-		ch <- prometheus.MustNewConstMetric(c.anchorDependents, prometheus.GaugeValue, float64(dependents[k]), mesh, serial)
-		ch <- prometheus.MustNewConstMetric(c.anchorBundles, prometheus.GaugeValue, float64(bundles[k]), mesh, serial)
+		emit(c.anchorDependents, dependents[k], mesh, serial)
+		emit(c.anchorBundles, bundles[k], mesh, serial)
 		ch <- prometheus.MustNewConstMetric(c.signing, prometheus.GaugeValue, boolValue(signing[k]), mesh, serial)
 	}
 	for _, b := range r.Bundles {
-		ch <- prometheus.MustNewConstMetric(c.bundles, prometheus.GaugeValue, float64(b.Copies), string(b.Mesh))
+		emit(c.bundles, &[2]int{b.Copies - b.PodCopies, b.PodCopies}, string(b.Mesh))
 	}
-	signed := map[key]int{}
+	signed := map[key]*[2]int{}
 	var issuers []key
 	for _, i := range r.Issuers {
 		k := key{i.Mesh, i.Issuer.Serial}
-		if _, ok := signed[k]; !ok {
+		if signed[k] == nil {
 			issuers = append(issuers, k)
 		}
-		signed[k] += i.Dependents
+		add(signed, k, i.Dependents, i.PodDependents)
 	}
 	for _, k := range issuers {
-		ch <- prometheus.MustNewConstMetric(c.issuerDependents, prometheus.GaugeValue, float64(signed[k]), string(k.mesh), labelValue(k.serial))
+		emit(c.issuerDependents, signed[k], string(k.mesh), labelValue(k.serial))
 	}
 }

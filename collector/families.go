@@ -266,33 +266,38 @@ func postureFamilies() []Family {
 			Help: "1 when a policy denies every request to the namespace that no other policy allows (an ALLOW authorization policy without rules or selector, in the namespace or the root namespace), else 0.",
 			Type: "gauge", Labels: []string{"mesh", "namespace"}, Subject: SubjectNamespace},
 		{Name: "meshcert_namespace_pods",
-			Help: "Running pods of a namespace the mesh covers, by state: meshed (its proxy runs there or a node proxy serves it), unmeshed, host_network (in the node's network, outside the mesh).",
-			Type: "gauge", Labels: []string{"mesh", "namespace", "state"}, Subject: SubjectNamespace},
+			Help: "Running pods of a namespace the mesh covers, by state: meshed (its proxy runs there or a node proxy serves it), unmeshed, host_network (in the node's network, outside the mesh). partition is this replica's share of the pods: sum over partitions the maximum over replicas.",
+			Type: "gauge", Labels: []string{"mesh", "namespace", "state", "partition"}, Subject: SubjectNamespace},
 		{Name: "meshcert_pod_bypass",
 			Help: "1 for each pod that could bypass the mesh's proxy, by reason: net_admin (a container not the mesh's own adds NET_ADMIN or NET_RAW, or is privileged), host_network, no_proxy (no proxy where the namespace is STRICT or injected). Only offending pods have series.",
 			Type: "gauge", Labels: []string{"mesh", "namespace", "name", "reason"}, Subject: SubjectPod},
 	}
 }
 
+// PartitionShared is the partition label's value on the part of a count that every replica of
+// the exporter reads alike (Kubernetes objects, files, static proxy targets); the part read from
+// pods carries the replica's share of the pods ("all", "shard-1-of-4", "node-a", ...).
+const PartitionShared = "shared"
+
 // rotationFamilies are the blast radius of the meshes' CAs, gathered on every scrape
 // (rotationCollector): a few series per CA, never one per workload.
 func rotationFamilies() []Family {
 	return []Family{
 		{Name: "meshcert_trust_anchor_dependents",
-			Help: "Certificates that verify now through this current trust anchor and through no other current anchor of the mesh: they stop verifying when it leaves the mesh's anchor set. 0 means the anchor can go.",
-			Type: "gauge", Labels: []string{"mesh", "anchor_serial"}, Subject: SubjectCA},
+			Help: "Certificates that verify now through this current trust anchor and through no other current anchor of the mesh: they stop verifying when it leaves the mesh's anchor set. 0 means the anchor can go. Split by partition: shared (what every replica reads alike) and this replica's share of the pods; sum over partitions the maximum over replicas.",
+			Type: "gauge", Labels: []string{"mesh", "anchor_serial", "partition"}, Subject: SubjectCA},
 		{Name: "meshcert_trust_anchor_bundles",
-			Help: "Trust-bundle copies of the mesh (namespace root ConfigMaps, proxies' root bundles, Linkerd pods' trust-root digests, configured copies) that hold this current trust anchor.",
-			Type: "gauge", Labels: []string{"mesh", "anchor_serial"}, Subject: SubjectCA},
+			Help: "Trust-bundle copies of the mesh (namespace root ConfigMaps, proxies' root bundles, Linkerd pods' trust-root digests, configured copies) that hold this current trust anchor. Split by partition: shared (what every replica reads alike) and this replica's share of the pods; sum over partitions the maximum over replicas.",
+			Type: "gauge", Labels: []string{"mesh", "anchor_serial", "partition"}, Subject: SubjectCA},
 		{Name: "meshcert_trust_bundles",
-			Help: "Trust-bundle copies of the mesh: meshcert_trust_anchor_bundles equals it when an anchor has reached every copy.",
-			Type: "gauge", Labels: []string{"mesh"}, Subject: SubjectCA},
+			Help: "Trust-bundle copies of the mesh: meshcert_trust_anchor_bundles equals it when an anchor has reached every copy. Split by partition: shared (what every replica reads alike) and this replica's share of the pods; sum over partitions the maximum over replicas.",
+			Type: "gauge", Labels: []string{"mesh", "partition"}, Subject: SubjectCA},
 		{Name: "meshcert_trust_anchor_signing",
 			Help: "1 while one of the mesh's signing CAs (the intermediates and issuers of its authoritative objects) chains to this current trust anchor, 0 when none does: the mesh has moved on, and the anchor only waits for its dependents to leave. 1 for every anchor of a mesh whose root signs itself.",
 			Type: "gauge", Labels: []string{"mesh", "anchor_serial"}, Subject: SubjectCA},
 		{Name: "meshcert_issuer_dependents",
-			Help: "Workload certificates served now (presented by a proxy or the control plane) that this CA signed: the progress of an issuer rotation.",
-			Type: "gauge", Labels: []string{"mesh", "issuer_serial"}, Subject: SubjectCA},
+			Help: "Workload certificates served now (presented by a proxy or the control plane) that this CA signed: the progress of an issuer rotation. Split by partition: shared (what every replica reads alike) and this replica's share of the pods; sum over partitions the maximum over replicas.",
+			Type: "gauge", Labels: []string{"mesh", "issuer_serial", "partition"}, Subject: SubjectCA},
 	}
 }
 

@@ -44,7 +44,7 @@ func everyFamilySnapshot(t *testing.T) *model.Snapshot {
 				{Key: "root-cert.pem", Purpose: model.PurposeTrustBundle, Certificates: parsed(root)},
 				{Key: "cert-chain.pem", Error: model.ReasonIncomplete},
 			}},
-		{Source: "envoy", Namespace: "shop", Name: "cart-1", Mesh: istio.Name, Expect: &model.Identity{Namespace: "shop", ServiceAccount: "cart"},
+		{Source: "envoy", Namespace: "shop", Name: "cart-1", Mesh: istio.Name, FromPods: true, Expect: &model.Identity{Namespace: "shop", ServiceAccount: "cart"},
 			Bundles: []model.Bundle{
 				{Key: "default", Export: model.ExportFirst, Presented: true, Certificates: parsed(leaf, inter)},
 				{Key: "ROOTCA/cluster.local", Purpose: model.PurposeTrustBundleCopy, Export: model.ExportNone, TrustDomainKeyed: true, Certificates: parsed(root)},
@@ -60,6 +60,7 @@ func everyFamilySnapshot(t *testing.T) *model.Snapshot {
 	rules := map[model.Mesh]pki.MeshRules{istio.Name: istio.New().Rules(), linkerd.Name: linkerd.New().Rules()}
 	snap := &model.Snapshot{Analysis: pki.NewAnalyzer(cache, rules).Analyze(objects, meshes)}
 	snap.Rotation = pki.RotationAt(snap.Analysis, testpki.Now())
+	snap.Share = "shard-1-of-4"
 	snap.Proxies = []*model.ProxyStatus{
 		{Mesh: istio.Name, Source: "envoy", Namespace: "shop", Name: "cart-1", Up: true, Endpoint: "config_dump", LastSuccess: testpki.Date(2027, 5, 31)},
 		{Mesh: linkerd.Name, Source: "linkerd-proxy", Namespace: "books", Name: "web-1", Endpoint: "metrics"},

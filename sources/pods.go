@@ -45,6 +45,24 @@ func (s Sharding) Validate() error {
 	return nil
 }
 
+// Share names the share of the pods a replica with these settings reads: "all", "shard-<i>-of-<n>",
+// "node-<name>", or "node-<name>-shard-<i>-of-<n>" for a node's pods split between shards.
+// Replicas with the same share read the same pods (copies, for availability); replicas with
+// different shares read different pods, and their counts of what they read from pods add up.
+func (s Sharding) Share() string {
+	var parts []string
+	if s.NodeName != "" {
+		parts = append(parts, "node-"+s.NodeName)
+	}
+	if s.TotalShards > 1 {
+		parts = append(parts, fmt.Sprintf("shard-%d-of-%d", s.Shard, s.TotalShards))
+	}
+	if len(parts) == 0 {
+		return "all"
+	}
+	return strings.Join(parts, "-")
+}
+
 // owns reports whether the pod namespace/name belongs to this shard.
 func (s Sharding) owns(namespace, name string) bool {
 	if s.TotalShards <= 1 {

@@ -364,7 +364,8 @@ func (p *Proxies) readOne(ctx context.Context, ps *proxyState) {
 		ps.failing = reason
 		return
 	}
-	o := &model.Object{Source: p.kind.Source, Namespace: t.Namespace, Name: t.Name, Mesh: p.kind.Mesh, Bundles: bundles, TrustRootDigest: t.TrustRootDigest}
+	o := &model.Object{Source: p.kind.Source, Namespace: t.Namespace, Name: t.Name, Mesh: p.kind.Mesh, Bundles: bundles, TrustRootDigest: t.TrustRootDigest,
+		FromPods: t.URL == ""}
 	if !p.kind.NodeProxy && t.ServiceAccount != "" {
 		o.Expect = p.env.Cache.Expectation(model.Identity{Namespace: t.Namespace, ServiceAccount: t.ServiceAccount})
 	}

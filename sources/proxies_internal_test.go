@@ -345,3 +345,22 @@ func TestStripPodPosture(t *testing.T) {
 		t.Errorf("a watcher without enrolments keeps posture: %+v", r)
 	}
 }
+
+// TestShareNames: the partition label's value names what a replica reads of the pods, the same for
+// copies of one replica and different for replicas that split the pods.
+func TestShareNames(t *testing.T) {
+	for _, tt := range []struct {
+		sharding Sharding
+		want     string
+	}{
+		{Sharding{}, "all"},
+		{Sharding{TotalShards: 1}, "all"},
+		{Sharding{Shard: 2, TotalShards: 4}, "shard-2-of-4"},
+		{Sharding{NodeName: "ip-10-0-1-7.ec2.internal"}, "node-ip-10-0-1-7.ec2.internal"},
+		{Sharding{Shard: 0, TotalShards: 2, NodeName: "a"}, "node-a-shard-0-of-2"},
+	} {
+		if got := tt.sharding.Share(); got != tt.want {
+			t.Errorf("%+v: share %q, want %q", tt.sharding, got, tt.want)
+		}
+	}
+}

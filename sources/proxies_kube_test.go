@@ -118,6 +118,11 @@ func TestEnvoyThroughPortForward(t *testing.T) {
 		if cur, found := v.bundleCurrent("shop", "cart-1"); !found || !cur {
 			return "cart-1 ROOTCA not current"
 		}
+		for _, oa := range s.Objects {
+			if oa.Object.Source == istio.SourceEnvoy && !oa.Object.FromPods {
+				return fmt.Sprintf("%s/%s, read from its pod, is not counted in this replica's share of the pods", oa.Object.Namespace, oa.Object.Name)
+			}
+		}
 		for _, src := range s.Sources {
 			if src.Name == istio.SourceEnvoy && src.Errors[model.ReasonTimeout] == 0 {
 				return "the hanging proxy's timeout is not counted"

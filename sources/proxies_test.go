@@ -38,6 +38,11 @@ func TestProxyHangCostsOneSlot(t *testing.T) {
 	if up != 5 || st.Errors[model.ReasonTimeout] != 1 {
 		t.Errorf("%d proxies up, errors %v; want 5 up and one timeout", up, st.Errors)
 	}
+	for _, o := range st.Objects {
+		if o.FromPods {
+			t.Errorf("static target %s is counted as read from a pod: every replica reads it", o.Name)
+		}
+	}
 }
 
 // TestRedirectAndSizeLimit: a redirect is not followed, and an answer over the limit is not read.

@@ -273,6 +273,7 @@ func Assemble(cfg *config.Config, k *Kube, logger log.Logger) (*Assembly, error)
 		srcs = append(srcs, s...)
 	}
 	inv := inventory.New(srcs, cfg.MeshSettings(), mesh.Rules(meshes), cache)
+	inv.ReadShare(cfg.Proxies.Sharding.Share())
 	for _, m := range meshes {
 		if pm, ok := m.(mesh.PostureMesh); ok && cfg.Posture.Enabled {
 			inv.JudgePosture(m.Name(), pm.JudgePosture)

@@ -5,6 +5,7 @@
 package inventory
 
 import (
+	"cmp"
 	"maps"
 	"slices"
 	"sync"
@@ -20,6 +21,7 @@ type Inventory struct {
 	meshes   map[model.Mesh]model.MeshSettings
 	analyzer *pki.Analyzer
 	judges   map[model.Mesh]Judge
+	share    string
 
 	mu          sync.Mutex
 	generations []uint64
@@ -37,6 +39,10 @@ type Inventory struct {
 
 // Judge finds a mesh's posture in the posture records of that mesh and the running pods.
 type Judge func(records []*model.PostureRecord, pods []*model.PodRecord, settings model.MeshSettings) model.Posture
+
+// ReadShare names the share of the pods the sources read (sources.Sharding.Share), which every
+// snapshot carries; call it before the first. Without it the share is "all".
+func (inv *Inventory) ReadShare(share string) { inv.share = share }
 
 // JudgePosture has judge find mesh's posture in every snapshot; call it before the first.
 func (inv *Inventory) JudgePosture(mesh model.Mesh, judge Judge) {
@@ -102,6 +108,7 @@ func (inv *Inventory) Snapshot() *model.Snapshot {
 	snap.Analysis = inv.analysis
 	snap.Posture = inv.posture
 	snap.Rotation = inv.rotation
+	snap.Share = cmp.Or(inv.share, "all")
 	return snap
 }
 

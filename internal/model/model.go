@@ -235,6 +235,10 @@ type Object struct {
 	// Authoritative marks an object whose trust bundles are the mesh's current trust anchors
 	// (istiod's root, Linkerd's trust roots). Copies (namespace ConfigMaps, proxies) are not.
 	Authoritative bool
+	// FromPods marks an object read from a pod this exporter found by watching pods (a proxy): with
+	// shards or one replica per node, each replica reads its own share of those. Every replica
+	// reads the other objects (Kubernetes objects, files, static proxy targets) alike.
+	FromPods bool
 	// Expect, when set, is the workload identity the object's leaf certificates must carry.
 	Expect *Identity
 	// Bundles in a stable order.

@@ -41,10 +41,11 @@ type AnchorRadius struct {
 	Mesh   Mesh
 	Anchor *Certificate
 	// Dependents are the certificates that verify now through this anchor and through no other
-	// current anchor of the mesh: they stop verifying when it leaves.
-	Dependents int
-	// Bundles are the trust-bundle copies that hold this anchor.
-	Bundles int
+	// current anchor of the mesh: they stop verifying when it leaves. PodDependents are those of
+	// them read from pods (Object.FromPods), this replica's share.
+	Dependents, PodDependents int
+	// Bundles are the trust-bundle copies that hold this anchor; PodBundles those read from pods.
+	Bundles, PodBundles int
 	// Signing is true while one of the mesh's signing CAs (the intermediates and issuers of its
 	// authoritative objects) chains to this anchor, and for every anchor of a mesh whose
 	// authoritative objects hold no CA but the anchors (a self-signed root that signs itself).
@@ -57,14 +58,15 @@ type IssuerRadius struct {
 	Mesh   Mesh
 	Issuer *Certificate
 	// Dependents are the workload certificates served now (presented by a proxy or a control
-	// plane) that this CA signed.
-	Dependents int
+	// plane) that this CA signed; PodDependents those read from pods (Object.FromPods).
+	Dependents, PodDependents int
 }
 
-// MeshBundles is the number of one mesh's trust-bundle copies.
+// MeshBundles is the number of one mesh's trust-bundle copies; PodCopies are those read from pods
+// (Object.FromPods).
 type MeshBundles struct {
-	Mesh   Mesh
-	Copies int
+	Mesh              Mesh
+	Copies, PodCopies int
 }
 
 // WhatIf is what would break if some CAs left their mesh.

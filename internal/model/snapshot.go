@@ -279,4 +279,7 @@ type Snapshot struct {
 	Posture Posture
 	// Rotation is the blast radius of each mesh's CAs now.
 	Rotation Rotation
+	// Share names the share of the pods this exporter reads (sources.Sharding.Share): its counts
+	// of what it read from pods add up with those of replicas of other shares.
+	Share string
 }

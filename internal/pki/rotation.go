@@ -18,14 +18,15 @@ func RotationAt(an model.Analysis, now time.Time) model.Rotation {
 		mesh model.Mesh
 		fp   [sha256.Size]byte
 	}
-	dependents, bundles, signed := map[key]int{}, map[key]int{}, map[key]int{}
+	// Each count in two parts: [0] every object, [1] those read from pods.
+	dependents, bundles, signed := map[key]*[2]int{}, map[key]*[2]int{}, map[key]*[2]int{}
 	signers := map[key]*model.Certificate{}
-	copies := map[model.Mesh]int{}
+	copies := map[model.Mesh]*[2]int{}
 	signing := map[key]bool{} // the anchors each mesh's signing CAs chain to, from their own findings
 	w.findings(func(oa *model.ObjectAnalysis, f *model.CertificateFinding, paths [][]*model.Certificate) {
 		mesh := oa.Object.Mesh
 		if a := soleAnchor(f.Certificate, paths); a != nil {
-			dependents[key{mesh, a.Fingerprint}]++
+			count(dependents, key{mesh, a.Fingerprint}, oa.Object)
 		}
 		if cas := w.cas[mesh]; oa.Object.Authoritative && cas != nil &&
 			slices.ContainsFunc(cas.Issuers, func(c *model.Certificate) bool { return c.Fingerprint == f.Certificate.Fingerprint }) {
@@ -37,21 +38,22 @@ func RotationAt(an model.Analysis, now time.Time) model.Rotation {
 		}
 		if issuer := w.signer(oa, f); issuer != nil {
 			k := key{mesh, issuer.Fingerprint}
-			signed[k]++
+			count(signed, k, oa.Object)
 			signers[k] = issuer
 		}
 	})
 	w.copies(func(oa *model.ObjectAnalysis, _ string, held []*model.Certificate) {
-		copies[oa.Object.Mesh]++
+		count(copies, oa.Object.Mesh, oa.Object)
 		for _, c := range held {
-			bundles[key{oa.Object.Mesh, c.Fingerprint}]++
+			count(bundles, key{oa.Object.Mesh, c.Fingerprint}, oa.Object)
 		}
 	})
 	out := model.Rotation{Boundary: w.boundary}
 	for _, m := range an.Meshes {
 		for _, a := range m.Anchors {
 			k := key{m.Mesh, a.Fingerprint}
-			out.Anchors = append(out.Anchors, model.AnchorRadius{Mesh: m.Mesh, Anchor: a, Dependents: dependents[k], Bundles: bundles[k],
+			d, b := parts(dependents[k]), parts(bundles[k])
+			out.Anchors = append(out.Anchors, model.AnchorRadius{Mesh: m.Mesh, Anchor: a, Dependents: d[0], PodDependents: d[1], Bundles: b[0], PodBundles: b[1],
 				Signing: len(m.Issuers) == 0 || signing[k]})
 		}
 		issuers := slices.Clone(m.Issuers)
@@ -62,11 +64,34 @@ func RotationAt(an model.Analysis, now time.Time) model.Rotation {
 		}
 		slices.SortFunc(issuers, byName)
 		for _, c := range issuers {
-			out.Issuers = append(out.Issuers, model.IssuerRadius{Mesh: m.Mesh, Issuer: c, Dependents: signed[key{m.Mesh, c.Fingerprint}]})
+			s := parts(signed[key{m.Mesh, c.Fingerprint}])
+			out.Issuers = append(out.Issuers, model.IssuerRadius{Mesh: m.Mesh, Issuer: c, Dependents: s[0], PodDependents: s[1]})
 		}
-		out.Bundles = append(out.Bundles, model.MeshBundles{Mesh: m.Mesh, Copies: copies[m.Mesh]})
+		c := parts(copies[m.Mesh])
+		out.Bundles = append(out.Bundles, model.MeshBundles{Mesh: m.Mesh, Copies: c[0], PodCopies: c[1]})
 	}
 	return out
+}
+
+// count counts o under k: in the first part always, in the second when o was read from a pod.
+func count[K comparable](m map[K]*[2]int, k K, o *model.Object) {
+	c := m[k]
+	if c == nil {
+		c = new([2]int)
+		m[k] = c
+	}
+	c[0]++
+	if o.FromPods {
+		c[1]++
+	}
+}
+
+// parts is a count's two parts; zero for none.
+func parts(c *[2]int) [2]int {
+	if c == nil {
+		return [2]int{}
+	}
+	return *c
 }
 
 // WhatIf finds what would break at now if the CAs of mesh (every mesh when empty) with the serial

@@ -230,3 +230,34 @@ func TestRotationDigests(t *testing.T) {
 		t.Errorf("anchors %v, bundles %+v; want %v and 3 copies", got, r.Bundles, want)
 	}
 }
+
+// TestRotationCountsWhatPodsHold: each count also counts, apart, what was read from pods (a
+// replica's share of the proxies), so that replicas that split the pods add up: here two proxies
+// read from pods and one static target every replica reads, in the middle of a rotation.
+func TestRotationCountsWhatPodsHold(t *testing.T) {
+	p := newRotationPKI()
+	a, b, static := p.proxy("a", p.oldInter, p.oldRoot), p.proxy("b", p.newInter, p.oldRoot, p.newRoot), p.proxy("gateway", p.oldInter, p.oldRoot)
+	a.FromPods, b.FromPods = true, true
+	r := RotationAt(newAnalyzer().Analyze([]*model.Object{p.cacerts(p.newInter, p.oldRoot, p.newRoot), a, b, static}, nil), now)
+	type parts struct{ dependents, podDependents, bundles, podBundles int }
+	anchors := map[string]parts{}
+	for _, x := range r.Anchors {
+		anchors[x.Anchor.Subject] = parts{x.Dependents, x.PodDependents, x.Bundles, x.PodBundles}
+	}
+	// The old root: dependents a and the gateway, copies a, b and the gateway. The new root:
+	// dependents cacerts' new intermediate and b, copy b (the authoritative roots are no copy).
+	want := map[string]parts{"CN=old root": {2, 1, 3, 2}, "CN=new root": {2, 1, 1, 1}}
+	if !mapsEqual(anchors, want) {
+		t.Errorf("anchors %+v, want %+v", anchors, want)
+	}
+	issuers := map[string][2]int{}
+	for _, x := range r.Issuers {
+		issuers[x.Issuer.Subject] = [2]int{x.Dependents, x.PodDependents}
+	}
+	if want := map[string][2]int{"CN=old intermediate": {2, 1}, "CN=new intermediate": {1, 1}}; !mapsEqual(issuers, want) {
+		t.Errorf("issuers %v, want %v", issuers, want)
+	}
+	if len(r.Bundles) != 1 || r.Bundles[0].Copies != 3 || r.Bundles[0].PodCopies != 2 {
+		t.Errorf("bundles %+v, want 3 copies, 2 of them from pods", r.Bundles)
+	}
+}
