@@ -27,3 +27,14 @@ func Cached(obj any) (metav1.ObjectMeta, *model.Object) {
 
 // AssertNoKeyMaterial is assertNoKeyMaterial for the external tests.
 var AssertNoKeyMaterial = assertNoKeyMaterial
+
+// CachedPods returns the namespace/name of every pod the watcher's cache keeps.
+func (w *PodWatcher) CachedPods() []string {
+	w.mu.Lock()
+	inf := w.informer
+	w.mu.Unlock()
+	if inf == nil {
+		return nil
+	}
+	return inf.GetStore().ListKeys()
+}
