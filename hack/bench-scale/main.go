@@ -100,33 +100,24 @@ func run(secretCounts, proxyCounts string, pods, split, portForward int, window 
 		return err
 	}
 	var results []result
-	for _, s := range strings.Split(secretCounts, ",") {
-		if strings.TrimSpace(s) == "" {
-			continue
+	for _, scenario := range []struct {
+		name, counts string
+		run          func(bin string, n int) (result, error)
+	}{{"secrets", secretCounts, secretsScenario}, {"proxies", proxyCounts, proxiesScenario}} {
+		for _, s := range strings.Split(scenario.counts, ",") {
+			if strings.TrimSpace(s) == "" {
+				continue
+			}
+			n, err := strconv.Atoi(strings.TrimSpace(s))
+			if err != nil {
+				return fmt.Errorf("-%s: %w", scenario.name, err)
+			}
+			r, err := scenario.run(bin, n)
+			if err != nil {
+				return fmt.Errorf("%s-%d: %w", scenario.name, n, err)
+			}
+			results = append(results, r)
 		}
-		n, err := strconv.Atoi(strings.TrimSpace(s))
-		if err != nil {
-			return err
-		}
-		r, err := secretsScenario(bin, n)
-		if err != nil {
-			return fmt.Errorf("secrets-%d: %w", n, err)
-		}
-		results = append(results, r)
-	}
-	for _, s := range strings.Split(proxyCounts, ",") {
-		if strings.TrimSpace(s) == "" {
-			continue
-		}
-		n, err := strconv.Atoi(strings.TrimSpace(s))
-		if err != nil {
-			return err
-		}
-		r, err := proxiesScenario(bin, n)
-		if err != nil {
-			return fmt.Errorf("proxies-%d: %w", n, err)
-		}
-		results = append(results, r)
 	}
 	if pods > 0 {
 		r, err := podsScenario(bin, pods)
@@ -281,16 +272,11 @@ func secretsScenario(bin string, n int) (result, error) {
 	}
 	res.rssSynced = rssMiB(cmd.Process.Pid)
 	cpuBefore := cpuTime(cmd.Process.Pid)
-	var lat []time.Duration
-	for range 50 {
-		t0 := time.Now()
-		_, gz, err := get(base+"/metrics", true)
-		if err != nil {
-			return res, err
-		}
-		lat = append(lat, time.Since(t0))
-		res.gzipBytes = gz
+	lat, gz, err := scrapes(base, 50)
+	if err != nil {
+		return res, err
 	}
+	res.gzipBytes = gz
 	res.cpuPerScrape = (cpuTime(cmd.Process.Pid) - cpuBefore) / 50
 	res.rssAfter = rssMiB(cmd.Process.Pid)
 	if body, _, err := get(base+"/metrics", false); err == nil {
@@ -430,23 +416,11 @@ func proxiesScenario(bin string, n int) (result, error) {
 	port, _ := freePort()
 	base := fmt.Sprintf("http://127.0.0.1:%d", port)
 	// Baseline: the same exporter with the control plane only, once ready.
-	baseArgs := []string{"--kubeconfig=" + kubeconfig, fmt.Sprintf("--web.listen-address=127.0.0.1:%d", port), "--log.level=warn"}
-	baseCmd := exec.Command(bin, baseArgs...)
-	if err := baseCmd.Start(); err != nil {
+	baseRSS, _, err := baseline(bin, kubeconfig)
+	if err != nil {
 		return res, err
 	}
-	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		if _, _, err := get(base+"/readyz", false); err == nil {
-			break
-		}
-	}
-	time.Sleep(2 * time.Second)
-	for range 5 {
-		get(base+"/metrics", true)
-	}
-	baseline := rssMiB(baseCmd.Process.Pid)
-	_ = baseCmd.Process.Kill()
-	_ = baseCmd.Wait()
+	baseArgs := []string{"--kubeconfig=" + kubeconfig, fmt.Sprintf("--web.listen-address=127.0.0.1:%d", port), "--log.level=warn"}
 
 	cmd := exec.Command(bin, append(baseArgs, "--source.envoy", "--envoy.transport=direct", fmt.Sprintf("--envoy.admin-port=%d", adminPort))...)
 	cmd.Stderr = os.Stderr
@@ -493,20 +467,15 @@ func proxiesScenario(bin string, n int) (result, error) {
 	res.machineBusy = (busy1 - busy0) / (all1 - all0)
 	res.harnessCPU = (cpuTime(os.Getpid()) - self0).Seconds() / res.sweep.Seconds()
 	res.rssAfter = rssMiB(cmd.Process.Pid)
-	res.bytesPerProxy = (res.rssAfter - baseline) * (1 << 20) / float64(n)
+	res.bytesPerProxy = (res.rssAfter - baseRSS) * (1 << 20) / float64(n)
 	res.scrapeP50Sweep, res.scrapeP99Sweep = percentile(lat, 0.5), percentile(lat, 0.99)
 	log("scrapes during the sweep, in order: %v", roundAll(lat, 100*time.Microsecond))
 	time.Sleep(2 * time.Second) // the last reads' changes rendered
-	var after []time.Duration
-	for range 50 {
-		t0 := time.Now()
-		_, gz, err := get(base+"/metrics", true)
-		if err != nil {
-			return res, err
-		}
-		after = append(after, time.Since(t0))
-		res.gzipBytes = gz
+	after, gz, err := scrapes(base, 50)
+	if err != nil {
+		return res, err
 	}
+	res.gzipBytes = gz
 	res.scrapeP50After, res.scrapeP99After = percentile(after, 0.5), percentile(after, 0.99)
 	if body, _, err := get(base+"/metrics", false); err == nil {
 		res.bodyBytes, res.series = len(body), countSeries(body)
@@ -898,6 +867,23 @@ func freePort() (int, error) {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// scrapes scrapes the exporter at base n times in a row asking for gzip, and returns each
+// scrape's latency and the last body's size.
+func scrapes(base string, n int) ([]time.Duration, int, error) {
+	var lat []time.Duration
+	size := 0
+	for range n {
+		t0 := time.Now()
+		_, gz, err := get(base+"/metrics", true)
+		if err != nil {
+			return nil, 0, err
+		}
+		lat = append(lat, time.Since(t0))
+		size = gz
+	}
+	return lat, size, nil
 }
 
 // get fetches a URL; with gz it asks for gzip, as Prometheus does, and reports the wire size.

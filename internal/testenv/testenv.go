@@ -191,6 +191,14 @@ func (cp *ControlPlane) startProcess(logName, path string, args ...string) (*pro
 	return p, nil
 }
 
+// pid is p's process ID, 0 for none.
+func (p *process) pid() int {
+	if p == nil {
+		return 0
+	}
+	return p.cmd.Process.Pid
+}
+
 // stop ends p: SIGTERM, then SIGKILL after 10 seconds.
 func (p *process) stop() {
 	if p == nil {
@@ -221,20 +229,14 @@ func (cp *ControlPlane) Stop() {
 func (cp *ControlPlane) APIServerPID() int {
 	cp.mu.Lock()
 	defer cp.mu.Unlock()
-	if cp.apiserver == nil {
-		return 0
-	}
-	return cp.apiserver.cmd.Process.Pid
+	return cp.apiserver.pid()
 }
 
-// EtcdPID is etcd's process ID.
+// EtcdPID is etcd's process ID, 0 once stopped.
 func (cp *ControlPlane) EtcdPID() int {
 	cp.mu.Lock()
 	defer cp.mu.Unlock()
-	if cp.etcd == nil {
-		return 0
-	}
-	return cp.etcd.cmd.Process.Pid
+	return cp.etcd.pid()
 }
 
 // URL is the API server's address.
