@@ -30,8 +30,8 @@ import (
 // Sharding splits the meshed pods between replicas: a pod belongs to shard
 // fnv32a(namespace/name) mod TotalShards, and a shard keeps only its own pods (unless it reads a
 // node proxy, whose reader checks every pod of its node); with NodeName set only that node's pods
-// are watched (a per-node DaemonSet), filtered by the API server. It is the shard, total_shards and node_name
-// of the configuration's proxies section.
+// are watched (a per-node DaemonSet), filtered by the API server. It is the shard, total_shards
+// and node_name of the configuration's proxies section.
 type Sharding struct {
 	Shard       int `yaml:"shard"`
 	TotalShards int `yaml:"total_shards"`
@@ -223,13 +223,13 @@ func (w *PodWatcher) run(ctx context.Context) {
 		// A shard keeps only its own pods (the API server cannot filter by hash, so the others
 		// are dropped as they arrive), unless a node proxy is read: its reader checks the
 		// identities it holds against every pod of its node, whatever their shard.
-		others := w.sharding.TotalShards <= 1 || slices.ContainsFunc(w.kinds, func(k ProxyKind) bool { return k.NodeProxy })
+		keepAll := w.sharding.TotalShards <= 1 || slices.ContainsFunc(w.kinds, func(k ProxyKind) bool { return k.NodeProxy })
 		lw := &cache.ListWatch{
 			ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
 				o.FieldSelector = selector.String()
 				list, err := w.client.CoreV1().Pods("").List(ctx, o)
 				w.observe(err)
-				if err == nil && !others {
+				if err == nil && !keepAll {
 					list.Items = slices.DeleteFunc(list.Items, func(p corev1.Pod) bool { return !w.sharding.owns(p.Namespace, p.Name) })
 				}
 				return list, err
@@ -238,7 +238,7 @@ func (w *PodWatcher) run(ctx context.Context) {
 				o.FieldSelector = selector.String()
 				wi, err := w.client.CoreV1().Pods("").Watch(ctx, o)
 				w.observe(err)
-				if err == nil && !others {
+				if err == nil && !keepAll {
 					wi = watch.Filter(wi, w.ownEvent)
 				}
 				return wi, err
@@ -256,11 +256,11 @@ func (w *PodWatcher) run(ctx context.Context) {
 	})
 }
 
-// ownEvent keeps the watch events of this shard's pods, and every event that is not of one pod
-// (bookmarks, the end of the initial events, errors).
+// ownEvent keeps the watch events of this shard's pods, and every event that is not of one pod:
+// bookmarks (the end of the initial events among them) and errors.
 func (w *PodWatcher) ownEvent(e watch.Event) (watch.Event, bool) {
 	p, ok := e.Object.(*corev1.Pod)
-	return e, !ok || e.Type == watch.Bookmark || e.Type == watch.Error || w.sharding.owns(p.Namespace, p.Name)
+	return e, !ok || e.Type == watch.Bookmark || w.sharding.owns(p.Namespace, p.Name)
 }
 
 // Synced reports whether the first list has been received.
