@@ -425,9 +425,11 @@ func (p *Proxies) State() model.State {
 			objects = make([]*model.Object, 0, len(p.state.Objects)+1)
 		}
 		statuses := make([]*model.ProxyStatus, 0, len(p.state.Proxies)+1)
+		p.state.Unread = 0
 		for _, ps := range p.order {
 			if ps.status == nil {
-				continue // not read yet
+				p.state.Unread++ // not read yet
+				continue
 			}
 			if ps.object != nil && p.objectsChanged {
 				objects = append(objects, ps.object)
@@ -444,6 +446,7 @@ func (p *Proxies) State() model.State {
 		p.dirty = false
 	}
 	p.state.Synced = p.swept
+	p.state.ReadInterval = p.settings.Interval
 	// The source works while it can run reads; each proxy's health is meshcert_proxy_up, and
 	// pod discovery's is the "pods" source's.
 	p.state.Up = true

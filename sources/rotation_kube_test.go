@@ -1,6 +1,7 @@
 package sources_test
 
 import (
+	"crypto/sha256"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -139,11 +140,11 @@ func TestRotationInProgress(t *testing.T) {
 	serve("rot-1", newInter, oldRoot, newRoot)
 	eventually(t, inv, phase([]root{{oldRoot, -1, 4}, {newRoot, -1, 2}}, map[*testpki.Cert]int{oldInter: 1, newInter: 1}, 4))
 	for _, a := range inv.Snapshot().Rotation.Anchors {
-		if a.Mesh == istio.Name && a.Signing != (a.Anchor.Serial == serial(newRoot)) {
-			t.Errorf("%s signing %v: istiod signs under the new root now", a.Anchor.Subject, a.Signing)
+		if a.Mesh == istio.Name && (a.Signing != (a.Anchor.Serial == serial(newRoot)) || a.Retired != (a.Anchor.Serial == serial(oldRoot))) {
+			t.Errorf("%s signing %v, retired %v: istiod signs under the new root now", a.Anchor.Subject, a.Signing, a.Retired)
 		}
 	}
-	w := pki.WhatIf(inv.Snapshot().Analysis, time.Now(), istio.Name, serial(oldRoot), "")
+	w := pki.WhatIf(inv.Snapshot().Analysis, time.Now(), istio.Name, map[[32]byte]bool{sha256.Sum256(oldRoot.X509.Raw): true})
 	var broken, unanchored []string
 	for _, b := range w.Broken {
 		broken = append(broken, b.Object.Source+"/"+b.Object.Name+"/"+b.Key)

@@ -303,7 +303,11 @@ func New(cfg *config.Config, k *Kube, o Options, logger log.Logger) (*Exporter, 
 	mux := http.NewServeMux()
 	metrics := collector.NewHandler(inv, status, logger, o.MaxRequests)
 	mux.Handle(o.MetricsPath, metrics)
-	pkiapi.NewHandler(inv, logger).Register(mux)
+	var meshNames []string
+	for _, m := range cfg.Meshes {
+		meshNames = append(meshNames, string(m.Name()))
+	}
+	pkiapi.NewHandler(inv, meshNames, logger).Register(mux)
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "ok")
 	})

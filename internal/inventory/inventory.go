@@ -68,7 +68,8 @@ func (inv *Inventory) Snapshot() *model.Snapshot {
 	for i, s := range inv.sources {
 		st := s.State()
 		states[i], generations[i], postureGenerations[i] = st, st.Generation, st.PostureGeneration
-		snap.Sources = append(snap.Sources, model.SourceStatus{Name: s.Name(), Up: st.Up, Errors: withKnownReasons(s, st.Errors), LastSuccess: st.LastSuccess})
+		snap.Sources = append(snap.Sources, model.SourceStatus{Name: s.Name(), Up: st.Up, Errors: withKnownReasons(s, st.Errors), LastSuccess: st.LastSuccess,
+			Synced: st.Synced, Unread: st.Unread, ReadInterval: st.ReadInterval})
 		if snap.Proxies == nil {
 			snap.Proxies = slices.Clip(st.Proxies) // one proxy source, usually: no copy; a second appends to a copy
 		} else {

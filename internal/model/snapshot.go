@@ -220,8 +220,16 @@ type SourceStatus struct {
 	Up bool
 	// Errors counts read errors by reason since the exporter started.
 	Errors map[ErrorReason]uint64
-	// LastSuccess is the time the source's data is current as of; zero if never.
+	// LastSuccess is the time the source's data is current as of; zero if never. While the
+	// source is down it is the last moment it was known healthy.
 	LastSuccess time.Time
+	// Synced is true once the source has read its material completely at least once.
+	Synced bool
+	// Unread counts the proxies a proxy source knows of and has not tried to read yet.
+	Unread int
+	// ReadInterval is, for a source that reads proxies, the time between two reads of one; zero
+	// for other sources.
+	ReadInterval time.Duration
 }
 
 // RootKeyStatus says whether an object holds the private key of a trust anchor.

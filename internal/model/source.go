@@ -43,6 +43,10 @@ type State struct {
 	// Proxies is the health of each proxy a proxy source reads. Like Objects, the slice and its
 	// records are never modified once handed out.
 	Proxies []*ProxyStatus
+	// Unread counts the proxies a proxy source knows of and has not tried to read yet.
+	Unread int
+	// ReadInterval is, for a source that reads proxies, the time between two reads of one.
+	ReadInterval time.Duration
 	// Posture are the policies and namespaces a posture source read, in a stable order; like
 	// Objects, never modified once handed out.
 	Posture []*PostureRecord

@@ -137,7 +137,7 @@ func (a *Analyzer) meshCAs(contexts map[model.Mesh]*meshContext) []model.MeshCAs
 		if ctx.anchors.len() == 0 && ctx.intermediates.len() == 0 {
 			continue
 		}
-		cas := model.MeshCAs{Mesh: m, Anchors: slices.Clone(ctx.anchors.certs)}
+		cas := model.MeshCAs{Mesh: m, Anchors: slices.Clone(ctx.anchors.certs), AnchorsSign: a.rulesOf(m).AnchorsSign()}
 		for _, c := range ctx.intermediates.certs {
 			if c.IsCA() {
 				cas.Issuers = append(cas.Issuers, c)

@@ -16,6 +16,9 @@ type MeshRules interface {
 	// CheckRequirements judges a CA certificate of the mesh (role trust anchor, intermediate or
 	// issuer) by the rules the mesh enforces for that role; ok is false where it has none.
 	CheckRequirements(c *model.Certificate, role model.Role, settings model.MeshSettings) (status model.RequirementStatus, ok bool)
+	// AnchorsSign reports whether the mesh may sign workload certificates with a trust anchor
+	// itself (a self-signed root that is also the CA), rather than only with an issuer under it.
+	AnchorsSign() bool
 }
 
 // SPIFFERules judge identities as SPIFFE IDs of Kubernetes workloads
@@ -31,6 +34,9 @@ func (SPIFFERules) CheckIdentity(c *model.Certificate, settings model.MeshSettin
 func (SPIFFERules) CheckRequirements(*model.Certificate, model.Role, model.MeshSettings) (model.RequirementStatus, bool) {
 	return model.RequirementStatus{}, false
 }
+
+// AnchorsSign implements MeshRules: a generic SPIFFE CA may sign with its root.
+func (SPIFFERules) AnchorsSign() bool { return true }
 
 // RSABits is the key size of an "RSA-<bits>" algorithm name (as KeyAlgorithm writes it), or 0.
 func RSABits(algorithm string) int {

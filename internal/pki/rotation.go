@@ -10,23 +10,24 @@ import (
 )
 
 // RotationAt finds the blast radius of every mesh's current anchors and signing CAs in an at now:
-// the certificates that verify only through each anchor, the trust-bundle copies that hold it,
-// and the served workload certificates each CA signed.
+// the distinct certificates that verify only through each anchor, the trust-bundle copies that
+// hold it, the served workload certificates each CA signed, and whether each mesh can sign at all.
 func RotationAt(an model.Analysis, now time.Time) model.Rotation {
 	w := newRotationWalk(an, now)
 	type key struct {
 		mesh model.Mesh
 		fp   [sha256.Size]byte
 	}
-	// Each count in two parts: [0] every object, [1] those read from pods.
-	dependents, bundles, signed := map[key]*[2]int{}, map[key]*[2]int{}, map[key]*[2]int{}
+	dependents, signed := map[key]*distinct{}, map[key]*distinct{}
+	// Copies are locations: each ConfigMap or proxy is one copy to update. [0] every object,
+	// [1] those read from pods.
+	bundles, copies := map[key]*[2]int{}, map[model.Mesh]*[2]int{}
 	signers := map[key]*model.Certificate{}
-	copies := map[model.Mesh]*[2]int{}
 	signing := map[key]bool{} // the anchors each mesh's signing CAs chain to, from their own findings
 	w.findings(func(oa *model.ObjectAnalysis, f *model.CertificateFinding, paths [][]*model.Certificate) {
 		mesh := oa.Object.Mesh
 		if a := soleAnchor(f.Certificate, paths); a != nil {
-			count(dependents, key{mesh, a.Fingerprint}, oa.Object)
+			note(dependents, key{mesh, a.Fingerprint}, oa.Object, f.Certificate)
 		}
 		if cas := w.cas[mesh]; oa.Object.Authoritative && cas != nil &&
 			slices.ContainsFunc(cas.Issuers, func(c *model.Certificate) bool { return c.Fingerprint == f.Certificate.Fingerprint }) {
@@ -38,7 +39,7 @@ func RotationAt(an model.Analysis, now time.Time) model.Rotation {
 		}
 		if issuer := w.signer(oa, f); issuer != nil {
 			k := key{mesh, issuer.Fingerprint}
-			count(signed, k, oa.Object)
+			note(signed, k, oa.Object, f.Certificate)
 			signers[k] = issuer
 		}
 	})
@@ -50,11 +51,21 @@ func RotationAt(an model.Analysis, now time.Time) model.Rotation {
 	})
 	out := model.Rotation{Boundary: w.boundary}
 	for _, m := range an.Meshes {
+		selfSigning := len(m.Issuers) == 0 && m.AnchorsSign
+		if selfSigning {
+			for _, a := range m.Anchors {
+				signing[key{m.Mesh, a.Fingerprint}] = validityAt(a, now)
+			}
+		}
+		st := signingState(&m, now, func(a *model.Certificate) bool { return signing[key{m.Mesh, a.Fingerprint}] })
+		if len(m.Anchors) > 0 {
+			out.Signing = append(out.Signing, st)
+		}
 		for _, a := range m.Anchors {
 			k := key{m.Mesh, a.Fingerprint}
-			d, b := parts(dependents[k]), parts(bundles[k])
+			d, b := dependents[k].parts(), parts(bundles[k])
 			out.Anchors = append(out.Anchors, model.AnchorRadius{Mesh: m.Mesh, Anchor: a, Dependents: d[0], PodDependents: d[1], Bundles: b[0], PodBundles: b[1],
-				Signing: len(m.Issuers) == 0 || signing[k]})
+				Signing: signing[k], Retired: st.CanSign && !signing[k]})
 		}
 		issuers := slices.Clone(m.Issuers)
 		for k, c := range signers {
@@ -64,13 +75,71 @@ func RotationAt(an model.Analysis, now time.Time) model.Rotation {
 		}
 		slices.SortFunc(issuers, byName)
 		for _, c := range issuers {
-			s := parts(signed[key{m.Mesh, c.Fingerprint}])
+			s := signed[key{m.Mesh, c.Fingerprint}].parts()
 			out.Issuers = append(out.Issuers, model.IssuerRadius{Mesh: m.Mesh, Issuer: c, Dependents: s[0], PodDependents: s[1]})
 		}
 		c := parts(copies[m.Mesh])
 		out.Bundles = append(out.Bundles, model.MeshBundles{Mesh: m.Mesh, Copies: c[0], PodCopies: c[1]})
 	}
 	return out
+}
+
+// signingState says whether the mesh of m can sign at now: chains reports whether one of its
+// signing CAs verifies up to an anchor (for a mesh whose anchors sign, whether the anchor is valid).
+func signingState(m *model.MeshCAs, now time.Time, chains func(anchor *model.Certificate) bool) model.MeshSigning {
+	st := model.MeshSigning{Mesh: m.Mesh}
+	if slices.ContainsFunc(m.Anchors, chains) {
+		st.CanSign = true
+		return st
+	}
+	cas := m.Issuers
+	if len(cas) == 0 && m.AnchorsSign {
+		cas = m.Anchors
+	}
+	switch {
+	case len(cas) == 0:
+		st.Reason = model.SigningNoCA
+	case slices.ContainsFunc(cas, func(c *model.Certificate) bool { return validityAt(c, now) }):
+		st.Reason = model.SigningUnanchored
+	default:
+		st.Reason = model.SigningExpired
+	}
+	st.CAs = slices.Clone(cas)
+	return st
+}
+
+// distinct holds the fingerprints of the certificates counted under one key: those found in an
+// object every replica reads alike, and those found only in objects read from pods.
+type distinct struct {
+	shared, pods map[[sha256.Size]byte]struct{}
+}
+
+// note counts c, found in o, under k.
+func note[K comparable](m map[K]*distinct, k K, o *model.Object, c *model.Certificate) {
+	d := m[k]
+	if d == nil {
+		d = &distinct{shared: map[[sha256.Size]byte]struct{}{}, pods: map[[sha256.Size]byte]struct{}{}}
+		m[k] = d
+	}
+	if o.FromPods {
+		d.pods[c.Fingerprint] = struct{}{}
+	} else {
+		d.shared[c.Fingerprint] = struct{}{}
+	}
+}
+
+// parts is [every distinct certificate, those found only in pods]; zero for none.
+func (d *distinct) parts() [2]int {
+	if d == nil {
+		return [2]int{}
+	}
+	pods := 0
+	for fp := range d.pods {
+		if _, ok := d.shared[fp]; !ok {
+			pods++
+		}
+	}
+	return [2]int{len(d.shared) + pods, pods}
 }
 
 // count counts o under k: in the first part always, in the second when o was read from a pod.
@@ -94,35 +163,14 @@ func parts(c *[2]int) [2]int {
 	return *c
 }
 
-// WhatIf finds what would break at now if the CAs of mesh (every mesh when empty) with the serial
-// removeAnchor (a current anchor) or removeIssuer (any CA on a path) left: the certificates that
-// verify now and would not, and the trust-bundle copies that hold a current anchor now and would
-// hold none. Serials are lowercase hex, as in meshcert_certificate_info.
-func WhatIf(an model.Analysis, now time.Time, mesh model.Mesh, removeAnchor, removeIssuer string) model.WhatIf {
+// WhatIf finds what would break at now if the CA certificates with the fingerprints in removed
+// left mesh (every mesh when empty): the certificates that verify now and would not, and the
+// trust-bundle copies that hold a current anchor now and would hold none. Which certificates a
+// person means is resolved before (package pkiapi), so that an unknown one is never answered with
+// "nothing breaks".
+func WhatIf(an model.Analysis, now time.Time, mesh model.Mesh, removed map[[sha256.Size]byte]bool) model.WhatIf {
 	w := newRotationWalk(an, now)
-	removed := map[[sha256.Size]byte]bool{}
-	for _, m := range an.Meshes {
-		if mesh != "" && m.Mesh != mesh {
-			continue
-		}
-		for _, a := range m.Anchors {
-			if removeAnchor != "" && a.Serial == removeAnchor {
-				removed[a.Fingerprint] = true
-			}
-		}
-	}
 	inMesh := func(oa *model.ObjectAnalysis) bool { return mesh == "" || oa.Object.Mesh == mesh }
-	if removeIssuer != "" {
-		w.findings(func(oa *model.ObjectAnalysis, _ *model.CertificateFinding, paths [][]*model.Certificate) {
-			for _, p := range paths {
-				for _, c := range p {
-					if inMesh(oa) && c.Serial == removeIssuer {
-						removed[c.Fingerprint] = true
-					}
-				}
-			}
-		})
-	}
 	out := model.WhatIf{Removed: len(removed)}
 	w.findings(func(oa *model.ObjectAnalysis, f *model.CertificateFinding, paths [][]*model.Certificate) {
 		if !inMesh(oa) || removed[f.Certificate.Fingerprint] {

@@ -102,7 +102,7 @@ func TestRotationPhases(t *testing.T) {
 			}
 			var retired []string
 			for _, a := range r.Anchors {
-				if !a.Signing {
+				if a.Retired {
 					retired = append(retired, a.Anchor.Subject)
 				}
 			}
@@ -111,13 +111,41 @@ func TestRotationPhases(t *testing.T) {
 			}
 			// What-if agrees: removing an anchor breaks exactly its dependents.
 			for _, a := range r.Anchors {
-				w := WhatIf(an, now, meshIstio, a.Anchor.Serial, "")
+				w := WhatIf(an, now, meshIstio, map[[32]byte]bool{a.Anchor.Fingerprint: true})
 				if w.Removed != 1 || len(w.Broken) != a.Dependents {
 					t.Errorf("what if %s left: %d removed, %d broken, want %d", a.Anchor.Subject, w.Removed, len(w.Broken), a.Dependents)
 				}
 			}
 		})
 	}
+}
+
+// bySerial are the fingerprints of the current anchors with serial anchor, or of every CA on a
+// path with serial issuer: what a person names by serial, resolved as package pkiapi does.
+func bySerial(an model.Analysis, anchor, issuer string) map[[32]byte]bool {
+	out := map[[32]byte]bool{}
+	for _, m := range an.Meshes {
+		for _, a := range m.Anchors {
+			if anchor != "" && a.Serial == anchor {
+				out[a.Fingerprint] = true
+			}
+		}
+	}
+	for _, oa := range an.Objects {
+		for _, f := range oa.Certificates {
+			if f.Chain == nil || issuer == "" {
+				continue
+			}
+			for _, p := range f.Chain.Paths {
+				for _, c := range p {
+					if c.Serial == issuer {
+						out[c.Fingerprint] = true
+					}
+				}
+			}
+		}
+	}
+	return out
 }
 
 func mapsEqual[V comparable](a, b map[string]V) bool {
@@ -158,11 +186,10 @@ func TestWhatIf(t *testing.T) {
 		{"the new root", meshIstio, "20", "", 1, []string{"cacerts/ca-cert.pem", "b/default"}, []string{"b/ROOTCA"}},
 		{"the old intermediate", meshIstio, "", "11", 1, []string{"a/default", "c/default"}, nil},
 		{"the old root, every mesh", "", "10", "", 1, []string{"a/default", "c/default"}, []string{"a/ROOTCA"}},
-		{"another mesh's", meshLinkerd, "10", "", 0, nil, nil},
-		{"an unknown serial", meshIstio, "ff", "", 0, nil, nil},
+		{"the old root, asked of another mesh", meshLinkerd, "10", "", 1, nil, nil},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			w := WhatIf(an, now, tt.mesh, tt.anchor, tt.issuer)
+			w := WhatIf(an, now, tt.mesh, bySerial(an, tt.anchor, tt.issuer))
 			broken, unanchored := names(w)
 			if w.Removed != tt.removed || !slices.Equal(broken, tt.broken) || !slices.Equal(unanchored, tt.unanchored) {
 				t.Errorf("removed %d, broken %v, unanchored %v; want %d, %v, %v", w.Removed, broken, unanchored, tt.removed, tt.broken, tt.unanchored)
@@ -181,12 +208,13 @@ func TestCrossSignedIsNoDependent(t *testing.T) {
 	secret := obj("tls", meshIstio, model.Bundle{Key: "tls.crt", Certificates: certs(leaf, p.newInter, cross)})
 	an := newAnalyzer().Analyze([]*model.Object{p.cacerts(p.newInter, p.oldRoot, p.newRoot), secret}, nil)
 	got := anchorsOf(RotationAt(an, now))
-	// cacerts' intermediate and the secret's copy of it verify through the new root only, the
-	// cross-signed one through the old root only, the leaf through both.
-	if want := map[string]radius{"CN=old root": {1, 0}, "CN=new root": {2, 0}}; !mapsEqual(got, want) {
+	// cacerts' intermediate and the secret's copy of it (one certificate, counted once) verify
+	// through the new root only, the cross-signed one through the old root only, the leaf through
+	// both.
+	if want := map[string]radius{"CN=old root": {1, 0}, "CN=new root": {1, 0}}; !mapsEqual(got, want) {
 		t.Errorf("anchors %v, want %v", got, want)
 	}
-	if w := WhatIf(an, now, meshIstio, "10", ""); len(w.Broken) != 1 || w.Broken[0].Index != 2 {
+	if w := WhatIf(an, now, meshIstio, bySerial(an, "10", "")); len(w.Broken) != 1 || w.Broken[0].Index != 2 {
 		t.Errorf("what if the old root left: %+v", w.Broken)
 	}
 }
@@ -259,5 +287,113 @@ func TestRotationCountsWhatPodsHold(t *testing.T) {
 	}
 	if len(r.Bundles) != 1 || r.Bundles[0].Copies != 3 || r.Bundles[0].PodCopies != 2 {
 		t.Errorf("bundles %+v, want 3 copies, 2 of them from pods", r.Bundles)
+	}
+}
+
+// issuerOnlyRules are the rules of a mesh that signs only with an issuer, never with an anchor
+// (Linkerd's).
+type issuerOnlyRules struct{ SPIFFERules }
+
+func (issuerOnlyRules) AnchorsSign() bool { return false }
+
+// TestMeshSigning: a mesh whose signing CA expired, is missing, or verifies up to no current anchor
+// cannot sign, and then none of its anchors is retired: an anchor that signs nothing because the
+// mesh is broken is not safe to remove.
+func TestMeshSigning(t *testing.T) {
+	p := newRotationPKI()
+	expiredInter := testpki.Issue(testpki.Spec{CommonName: "expired intermediate", CA: true, Serial: 0x31, Issuer: p.newRoot,
+		NotBefore: testpki.From(), NotAfter: now.Add(-time.Hour)})
+	linkerdTrust := func(roots ...*testpki.Cert) *model.Object {
+		o := obj("linkerd-identity-trust-roots", meshLinkerd, trust("ca-bundle.crt", roots...))
+		o.Authoritative = true
+		return o
+	}
+	linkerdIssuer := func(issuer *testpki.Cert) *model.Object {
+		o := obj("linkerd-identity-issuer", meshLinkerd, model.Bundle{Key: "crt.pem", Certificates: certs(issuer)})
+		o.Authoritative = true
+		return o
+	}
+	selfSigned := func(root *testpki.Cert) *model.Object {
+		o := obj("istio-ca-secret", meshIstio, trust("ca-cert.pem", root))
+		o.Authoritative = true
+		return o
+	}
+	for _, tt := range []struct {
+		name    string
+		mesh    model.Mesh
+		objects []*model.Object
+		canSign bool
+		reason  model.SigningReason
+		cas     []string
+		signing []string // anchors a valid signing CA verifies up to
+		retired []string
+	}{
+		{"a plug-in CA in the middle of a rotation", meshIstio, []*model.Object{p.cacerts(p.newInter, p.oldRoot, p.newRoot)},
+			true, "", nil, []string{"CN=new root"}, []string{"CN=old root"}},
+		{"istiod's self-signed root", meshIstio, []*model.Object{selfSigned(p.oldRoot)}, true, "", nil, []string{"CN=old root"}, nil},
+		{"an intermediate whose root was removed too early", meshIstio, []*model.Object{p.cacerts(p.oldInter, p.newRoot)},
+			false, model.SigningUnanchored, []string{"CN=old intermediate"}, nil, nil},
+		{"an expired intermediate", meshIstio, []*model.Object{p.cacerts(expiredInter, p.oldRoot, p.newRoot)},
+			false, model.SigningExpired, []string{"CN=expired intermediate"}, nil, nil},
+		{"Linkerd with its issuer", meshLinkerd, []*model.Object{linkerdTrust(p.oldRoot, p.newRoot), linkerdIssuer(p.newInter)},
+			true, "", nil, []string{"CN=new root"}, []string{"CN=old root"}},
+		{"Linkerd without its issuer", meshLinkerd, []*model.Object{linkerdTrust(p.newRoot)}, false, model.SigningNoCA, nil, nil, nil},
+		{"Linkerd with an expired issuer", meshLinkerd, []*model.Object{linkerdTrust(p.oldRoot, p.newRoot), linkerdIssuer(expiredInter)},
+			false, model.SigningExpired, []string{"CN=expired intermediate"}, nil, nil},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			an := NewAnalyzer(testCache(), map[model.Mesh]MeshRules{meshLinkerd: issuerOnlyRules{}}).Analyze(tt.objects, nil)
+			r := RotationAt(an, now)
+			if len(r.Signing) != 1 {
+				t.Fatalf("signing %+v", r.Signing)
+			}
+			st := r.Signing[0]
+			var cas []string
+			for _, c := range st.CAs {
+				cas = append(cas, c.Subject)
+			}
+			if st.Mesh != tt.mesh || st.CanSign != tt.canSign || st.Reason != tt.reason || !slices.Equal(cas, tt.cas) {
+				t.Errorf("signing %s %v %q %v, want %s %v %q %v", st.Mesh, st.CanSign, st.Reason, cas, tt.mesh, tt.canSign, tt.reason, tt.cas)
+			}
+			var signing, retired []string
+			for _, a := range r.Anchors {
+				if a.Signing {
+					signing = append(signing, a.Anchor.Subject)
+				}
+				if a.Retired {
+					retired = append(retired, a.Anchor.Subject)
+				}
+			}
+			if !slices.Equal(signing, tt.signing) || !slices.Equal(retired, tt.retired) {
+				t.Errorf("signing %v, retired %v; want %v, %v", signing, retired, tt.signing, tt.retired)
+			}
+		})
+	}
+}
+
+// TestDependentsAreDistinct: a certificate held in several places depends on its anchor once,
+// in the shared part when any copy is in an object every replica reads.
+func TestDependentsAreDistinct(t *testing.T) {
+	p := newRotationPKI()
+	twice := func(name string, fromPods bool) *model.Object {
+		o := p.proxy(name, p.oldInter, p.oldRoot)
+		o.FromPods = fromPods
+		return o
+	}
+	a := twice("a", true)
+	b := *a // the same leaf served from a second pod
+	b.Name = "b"
+	secret := obj("copy", meshIstio, model.Bundle{Key: "ca.crt", Certificates: certs(p.oldInter)})
+	an := newAnalyzer().Analyze([]*model.Object{p.cacerts(p.oldInter, p.oldRoot), a, &b, secret}, nil)
+	r := RotationAt(an, now)
+	// The intermediate (in cacerts and the Secret) and the one leaf (in two pods).
+	if len(r.Anchors) != 1 || r.Anchors[0].Dependents != 2 || r.Anchors[0].PodDependents != 1 {
+		t.Errorf("anchors %+v, want 2 dependents, 1 of them only in pods", r.Anchors)
+	}
+	if len(r.Issuers) != 1 || r.Issuers[0].Dependents != 1 {
+		t.Errorf("issuers %+v, want the one leaf", r.Issuers)
+	}
+	if r.Anchors[0].Bundles != 2 {
+		t.Errorf("bundles %d: each proxy's root bundle is a copy of its own, want 2", r.Anchors[0].Bundles)
 	}
 }

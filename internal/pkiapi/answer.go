@@ -7,6 +7,7 @@ package pkiapi
 
 import (
 	"cmp"
+	"encoding/hex"
 	"slices"
 	"strings"
 	"time"
@@ -23,9 +24,12 @@ const APIVersion = "v1"
 type PKI struct {
 	APIVersion  string    `json:"api_version"`
 	GeneratedAt time.Time `json:"generated_at"`
-	// Meshes is the tree of each mesh: its current anchors, the CAs that sign under each, and how
-	// many served workload certificates each signed, by namespace. Of the filters only mesh
-	// applies to it.
+	// Status says how fresh the answer is; when it is not complete, the answer may miss what the
+	// sources that are down would show.
+	Status Status `json:"status"`
+	// Meshes is the tree of each mesh: whether it can sign, its current anchors, the CAs that
+	// sign under each, the CAs that verify up to no current anchor, and how many served workload
+	// certificates each signed, by namespace. Of the filters only mesh applies to it.
 	Meshes []Mesh `json:"meshes"`
 	// Certificates are the certificates that pass the filters, ordered by location, at most
 	// limit of them from offset.
@@ -45,39 +49,69 @@ type Total struct {
 // Mesh is one mesh's CA tree.
 type Mesh struct {
 	Mesh string `json:"mesh"`
-	// TrustBundles is the number of the mesh's trust-bundle copies.
-	TrustBundles int      `json:"trust_bundles"`
-	Anchors      []Anchor `json:"anchors"`
+	// TrustBundleCopies is the number of the mesh's trust-bundle copies (each location once).
+	TrustBundleCopies int `json:"trust_bundle_copies"`
+	// Signing says whether the mesh can sign workload certificates now.
+	Signing Signing  `json:"signing"`
+	Anchors []Anchor `json:"anchors"`
+	// UnanchoredIssuers are the mesh's CAs that verify up to no current, valid anchor: an
+	// intermediate whose root was removed or expired. They sign nothing a peer accepts.
+	UnanchoredIssuers []UnanchoredIssuer `json:"unanchored_issuers"`
+}
+
+// Signing says whether a mesh can sign: one of its signing CAs is valid and verifies up to a
+// current anchor. When it cannot, no anchor of the mesh is retired: the mesh is broken.
+type Signing struct {
+	CanSign bool `json:"can_sign"`
+	// Reason is why it cannot: no_signing_ca, signing_ca_expired or signing_ca_unanchored.
+	Reason string `json:"reason"`
+	// CAs are the signing CAs that fail.
+	CAs []CA `json:"cas"`
 }
 
 // CA names a CA certificate as meshcert_certificate_info does, with its validity.
 type CA struct {
-	Subject   string    `json:"subject"`
-	Serial    string    `json:"serial"`
-	NotBefore time.Time `json:"not_before"`
-	NotAfter  time.Time `json:"not_after"`
+	Subject     string    `json:"subject"`
+	Serial      string    `json:"serial"`
+	Fingerprint string    `json:"fingerprint"`
+	NotBefore   time.Time `json:"not_before"`
+	NotAfter    time.Time `json:"not_after"`
+	// Expired is true once NotAfter has passed.
+	Expired bool `json:"expired"`
 }
 
 // Anchor is a current trust anchor and what depends on it.
 type Anchor struct {
 	CA
-	// Dependents are the certificates that verify through this anchor only.
+	// Dependents are the distinct certificates that verify through this anchor only.
 	Dependents int `json:"dependents"`
 	// Bundles are the trust-bundle copies that hold it.
 	Bundles int `json:"bundles"`
-	// Signing is false once none of the mesh's signing CAs chains to it: it is retired, and
-	// waits for its dependents to leave.
-	Signing bool     `json:"signing"`
+	// Signing is true while one of the mesh's valid signing CAs verifies up to it.
+	Signing bool `json:"signing"`
+	// Retired is true when the mesh signs under another of its anchors and not under this one:
+	// it waits for its dependents to leave. Never true in a mesh that cannot sign.
+	Retired bool     `json:"retired"`
 	Issuers []Issuer `json:"issuers"`
 }
 
 // Issuer is a CA that signs under an anchor.
 type Issuer struct {
 	CA
-	// Dependents are the served workload certificates it signed.
+	// Dependents are the distinct served workload certificates it signed.
 	Dependents int `json:"dependents"`
 	// Workloads counts those certificates by namespace.
 	Workloads []NamespaceCount `json:"workloads"`
+}
+
+// UnanchoredIssuer is a CA of the mesh whose chain ends at no current, valid anchor.
+type UnanchoredIssuer struct {
+	Issuer
+	// Reason is why its chain does not verify now (unknown_authority: its root is not a current
+	// anchor; expired: it or its root expired).
+	Reason string `json:"reason"`
+	// IssuedBy is the subject of the CA that signed it.
+	IssuedBy string `json:"issued_by"`
 }
 
 // NamespaceCount is a count in one namespace.
@@ -97,21 +131,27 @@ type Location struct {
 // Certificate is one certificate at its location with what the analysis found.
 type Certificate struct {
 	Location
-	Index     int       `json:"index"`
-	Mesh      string    `json:"mesh"`
-	Role      string    `json:"role"`
-	Subject   string    `json:"subject"`
-	Issuer    string    `json:"issuer"`
-	Serial    string    `json:"serial"`
-	SPIFFEID  string    `json:"spiffe_id"`
-	NotBefore time.Time `json:"not_before"`
-	NotAfter  time.Time `json:"not_after"`
+	Index       int       `json:"index"`
+	Mesh        string    `json:"mesh"`
+	Role        string    `json:"role"`
+	Subject     string    `json:"subject"`
+	Issuer      string    `json:"issuer"`
+	Serial      string    `json:"serial"`
+	Fingerprint string    `json:"fingerprint"`
+	SPIFFEID    string    `json:"spiffe_id"`
+	NotBefore   time.Time `json:"not_before"`
+	NotAfter    time.Time `json:"not_after"`
+	// Expired is true once NotAfter has passed.
+	Expired bool `json:"expired"`
 	// Chain is absent for trust anchors and for certificates whose chain is not built.
 	Chain *Chain `json:"chain,omitempty"`
 	// Identity is absent where no mesh identity is expected.
 	Identity *Check `json:"identity,omitempty"`
 	// Problems are the reasons of every failed check (chain, identity, mesh requirement).
 	Problems []string `json:"problems"`
+	// AlsoAt are the other locations of the same certificate, where an answer lists each
+	// certificate once (the what-if's broken list).
+	AlsoAt []Location `json:"also_at,omitempty"`
 }
 
 // Chain is a certificate's chain evaluated now.
@@ -120,9 +160,11 @@ type Chain struct {
 	Depth  int    `json:"depth"`
 	Reason string `json:"reason"`
 	// AnchorSerial and IssuerSerial name the anchor the chosen path ends at and the CA that
-	// signed the certificate; empty when unknown.
-	AnchorSerial string `json:"anchor_serial"`
-	IssuerSerial string `json:"issuer_serial"`
+	// signed the certificate; empty when unknown. The fingerprints name them without doubt.
+	AnchorSerial      string `json:"anchor_serial"`
+	IssuerSerial      string `json:"issuer_serial"`
+	AnchorFingerprint string `json:"anchor_fingerprint"`
+	IssuerFingerprint string `json:"issuer_fingerprint"`
 }
 
 // Check is the outcome of one check.
@@ -144,9 +186,15 @@ type TrustBundle struct {
 type WhatIf struct {
 	APIVersion  string    `json:"api_version"`
 	GeneratedAt time.Time `json:"generated_at"`
+	// Status says how fresh the answer is: "nothing breaks" is said only of what the sources
+	// read; when it is not complete, what a source that is down holds is not counted.
+	Status Status `json:"status"`
+	// Matched is the CA certificate the question named, and where the exporter found it.
+	Matched []Matched `json:"matched"`
 	// Removed counts the CA certificates the question named.
 	Removed int `json:"removed"`
-	// Broken are the certificates that verify now and would not.
+	// Broken are the distinct certificates that verify now and would not, each at its first
+	// location, with its other copies in also_at.
 	Broken []Certificate `json:"broken"`
 	// Unanchored are the trust-bundle copies that hold a current anchor now and would hold none.
 	Unanchored []Location `json:"unanchored"`
@@ -155,8 +203,11 @@ type WhatIf struct {
 // Filter selects certificates and trust bundles; empty fields select all.
 type Filter struct {
 	Mesh, Namespace, Role string
-	// Issuer selects certificates signed by the CA with this serial.
-	Issuer string
+	// Issuer selects certificates signed by the CA with this fingerprint, when IssuerSet.
+	Issuer    [32]byte
+	IssuerSet bool
+	// IssuerName is how the request named the issuer, for a title.
+	IssuerName string
 	// ExpiringBefore selects certificates that expire before it.
 	ExpiringBefore time.Time
 	// Problem selects certificates with a failed check and copies that are not current.
@@ -167,7 +218,7 @@ type Filter struct {
 
 // Build answers GET /api/v1/pki for snap at now.
 func Build(snap *model.Snapshot, now time.Time, f Filter) PKI {
-	out := PKI{APIVersion: APIVersion, GeneratedAt: now.UTC(), Meshes: []Mesh{}, Certificates: []Certificate{}, TrustBundles: []TrustBundle{}}
+	out := PKI{APIVersion: APIVersion, GeneratedAt: now.UTC(), Status: statusOf(snap, now), Meshes: []Mesh{}, Certificates: []Certificate{}, TrustBundles: []TrustBundle{}}
 	for _, m := range tree(snap, now) {
 		if f.Mesh == "" || m.Mesh == f.Mesh {
 			out.Meshes = append(out.Meshes, m)
@@ -180,7 +231,7 @@ func Build(snap *model.Snapshot, now time.Time, f Filter) PKI {
 		}
 		for i := range oa.Certificates {
 			c := certificate(oa.Object, &oa.Certificates[i], now)
-			if f.Role != "" && c.Role != f.Role || f.Issuer != "" && (c.Chain == nil || c.Chain.IssuerSerial != f.Issuer) ||
+			if f.Role != "" && c.Role != f.Role || f.IssuerSet && (c.Chain == nil || c.Chain.IssuerFingerprint != hex.EncodeToString(f.Issuer[:])) ||
 				!f.ExpiringBefore.IsZero() && !c.NotAfter.Before(f.ExpiringBefore) || f.Problem && len(c.Problems) == 0 {
 				continue
 			}
@@ -188,7 +239,7 @@ func Build(snap *model.Snapshot, now time.Time, f Filter) PKI {
 		}
 	}
 	var bundles []TrustBundle
-	if f.Role == "" && f.Issuer == "" && f.ExpiringBefore.IsZero() {
+	if f.Role == "" && !f.IssuerSet && f.ExpiringBefore.IsZero() {
 		for _, b := range trustBundles(snap) {
 			if f.Mesh != "" && b.Mesh != f.Mesh || f.Namespace != "" && b.Namespace != f.Namespace || f.Problem && b.Current {
 				continue
@@ -211,19 +262,30 @@ func page[T any](s []T, offset, limit int) []T {
 	return s
 }
 
-// BuildWhatIf answers GET /api/v1/what-if for snap at now.
-func BuildWhatIf(snap *model.Snapshot, now time.Time, mesh, removeAnchor, removeIssuer string) WhatIf {
-	w := pki.WhatIf(snap.Analysis, now, model.Mesh(mesh), removeAnchor, removeIssuer)
-	out := WhatIf{APIVersion: APIVersion, GeneratedAt: now.UTC(), Removed: w.Removed, Broken: []Certificate{}, Unanchored: []Location{}}
+// BuildWhatIf answers GET /api/v1/what-if for snap at now: what breaks if the CA k left mesh.
+func BuildWhatIf(snap *model.Snapshot, now time.Time, mesh string, k *knownCA) WhatIf {
+	w := pki.WhatIf(snap.Analysis, now, model.Mesh(mesh), map[[32]byte]bool{k.cert.Fingerprint: true})
+	out := WhatIf{APIVersion: APIVersion, GeneratedAt: now.UTC(), Status: statusOf(snap, now), Matched: []Matched{k.matched(now)},
+		Removed: w.Removed, Broken: []Certificate{}, Unanchored: []Location{}}
+	objects := make(map[*model.Object]*model.ObjectAnalysis, len(snap.Objects))
+	for _, oa := range snap.Objects {
+		objects[oa.Object] = oa
+	}
+	first := map[[32]byte]int{} // a broken certificate's index in out.Broken
 	for _, b := range w.Broken {
-		for _, oa := range snap.Objects {
-			if oa.Object != b.Object {
-				continue
-			}
-			for i := range oa.Certificates {
-				if f := &oa.Certificates[i]; f.Key == b.Key && f.Index == b.Index {
-					out.Broken = append(out.Broken, certificate(oa.Object, f, now))
-				}
+		if i, ok := first[b.Certificate.Fingerprint]; ok {
+			out.Broken[i].AlsoAt = append(out.Broken[i].AlsoAt, Location{Source: b.Object.Source, Namespace: b.Object.Namespace, Name: b.Object.Name, Key: b.Key})
+			continue
+		}
+		oa := objects[b.Object]
+		if oa == nil {
+			continue
+		}
+		for i := range oa.Certificates {
+			if f := &oa.Certificates[i]; f.Key == b.Key && f.Index == b.Index {
+				first[b.Certificate.Fingerprint] = len(out.Broken)
+				out.Broken = append(out.Broken, certificate(oa.Object, f, now))
+				break
 			}
 		}
 	}
@@ -233,25 +295,25 @@ func BuildWhatIf(snap *model.Snapshot, now time.Time, mesh, removeAnchor, remove
 	return out
 }
 
-// caOf describes a CA certificate.
-func caOf(c *model.Certificate) CA {
-	return CA{Subject: c.Subject, Serial: c.Serial, NotBefore: c.NotBefore(), NotAfter: c.NotAfter()}
+// caAt describes a CA certificate at now.
+func caAt(c *model.Certificate, now time.Time) CA {
+	return CA{Subject: c.Subject, Serial: c.Serial, Fingerprint: fingerprint(c), NotBefore: c.NotBefore(), NotAfter: c.NotAfter(), Expired: now.After(c.NotAfter())}
 }
 
 // certificate describes one finding of o at now.
 func certificate(o *model.Object, f *model.CertificateFinding, now time.Time) Certificate {
 	c := f.Certificate
 	out := Certificate{Location: Location{Source: o.Source, Namespace: o.Namespace, Name: o.Name, Key: f.Key}, Index: f.Index,
-		Mesh: string(o.Mesh), Role: string(f.Role), Subject: c.Subject, Issuer: c.Issuer, Serial: c.Serial,
-		SPIFFEID: strings.Join(c.SPIFFEIDs, ","), NotBefore: c.NotBefore(), NotAfter: c.NotAfter(), Problems: []string{}}
+		Mesh: string(o.Mesh), Role: string(f.Role), Subject: c.Subject, Issuer: c.Issuer, Serial: c.Serial, Fingerprint: fingerprint(c),
+		SPIFFEID: strings.Join(c.SPIFFEIDs, ","), NotBefore: c.NotBefore(), NotAfter: c.NotAfter(), Expired: now.After(c.NotAfter()), Problems: []string{}}
 	if f.Chain != nil {
 		st := f.Chain.Evaluate(c, now)
 		ch := &Chain{Valid: st.Valid, Depth: st.Depth, Reason: string(st.Reason)}
 		if st.Anchor != nil {
-			ch.AnchorSerial = st.Anchor.Serial
+			ch.AnchorSerial, ch.AnchorFingerprint = st.Anchor.Serial, fingerprint(st.Anchor)
 		}
 		if issuer := signer(f.Chain); issuer != nil {
-			ch.IssuerSerial = issuer.Serial
+			ch.IssuerSerial, ch.IssuerFingerprint = issuer.Serial, fingerprint(issuer)
 		}
 		out.Chain = ch
 		if !st.Valid {
@@ -360,26 +422,61 @@ func tree(snap *model.Snapshot, now time.Time) []Mesh {
 			}
 		}
 	}
+	// The chain of each CA certificate the objects hold, to say why one is unanchored.
+	chains := map[[32]byte]Certificate{}
+	for _, oa := range snap.Objects {
+		for i := range oa.Certificates {
+			f := &oa.Certificates[i]
+			if _, ok := chains[f.Certificate.Fingerprint]; !ok && f.Chain != nil && f.Certificate.IsCA() {
+				chains[f.Certificate.Fingerprint] = certificate(oa.Object, f, now)
+			}
+		}
+	}
+	issuerOf := func(is model.IssuerRadius) Issuer {
+		k := caKey{is.Mesh, is.Issuer.Fingerprint}
+		issuer := Issuer{CA: caAt(is.Issuer, now), Dependents: is.Dependents, Workloads: []NamespaceCount{}}
+		for _, ns := range sortedKeys(workloads[k]) {
+			issuer.Workloads = append(issuer.Workloads, NamespaceCount{Namespace: ns, Count: workloads[k][ns]})
+		}
+		return issuer
+	}
 	var out []Mesh
 	for _, b := range rot.Bundles {
-		m := Mesh{Mesh: string(b.Mesh), TrustBundles: b.Copies, Anchors: []Anchor{}}
+		m := Mesh{Mesh: string(b.Mesh), TrustBundleCopies: b.Copies, Signing: Signing{CanSign: true, CAs: []CA{}}, Anchors: []Anchor{}, UnanchoredIssuers: []UnanchoredIssuer{}}
+		for _, st := range rot.Signing {
+			if st.Mesh == b.Mesh && !st.CanSign {
+				m.Signing = Signing{Reason: string(st.Reason), CAs: []CA{}}
+				for _, c := range st.CAs {
+					m.Signing.CAs = append(m.Signing.CAs, caAt(c, now))
+				}
+			}
+		}
+		placed := map[[32]byte]bool{}
 		for _, a := range rot.Anchors {
 			if a.Mesh != b.Mesh {
 				continue
 			}
-			anchor := Anchor{CA: caOf(a.Anchor), Dependents: a.Dependents, Bundles: a.Bundles, Signing: a.Signing, Issuers: []Issuer{}}
+			placed[a.Anchor.Fingerprint] = true
+			anchor := Anchor{CA: caAt(a.Anchor, now), Dependents: a.Dependents, Bundles: a.Bundles, Signing: a.Signing, Retired: a.Retired, Issuers: []Issuer{}}
 			for _, is := range rot.Issuers {
 				k := caKey{is.Mesh, is.Issuer.Fingerprint}
 				if is.Mesh != b.Mesh || !under[k][a.Anchor.Fingerprint] && is.Issuer.Fingerprint != a.Anchor.Fingerprint {
 					continue
 				}
-				issuer := Issuer{CA: caOf(is.Issuer), Dependents: is.Dependents, Workloads: []NamespaceCount{}}
-				for _, ns := range sortedKeys(workloads[k]) {
-					issuer.Workloads = append(issuer.Workloads, NamespaceCount{Namespace: ns, Count: workloads[k][ns]})
-				}
-				anchor.Issuers = append(anchor.Issuers, issuer)
+				placed[is.Issuer.Fingerprint] = true
+				anchor.Issuers = append(anchor.Issuers, issuerOf(is))
 			}
 			m.Anchors = append(m.Anchors, anchor)
+		}
+		for _, is := range rot.Issuers {
+			if is.Mesh != b.Mesh || placed[is.Issuer.Fingerprint] {
+				continue
+			}
+			u := UnanchoredIssuer{Issuer: issuerOf(is), Reason: string(model.ReasonUnknownAuthority), IssuedBy: is.Issuer.Issuer}
+			if c, ok := chains[is.Issuer.Fingerprint]; ok && c.Chain != nil && c.Chain.Reason != "" {
+				u.Reason = c.Chain.Reason
+			}
+			m.UnanchoredIssuers = append(m.UnanchoredIssuers, u)
 		}
 		out = append(out, m)
 	}

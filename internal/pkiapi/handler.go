@@ -15,6 +15,7 @@ import (
 
 	"github.com/go-kit/log"
 	"github.com/go-kit/log/level"
+	promodel "github.com/prometheus/common/model"
 
 	"github.com/meshcert/meshcert-exporter/internal/model"
 )
@@ -41,14 +42,16 @@ type Provider interface {
 // Handler serves the API and the page.
 type Handler struct {
 	provider Provider
+	meshes   []string
 	now      func() time.Time
 	logger   log.Logger
 	page     *pageRenderer
 }
 
-// NewHandler returns the handler of p's snapshots.
-func NewHandler(p Provider, logger log.Logger) *Handler {
-	return &Handler{provider: p, now: time.Now, logger: logger, page: newPageRenderer()}
+// NewHandler returns the handler of p's snapshots; meshes are the names of the meshes the
+// exporter knows, the only values the mesh parameter takes.
+func NewHandler(p Provider, meshes []string, logger log.Logger) *Handler {
+	return &Handler{provider: p, meshes: meshes, now: time.Now, logger: logger, page: newPageRenderer()}
 }
 
 // Register adds the handler's paths to mux.
@@ -59,9 +62,8 @@ func (h *Handler) Register(mux *http.ServeMux) {
 }
 
 var (
-	namePattern   = regexp.MustCompile(`^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$`)
-	serialPattern = regexp.MustCompile(`^-?[0-9a-f]{1,128}$`)
-	roles         = []string{string(model.RoleTrustAnchor), string(model.RoleIntermediate), string(model.RoleIssuer), string(model.RoleLeaf)}
+	namePattern = regexp.MustCompile(`^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$`)
+	roles       = []string{string(model.RoleTrustAnchor), string(model.RoleIntermediate), string(model.RoleIssuer), string(model.RoleLeaf)}
 )
 
 // errBadRequest marks an error in the request's parameters.
@@ -102,32 +104,42 @@ func (p *params) text(name string, pattern *regexp.Regexp) string {
 	return v
 }
 
-func (p *params) integer(name string, def, max int) int {
+func (p *params) integer(name string, def, lo, hi int) int {
 	v := p.q.Get(name)
 	if v == "" || p.err != nil {
 		return def
 	}
 	n, err := strconv.Atoi(v)
-	if err != nil || n < 0 || n > max {
-		p.err = fmt.Errorf("%w: %s=%q is not a number from 0 to %d", errBadRequest, name, truncate(v), max)
+	if err != nil || n < lo || n > hi {
+		p.err = fmt.Errorf("%w: %s=%q is not a number from %d to %d", errBadRequest, name, truncate(v), lo, hi)
 	}
 	return n
 }
 
-// filter reads the filters of GET /api/v1/pki and of the page.
-func (p *params) filter(now time.Time) Filter {
-	f := Filter{Mesh: p.text("mesh", namePattern), Namespace: p.text("namespace", namePattern), Role: p.text("role", nil),
-		Issuer: p.text("issuer", serialPattern), Offset: p.integer("offset", 0, 1<<30), Limit: p.integer("limit", DefaultLimit, MaxLimit)}
+// mesh reads the mesh parameter: one of the meshes the exporter knows, or none.
+func (p *params) mesh(known []string) string {
+	v := p.text("mesh", nil)
+	if v != "" && p.err == nil && !slices.Contains(known, v) {
+		p.err = fmt.Errorf("%w: mesh=%q is not one of %s", errBadRequest, truncate(v), strings.Join(known, ", "))
+	}
+	return v
+}
+
+// filter reads the filters of GET /api/v1/pki and of the page; the issuer is resolved later,
+// against the snapshot (resolveIssuer).
+func (p *params) filter(now time.Time, meshes []string) Filter {
+	f := Filter{Mesh: p.mesh(meshes), Namespace: p.text("namespace", namePattern), Role: p.text("role", nil),
+		IssuerName: strings.TrimSpace(p.q.Get("issuer")), Offset: p.integer("offset", 0, 0, 1<<30), Limit: p.integer("limit", DefaultLimit, 1, MaxLimit)}
 	if f.Role != "" && !slices.Contains(roles, f.Role) && p.err == nil {
 		p.err = fmt.Errorf("%w: role=%q is not one of %s", errBadRequest, truncate(f.Role), strings.Join(roles, ", "))
 	}
 	if v := p.q.Get("expiring_before"); v != "" && p.err == nil {
 		if t, err := time.Parse(time.RFC3339, v); err == nil {
 			f.ExpiringBefore = t
-		} else if d, err := time.ParseDuration(v); err == nil && d >= 0 {
-			f.ExpiringBefore = now.Add(d)
+		} else if d, err := promodel.ParseDuration(v); err == nil {
+			f.ExpiringBefore = now.Add(time.Duration(d))
 		} else {
-			p.err = fmt.Errorf("%w: expiring_before=%q is neither an RFC 3339 time nor a duration from now", errBadRequest, truncate(v))
+			p.err = fmt.Errorf("%w: expiring_before=%q is neither an RFC 3339 time nor a duration from now (30d, 2w, 720h)", errBadRequest, truncate(v))
 		}
 	}
 	if v := p.q.Get("problem"); v != "" && p.err == nil {
@@ -148,39 +160,80 @@ func truncate(v string) string {
 	return v
 }
 
+// resolveIssuer resolves f's issuer parameter against snap's CAs.
+func resolveIssuer(f *Filter, snap *model.Snapshot) *refError {
+	if f.IssuerName == "" {
+		return nil
+	}
+	k, err := newCatalog(snap, model.Mesh(f.Mesh)).resolve("issuer", f.IssuerName, false)
+	if err != nil {
+		return err
+	}
+	f.Issuer, f.IssuerSet = k.cert.Fingerprint, true
+	return nil
+}
+
 func (h *Handler) servePKI(w http.ResponseWriter, r *http.Request) {
 	if !allowMethod(w, r) {
 		return
 	}
 	now := h.now()
 	p := readParams(r, "mesh", "namespace", "role", "issuer", "expiring_before", "problem", "offset", "limit")
-	f := p.filter(now)
+	f := p.filter(now, h.meshes)
 	if p.err != nil {
 		h.writeJSON(w, r, http.StatusBadRequest, errorAnswer{Error: p.err.Error()})
 		return
 	}
-	h.writeJSON(w, r, http.StatusOK, Build(h.provider.Snapshot(), now, f))
+	snap := h.provider.Snapshot()
+	if err := resolveIssuer(&f, snap); err != nil {
+		h.writeJSON(w, r, err.status, errorAnswer{Error: err.msg, Candidates: err.candidates, Status: statusPtr(snap, now)})
+		return
+	}
+	h.writeJSON(w, r, http.StatusOK, Build(snap, now, f))
 }
 
 func (h *Handler) serveWhatIf(w http.ResponseWriter, r *http.Request) {
 	if !allowMethod(w, r) {
 		return
 	}
+	now := h.now()
 	p := readParams(r, "mesh", "remove_anchor", "remove_issuer")
-	mesh, anchor, issuer := p.text("mesh", namePattern), p.text("remove_anchor", serialPattern), p.text("remove_issuer", serialPattern)
+	mesh := p.mesh(h.meshes)
+	anchor, issuer := strings.TrimSpace(p.q.Get("remove_anchor")), strings.TrimSpace(p.q.Get("remove_issuer"))
 	if p.err == nil && (anchor == "") == (issuer == "") {
-		p.err = fmt.Errorf("%w: give one of remove_anchor and remove_issuer, a serial in hex", errBadRequest)
+		p.err = fmt.Errorf("%w: give one of remove_anchor and remove_issuer: a serial (hex or decimal) or a SHA-256 fingerprint", errBadRequest)
 	}
 	if p.err != nil {
 		h.writeJSON(w, r, http.StatusBadRequest, errorAnswer{Error: p.err.Error()})
 		return
 	}
-	h.writeJSON(w, r, http.StatusOK, BuildWhatIf(h.provider.Snapshot(), h.now(), mesh, anchor, issuer))
+	snap := h.provider.Snapshot()
+	cat := newCatalog(snap, model.Mesh(mesh))
+	param, value := "remove_anchor", anchor
+	if issuer != "" {
+		param, value = "remove_issuer", issuer
+	}
+	k, err := cat.resolve(param, value, param == "remove_anchor")
+	if err != nil {
+		h.writeJSON(w, r, err.status, errorAnswer{Error: err.msg, Candidates: err.candidates, Status: statusPtr(snap, now)})
+		return
+	}
+	h.writeJSON(w, r, http.StatusOK, BuildWhatIf(snap, now, mesh, k))
 }
 
-// errorAnswer is the answer to a request the API cannot answer.
+// errorAnswer is the answer to a request the API cannot answer: 400 for a request that is not
+// valid or names several certificates (the candidates), 404 for one that names no certificate
+// the exporter holds (with the status, which says whether a source that is down could hold it).
 type errorAnswer struct {
-	Error string `json:"error"`
+	Error      string      `json:"error"`
+	Candidates []Candidate `json:"candidates,omitempty"`
+	Status     *Status     `json:"status,omitempty"`
+}
+
+// statusPtr is the status of snap at now, for an error answer.
+func statusPtr(snap *model.Snapshot, now time.Time) *Status {
+	st := statusOf(snap, now)
+	return &st
 }
 
 // allowMethod answers 405 to anything but GET and HEAD.

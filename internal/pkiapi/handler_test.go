@@ -2,6 +2,8 @@ package pkiapi
 
 import (
 	"compress/gzip"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -18,6 +20,9 @@ import (
 	"github.com/meshcert/meshcert-exporter/internal/pki"
 	"github.com/meshcert/meshcert-exporter/internal/testpki"
 )
+
+// testMeshes are the meshes the handlers under test know.
+var testMeshes = []string{"istio", "linkerd"}
 
 // staticProvider hands out one snapshot.
 type staticProvider struct{ snap *model.Snapshot }
@@ -70,7 +75,7 @@ func newFixture() fixture {
 	}
 	an := pki.NewAnalyzer(pki.NewCache(), nil).Analyze(objects, map[model.Mesh]model.MeshSettings{model.MeshIstio: {TrustDomain: "cluster.local"}})
 	f.snap = &model.Snapshot{Analysis: an, Rotation: pki.RotationAt(an, testpki.Now()),
-		Sources: []model.SourceStatus{{Name: "posture", Up: true}},
+		Sources: []model.SourceStatus{{Name: "posture", Up: true, Synced: true}},
 		Posture: model.Posture{Bypass: []model.BypassFinding{{Mesh: model.MeshIstio, Namespace: "shop", Name: "debug", Reason: model.BypassNetAdmin}}}}
 	return f
 }
@@ -84,7 +89,7 @@ func (f fixture) serve(t testing.TB, target string, header ...string) *httptest.
 
 // serveRaw answers a request for path whose query is rawQuery as the client sent it.
 func (f fixture) serveRaw(path, rawQuery string, header ...string) *httptest.ResponseRecorder {
-	h := NewHandler(staticProvider{f.snap}, log.NewNopLogger())
+	h := NewHandler(staticProvider{f.snap}, testMeshes, log.NewNopLogger())
 	h.now = testpki.Now
 	mux := http.NewServeMux()
 	h.Register(mux)
@@ -120,7 +125,7 @@ func TestPKIAnswer(t *testing.T) {
 		t.Errorf("the answer breaks the schema: %v", errs)
 	}
 	a := decode[PKI](t, rec)
-	if len(a.Meshes) != 1 || a.Meshes[0].TrustBundles != 3 || len(a.Meshes[0].Anchors) != 2 {
+	if len(a.Meshes) != 1 || a.Meshes[0].TrustBundleCopies != 3 || len(a.Meshes[0].Anchors) != 2 {
 		t.Fatalf("meshes %+v", a.Meshes)
 	}
 	type row struct {
@@ -182,6 +187,9 @@ func TestPKIFilters(t *testing.T) {
 		{"problem=true", []string{"certs/stray-tls/tls.crt"}, []string{"shop/a/ROOTCA", "legacy/istio-ca-root-cert/root-cert.pem"}},
 		{"expiring_before=2027-07-01T00:00:00Z", []string{"shop/a/default", "web/b/default"}, nil},
 		{"expiring_before=720h", []string{"shop/a/default", "web/b/default"}, nil},
+		{"expiring_before=30d", []string{"shop/a/default", "web/b/default"}, nil},
+		{"expiring_before=1y", []string{"shop/a/default", "web/b/default"}, nil},
+		{"expiring_before=12h", nil, nil},
 		{"mesh=linkerd", nil, nil},
 		{"mesh=istio&namespace=legacy", []string{"legacy/istio-ca-root-cert/root-cert.pem"}, []string{"legacy/istio-ca-root-cert/root-cert.pem"}},
 		{"role=leaf&limit=1&offset=1", []string{"web/b/default"}, nil},
@@ -201,8 +209,8 @@ func TestPKIFilters(t *testing.T) {
 			}
 		})
 	}
-	for _, query := range []string{"role=root", "limit=-1", "limit=100000", "expiring_before=soon", "problem=maybe", "issuer=xyz",
-		"namespace=Not_A_Name", "colour=blue", "mesh=a&mesh=b", "%zz"} {
+	for _, query := range []string{"role=root", "limit=-1", "limit=0", "limit=100000", "expiring_before=soon", "expiring_before=-1h", "problem=maybe", "issuer=xyz",
+		"namespace=Not_A_Name", "colour=blue", "mesh=a&mesh=b", "mesh=consul", "%zz"} {
 		rec := f.serve(t, PathPKI+"?"+query)
 		if errs := s.validate("error", rec.Body.Bytes()); rec.Code != http.StatusBadRequest || len(errs) > 0 {
 			t.Errorf("%s: %d, schema %v: %s", query, rec.Code, errs, rec.Body)
@@ -224,7 +232,6 @@ func TestWhatIfAnswer(t *testing.T) {
 		{"remove_anchor=10", 1, []string{"shop/a/default"}, []string{"shop/a/ROOTCA", "legacy/istio-ca-root-cert/root-cert.pem"}},
 		{"remove_anchor=20&mesh=istio", 1, []string{"istio-system/cacerts/ca-cert.pem", "web/b/default"}, nil},
 		{"remove_issuer=21", 1, []string{"web/b/default"}, nil},
-		{"remove_anchor=ab", 0, nil, nil},
 	} {
 		rec := f.serve(t, PathWhatIf+"?"+tt.query)
 		if errs := s.validate("what_if", rec.Body.Bytes()); rec.Code != http.StatusOK || len(errs) > 0 {
@@ -242,9 +249,16 @@ func TestWhatIfAnswer(t *testing.T) {
 			t.Errorf("%s: removed %d, broken %v, unanchored %v; want %d, %v, %v", tt.query, w.Removed, broken, unanchored, tt.removed, tt.broken, tt.unanchored)
 		}
 	}
-	for _, query := range []string{"", "remove_anchor=10&remove_issuer=11", "remove_anchor=", "remove_anchor=10&limit=1"} {
+	for _, query := range []string{"", "remove_anchor=10&remove_issuer=11", "remove_anchor=", "remove_anchor=10&limit=1", "remove_anchor=10&mesh=consul"} {
 		if rec := f.serve(t, PathWhatIf+"?"+query); rec.Code != http.StatusBadRequest {
 			t.Errorf("%q: %d, want 400", query, rec.Code)
+		}
+	}
+	// An unknown serial, an intermediate asked about as an anchor, another mesh's anchor: no verdict.
+	for _, query := range []string{"remove_anchor=ab", "remove_anchor=11", "remove_anchor=10&mesh=linkerd", "remove_issuer=ab"} {
+		rec := f.serve(t, PathWhatIf+"?"+query)
+		if errs := s.validate("error", rec.Body.Bytes()); rec.Code != http.StatusNotFound || len(errs) > 0 {
+			t.Errorf("%q: %d, schema %v: %s", query, rec.Code, errs, rec.Body)
 		}
 	}
 }
@@ -267,7 +281,7 @@ func TestGzipAndMethods(t *testing.T) {
 	if rec := f.serve(t, PathPKI, "Accept-Encoding", "gzip;q=0"); rec.Header().Get("Content-Encoding") != "" {
 		t.Error("gzip for a client that refuses it")
 	}
-	h := NewHandler(staticProvider{f.snap}, log.NewNopLogger())
+	h := NewHandler(staticProvider{f.snap}, testMeshes, log.NewNopLogger())
 	mux := http.NewServeMux()
 	h.Register(mux)
 	for _, path := range []string{PathPKI, PathWhatIf + "?remove_anchor=10", PathPage} {
@@ -288,8 +302,9 @@ func TestPage(t *testing.T) {
 	if rec.Code != http.StatusOK || !strings.HasPrefix(rec.Header().Get("Content-Type"), "text/html") {
 		t.Fatalf("%d %v", rec.Code, rec.Header())
 	}
-	for _, want := range []string{"CN=old root", "CN=new intermediate", "2 certificates depend on it only", "in 3 trust-bundle copies",
-		`href="/pki?issuer=11&amp;namespace=shop#certificates"`, "1 of 3 (33%)", "retired anchor: CN=old root", "unknown_authority", "istio-ca-root-cert", "shop/debug", "net_admin"} {
+	for _, want := range []string{"CN=old root", "CN=new intermediate", "2 distinct certificates depend on it only", "in 3 trust-bundle copies",
+		`href="/pki?issuer=` + fingerprintOf(f.oldInter) + `&amp;namespace=shop#certificates"`, "1 of 3 (33%)", "retired anchor: CN=old root", "unknown_authority", "istio-ca-root-cert", "shop/debug", "net_admin",
+		"Every source is up"} {
 		if !strings.Contains(body, want) {
 			t.Errorf("the page lacks %q", want)
 		}
@@ -297,7 +312,7 @@ func TestPage(t *testing.T) {
 	if strings.Contains(strings.ToLower(body), "<script") {
 		t.Error("the page has a script")
 	}
-	rec = f.serve(t, PathPage+"?"+url.Values{"issuer": {"11"}, "namespace": {"shop"}}.Encode())
+	rec = f.serve(t, PathPage+"?"+url.Values{"issuer": {fingerprintOf(f.oldInter)}, "namespace": {"shop"}}.Encode())
 	if body := rec.Body.String(); !strings.Contains(body, `id="certificates"`) || !strings.Contains(body, "spiffe://cluster.local/ns/shop/sa/a") || strings.Contains(body, "ns/web/sa/b</code></td><td>2027") {
 		t.Errorf("the filtered page:\n%s", body)
 	}
@@ -306,10 +321,11 @@ func TestPage(t *testing.T) {
 	}
 }
 
-// FuzzQuery: no query makes the API fail: it answers 200 or 400, with JSON valid against the
-// schema, and the page 200 or 400.
+// FuzzQuery: no query makes the API fail: it answers 200, 400 or 404, with JSON valid against the
+// schema, and the page 200, 400 or 404.
 func FuzzQuery(f *testing.F) {
 	for _, seed := range []string{"", "mesh=istio", "role=leaf&limit=1&offset=2", "expiring_before=24h", "remove_anchor=10", "remove_issuer=-1f",
+		"remove_anchor=0x10", "remove_anchor=00:10", "issuer=17", "expiring_before=30d", "mesh=consul", "remove_issuer=serial%3D11",
 		"problem=1&namespace=a.b", "%", "limit=99999999999999999999", "expiring_before=2027-01-01T00:00:00%2B02:00"} {
 		f.Add(seed)
 	}
@@ -321,7 +337,7 @@ func FuzzQuery(f *testing.F) {
 			def := map[string]string{PathPKI: "pki", PathWhatIf: "what_if"}[path]
 			switch rec.Code {
 			case http.StatusOK:
-			case http.StatusBadRequest:
+			case http.StatusBadRequest, http.StatusNotFound:
 				def = "error"
 			default:
 				t.Fatalf("%s?%s: %d", path, query, rec.Code)
@@ -330,8 +346,14 @@ func FuzzQuery(f *testing.F) {
 				t.Fatalf("%s?%s: %v", path, query, errs)
 			}
 		}
-		if rec := fx.serveRaw(PathPage, query); rec.Code != http.StatusOK && rec.Code != http.StatusBadRequest {
+		if rec := fx.serveRaw(PathPage, query); rec.Code != http.StatusOK && rec.Code != http.StatusBadRequest && rec.Code != http.StatusNotFound {
 			t.Fatalf("page ?%s: %d", query, rec.Code)
 		}
 	})
+}
+
+// fingerprintOf is c's SHA-256 fingerprint as the API writes it.
+func fingerprintOf(c *testpki.Cert) string {
+	sum := sha256.Sum256(c.X509.Raw)
+	return hex.EncodeToString(sum[:])
 }

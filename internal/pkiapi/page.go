@@ -54,10 +54,17 @@ func newPageRenderer() *pageRenderer {
 
 // pageView is what the page shows.
 type pageView struct {
-	GeneratedAt   time.Time
+	GeneratedAt time.Time
+	Status      Status
+	// Blind are the sources that are down or not ready.
+	Blind []SourceStatus
+	// ProxiesRead is true when a proxy source runs: the copies then include the proxies'.
+	ProxiesRead   bool
 	Meshes        []Mesh
+	Broken        []Mesh // meshes that cannot sign
+	Unanchored    int    // unanchored issuers, in every mesh
 	Rotation      []rotationRow
-	Expiring      []Certificate
+	Expiring      []expiringRow
 	Problems      []Certificate
 	ProblemsTotal int
 	Stale         []TrustBundle
@@ -71,12 +78,27 @@ type pageView struct {
 	ListingNext   string
 }
 
+// StaleReads is the number of read intervals after which a proxy's read is stale.
+func (pageView) StaleReads() int { return StaleReads }
+
+// NoProblems is true when the page may say that it found no problem: nothing found, and every
+// source that feeds it up.
+func (v pageView) NoProblems() bool {
+	return v.Status.Complete && len(v.Problems) == 0 && len(v.Stale) == 0 && len(v.Broken) == 0 && v.Unanchored == 0
+}
+
 // rotationRow is one CA in the rotation panel.
 type rotationRow struct {
 	Mesh, Kind, Subject, Serial string
-	Anchor                      bool
+	Expired, Anchor             bool
 	Dependents, Bundles, Copies int
 	Percent                     int
+}
+
+// expiringRow is one certificate of the expiring list, with every place it was found.
+type expiringRow struct {
+	Certificate
+	Where []Location
 }
 
 func (h *Handler) servePage(w http.ResponseWriter, r *http.Request) {
@@ -85,13 +107,17 @@ func (h *Handler) servePage(w http.ResponseWriter, r *http.Request) {
 	}
 	now := h.now()
 	p := readParams(r, "mesh", "namespace", "role", "issuer", "expiring_before", "problem", "offset")
-	f := p.filter(now)
+	f := p.filter(now, h.meshes)
 	if p.err != nil {
 		http.Error(w, p.err.Error(), http.StatusBadRequest)
 		return
 	}
 	f.Limit = pageListing
 	snap := h.provider.Snapshot()
+	if err := resolveIssuer(&f, snap); err != nil {
+		http.Error(w, err.msg, err.status)
+		return
+	}
 	v := buildPage(snap, now, f, len(r.URL.Query()) > 0)
 	if v.ListingMore {
 		q := r.URL.Query()
@@ -115,31 +141,42 @@ func (h *Handler) servePage(w http.ResponseWriter, r *http.Request) {
 func buildPage(snap *model.Snapshot, now time.Time, f Filter, filtered bool) pageView {
 	// Every certificate and bundle, for the lists: the first to expire, and those with a problem.
 	all := Build(snap, now, Filter{})
-	v := pageView{GeneratedAt: now.UTC(), Meshes: all.Meshes, Filtered: filtered}
+	v := pageView{GeneratedAt: now.UTC(), Status: all.Status, Blind: all.Status.Down(), Meshes: all.Meshes, Filtered: filtered}
+	for _, s := range snap.Sources {
+		v.ProxiesRead = v.ProxiesRead || s.ReadInterval > 0
+	}
 	for _, m := range all.Meshes {
+		if !m.Signing.CanSign {
+			v.Broken = append(v.Broken, m)
+		}
+		v.Unanchored += len(m.UnanchoredIssuers)
 		for _, a := range m.Anchors {
 			kind := "anchor"
-			if !a.Signing {
+			switch {
+			case a.Retired:
 				kind = "retired anchor"
+			case !m.Signing.CanSign:
+				kind = "anchor (the mesh cannot sign)"
 			}
-			v.Rotation = append(v.Rotation, rotationRow{Mesh: m.Mesh, Kind: kind, Subject: a.Subject, Serial: a.Serial, Anchor: true,
-				Dependents: a.Dependents, Bundles: a.Bundles, Copies: m.TrustBundles, Percent: percent(a.Bundles, m.TrustBundles)})
+			v.Rotation = append(v.Rotation, rotationRow{Mesh: m.Mesh, Kind: kind, Subject: a.Subject, Serial: a.Serial, Expired: a.Expired, Anchor: true,
+				Dependents: a.Dependents, Bundles: a.Bundles, Copies: m.TrustBundleCopies, Percent: percent(a.Bundles, m.TrustBundleCopies)})
 		}
 		var seen []string
 		for _, a := range m.Anchors {
 			for _, is := range a.Issuers {
-				if slices.Contains(seen, is.Serial) {
+				if slices.Contains(seen, is.Fingerprint) {
 					continue
 				}
-				seen = append(seen, is.Serial)
-				v.Rotation = append(v.Rotation, rotationRow{Mesh: m.Mesh, Kind: "issuer", Subject: is.Subject, Serial: is.Serial, Dependents: is.Dependents})
+				seen = append(seen, is.Fingerprint)
+				v.Rotation = append(v.Rotation, rotationRow{Mesh: m.Mesh, Kind: "issuer", Subject: is.Subject, Serial: is.Serial, Expired: is.Expired, Dependents: is.Dependents})
 			}
+		}
+		for _, is := range m.UnanchoredIssuers {
+			v.Rotation = append(v.Rotation, rotationRow{Mesh: m.Mesh, Kind: "issuer under no current anchor", Subject: is.Subject, Serial: is.Serial, Expired: is.Expired, Dependents: is.Dependents})
 		}
 	}
 	certs := all.Certificates
-	byExpiry := slices.Clone(certs)
-	slices.SortStableFunc(byExpiry, func(a, b Certificate) int { return a.NotAfter.Compare(b.NotAfter) })
-	v.Expiring = byExpiry[:min(len(byExpiry), pageExpiring)]
+	v.Expiring = expiring(certs, pageExpiring)
 	for _, c := range certs {
 		if len(c.Problems) > 0 {
 			v.ProblemsTotal++
@@ -166,10 +203,31 @@ func buildPage(snap *model.Snapshot, now time.Time, f Filter, filtered bool) pag
 	return v
 }
 
+// expiring are the first n distinct certificates (by fingerprint) to expire, each with every
+// place it was found.
+func expiring(certs []Certificate, n int) []expiringRow {
+	byExpiry := slices.Clone(certs)
+	slices.SortStableFunc(byExpiry, func(a, b Certificate) int { return a.NotAfter.Compare(b.NotAfter) })
+	var out []expiringRow
+	index := map[string]int{}
+	for _, c := range byExpiry {
+		if i, ok := index[c.Fingerprint]; ok {
+			out[i].Where = append(out[i].Where, c.Location)
+			continue
+		}
+		if len(out) == n {
+			continue // a later copy of one listed may still follow
+		}
+		index[c.Fingerprint] = len(out)
+		out = append(out, expiringRow{Certificate: c, Where: []Location{c.Location}})
+	}
+	return out
+}
+
 // title says what a listing's filter selects.
 func title(f Filter) string {
 	var parts []string
-	for _, p := range [][2]string{{"mesh", f.Mesh}, {"namespace", f.Namespace}, {"role", f.Role}, {"signed by", f.Issuer}} {
+	for _, p := range [][2]string{{"mesh", f.Mesh}, {"namespace", f.Namespace}, {"role", f.Role}, {"signed by", f.IssuerName}} {
 		if p[1] != "" {
 			parts = append(parts, p[0]+" "+p[1])
 		}

@@ -30,7 +30,7 @@ func loadSchema(t testing.TB) *schema {
 }
 
 // validate checks the JSON text data against the schema's definition def, with the keywords the
-// schema uses ($ref, type, const, enum, pattern, format date-time, minimum, required,
+// schema uses ($ref, type (one, or one and null), const, enum, pattern, format date-time, minimum, required,
 // properties, additionalProperties false, items); it returns every violation.
 func (s *schema) validate(def string, data []byte) []string {
 	var v any
@@ -59,7 +59,14 @@ func (s *schema) check(node any, v any, path string, errs *[]string) {
 	if e, ok := sch["enum"].([]any); ok && !slices.Contains(e, v) {
 		fail("%v is not one of %v", v, e)
 	}
-	switch sch["type"] {
+	typ := sch["type"]
+	if types, ok := typ.([]any); ok { // a type or null
+		if v == nil && slices.Contains(types, "null") {
+			return
+		}
+		typ = types[0]
+	}
+	switch typ {
 	case "object":
 		obj, ok := v.(map[string]any)
 		if !ok {
@@ -107,8 +114,8 @@ func (s *schema) check(node any, v any, path string, errs *[]string) {
 		}
 	case "integer", "number":
 		n, ok := v.(float64)
-		if !ok || sch["type"] == "integer" && n != float64(int64(n)) {
-			fail("%v is not an %s", v, sch["type"])
+		if !ok || typ == "integer" && n != float64(int64(n)) {
+			fail("%v is not an %s", v, typ)
 			return
 		}
 		if m, ok := sch["minimum"].(float64); ok && n < m {
@@ -120,7 +127,7 @@ func (s *schema) check(node any, v any, path string, errs *[]string) {
 		}
 	case nil:
 	default:
-		fail("unknown type %v in the schema", sch["type"])
+		fail("unknown type %v in the schema", typ)
 	}
 }
 

@@ -82,6 +82,10 @@ func (rules) CheckIdentity(c *model.Certificate, settings model.MeshSettings, ex
 	return pki.CheckWorkload(id.Namespace, id.ServiceAccount, expect)
 }
 
+// AnchorsSign implements pki.MeshRules: Linkerd's identity controller signs only with its issuer
+// (Secret linkerd-identity-issuer), never with a trust anchor.
+func (rules) AnchorsSign() bool { return false }
+
 // caKeys: Linkerd's identity controller and proxies accept only ECDSA P-256 for the trust anchor
 // and the issuer (`linkerd check` fails any other).
 var caKeys = []string{"ECDSA-P256"}

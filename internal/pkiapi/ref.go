@@ -1,0 +1,271 @@
+package pkiapi
+
+import (
+	"cmp"
+	"encoding/hex"
+	"fmt"
+	"math/big"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/meshcert/meshcert-exporter/internal/model"
+)
+
+// A parameter that names a certificate (remove_anchor, remove_issuer, issuer) takes it the way the
+// usual tools print it, and is resolved against the CA certificates the exporter holds before any
+// verdict: a value that names none is a 404, never an empty "nothing breaks".
+//
+// The readings of a value:
+//   - a serial in hex: any case, leading zeros or not, colon-separated (`openssl x509 -text`),
+//     with 0x, or as `openssl x509 -serial` prints it (serial=08FC...);
+//   - a serial in decimal, as `step certificate inspect` prints it;
+//   - a SHA-256 fingerprint: 64 hex digits, colons or not (`openssl x509 -fingerprint -sha256`).
+//
+// A string of decimal digits is both a hex and a decimal serial; 64 hex digits are both a serial and
+// a fingerprint. When the readings name different certificates the value is refused (400) with the
+// candidates, so that the person names the one meant by its fingerprint.
+
+// Reading is one way a certificate parameter's value was read.
+type Reading string
+
+// The readings of a certificate parameter.
+const (
+	ReadingHexSerial     Reading = "hex_serial"
+	ReadingDecimalSerial Reading = "decimal_serial"
+	ReadingFingerprint   Reading = "sha256_fingerprint"
+)
+
+// Candidate is one certificate a parameter's value named in one reading.
+type Candidate struct {
+	Reading     Reading `json:"reading"`
+	Mesh        string  `json:"mesh"`
+	Subject     string  `json:"subject"`
+	Serial      string  `json:"serial"`
+	Fingerprint string  `json:"fingerprint"`
+}
+
+// Matched is a CA certificate a question named, and every place the exporter found it.
+type Matched struct {
+	CA
+	// Meshes are the meshes it is a CA of.
+	Meshes []string `json:"meshes"`
+	// Anchor is true when it is a current trust anchor of one of them.
+	Anchor bool `json:"anchor"`
+	// Where are the locations of its copies that the exporter read; empty for a CA known only
+	// from the chains of other certificates.
+	Where []Location `json:"where"`
+}
+
+// refError is a certificate parameter that names no certificate, or several.
+type refError struct {
+	status     int
+	msg        string
+	candidates []Candidate
+}
+
+func (e *refError) Error() string { return e.msg }
+
+// knownCA is a CA certificate the exporter holds, with where it found it.
+type knownCA struct {
+	cert   *model.Certificate
+	meshes []model.Mesh
+	anchor bool
+	where  []Location
+}
+
+// catalog is every CA certificate of the snapshot's meshes, by fingerprint, in a stable order.
+type catalog struct {
+	byFP  map[[32]byte]*knownCA
+	order []*knownCA
+}
+
+// newCatalog collects the CA certificates of mesh (every mesh when empty): the current anchors,
+// the signing CAs, every CA certificate an object holds and every CA on a chain.
+func newCatalog(snap *model.Snapshot, mesh model.Mesh) *catalog {
+	cat := &catalog{byFP: map[[32]byte]*knownCA{}}
+	add := func(c *model.Certificate, m model.Mesh) *knownCA {
+		k := cat.byFP[c.Fingerprint]
+		if k == nil {
+			k = &knownCA{cert: c}
+			cat.byFP[c.Fingerprint] = k
+			cat.order = append(cat.order, k)
+		}
+		if !slices.Contains(k.meshes, m) {
+			k.meshes = append(k.meshes, m)
+		}
+		return k
+	}
+	for _, m := range snap.Meshes {
+		if mesh != "" && m.Mesh != mesh {
+			continue
+		}
+		for _, a := range m.Anchors {
+			add(a, m.Mesh).anchor = true
+		}
+		for _, c := range m.Issuers {
+			add(c, m.Mesh)
+		}
+	}
+	for _, oa := range snap.Objects {
+		o := oa.Object
+		if mesh != "" && o.Mesh != mesh {
+			continue
+		}
+		for i := range oa.Certificates {
+			f := &oa.Certificates[i]
+			if f.Certificate.IsCA() && !f.Certificate.Partial {
+				k := add(f.Certificate, o.Mesh)
+				k.where = append(k.where, Location{Source: o.Source, Namespace: o.Namespace, Name: o.Name, Key: f.Key})
+			}
+			if f.Chain == nil {
+				continue
+			}
+			for _, p := range f.Chain.Paths {
+				for _, c := range p {
+					add(c, o.Mesh)
+				}
+			}
+			for _, c := range f.Chain.Partial {
+				add(c, o.Mesh)
+			}
+		}
+	}
+	return cat
+}
+
+// readings are the ways v can be read, each with the certificate property it names in canonical
+// form (a serial as model.Certificate.Serial writes it, a fingerprint as lowercase hex).
+func readings(v string) (map[Reading]string, error) {
+	v = strings.ToLower(strings.TrimSpace(v))
+	if i := strings.LastIndexByte(v, '='); i >= 0 { // serial=08FC..., sha256 Fingerprint=AB:CD:...
+		v = strings.TrimSpace(v[i+1:])
+	}
+	neg := strings.HasPrefix(v, "-")
+	digits := strings.TrimPrefix(v, "-")
+	prefixed := strings.HasPrefix(digits, "0x")
+	digits = strings.TrimPrefix(digits, "0x")
+	colons := strings.Contains(digits, ":")
+	if colons {
+		for _, g := range strings.Split(digits, ":") {
+			if g == "" || len(g) > 2 {
+				return nil, fmt.Errorf("%q is not colon-separated hex bytes", truncate(v))
+			}
+		}
+		digits = strings.ReplaceAll(digits, ":", "")
+	}
+	if digits == "" || len(digits) > 128 {
+		return nil, fmt.Errorf("%q is neither a serial (hex or decimal) nor a SHA-256 fingerprint", truncate(v))
+	}
+	if _, err := hex.DecodeString(digits + strings.Repeat("0", len(digits)%2)); err != nil {
+		return nil, fmt.Errorf("%q is neither a serial (hex or decimal) nor a SHA-256 fingerprint", truncate(v))
+	}
+	out := map[Reading]string{}
+	sign := ""
+	if neg {
+		sign = "-"
+	}
+	if n, ok := new(big.Int).SetString(digits, 16); ok {
+		if n.Sign() != 0 {
+			out[ReadingHexSerial] = sign + n.Text(16)
+		} else {
+			out[ReadingHexSerial] = "0"
+		}
+	}
+	if !prefixed && !colons && strings.Trim(digits, "0123456789") == "" {
+		if n, ok := new(big.Int).SetString(digits, 10); ok {
+			if n.Sign() != 0 {
+				out[ReadingDecimalSerial] = sign + n.Text(16)
+			} else {
+				out[ReadingDecimalSerial] = "0"
+			}
+		}
+	}
+	if !neg && !prefixed && len(digits) == 64 {
+		out[ReadingFingerprint] = digits
+	}
+	return out, nil
+}
+
+// resolve finds the one CA certificate that param's value v names; with anchors, only current
+// trust anchors count. It fails with 400 for a value that is no certificate name or names
+// several certificates, and 404 for one that names none.
+func (cat *catalog) resolve(param, v string, anchors bool) (*knownCA, *refError) {
+	rs, err := readings(v)
+	if err != nil {
+		return nil, &refError{status: http.StatusBadRequest, msg: fmt.Sprintf("%v: %s: %v", errBadRequest, param, err)}
+	}
+	var (
+		found      []*knownCA
+		candidates []Candidate
+		others     []*knownCA // matched, but not an anchor where one is asked for
+	)
+	for _, r := range []Reading{ReadingHexSerial, ReadingDecimalSerial, ReadingFingerprint} {
+		want, ok := rs[r]
+		if !ok {
+			continue
+		}
+		for _, k := range cat.order {
+			var hit bool
+			if r == ReadingFingerprint {
+				hit = hex.EncodeToString(k.cert.Fingerprint[:]) == want
+			} else {
+				hit = k.cert.Serial == want
+			}
+			if !hit {
+				continue
+			}
+			if anchors && !k.anchor {
+				others = append(others, k)
+				continue
+			}
+			if !slices.Contains(found, k) {
+				found = append(found, k)
+			}
+			for _, m := range k.meshes {
+				candidates = append(candidates, Candidate{Reading: r, Mesh: string(m), Subject: k.cert.Subject, Serial: k.cert.Serial,
+					Fingerprint: fingerprint(k.cert)})
+			}
+		}
+	}
+	switch {
+	case len(found) == 1:
+		return found[0], nil
+	case len(found) > 1:
+		slices.SortStableFunc(candidates, func(a, b Candidate) int { return cmp.Compare(a.Fingerprint, b.Fingerprint) })
+		return nil, &refError{status: http.StatusBadRequest, candidates: candidates,
+			msg: fmt.Sprintf("%v: %s=%q names %d different certificates; name the one you mean by its SHA-256 fingerprint", errBadRequest, param, truncate(v), len(found))}
+	case len(others) > 0:
+		return nil, &refError{status: http.StatusNotFound,
+			msg: fmt.Sprintf("%s=%q names %s (serial %s), which is not a current trust anchor of any mesh read; to ask about a CA that is not an anchor use remove_issuer", param, truncate(v), others[0].cert.Subject, others[0].cert.Serial)}
+	}
+	return nil, &refError{status: http.StatusNotFound,
+		msg: fmt.Sprintf("%s=%q names no CA certificate the exporter holds (read as %s): no verdict. Check the value, the mesh, and that the sources that read it are up", param, truncate(v), readingNames(rs))}
+}
+
+// readingNames lists the readings of a value, for an error.
+func readingNames(rs map[Reading]string) string {
+	var out []string
+	for _, r := range []Reading{ReadingHexSerial, ReadingDecimalSerial, ReadingFingerprint} {
+		if v, ok := rs[r]; ok {
+			out = append(out, string(r)+" "+v)
+		}
+	}
+	return strings.Join(out, ", ")
+}
+
+// matched describes k at now.
+func (k *knownCA) matched(now time.Time) Matched {
+	m := Matched{CA: caAt(k.cert, now), Anchor: k.anchor, Where: slices.Clone(k.where)}
+	for _, mesh := range k.meshes {
+		m.Meshes = append(m.Meshes, string(mesh))
+	}
+	if m.Where == nil {
+		m.Where = []Location{}
+	}
+	return m
+}
+
+// fingerprint is c's SHA-256 fingerprint in lowercase hex.
+func fingerprint(c *model.Certificate) string { return hex.EncodeToString(c.Fingerprint[:]) }
