@@ -39,6 +39,7 @@ type options struct {
 	kubeconfig  string
 	metricsPath string
 	maxRequests int
+	lifecycle   bool
 	logLevel    string
 	logFormat   string
 	web         *web.FlagConfig
@@ -64,6 +65,8 @@ func parseFlags(args []string) (*options, error) {
 	app.Flag("web.telemetry-path", "Path under which to expose metrics.").Default("/metrics").StringVar(&o.metricsPath)
 	app.Flag("web.max-requests", "Maximum number of parallel scrape requests; more get a 503. 0 means no limit.").
 		Default("40").IntVar(&o.maxRequests)
+	app.Flag("web.enable-lifecycle", "Serve POST /-/reload, which reloads the configuration file (SIGHUP does the same without it).").
+		BoolVar(&o.lifecycle)
 	app.Flag("log.level", "Only log messages with the given severity or above. One of: [debug, info, warn, error]").
 		Default("info").EnumVar(&o.logLevel, "debug", "info", "warn", "error")
 	app.Flag("log.format", "Output format of log messages. One of: [logfmt, json]").
@@ -171,7 +174,7 @@ func run(ctx context.Context, args []string) error {
 	ctx, stop := context.WithCancel(ctx)
 	defer stop()
 	r := exporter.NewReloader(ctx, func() (*config.Config, error) { return loadConfig(o) }, client,
-		exporter.Options{MetricsPath: o.metricsPath, MaxRequests: o.maxRequests}, logger)
+		exporter.Options{MetricsPath: o.metricsPath, MaxRequests: o.maxRequests, EnableLifecycle: o.lifecycle}, logger)
 	if err := r.Start(); err != nil {
 		return err
 	}

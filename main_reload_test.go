@@ -70,7 +70,7 @@ func TestReload(t *testing.T) {
 	write(t, filepath.Join(dir, "b/ca.crt"), root.PEM())
 	cfgPath := filepath.Join(dir, "meshcert.yaml")
 	write(t, cfgPath, []byte("files:\n  targets:\n    - path: "+filepath.Join(dir, "a")+"\n"))
-	base := startExporter(t, "http", http.DefaultClient, "--config.file="+cfgPath)
+	base := startExporter(t, "http", http.DefaultClient, "--config.file="+cfgPath, "--web.enable-lifecycle")
 	metrics := func() string {
 		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
 			if code, _ := get(t, http.DefaultClient, http.MethodGet, base+"/readyz"); code == 200 {
@@ -88,8 +88,10 @@ func TestReload(t *testing.T) {
 	if code, body := get(t, http.DefaultClient, http.MethodPost, base+"/-/reload"); code != http.StatusBadRequest || !strings.Contains(body, "field targetz not found") {
 		t.Errorf("bad reload answered %d %q", code, body)
 	}
-	if code, _ := get(t, http.DefaultClient, http.MethodGet, base+"/-/reload"); code != http.StatusMethodNotAllowed {
-		t.Errorf("GET /-/reload answered %d", code)
+	for _, method := range []string{http.MethodGet, http.MethodPut} {
+		if code, _ := get(t, http.DefaultClient, method, base+"/-/reload"); code != http.StatusMethodNotAllowed {
+			t.Errorf("%s /-/reload answered %d", method, code)
+		}
 	}
 	if body := metrics(); !strings.Contains(body, filepath.Join(dir, "a")) || !strings.Contains(body, "meshcert_config_last_reload_successful 0") {
 		t.Errorf("after a bad reload the old configuration must stay and say so:\n%s", grepLines(body, "meshcert_config|certificate_info"))
@@ -108,6 +110,24 @@ func TestReload(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatalf("SIGHUP did not load the new configuration:\n%s", grepLines(body, "meshcert_config|certificate_info"))
 		}
+	}
+}
+
+// TestReloadNeedsLifecycle: without --web.enable-lifecycle, /-/reload reloads nothing, for any
+// method: an unauthenticated request cannot make every informer list again.
+func TestReloadNeedsLifecycle(t *testing.T) {
+	dir := t.TempDir()
+	cfgPath := filepath.Join(dir, "meshcert.yaml")
+	write(t, cfgPath, []byte("files:\n  targets: []\n"))
+	base := startExporter(t, "http", http.DefaultClient, "--config.file="+cfgPath)
+	write(t, cfgPath, []byte("files:\n  targetz: []\n"))
+	for _, method := range []string{http.MethodPost, http.MethodPut, http.MethodGet} {
+		if code, body := get(t, http.DefaultClient, method, base+"/-/reload"); code != http.StatusForbidden || !strings.Contains(body, "--web.enable-lifecycle") {
+			t.Errorf("%s /-/reload without the flag answered %d %q", method, code, body)
+		}
+	}
+	if _, body := get(t, http.DefaultClient, http.MethodGet, base+"/metrics"); !strings.Contains(body, "meshcert_config_last_reload_successful 1") {
+		t.Error("a refused /-/reload changed the reload status")
 	}
 }
 

@@ -30,13 +30,13 @@ type sourcesCollector struct {
 
 // sourceDescs describe the sources' health families; a Handler builds them once.
 type sourceDescs struct {
-	up, lastSuccess, errors *prometheus.Desc
+	up, lastSuccess, errors, interval *prometheus.Desc
 }
 
 func newSourceDescs() sourceDescs {
 	f := sourceFamilies()
 	desc := func(f Family) *prometheus.Desc { return prometheus.NewDesc(f.Name, f.Help, f.Labels, nil) }
-	return sourceDescs{up: desc(f[0]), lastSuccess: desc(f[1]), errors: desc(f[2])}
+	return sourceDescs{up: desc(f[0]), lastSuccess: desc(f[1]), errors: desc(f[2]), interval: desc(f[3])}
 }
 
 // Describe implements prometheus.Collector.
@@ -44,6 +44,7 @@ func (c sourcesCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.up
 	ch <- c.lastSuccess
 	ch <- c.errors
+	ch <- c.interval
 }
 
 // Collect implements prometheus.Collector.
@@ -55,6 +56,9 @@ func (c sourcesCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		for reason, n := range s.Errors {
 			ch <- prometheus.MustNewConstMetric(c.errors, prometheus.CounterValue, float64(n), s.Name, string(reason))
+		}
+		if s.ReadInterval > 0 {
+			ch <- prometheus.MustNewConstMetric(c.interval, prometheus.GaugeValue, s.ReadInterval.Seconds(), s.Name)
 		}
 	}
 }
@@ -154,13 +158,14 @@ type rotationCollector struct {
 
 // rotationDescs describe the rotation families; a Handler builds them once.
 type rotationDescs struct {
-	anchorDependents, anchorBundles, bundles, signing, issuerDependents *prometheus.Desc
+	anchorDependents, anchorBundles, bundles, signing, canSign, issuerDependents *prometheus.Desc
 }
 
 func newRotationDescs() rotationDescs {
 	f := rotationFamilies()
 	desc := func(f Family) *prometheus.Desc { return prometheus.NewDesc(f.Name, f.Help, f.Labels, nil) }
-	return rotationDescs{anchorDependents: desc(f[0]), anchorBundles: desc(f[1]), bundles: desc(f[2]), signing: desc(f[3]), issuerDependents: desc(f[4])}
+	return rotationDescs{anchorDependents: desc(f[0]), anchorBundles: desc(f[1]), bundles: desc(f[2]), signing: desc(f[3]), canSign: desc(f[4]),
+		issuerDependents: desc(f[5])}
 }
 
 // Describe implements prometheus.Collector.
@@ -169,6 +174,7 @@ func (c rotationCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.anchorBundles
 	ch <- c.bundles
 	ch <- c.signing
+	ch <- c.canSign
 	ch <- c.issuerDependents
 }
 
@@ -214,6 +220,9 @@ func (c rotationCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	for _, b := range r.Bundles {
 		emit(c.bundles, &[2]int{b.Copies - b.PodCopies, b.PodCopies}, string(b.Mesh))
+	}
+	for _, s := range r.Signing {
+		ch <- prometheus.MustNewConstMetric(c.canSign, prometheus.GaugeValue, boolValue(s.CanSign), string(s.Mesh), string(s.Reason))
 	}
 	signed := map[key]*[2]int{}
 	var issuers []key

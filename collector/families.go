@@ -246,6 +246,9 @@ func sourceFamilies() []Family {
 		{Name: "meshcert_source_errors_total",
 			Help: "Read errors of a source by reason. A broken object counts once each time it starts failing; a failing source counts each attempt.",
 			Type: "counter", Labels: []string{"source", "reason"}, Subject: SubjectSource},
+		{Name: "meshcert_proxy_read_interval_seconds",
+			Help: "Time between two reads of one proxy, for each source that reads proxies (its --<proxy>.interval): the alerts on a proxy's read age compare with it.",
+			Type: "gauge", Labels: []string{"source"}, Subject: SubjectSource},
 	}
 }
 
@@ -284,7 +287,7 @@ const PartitionShared = "shared"
 func rotationFamilies() []Family {
 	return []Family{
 		{Name: "meshcert_trust_anchor_dependents",
-			Help: "Certificates that verify now through this current trust anchor and through no other current anchor of the mesh: they stop verifying when it leaves the mesh's anchor set. 0 means the anchor can go. Split by partition: shared (what every replica reads alike) and this replica's share of the pods; sum over partitions the maximum over replicas.",
+			Help: "Distinct certificates (by fingerprint) that verify now through this current trust anchor and through no other current anchor of the mesh: they stop verifying when it leaves the mesh's anchor set. 0 means the anchor can go. Split by partition: shared (what every replica reads alike) and this replica's share of the pods; sum over partitions the maximum over replicas.",
 			Type: "gauge", Labels: []string{"mesh", "anchor_serial", "partition"}, Subject: SubjectCA},
 		{Name: "meshcert_trust_anchor_bundles",
 			Help: "Trust-bundle copies of the mesh (namespace root ConfigMaps, proxies' root bundles, Linkerd pods' trust-root digests, configured copies) that hold this current trust anchor. Split by partition: shared (what every replica reads alike) and this replica's share of the pods; sum over partitions the maximum over replicas.",
@@ -293,10 +296,13 @@ func rotationFamilies() []Family {
 			Help: "Trust-bundle copies of the mesh: meshcert_trust_anchor_bundles equals it when an anchor has reached every copy. Split by partition: shared (what every replica reads alike) and this replica's share of the pods; sum over partitions the maximum over replicas.",
 			Type: "gauge", Labels: []string{"mesh", "partition"}, Subject: SubjectCA},
 		{Name: "meshcert_trust_anchor_signing",
-			Help: "1 while one of the mesh's signing CAs (the intermediates and issuers of its authoritative objects) chains to this current trust anchor, 0 when none does: the mesh has moved on, and the anchor only waits for its dependents to leave. 1 for every anchor of a mesh whose root signs itself.",
+			Help: "1 while one of the mesh's valid signing CAs (the intermediates and issuers of its authoritative objects, or the root of a mesh whose root signs itself) verifies up to this current trust anchor, else 0. An anchor at 0 is retired only while meshcert_mesh_can_sign is 1: the mesh has moved on, and the anchor waits for its dependents to leave.",
 			Type: "gauge", Labels: []string{"mesh", "anchor_serial"}, Subject: SubjectCA},
+		{Name: "meshcert_mesh_can_sign",
+			Help: "1 when one of the mesh's signing CAs is valid and verifies up to one of its current trust anchors, else 0 with the reason: no_signing_ca (none read, and the mesh's anchors do not sign themselves), signing_ca_expired, signing_ca_unanchored (it verifies up to no current, valid anchor). While it is 0 no anchor of the mesh is retired.",
+			Type: "gauge", Labels: []string{"mesh", "reason"}, Subject: SubjectCA},
 		{Name: "meshcert_issuer_dependents",
-			Help: "Workload certificates served now (presented by a proxy or the control plane) that this CA signed: the progress of an issuer rotation. Split by partition: shared (what every replica reads alike) and this replica's share of the pods; sum over partitions the maximum over replicas.",
+			Help: "Distinct workload certificates served now (presented by a proxy or the control plane) that this CA signed: the progress of an issuer rotation. Split by partition: shared (what every replica reads alike) and this replica's share of the pods; sum over partitions the maximum over replicas.",
 			Type: "gauge", Labels: []string{"mesh", "issuer_serial", "partition"}, Subject: SubjectCA},
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/meshcert/meshcert-exporter/internal/mesh/istio"
 	"github.com/meshcert/meshcert-exporter/internal/mesh/linkerd"
@@ -81,7 +82,8 @@ func everyFamilySnapshot(t *testing.T) *model.Snapshot {
 		{Namespace: "books", Name: "agent-1", HostNetwork: true},
 	}, istio.New().Settings())
 	snap.Sources = []model.SourceStatus{{Name: "secret", Up: true, LastSuccess: testpki.Date(2027, 5, 31),
-		Errors: map[model.ErrorReason]uint64{model.ReasonIncomplete: 1, model.ReasonForbidden: 0}}}
+		Errors: map[model.ErrorReason]uint64{model.ReasonIncomplete: 1, model.ReasonForbidden: 0}},
+		{Name: "envoy", Up: true, Synced: true, LastSuccess: testpki.Date(2027, 5, 31), ReadInterval: 5 * time.Minute}}
 	return snap
 }
 

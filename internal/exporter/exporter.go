@@ -45,6 +45,8 @@ type Options struct {
 	MaxRequests int
 	// Status are further collectors gathered on every scrape.
 	Status []prometheus.Collector
+	// EnableLifecycle serves POST /-/reload (--web.enable-lifecycle).
+	EnableLifecycle bool
 }
 
 // Exporter is a running exporter: its sources, their inventory and the HTTP handler.

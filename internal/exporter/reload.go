@@ -120,11 +120,17 @@ func (r *Reloader) setStatus(ok bool) {
 	}
 }
 
-// ServeHTTP serves /-/reload and hands everything else to the running exporter.
+// ServeHTTP serves /-/reload and hands everything else to the running exporter. As in Prometheus,
+// /-/reload answers only when the lifecycle endpoint is enabled (--web.enable-lifecycle), and
+// only to POST: a reload re-lists every informer, which no unauthenticated GET may cause.
 func (r *Reloader) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	if req.URL.Path == "/-/reload" {
-		if req.Method != http.MethodPost && req.Method != http.MethodPut {
-			w.Header().Set("Allow", "POST, PUT")
+		if !r.o.EnableLifecycle {
+			http.Error(w, "the lifecycle endpoint is not enabled: start with --web.enable-lifecycle, or send SIGHUP", http.StatusForbidden)
+			return
+		}
+		if req.Method != http.MethodPost {
+			w.Header().Set("Allow", http.MethodPost)
 			http.Error(w, "use POST to reload the configuration", http.StatusMethodNotAllowed)
 			return
 		}
