@@ -332,7 +332,7 @@ scrape_configs:
 		}
 	}
 	for _, name := range []string{"MeshCertificateExpired", "MeshIssuerExpiringCritical", "MeshCertExporterAbsent", "MeshCertExporterSourceDown",
-		"MeshWorkloadCertificateNotRotated", "MeshNoMeshWideStrict", "MeshPodNetAdmin"} {
+		"MeshWorkloadCertificateNotRotated", "MeshNoMeshWideStrict", "MeshPodNetAdmin", "MeshCannotSign"} {
 		if len(firing[name]) > 0 || pending[name] {
 			t.Errorf("%s must not fire: %v", name, firing[name])
 		}
