@@ -267,9 +267,12 @@ func BuildWhatIf(snap *model.Snapshot, now time.Time, mesh string, k *knownCA) W
 	w := pki.WhatIf(snap.Analysis, now, model.Mesh(mesh), map[[32]byte]bool{k.cert.Fingerprint: true})
 	out := WhatIf{APIVersion: APIVersion, GeneratedAt: now.UTC(), Status: statusOf(snap, now), Matched: []Matched{k.matched(now)},
 		Removed: w.Removed, Broken: []Certificate{}, Unanchored: []Location{}}
-	objects := make(map[*model.Object]*model.ObjectAnalysis, len(snap.Objects))
-	for _, oa := range snap.Objects {
-		objects[oa.Object] = oa
+	var objects map[*model.Object]*model.ObjectAnalysis // built only when something breaks
+	if len(w.Broken) > 0 {
+		objects = make(map[*model.Object]*model.ObjectAnalysis, len(snap.Objects))
+		for _, oa := range snap.Objects {
+			objects[oa.Object] = oa
+		}
 	}
 	first := map[[32]byte]int{} // a broken certificate's index in out.Broken
 	for _, b := range w.Broken {

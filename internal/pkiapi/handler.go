@@ -165,7 +165,7 @@ func resolveIssuer(f *Filter, snap *model.Snapshot) *refError {
 	if f.IssuerName == "" {
 		return nil
 	}
-	k, err := newCatalog(snap, model.Mesh(f.Mesh)).resolve("issuer", f.IssuerName, false)
+	k, err := resolve(snap, model.Mesh(f.Mesh), "issuer", f.IssuerName, false)
 	if err != nil {
 		return err
 	}
@@ -208,12 +208,11 @@ func (h *Handler) serveWhatIf(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	snap := h.provider.Snapshot()
-	cat := newCatalog(snap, model.Mesh(mesh))
 	param, value := "remove_anchor", anchor
 	if issuer != "" {
 		param, value = "remove_issuer", issuer
 	}
-	k, err := cat.resolve(param, value, param == "remove_anchor")
+	k, err := resolve(snap, model.Mesh(mesh), param, value, param == "remove_anchor")
 	if err != nil {
 		h.writeJSON(w, r, err.status, errorAnswer{Error: err.msg, Candidates: err.candidates, Status: statusPtr(snap, now)})
 		return

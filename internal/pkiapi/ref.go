@@ -75,37 +75,20 @@ type knownCA struct {
 	where  []Location
 }
 
-// catalog is every CA certificate of the snapshot's meshes, by fingerprint, in a stable order.
-type catalog struct {
-	byFP  map[[32]byte]*knownCA
-	order []*knownCA
-}
-
-// newCatalog collects the CA certificates of mesh (every mesh when empty): the current anchors,
-// the signing CAs, every CA certificate an object holds and every CA on a chain.
-func newCatalog(snap *model.Snapshot, mesh model.Mesh) *catalog {
-	cat := &catalog{byFP: map[[32]byte]*knownCA{}}
-	add := func(c *model.Certificate, m model.Mesh) *knownCA {
-		k := cat.byFP[c.Fingerprint]
-		if k == nil {
-			k = &knownCA{cert: c}
-			cat.byFP[c.Fingerprint] = k
-			cat.order = append(cat.order, k)
-		}
-		if !slices.Contains(k.meshes, m) {
-			k.meshes = append(k.meshes, m)
-		}
-		return k
-	}
+// eachCA calls visit for the CA certificates of mesh (every mesh when empty) in snap: the current
+// anchors, the signing CAs, every CA certificate an object holds (with its location) and every CA
+// on a chain (without). A certificate may be visited many times; visit must be cheap for one that
+// does not interest it.
+func eachCA(snap *model.Snapshot, mesh model.Mesh, visit func(c *model.Certificate, m model.Mesh, anchor bool, where *Location)) {
 	for _, m := range snap.Meshes {
 		if mesh != "" && m.Mesh != mesh {
 			continue
 		}
 		for _, a := range m.Anchors {
-			add(a, m.Mesh).anchor = true
+			visit(a, m.Mesh, true, nil)
 		}
 		for _, c := range m.Issuers {
-			add(c, m.Mesh)
+			visit(c, m.Mesh, false, nil)
 		}
 	}
 	for _, oa := range snap.Objects {
@@ -116,23 +99,21 @@ func newCatalog(snap *model.Snapshot, mesh model.Mesh) *catalog {
 		for i := range oa.Certificates {
 			f := &oa.Certificates[i]
 			if f.Certificate.IsCA() && !f.Certificate.Partial {
-				k := add(f.Certificate, o.Mesh)
-				k.where = append(k.where, Location{Source: o.Source, Namespace: o.Namespace, Name: o.Name, Key: f.Key})
+				visit(f.Certificate, o.Mesh, false, &Location{Source: o.Source, Namespace: o.Namespace, Name: o.Name, Key: f.Key})
 			}
 			if f.Chain == nil {
 				continue
 			}
 			for _, p := range f.Chain.Paths {
 				for _, c := range p {
-					add(c, o.Mesh)
+					visit(c, o.Mesh, false, nil)
 				}
 			}
 			for _, c := range f.Chain.Partial {
-				add(c, o.Mesh)
+				visit(c, o.Mesh, false, nil)
 			}
 		}
 	}
-	return cat
 }
 
 // readings are the ways v can be read, each with the certificate property it names in canonical
@@ -188,51 +169,78 @@ func readings(v string) (map[Reading]string, error) {
 	return out, nil
 }
 
-// resolve finds the one CA certificate that param's value v names; with anchors, only current
-// trust anchors count. It fails with 400 for a value that is no certificate name or names
-// several certificates, and 404 for one that names none.
-func (cat *catalog) resolve(param, v string, anchors bool) (*knownCA, *refError) {
+// resolve finds the one CA certificate of mesh (every mesh when empty) in snap that param's value
+// v names; with anchors, only current trust anchors count. It fails with 400 for a value that is
+// no certificate name or names several certificates, and 404 for one that names none. Only the
+// certificates that match are recorded: a question costs one pass over the snapshot's CAs.
+func resolve(snap *model.Snapshot, mesh model.Mesh, param, v string, anchors bool) (*knownCA, *refError) {
 	rs, err := readings(v)
 	if err != nil {
 		return nil, &refError{status: http.StatusBadRequest, msg: fmt.Sprintf("%v: %s: %v", errBadRequest, param, err)}
 	}
-	var (
-		found      []*knownCA
-		candidates []Candidate
-		others     []*knownCA // matched, but not an anchor where one is asked for
-	)
-	for _, r := range []Reading{ReadingHexSerial, ReadingDecimalSerial, ReadingFingerprint} {
-		want, ok := rs[r]
-		if !ok {
-			continue
+	var fp [32]byte
+	_, byFingerprint := rs[ReadingFingerprint]
+	if byFingerprint {
+		hex.Decode(fp[:], []byte(rs[ReadingFingerprint]))
+	}
+	hexSerial, hasHex := rs[ReadingHexSerial]
+	decSerial, hasDec := rs[ReadingDecimalSerial]
+	matched := map[[32]byte]*knownCA{}
+	var order []*knownCA
+	readingsOf := map[*knownCA][]Reading{}
+	eachCA(snap, mesh, func(c *model.Certificate, m model.Mesh, anchor bool, where *Location) {
+		var hit []Reading
+		if hasHex && c.Serial == hexSerial {
+			hit = append(hit, ReadingHexSerial)
 		}
-		for _, k := range cat.order {
-			var hit bool
-			if r == ReadingFingerprint {
-				hit = hex.EncodeToString(k.cert.Fingerprint[:]) == want
-			} else {
-				hit = k.cert.Serial == want
+		if hasDec && c.Serial == decSerial {
+			hit = append(hit, ReadingDecimalSerial)
+		}
+		if byFingerprint && c.Fingerprint == fp {
+			hit = append(hit, ReadingFingerprint)
+		}
+		if len(hit) == 0 {
+			return
+		}
+		k := matched[c.Fingerprint]
+		if k == nil {
+			k = &knownCA{cert: c}
+			matched[c.Fingerprint] = k
+			order = append(order, k)
+		}
+		k.anchor = k.anchor || anchor
+		if !slices.Contains(k.meshes, m) {
+			k.meshes = append(k.meshes, m)
+		}
+		if where != nil && !slices.Contains(k.where, *where) {
+			k.where = append(k.where, *where)
+		}
+		for _, r := range hit {
+			if !slices.Contains(readingsOf[k], r) {
+				readingsOf[k] = append(readingsOf[k], r)
 			}
-			if !hit {
-				continue
-			}
-			if anchors && !k.anchor {
-				others = append(others, k)
-				continue
-			}
-			if !slices.Contains(found, k) {
-				found = append(found, k)
-			}
-			for _, m := range k.meshes {
-				candidates = append(candidates, Candidate{Reading: r, Mesh: string(m), Subject: k.cert.Subject, Serial: k.cert.Serial,
-					Fingerprint: fingerprint(k.cert)})
-			}
+		}
+	})
+	var found, others []*knownCA // others: matched, but not an anchor where one is asked for
+	for _, k := range order {
+		if anchors && !k.anchor {
+			others = append(others, k)
+		} else {
+			found = append(found, k)
 		}
 	}
 	switch {
 	case len(found) == 1:
 		return found[0], nil
 	case len(found) > 1:
+		var candidates []Candidate
+		for _, k := range found {
+			for _, r := range readingsOf[k] {
+				for _, m := range k.meshes {
+					candidates = append(candidates, Candidate{Reading: r, Mesh: string(m), Subject: k.cert.Subject, Serial: k.cert.Serial, Fingerprint: fingerprint(k.cert)})
+				}
+			}
+		}
 		slices.SortStableFunc(candidates, func(a, b Candidate) int { return cmp.Compare(a.Fingerprint, b.Fingerprint) })
 		return nil, &refError{status: http.StatusBadRequest, candidates: candidates,
 			msg: fmt.Sprintf("%v: %s=%q names %d different certificates; name the one you mean by its SHA-256 fingerprint", errBadRequest, param, truncate(v), len(found))}
