@@ -267,28 +267,24 @@ func BuildWhatIf(snap *model.Snapshot, now time.Time, mesh string, k *knownCA) W
 	w := pki.WhatIf(snap.Analysis, now, model.Mesh(mesh), map[[32]byte]bool{k.cert.Fingerprint: true})
 	out := WhatIf{APIVersion: APIVersion, GeneratedAt: now.UTC(), Status: statusOf(snap, now), Matched: []Matched{k.matched(now)},
 		Removed: w.Removed, Broken: []Certificate{}, Unanchored: []Location{}}
-	var objects map[*model.Object]*model.ObjectAnalysis // built only when something breaks
-	if len(w.Broken) > 0 {
-		objects = make(map[*model.Object]*model.ObjectAnalysis, len(snap.Objects))
-		for _, oa := range snap.Objects {
-			objects[oa.Object] = oa
-		}
+	// The broken certificates' findings, in one pass over the objects (the order of w.Broken).
+	broken := map[*model.Object][]model.CertificateRef{}
+	for _, b := range w.Broken {
+		broken[b.Object] = append(broken[b.Object], b)
 	}
 	first := map[[32]byte]int{} // a broken certificate's index in out.Broken
-	for _, b := range w.Broken {
-		if i, ok := first[b.Certificate.Fingerprint]; ok {
-			out.Broken[i].AlsoAt = append(out.Broken[i].AlsoAt, Location{Source: b.Object.Source, Namespace: b.Object.Namespace, Name: b.Object.Name, Key: b.Key})
-			continue
-		}
-		oa := objects[b.Object]
-		if oa == nil {
-			continue
-		}
-		for i := range oa.Certificates {
-			if f := &oa.Certificates[i]; f.Key == b.Key && f.Index == b.Index {
-				first[b.Certificate.Fingerprint] = len(out.Broken)
-				out.Broken = append(out.Broken, certificate(oa.Object, f, now))
-				break
+	for _, oa := range snap.Objects {
+		for _, b := range broken[oa.Object] {
+			if i, ok := first[b.Certificate.Fingerprint]; ok {
+				out.Broken[i].AlsoAt = append(out.Broken[i].AlsoAt, Location{Source: b.Object.Source, Namespace: b.Object.Namespace, Name: b.Object.Name, Key: b.Key})
+				continue
+			}
+			for i := range oa.Certificates {
+				if f := &oa.Certificates[i]; f.Key == b.Key && f.Index == b.Index {
+					first[b.Certificate.Fingerprint] = len(out.Broken)
+					out.Broken = append(out.Broken, certificate(oa.Object, f, now))
+					break
+				}
 			}
 		}
 	}
