@@ -147,6 +147,9 @@ func (f *Files) Refresh() {
 		if !sel.whole {
 			layout.Missing = nil
 		}
+		// A directory mounted without its private keys is complete: the exporter never needs
+		// a key, and a careful team mounts only a Secret's public items.
+		layout.Missing = slices.DeleteFunc(slices.Clone(layout.Missing), IgnoredKey)
 		o := BuildObject(SourceFile, "", dir, layout, func(key string) ([]*model.Certificate, model.ErrorReason) {
 			path := filepath.Join(dir, key)
 			used[path] = true

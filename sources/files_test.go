@@ -75,9 +75,17 @@ func TestFilesLayouts(t *testing.T) {
 		"linkerd/ca-bundle.crt": root.PEM(),
 		"partial/ca-cert.pem":   inter.PEM(),
 		"partial/root-cert.pem": root.PEM(),
-		"generic/server.pem":    testpki.Bundle(inter, root),
-		"generic/server.key":    keyTrap,
-		"generic/.hidden.pem":   root.PEM(),
+		// Mounted without their keys, as a careful team mounts a Secret's public items only.
+		"keyless-istio/ca-cert.pem":     inter.PEM(),
+		"keyless-istio/cert-chain.pem":  testpki.Bundle(inter, root),
+		"keyless-istio/root-cert.pem":   root.PEM(),
+		"keyless-cm/tls.crt":            inter.PEM(),
+		"keyless-cm/ca.crt":             root.PEM(),
+		"keyless-linkerd/crt.pem":       inter.PEM(),
+		"keyless-linkerd/ca-bundle.crt": root.PEM(),
+		"generic/server.pem":            testpki.Bundle(inter, root),
+		"generic/server.key":            keyTrap,
+		"generic/.hidden.pem":           root.PEM(),
 	})
 	f := newFiles([]sources.FileTarget{{Path: filepath.Join(dir, "*")}})
 	f.Refresh()
@@ -89,7 +97,8 @@ func TestFilesLayouts(t *testing.T) {
 	for _, o := range st.Objects {
 		meshes[filepath.Base(o.Name)] = o.Mesh
 	}
-	wantMesh := map[string]model.Mesh{"istio": istio.Name, "cm": istio.Name, "linkerd": linkerd.Name, "partial": istio.Name, "generic": ""}
+	wantMesh := map[string]model.Mesh{"istio": istio.Name, "cm": istio.Name, "linkerd": linkerd.Name, "partial": istio.Name, "generic": "",
+		"keyless-istio": istio.Name, "keyless-cm": "", "keyless-linkerd": linkerd.Name} // tls.crt and ca.crt alone are any TLS pair
 	for name, m := range wantMesh {
 		if meshes[name] != m {
 			t.Errorf("%s: mesh %q, want %q", name, meshes[name], m)
@@ -111,9 +120,16 @@ func TestFilesLayouts(t *testing.T) {
 		"linkerd/ca-bundle.crt":  {1, model.PurposeTrustBundle, "", ""},
 		"partial/ca-cert.pem":    {1, model.PurposeCertificates, "", ""},
 		"partial/root-cert.pem":  {1, model.PurposeTrustBundle, "", ""},
-		"partial/ca-key.pem":     {0, 0, "", model.ReasonIncomplete},
 		"partial/cert-chain.pem": {0, 0, "", model.ReasonIncomplete},
-		"generic/server.pem":     {2, model.PurposeCertificates, "", ""},
+		// No key is ever required: complete without them.
+		"keyless-istio/ca-cert.pem":     {1, model.PurposeCertificates, "", ""},
+		"keyless-istio/cert-chain.pem":  {2, model.PurposeCertificates, "", ""},
+		"keyless-istio/root-cert.pem":   {1, model.PurposeTrustBundle, "", ""},
+		"keyless-cm/tls.crt":            {1, model.PurposeCertificates, "", ""},
+		"keyless-cm/ca.crt":             {1, model.PurposeTrustBundle, "", ""},
+		"keyless-linkerd/crt.pem":       {1, model.PurposeCertificates, model.RoleIssuer, ""},
+		"keyless-linkerd/ca-bundle.crt": {1, model.PurposeTrustBundle, "", ""},
+		"generic/server.pem":            {2, model.PurposeCertificates, "", ""},
 	}
 	for k, w := range want {
 		b, ok := got[k]
@@ -130,8 +146,8 @@ func TestFilesLayouts(t *testing.T) {
 			t.Errorf("unexpected bundle %s (a key, an ignored or a hidden file was read)", k)
 		}
 	}
-	if st.Errors[model.ReasonIncomplete] != 2 {
-		t.Errorf("errors = %v, want 2 incomplete_bundle", st.Errors)
+	if st.Errors[model.ReasonIncomplete] != 1 {
+		t.Errorf("errors = %v, want 1 incomplete_bundle (partial's missing cert-chain.pem)", st.Errors)
 	}
 }
 

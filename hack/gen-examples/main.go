@@ -1,7 +1,8 @@
 // Command gen-examples writes the sample mesh PKI under examples/: an Istio plug-in CA directory
 // (as istiod mounts cacerts), a Linkerd trust-roots bundle and a Linkerd issuer directory. The
 // certificates are valid from 2026 for 50 to 100 years so the samples outlive the repository.
-// The keys are sample keys for a demo: never use them for anything else.
+// Like a careful team's mount of a Secret, the directories hold the public items only: the
+// exporter never needs a private key.
 package main
 
 import (
@@ -36,22 +37,16 @@ func write(out string) error {
 	files := map[string][]byte{
 		"istio-cacerts/root-cert.pem":       istioRoot.PEM(),
 		"istio-cacerts/ca-cert.pem":         istioInter.PEM(),
-		"istio-cacerts/ca-key.pem":          istioInter.KeyPEM(),
 		"istio-cacerts/cert-chain.pem":      testpki.Bundle(istioInter, istioRoot),
 		"linkerd-trust-roots/ca-bundle.crt": linkerdAnchor.PEM(),
 		"linkerd-identity-issuer/crt.pem":   linkerdIssuer.PEM(),
-		"linkerd-identity-issuer/key.pem":   linkerdIssuer.KeyPEM(),
 	}
 	for name, data := range files {
 		path := filepath.Join(out, name)
 		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 			return err
 		}
-		mode := os.FileMode(0o644)
-		if filepath.Ext(name) == ".pem" && (filepath.Base(name) == "ca-key.pem" || filepath.Base(name) == "key.pem") {
-			mode = 0o600
-		}
-		if err := os.WriteFile(path, data, mode); err != nil {
+		if err := os.WriteFile(path, data, 0o644); err != nil {
 			return err
 		}
 	}
