@@ -84,9 +84,29 @@ func parseFlags(args []string) (*options, error) {
 	app.Version(version.Print(exporter.ProgramName))
 	app.HelpFlag.Short('h')
 	if _, err := app.Parse(args); err != nil {
-		return nil, err
+		return nil, flagError(app, args, err)
 	}
 	return o, nil
+}
+
+// flagError names the flag whose value err refuses: kingpin's value errors ("time: unknown unit",
+// "enum value must be one of ...") do not say which flag they are about.
+func flagError(app *kingpin.Application, args []string, err error) error {
+	ctx, cerr := app.ParseContext(args)
+	if cerr != nil {
+		return err
+	}
+	for _, el := range ctx.Elements {
+		f, ok := el.Clause.(*kingpin.FlagClause)
+		if !ok || el.Value == nil {
+			continue
+		}
+		m := f.Model()
+		if serr := m.Value.Set(*el.Value); serr != nil {
+			return fmt.Errorf("--%s=%s: %w", m.Name, *el.Value, serr)
+		}
+	}
+	return err
 }
 
 // newLogger returns the go-kit logger and its bridge to the *slog.Logger exporter-toolkit wants.

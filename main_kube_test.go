@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -66,6 +67,25 @@ func TestRunWithKubeconfig(t *testing.T) {
 		}
 	}
 	checkWithPromtool(t, body)
+}
+
+// TestRunWithKUBECONFIG: without --kubeconfig the exporter finds its cluster as kubectl does,
+// through $KUBECONFIG (a list of files, merged).
+func TestRunWithKUBECONFIG(t *testing.T) {
+	if controlPlane == nil {
+		t.Skip(testenv.ErrNoBinaries)
+	}
+	kubeconfig, err := controlPlane.Kubeconfig("env", controlPlane.AdminConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("KUBECONFIG", filepath.Join(t.TempDir(), "absent.yaml")+string(filepath.ListSeparator)+kubeconfig)
+	body := runAndScrape(t, "--config.file=examples/meshcert.yaml")
+	for _, want := range []string{`meshcert_source_up{source="secret"} 1`, `meshcert_source_up{source="configmap"} 1`} {
+		if !strings.Contains(body, want) {
+			t.Errorf("scrape lacks %s\n%s", want, grepLines(body, "source_up"))
+		}
+	}
 }
 
 // runAndScrape runs the exporter with args until it is ready, checks its landing and health pages,

@@ -85,7 +85,7 @@ func TestReload(t *testing.T) {
 	}
 
 	write(t, cfgPath, []byte("files:\n  targetz: []\n"))
-	if code, body := get(t, http.DefaultClient, http.MethodPost, base+"/-/reload"); code != http.StatusBadRequest || !strings.Contains(body, "field targetz not found") {
+	if code, body := get(t, http.DefaultClient, http.MethodPost, base+"/-/reload"); code != http.StatusBadRequest || !strings.Contains(body, "files.targetz (line 2): unknown key") {
 		t.Errorf("bad reload answered %d %q", code, body)
 	}
 	for _, method := range []string{http.MethodGet, http.MethodPut} {

@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -169,6 +170,7 @@ func checkWithPromtool(t *testing.T, body string) {
 
 // TestRunServesExamples runs the README's command in-process: the sample PKI is served.
 func TestRunServesExamples(t *testing.T) {
+	t.Setenv("KUBECONFIG", "")
 	body := runAndScrape(t, "--config.file=examples/meshcert.yaml")
 	want := []*regexp.Regexp{
 		regexp.MustCompile(`meshcert_chain_valid\{[^}]*key="ca-cert.pem",mesh="istio",name="examples/istio-cacerts"[^}]*role="intermediate"[^}]*\} 1`),
@@ -191,7 +193,54 @@ func TestBadConfigFails(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "bad.yml")
 	write(t, path, []byte("files:\n  targetz: []\n"))
 	err := run(context.Background(), []string{"--config.file=" + path})
-	if err == nil || !strings.Contains(err.Error(), "line 2: field targetz not found") {
+	if err == nil || !strings.Contains(err.Error(), "files.targetz (line 2): unknown key") {
 		t.Errorf("run with a bad config = %v", err)
+	}
+}
+
+// TestFlagErrorsNameTheFlag: a value a flag refuses is reported with the flag's name.
+func TestFlagErrorsNameTheFlag(t *testing.T) {
+	for _, tt := range []struct{ args, want string }{
+		{"--envoy.interval=5x", `--envoy.interval=5x: time: unknown unit "x" in duration "5x"`},
+		{"--log.level=verbose", "--log.level=verbose: enum value must be one of debug,info,warn,error, got 'verbose'"},
+		{"--linkerd-proxy.transport=ssh", "--linkerd-proxy.transport=ssh: enum value must be one of port-forward,direct, got 'ssh'"},
+		{"--web.max-requests=many", "--web.max-requests=many: "},
+	} {
+		_, err := parseFlags(strings.Fields(tt.args))
+		if err == nil || !strings.HasPrefix(err.Error(), tt.want) {
+			t.Errorf("%s: %v, want %s...", tt.args, err, tt.want)
+		}
+	}
+}
+
+// TestSourceStates: the start-up log names every source, on or off, with the reason.
+func TestSourceStates(t *testing.T) {
+	cfg, err := loadConfig(&options{configFile: "examples/meshcert.yaml", posture: true, postureSet: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, s := range exporter.SourceStates(cfg, nil) {
+		got = append(got, fmt.Sprintf("%s %v: %s", s.Source, s.On, s.Reason))
+	}
+	want := []string{
+		"files true: 3 targets (--source.files, files.targets)",
+		"kubernetes false: no cluster: no --kubeconfig, $KUBECONFIG is not set, and not running in a pod",
+		"envoy false: off by default: --source.envoy or proxies.envoy.enabled",
+		"ztunnel false: off by default: --source.ztunnel or proxies.ztunnel.enabled",
+		"linkerd-proxy false: off by default: --source.linkerd-proxy or proxies.linkerd.enabled",
+		"posture false: turned on, but no cluster: no --kubeconfig, $KUBECONFIG is not set, and not running in a pod",
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("source states:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	kube := &exporter.Kube{From: "$KUBECONFIG /tmp/k"}
+	for _, s := range exporter.SourceStates(cfg, kube) {
+		if s.Source == "kubernetes" && (!s.On || s.Reason != "from $KUBECONFIG /tmp/k; meshes watched: istio, linkerd; 0 selectors") {
+			t.Errorf("with a cluster: %+v", s)
+		}
+		if s.Source == "posture" && !s.On {
+			t.Errorf("posture with a cluster: %+v", s)
+		}
 	}
 }

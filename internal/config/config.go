@@ -180,7 +180,7 @@ func Parse(data []byte) (*Config, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
-		return nil, err
+		return nil, withPaths(data, err)
 	}
 	if err := c.Validate(); err != nil {
 		return nil, err

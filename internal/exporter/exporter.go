@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -61,25 +63,37 @@ type Exporter struct {
 type Kube struct {
 	Config *rest.Config
 	Client kubernetes.Interface
+	// From says where the configuration came from, for the start-up log.
+	From string
 }
 
-// KubeClient returns a client for the cluster named by kubeconfig, or the in-cluster one, or nil
-// when there is neither: then the Kubernetes sources are off.
+// KubeClient returns a client as Kubernetes tools find their cluster: the kubeconfig given,
+// else the files $KUBECONFIG names (a list, merged as kubectl merges it), else the in-cluster
+// configuration in a pod; nil when there is none of them: then the Kubernetes sources are off.
+// ~/.kube/config is not read unless named, so the exporter on a laptop reads a cluster only when
+// asked to.
 func KubeClient(kubeconfig string) (*Kube, error) {
 	var (
-		rc  *rest.Config
-		err error
+		rc   *rest.Config
+		err  error
+		from string
 	)
-	switch {
+	switch env := os.Getenv("KUBECONFIG"); {
 	case kubeconfig != "":
+		from = "--kubeconfig " + kubeconfig
 		rc, err = clientcmd.BuildConfigFromFlags("", kubeconfig)
+	case env != "":
+		from = "$KUBECONFIG " + env
+		rules := &clientcmd.ClientConfigLoadingRules{Precedence: filepath.SplitList(env)}
+		rc, err = clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{}).ClientConfig()
 	case os.Getenv("KUBERNETES_SERVICE_HOST") != "":
+		from = "the in-cluster configuration"
 		rc, err = rest.InClusterConfig()
 	default:
 		return nil, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("kubernetes client: %w", err)
+		return nil, fmt.Errorf("kubernetes client from %s: %w", from, err)
 	}
 	// The exporter lists and watches, and opens port-forwards at the proxy concurrency; the
 	// defaults (5/s, burst 10) would throttle a sweep for no benefit to the API server.
@@ -89,7 +103,56 @@ func KubeClient(kubeconfig string) (*Kube, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes client: %w", err)
 	}
-	return &Kube{Config: rc, Client: client}, nil
+	return &Kube{Config: rc, Client: client, From: from}, nil
+}
+
+// SourceState is whether one kind of source runs, and why.
+type SourceState struct {
+	Source string
+	On     bool
+	Reason string
+}
+
+// SourceStates says, for the start-up log, which sources cfg turns on with k (nil: no cluster),
+// and why each is on or off.
+func SourceStates(cfg *config.Config, k *Kube) []SourceState {
+	noKube := "no cluster: no --kubeconfig, $KUBECONFIG is not set, and not running in a pod"
+	out := []SourceState{{Source: "files", On: len(cfg.Files.Targets) > 0, Reason: fmt.Sprintf("%d targets (--source.files, files.targets)", len(cfg.Files.Targets))}}
+	if k == nil {
+		out = append(out, SourceState{Source: "kubernetes", Reason: noKube})
+	} else {
+		var watched []string
+		for _, m := range cfg.Meshes {
+			if len(m.Watches()) > 0 {
+				watched = append(watched, string(m.Name()))
+			}
+		}
+		out = append(out, SourceState{Source: "kubernetes", On: true, Reason: fmt.Sprintf("from %s; meshes watched: %s; %d selectors",
+			k.From, strings.Join(watched, ", "), len(cfg.Kubernetes.Secrets)+len(cfg.Kubernetes.ConfigMaps))})
+	}
+	for i, kind := range cfg.Proxies.Kinds {
+		st := cfg.Proxies.Settings[i]
+		s := SourceState{Source: kind.Source}
+		switch {
+		case st.Enabled && k == nil:
+			s.Reason = "turned on, but " + noKube
+		case st.Enabled:
+			s.On, s.Reason = true, fmt.Sprintf("%s on port %d every %s", st.Transport, st.AdminPort, st.Interval)
+		case len(st.Static) > 0:
+			s.On, s.Reason = true, fmt.Sprintf("%d static targets", len(st.Static))
+		default:
+			s.Reason = fmt.Sprintf("off by default: --source.%s or proxies.%s.enabled", kind.Source, kind.Key)
+		}
+		out = append(out, s)
+	}
+	p := SourceState{Source: "posture", Reason: "off by default: --source.posture or posture.enabled"}
+	switch {
+	case cfg.Posture.Enabled && k == nil:
+		p.Reason = "turned on, but " + noKube
+	case cfg.Posture.Enabled:
+		p.On, p.Reason = true, "the meshes' policies, the namespaces and the pods"
+	}
+	return append(out, p)
 }
 
 // prepareInterval is how often the metrics handler brings its cache up to date in the background,
@@ -290,6 +353,13 @@ func New(cfg *config.Config, k *Kube, o Options, logger log.Logger) (*Exporter, 
 	a, err := Assemble(cfg, k, logger)
 	if err != nil {
 		return nil, err
+	}
+	for _, s := range SourceStates(cfg, k) {
+		state := "off"
+		if s.On {
+			state = "on"
+		}
+		level.Info(logger).Log("msg", "source "+state, "source", s.Source, "reason", s.Reason)
 	}
 	srcs, inv := a.Sources, a.Inventory
 
