@@ -115,6 +115,10 @@ func certs(key string, n int) expect {
 	return expect{"meshcert_certificate_info", []string{"name", "bad", "key", key, "index", fmt.Sprint(n - 1)}, "1"}
 }
 
+func chainValid(key string) expect {
+	return expect{"meshcert_chain_valid", []string{"name", "bad", "key", key}, "1"}
+}
+
 func chainReason(key, reason string) expect {
 	return expect{"meshcert_chain_info", []string{"name", "bad", "key", key, "reason", reason}, "1"}
 }
@@ -238,12 +242,15 @@ func TestBadInputCorpus(t *testing.T) {
 		{name: "subject longer than a label may be", files: map[string][]byte{"x.pem": longName.PEM()}, want: []expect{certs("x.pem", 1)}},
 		{name: "same certificate in two keys", files: map[string][]byte{"a.pem": root.PEM(), "b.pem": root.PEM()}, want: []expect{certs("a.pem", 1), certs("b.pem", 1)}},
 		// Mesh layouts with keys missing or identities wrong (the directory is an Istio CA).
+		// A mounted directory without its private keys is complete: the exporter never needs one.
 		{name: "plug-in CA without its key", files: map[string][]byte{"ca-cert.pem": inter.PEM(), "root-cert.pem": root.PEM(), "cert-chain.pem": testpki.Bundle(inter, root)},
-			want: []expect{bundleError("ca-key.pem", "incomplete_bundle")}},
+			want: []expect{chainValid("ca-cert.pem")}, absent: []string{"meshcert_bundle_error"}},
 		{name: "cert-manager layout without tls.key", files: map[string][]byte{"tls.crt": inter.PEM(), "ca.crt": root.PEM(), "root-cert.pem": root.PEM()},
-			want: []expect{bundleError("tls.key", "incomplete_bundle")}},
+			want: []expect{chainValid("tls.crt")}, absent: []string{"meshcert_bundle_error"}},
 		{name: "Linkerd issuer without its key", files: map[string][]byte{"crt.pem": inter.PEM(), "ca-bundle.crt": root.PEM()},
-			want: []expect{bundleError("key.pem", "incomplete_bundle")}},
+			want: []expect{chainValid("crt.pem")}, absent: []string{"meshcert_bundle_error"}},
+		{name: "plug-in CA without its chain", files: map[string][]byte{"ca-cert.pem": inter.PEM(), "root-cert.pem": root.PEM()},
+			want: []expect{bundleError("cert-chain.pem", "incomplete_bundle")}},
 		{name: "three SPIFFE URIs", files: map[string][]byte{"tls.crt": testpki.Bundle(threeIDs, inter), "root-cert.pem": root.PEM(), "tls.key": []byte("x"), "ca.crt": root.PEM()},
 			want: []expect{sanReason("tls.crt", "multiple_identities")}},
 		{name: "SPIFFE ID with an invalid trust domain", files: map[string][]byte{"tls.crt": testpki.Bundle(badTD, inter), "root-cert.pem": root.PEM(), "tls.key": []byte("x"), "ca.crt": root.PEM()},

@@ -137,7 +137,7 @@ type dirSelection struct {
 func (f *Files) Refresh() {
 	f.refreshMu.Lock()
 	defer f.refreshMu.Unlock()
-	dirs, listErr := f.expand()
+	dirs, skips, listErr := f.expand()
 	var objects []*model.Object
 	used := map[string]bool{}
 	changed := false
@@ -172,6 +172,7 @@ func (f *Files) Refresh() {
 			f.reporter.recovered()
 		}
 		f.reporter.observe(s, objects)
+		f.reporter.observeSkips(s, skips)
 		s.Up, s.Synced = listErr == nil, true
 		if s.Up {
 			s.LastSuccess = time.Now()
@@ -182,9 +183,12 @@ func (f *Files) Refresh() {
 }
 
 // expand resolves the targets to directories and the file names selected in each. It follows
-// symlinks and skips hidden entries. The error joins every target that could not be listed.
-func (f *Files) expand() (map[string]*dirSelection, error) {
+// symlinks and skips hidden entries; skips are the other paths it passed over, with why (a glob
+// that matches nothing, a dangling link, a subdirectory, an entry it cannot stat). The error joins
+// every target that could not be listed.
+func (f *Files) expand() (map[string]*dirSelection, map[string]model.ErrorReason, error) {
 	dirs := map[string]*dirSelection{}
+	skips := map[string]model.ErrorReason{}
 	var errs []error
 	selectIn := func(dir string, names []string, mesh model.Mesh, whole bool) {
 		d := dirs[dir]
@@ -208,23 +212,34 @@ func (f *Files) expand() (map[string]*dirSelection, error) {
 			errs = append(errs, fmt.Errorf("bad pattern %q: %w", t.Path, err))
 			continue
 		}
-		if len(matches) == 0 && !hasMeta(t.Path) {
+		switch {
+		case len(matches) == 0 && !hasMeta(t.Path):
 			errs = append(errs, fmt.Errorf("%s: %w", t.Path, os.ErrNotExist))
+		case len(matches) == 0:
+			skips[t.Path] = model.ReasonNoMatch
 		}
 		for _, m := range matches {
 			m = filepath.Clean(m)
 			info, err := os.Stat(m)
 			if err != nil {
-				errs = append(errs, err)
-				continue
-			}
-			if !info.IsDir() {
-				if info.Mode().IsRegular() && !hiddenName(filepath.Base(m)) {
-					selectIn(filepath.Dir(m), []string{filepath.Base(m)}, t.Mesh, false)
+				if reason := skipReason(m, err); hasMeta(t.Path) {
+					skips[m] = reason
+				} else {
+					errs = append(errs, err)
 				}
 				continue
 			}
-			names, err := regularFiles(m)
+			if !info.IsDir() {
+				switch {
+				case hiddenName(filepath.Base(m)):
+				case info.Mode().IsRegular():
+					selectIn(filepath.Dir(m), []string{filepath.Base(m)}, t.Mesh, false)
+				default:
+					skips[m] = model.ReasonNotAFile
+				}
+				continue
+			}
+			names, err := regularFiles(m, skips)
 			if err != nil {
 				errs = append(errs, err)
 				continue
@@ -232,7 +247,16 @@ func (f *Files) expand() (map[string]*dirSelection, error) {
 			selectIn(m, names, t.Mesh, true)
 		}
 	}
-	return dirs, errors.Join(errs...)
+	return dirs, skips, errors.Join(errs...)
+}
+
+// skipReason says why a path that os.Stat refused is passed over: a symbolic link whose target
+// is gone, or any other error (permissions) a read error.
+func skipReason(path string, statErr error) model.ErrorReason {
+	if l, err := os.Lstat(path); err == nil && l.Mode()&os.ModeSymlink != 0 && errors.Is(statErr, os.ErrNotExist) {
+		return model.ReasonDanglingLink
+	}
+	return model.ReasonReadError
 }
 
 func hasMeta(path string) bool {
@@ -246,8 +270,10 @@ func hasMeta(path string) bool {
 
 func hiddenName(name string) bool { return name != "" && name[0] == '.' }
 
-// regularFiles lists the regular files of dir, following symlinks, without hidden entries.
-func regularFiles(dir string) ([]string, error) {
+// regularFiles lists the regular files of dir, following symlinks, without hidden entries; it
+// notes in skips the entries it passes over (subdirectories, which are not searched, dangling
+// links, entries it cannot stat).
+func regularFiles(dir string, skips map[string]model.ErrorReason) ([]string, error) {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, err
@@ -257,8 +283,14 @@ func regularFiles(dir string) ([]string, error) {
 		if hiddenName(e.Name()) {
 			continue
 		}
-		info, err := os.Stat(filepath.Join(dir, e.Name()))
-		if err != nil || !info.Mode().IsRegular() {
+		path := filepath.Join(dir, e.Name())
+		info, err := os.Stat(path)
+		switch {
+		case err != nil:
+			skips[path] = skipReason(path, err)
+			continue
+		case !info.Mode().IsRegular():
+			skips[path] = model.ReasonNotAFile
 			continue
 		}
 		names = append(names, e.Name())

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -246,5 +247,53 @@ func must(t *testing.T, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestFilesSkippedPaths: each path the source passes over (a glob that matches nothing, a
+// dangling link, a subdirectory, which is not searched) is logged once and counted once with its
+// reason, however often it is read again; the source stays up and reads the rest.
+func TestFilesSkippedPaths(t *testing.T) {
+	root := testpki.Issue(testpki.Spec{CommonName: "root", CA: true, NotBefore: testpki.From(), NotAfter: testpki.Until()})
+	dir := t.TempDir()
+	writeFiles(t, dir, map[string][]byte{"certs/ca.crt": root.PEM(), "certs/nested/ca.crt": root.PEM()})
+	if err := os.Symlink(filepath.Join(dir, "gone.crt"), filepath.Join(dir, "certs", "dangling.crt")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Join(dir, "gone.pem"), filepath.Join(dir, "linked.pem")); err != nil {
+		t.Fatal(err)
+	}
+	var logs bytes.Buffer
+	f := newFiles([]sources.FileTarget{{Path: filepath.Join(dir, "certs")}, {Path: filepath.Join(dir, "none-*.pem")}, {Path: filepath.Join(dir, "*.pem")}},
+		log.NewLogfmtLogger(&logs))
+	f.Refresh()
+	f.Refresh()
+	st := f.State()
+	if !st.Up || len(st.Objects) != 1 {
+		t.Fatalf("up %v, %d objects: the skips must not cost the rest", st.Up, len(st.Objects))
+	}
+	want := map[model.ErrorReason]uint64{model.ReasonNoMatch: 1, model.ReasonDanglingLink: 2, model.ReasonNotAFile: 1}
+	for r, n := range want {
+		if st.Errors[r] != n {
+			t.Errorf("%s counted %d, want %d (errors %v)", r, st.Errors[r], n, st.Errors)
+		}
+	}
+	for _, want := range []string{
+		`msg="path skipped" source=file path=` + filepath.Join(dir, "none-*.pem") + " reason=no_match",
+		`path=` + filepath.Join(dir, "certs", "dangling.crt") + " reason=dangling_link",
+		`path=` + filepath.Join(dir, "linked.pem") + " reason=dangling_link",
+		`path=` + filepath.Join(dir, "certs", "nested") + " reason=not_a_file",
+	} {
+		if n := strings.Count(logs.String(), want); n != 1 {
+			t.Errorf("%q logged %d times, want once:\n%s", want, n, logs.String())
+		}
+	}
+	// A skip that ends and starts again is counted again.
+	os.Remove(filepath.Join(dir, "certs", "dangling.crt"))
+	f.Refresh()
+	os.Symlink(filepath.Join(dir, "gone.crt"), filepath.Join(dir, "certs", "dangling.crt"))
+	f.Refresh()
+	if n := f.State().Errors[model.ReasonDanglingLink]; n != 3 {
+		t.Errorf("dangling_link counted %d after the link came back, want 3", n)
 	}
 }

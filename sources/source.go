@@ -52,11 +52,26 @@ type errorReporter struct {
 	source  string
 	logger  log.Logger
 	last    map[string]model.ErrorReason
+	skipped map[string]model.ErrorReason
 	failing model.ErrorReason
 }
 
 func newErrorReporter(source string, logger log.Logger) *errorReporter {
-	return &errorReporter{source: source, logger: logger, last: map[string]model.ErrorReason{}}
+	return &errorReporter{source: source, logger: logger, last: map[string]model.ErrorReason{}, skipped: map[string]model.ErrorReason{}}
+}
+
+// observeSkips counts and logs each path the source passes over once, when it starts being
+// skipped or its reason changes, and forgets the ones that are no longer skipped.
+func (r *errorReporter) observeSkips(s *model.State, skips map[string]model.ErrorReason) {
+	for _, path := range slices.Sorted(maps.Keys(skips)) {
+		reason := skips[path]
+		if r.skipped[path] == reason {
+			continue
+		}
+		countError(s, reason)
+		level.Warn(r.logger).Log("msg", "path skipped", "source", r.source, "path", path, "reason", reason)
+	}
+	r.skipped = skips
 }
 
 // observe reports the bundle errors of objects into s and forgets the ones that are gone.
@@ -137,7 +152,7 @@ func (k *Kube) Reasons() []model.ErrorReason {
 
 // Reasons implements ReasonLister.
 func (f *Files) Reasons() []model.ErrorReason {
-	return reasons(bundleReasons, []model.ErrorReason{model.ReasonReadError})
+	return reasons(bundleReasons, []model.ErrorReason{model.ReasonReadError, model.ReasonNoMatch, model.ReasonDanglingLink, model.ReasonNotAFile})
 }
 
 // Reasons implements ReasonLister.

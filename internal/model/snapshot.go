@@ -30,6 +30,17 @@ const (
 	ReasonUnknownShape ErrorReason = "unknown_shape"
 )
 
+// Skipped paths: why the file source passed over a path it was pointed at.
+const (
+	// ReasonNoMatch is a glob that matches nothing.
+	ReasonNoMatch ErrorReason = "no_match"
+	// ReasonDanglingLink is a symbolic link whose target does not exist.
+	ReasonDanglingLink ErrorReason = "dangling_link"
+	// ReasonNotAFile is an entry of a directory that is not a regular file (a subdirectory, which
+	// is not searched, a socket).
+	ReasonNotAFile ErrorReason = "not_a_file"
+)
+
 // Chain failures: why a certificate does not verify up to a trust anchor.
 const (
 	ReasonUnknownAuthority ErrorReason = "unknown_authority"
