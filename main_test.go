@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/go-kit/log"
 	"github.com/go-kit/log/level"
@@ -241,6 +242,35 @@ func TestSourceStates(t *testing.T) {
 		}
 		if s.Source == "posture" && !s.On {
 			t.Errorf("posture with a cluster: %+v", s)
+		}
+	}
+}
+
+// TestLandingPageLinksExist: every link of the landing page to the exporter answers 200, and it
+// links nowhere else.
+func TestLandingPageLinksExist(t *testing.T) {
+	t.Setenv("KUBECONFIG", "")
+	base := startExporter(t, "http", http.DefaultClient, "--config.file=examples/meshcert.yaml")
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if code, _ := get(t, http.DefaultClient, http.MethodGet, base+"/readyz"); code == http.StatusOK {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the exporter did not become ready")
+		}
+	}
+	_, page := get(t, http.DefaultClient, http.MethodGet, base+"/")
+	links := regexp.MustCompile(`href="([^"]*)"`).FindAllStringSubmatch(page, -1)
+	if len(links) < 4 {
+		t.Fatalf("%d links on the landing page:\n%s", len(links), page)
+	}
+	for _, l := range links {
+		if !strings.HasPrefix(l[1], "/") {
+			t.Errorf("the landing page links outside the exporter: %s", l[1])
+			continue
+		}
+		if code, _ := get(t, http.DefaultClient, http.MethodGet, base+l[1]); code != http.StatusOK {
+			t.Errorf("%s: %d", l[1], code)
 		}
 	}
 }

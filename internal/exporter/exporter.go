@@ -395,6 +395,8 @@ func New(cfg *config.Config, k *Kube, o Options, logger log.Logger) (*Exporter, 
 			Name:        "meshcert-exporter",
 			Description: "Certificate health of the service mesh PKI: trust anchors, issuers, bundles and workload certificates",
 			Version:     version.Info(),
+			// The release binary serves no profiles: link only to pages that exist.
+			Profiling: "false",
 			Links: []web.LandingLinks{
 				{Address: o.MetricsPath, Text: "Metrics"},
 				{Address: pkiapi.PathPage, Text: "Mesh PKI", Description: "trust anchors, issuers, rotations and problems, as a page"},
