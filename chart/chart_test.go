@@ -24,6 +24,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/discovery"
@@ -384,4 +385,43 @@ func operatorCRDs(t *testing.T) []byte {
 		all = append(append(all, "\n---\n"...), data...)
 	}
 	return all
+}
+
+// TestKubePrometheusStackPicksUp: with kubePrometheusStack.release set, the ServiceMonitor,
+// PodMonitor and PrometheusRule match the selectors kube-prometheus-stack gives its Prometheus
+// (serviceMonitorSelector, podMonitorSelector, ruleSelector: matchLabels release=<its release>);
+// without it they match none, which is why the value exists.
+func TestKubePrometheusStackPicksUp(t *testing.T) {
+	selector, err := metav1.LabelSelectorAsSelector(&metav1.LabelSelector{MatchLabels: map[string]string{"release": "kube-prometheus-stack"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	values := filepath.Join(t.TempDir(), "values.yaml")
+	for _, tt := range []struct {
+		release string
+		match   bool
+	}{{"kube-prometheus-stack", true}, {"", false}} {
+		os.WriteFile(values, []byte(fmt.Sprintf("serviceMonitor: {enabled: true}\npodMonitor: {enabled: true}\nprometheusRule: {enabled: true}\nkubePrometheusStack: {release: %q}\n", tt.release)), 0o600)
+		found := 0
+		for _, o := range render(t, []string{values}) {
+			switch o.GetKind() {
+			case "ServiceMonitor", "PodMonitor", "PrometheusRule":
+				found++
+				if got := selector.Matches(labels.Set(o.GetLabels())); got != tt.match {
+					t.Errorf("release %q: the %s matches kube-prometheus-stack's selector: %v, want %v (labels %v)", tt.release, o.GetKind(), got, tt.match, o.GetLabels())
+				}
+			}
+		}
+		if found != 3 {
+			t.Errorf("release %q: %d monitoring objects rendered, want 3", tt.release, found)
+		}
+	}
+}
+
+// TestTemplateWithoutKubeVersion: `helm template ./chart`, the first command many people run,
+// renders without --kube-version (Helm's default is an old Kubernetes).
+func TestTemplateWithoutKubeVersion(t *testing.T) {
+	if out, err := run(t, helm(t), "template", "meshcert", "."); err != nil || !strings.Contains(out, "kind: Deployment") {
+		t.Errorf("helm template without --kube-version: %v\n%.500s", err, out)
+	}
 }
