@@ -51,6 +51,31 @@ var valueSets = map[string][]string{
 	"all-on":               {"ci/all-on-values.yaml"},
 	"all-on in deployment": {"ci/all-on-values.yaml", "ci/deployment-values.yaml"},
 	"all-on in daemonset":  {"ci/all-on-values.yaml", "ci/daemonset-values.yaml"},
+	"namespace scope":      {"ci/namespace-scope-values.yaml"},
+}
+
+// meshScope is the rbac.meshScope the value files set, else the chart's default.
+func meshScope(t *testing.T, files []string) rbac.MeshScope {
+	t.Helper()
+	scope := rbac.MeshScopeCluster
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var v struct {
+			RBAC struct {
+				MeshScope rbac.MeshScope `json:"meshScope"`
+			} `json:"rbac"`
+		}
+		if err := yaml.Unmarshal(data, &v); err != nil {
+			t.Fatal(err)
+		}
+		if v.RBAC.MeshScope != "" {
+			scope = v.RBAC.MeshScope
+		}
+	}
+	return scope
 }
 
 func helm(t *testing.T) string { return testenv.Tool(t, "helm") }
@@ -134,16 +159,17 @@ func configOf(t *testing.T, objs []*unstructured.Unstructured) *config.Config {
 }
 
 // TestRBACFollowsTheConfiguration: the chart's Roles and ClusterRole grant exactly what
-// internal/rbac derives from the configuration the chart renders, plus pods/portforward only when
-// that transport is on; and by default never Secrets cluster-wide, and pods only to read them (the
-// posture judgement's bypass candidates).
+// internal/rbac derives from the configuration the chart renders and its mesh scope, plus
+// pods/portforward only when that transport is on; by default no namespaced object at all (a mesh
+// whose namespace is absent is no error), Secrets only by the meshes' names, and pods only to
+// read them (the posture judgement's bypass candidates).
 func TestRBACFollowsTheConfiguration(t *testing.T) {
 	for name, files := range valueSets {
 		t.Run(name, func(t *testing.T) {
 			objs := render(t, files)
 			cfg := configOf(t, objs)
 			want := map[string][]rbacv1.PolicyRule{}
-			for ns, rules := range rbac.Rules(cfg) {
+			for ns, rules := range rbac.Rules(cfg, meshScope(t, files)) {
 				for _, r := range rules {
 					want[ns] = append(want[ns], normalize(r))
 				}
@@ -177,9 +203,15 @@ func TestRBACFollowsTheConfiguration(t *testing.T) {
 			}
 			if name == "defaults" {
 				for _, r := range got[rbac.ClusterWide] {
-					if slices.Contains(r.Resources, "secrets") || slices.Contains(r.Resources, "pods/portforward") ||
+					if slices.Contains(r.Resources, "secrets") && !slices.Equal(r.ResourceNames, []string{"cacerts", "istio-ca-secret", "istiod-tls", "linkerd-identity-issuer"}) ||
+						slices.Contains(r.Resources, "pods/portforward") ||
 						slices.Contains(r.Resources, "pods") && !slices.Equal(r.Verbs, []string{"get", "list", "watch"}) {
 						t.Errorf("the defaults grant %v cluster-wide", r)
+					}
+				}
+				for _, o := range objs {
+					if o.GetNamespace() != "" && o.GetNamespace() != releaseNamespace {
+						t.Errorf("the defaults render %s %s in namespace %s, which may not exist", o.GetKind(), o.GetName(), o.GetNamespace())
 					}
 				}
 			}

@@ -63,7 +63,7 @@ func (k *kubeTest) grant(cfg *config.Config, account string, drop string) kubern
 	saCfg, err := controlPlane.ServiceAccountConfig(k.ctx, saNamespace, account)
 	k.must(err)
 	subject := []rbacv1.Subject{{Kind: "ServiceAccount", Name: account, Namespace: saNamespace}}
-	for ns, rules := range rbac.Rules(cfg) {
+	for ns, rules := range rbac.Rules(cfg, rbac.MeshScopeCluster) {
 		var kept []rbacv1.PolicyRule
 		for _, r := range rules {
 			if r.Resources[0] != drop {

@@ -112,7 +112,11 @@ internal/rbac, and the chart's test checks that both agree.
 {{- $c := .Values.config -}}
 {{- $entries := list -}}
 {{- range include "meshcert.meshWatches" . | fromYamlArray -}}
+{{- if eq $.Values.rbac.meshScope "cluster" -}}
+{{- $entries = append $entries (list "" (index . 1) (index . 2)) -}}
+{{- else -}}
 {{- $entries = append $entries . -}}
+{{- end -}}
 {{- end -}}
 {{- range $c.kubernetes.secrets -}}
 {{- $entries = append $entries (list (.namespace | default "") "secrets" (.name | default "")) -}}

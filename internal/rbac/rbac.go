@@ -20,14 +20,29 @@ import (
 // ClusterWide is the namespace key of rules that need a ClusterRole (objects in every namespace).
 const ClusterWide = ""
 
+// MeshScope says where the right to read a mesh's own objects (its CA Secrets and ConfigMaps,
+// always by name) is granted.
+type MeshScope string
+
+// The mesh scopes.
+const (
+	// MeshScopeCluster grants it cluster-wide, by name only: nothing is created in a mesh's
+	// namespace, so a mesh that is not installed (its namespace absent) is no error, and one
+	// installed later is read without a new release. The names can be read in any namespace.
+	MeshScopeCluster MeshScope = "cluster"
+	// MeshScopeNamespace grants it in each mesh's namespace (a Role there): the tightest, for
+	// clusters where every mesh's namespace exists before the exporter is installed.
+	MeshScopeNamespace MeshScope = "namespace"
+)
+
 var readVerbs = []string{"get", "list", "watch"}
 
 // Rules returns the policy rules the exporter needs, by namespace; ClusterWide holds the rules for
-// objects watched in every namespace. They follow from the watches the exporter runs (the
+// objects watched in every namespace, and with MeshScopeCluster those of the meshes' own objects. They follow from the watches the exporter runs (the
 // meshes' own objects and the selected ones) and the proxy sources. A rule with resource names
 // covers list and watch too: the exporter lists and watches those objects with a metadata.name
 // field selector, which the RBAC authorizer matches against the names.
-func Rules(cfg *config.Config) map[string][]rbacv1.PolicyRule {
+func Rules(cfg *config.Config, scope MeshScope) map[string][]rbacv1.PolicyRule {
 	names := map[string]map[string][]string{} // namespace -> resource -> names ("" = all)
 	add := func(namespace, resource, name string) {
 		if names[namespace] == nil {
@@ -37,11 +52,16 @@ func Rules(cfg *config.Config) map[string][]rbacv1.PolicyRule {
 			names[namespace][resource] = append(names[namespace][resource], name)
 		}
 	}
-	var watches []*sources.Watch
 	for _, m := range cfg.Meshes {
-		watches = append(watches, m.Watches()...)
+		for _, w := range m.Watches() {
+			ns := w.Namespace
+			if scope == MeshScopeCluster {
+				ns = ClusterWide
+			}
+			add(ns, w.Kind.Resource(), w.Name)
+		}
 	}
-	for _, w := range append(watches, cfg.Kubernetes.Watches()...) {
+	for _, w := range cfg.Kubernetes.Watches() {
 		add(w.Namespace, w.Kind.Resource(), w.Name)
 	}
 	if cfg.Proxies.NeedsPods() || cfg.Posture.Enabled { // the proxies' pods, the posture's bypass candidates
