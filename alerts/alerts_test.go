@@ -40,6 +40,7 @@ func TestPromtoolTestRules(t *testing.T) {
 // ruleGroups is the part of a rules file the checks read.
 type ruleGroups struct {
 	Groups []struct {
+		Name  string `yaml:"name"`
 		Rules []struct {
 			Alert       string            `yaml:"alert"`
 			Labels      map[string]string `yaml:"labels"`
@@ -60,7 +61,8 @@ func readYAML(t *testing.T, path string, v any) {
 }
 
 // TestEveryAlertIsTestedAndDocumented: each alert has a firing case and a not-firing case, a
-// severity, a summary and description, and a runbook_url to a section of docs/runbook.md.
+// severity (info for the hardening checklist's group, warning or critical for everything else),
+// a summary and description, and a runbook_url to a section of docs/runbook.md.
 func TestEveryAlertIsTestedAndDocumented(t *testing.T) {
 	var rules ruleGroups
 	readYAML(t, rulesFile, &rules)
@@ -101,8 +103,9 @@ func TestEveryAlertIsTestedAndDocumented(t *testing.T) {
 			if !fires[r.Alert] || !silent[r.Alert] {
 				t.Errorf("%s: firing case %v, not-firing case %v; want both", r.Alert, fires[r.Alert], silent[r.Alert])
 			}
-			if s := r.Labels["severity"]; s != "warning" && s != "critical" {
-				t.Errorf("%s: severity %q", r.Alert, s)
+			// The hardening checklist is info, and nothing else is: certificate health pages or warns.
+			if s := r.Labels["severity"]; g.Name == "meshcert.checklist" && s != "info" || g.Name != "meshcert.checklist" && s != "warning" && s != "critical" {
+				t.Errorf("%s (%s): severity %q", r.Alert, g.Name, s)
 			}
 			if r.Annotations["summary"] == "" || r.Annotations["description"] == "" {
 				t.Errorf("%s: no summary or description", r.Alert)
@@ -134,5 +137,40 @@ func TestPintLint(t *testing.T) {
 	out, err := exec.Command(pint, "--no-color", "-c", ".pint.hcl", "lint", bad).CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "`cluster` label is required") {
 		t.Errorf("pint accepts an aggregation that drops cluster and job (%v):\n%s", err, out)
+	}
+}
+
+// TestSummariesNameWhatFired: in every firing case of the promtool tests, the summary names the
+// mesh, the namespace and the object (name) that the alert's labels carry, so that a page says
+// where to look without opening it.
+func TestSummariesNameWhatFired(t *testing.T) {
+	var tests struct {
+		Tests []struct {
+			AlertRuleTest []struct {
+				Alertname string `yaml:"alertname"`
+				ExpAlerts []struct {
+					ExpLabels      map[string]string `yaml:"exp_labels"`
+					ExpAnnotations map[string]string `yaml:"exp_annotations"`
+				} `yaml:"exp_alerts"`
+			} `yaml:"alert_rule_test"`
+		} `yaml:"tests"`
+	}
+	readYAML(t, testsFile, &tests)
+	checked := map[string]bool{}
+	for _, tc := range tests.Tests {
+		for _, a := range tc.AlertRuleTest {
+			for _, e := range a.ExpAlerts {
+				summary := e.ExpAnnotations["summary"]
+				for _, label := range []string{"mesh", "namespace", "name"} {
+					if v := e.ExpLabels[label]; v != "" && !strings.Contains(strings.ToLower(summary), strings.ToLower(v)) {
+						t.Errorf("%s: the summary %q does not name its %s %q", a.Alertname, summary, label, v)
+					}
+				}
+				checked[a.Alertname] = true
+			}
+		}
+	}
+	if len(checked) < 30 {
+		t.Errorf("only %d alerts have a firing case with a summary", len(checked))
 	}
 }

@@ -457,3 +457,45 @@ func TestTemplateWithoutKubeVersion(t *testing.T) {
 		t.Errorf("helm template without --kube-version: %v\n%.500s", err, out)
 	}
 }
+
+// TestAlertSwitches: an alert named in prometheusRule.disabledAlerts is left out and the others
+// stay; prometheusRule.severities overrides one alert's severity and no other's; the checklist
+// group is turned off as a whole by its switch.
+func TestAlertSwitches(t *testing.T) {
+	values := filepath.Join(t.TempDir(), "values.yaml")
+	os.WriteFile(values, []byte(`prometheusRule:
+  enabled: true
+  disabledAlerts: [MeshRootKeyInCluster]
+  severities: {MeshNamespaceWithoutDefaultDeny: warning, MeshChainInvalid: warning}
+`), 0o600)
+	severity := map[string]string{}
+	groups := map[string]bool{}
+	for _, g := range prometheusRuleGroups(t, []string{values}) {
+		group := g.(map[string]any)
+		groups[group["name"].(string)] = true
+		for _, r := range group["rules"].([]any) {
+			rule := r.(map[string]any)
+			if name, ok := rule["alert"].(string); ok {
+				severity[name] = rule["labels"].(map[string]any)["severity"].(string)
+			}
+		}
+	}
+	if _, ok := severity["MeshRootKeyInCluster"]; ok {
+		t.Error("a disabled alert is rendered")
+	}
+	for name, want := range map[string]string{"MeshIssuerUnmanaged": "info", "MeshNamespaceWithoutDefaultDeny": "warning",
+		"MeshChainInvalid": "warning", "MeshCertificateExpired": "critical", "MeshPodNetAdmin": "warning"} {
+		if severity[name] != want {
+			t.Errorf("%s: severity %q, want %q", name, severity[name], want)
+		}
+	}
+	os.WriteFile(values, []byte("prometheusRule:\n  enabled: true\n  groups: {checklist: false}\n"), 0o600)
+	for _, g := range prometheusRuleGroups(t, []string{values}) {
+		if name := g.(map[string]any)["name"]; name == "meshcert.checklist" {
+			t.Error("the checklist group is rendered with groups.checklist false")
+		}
+	}
+	if !groups["meshcert.checklist"] || !groups["meshcert.certificates"] {
+		t.Errorf("groups %v", groups)
+	}
+}
