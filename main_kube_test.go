@@ -93,7 +93,7 @@ func TestRunWithKUBECONFIG(t *testing.T) {
 func runAndScrape(t *testing.T, args ...string) string {
 	t.Helper()
 	base := startExporter(t, "http", http.DefaultClient, args...)
-	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+	for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(50 * time.Millisecond) {
 		if code, _ := get(t, http.DefaultClient, http.MethodGet, base+"/readyz"); code == http.StatusOK {
 			break
 		}

@@ -39,7 +39,7 @@ func startExporter(t *testing.T, scheme string, client *http.Client, args ...str
 			t.Errorf("run: %v", err)
 		}
 	})
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+	for deadline := time.Now().Add(2 * time.Minute); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
 		if c, err := net.Dial("tcp", addr); err == nil {
 			c.Close()
 			return scheme + "://" + addr
@@ -72,7 +72,7 @@ func TestReload(t *testing.T) {
 	write(t, cfgPath, []byte("files:\n  targets:\n    - path: "+filepath.Join(dir, "a")+"\n"))
 	base := startExporter(t, "http", http.DefaultClient, "--config.file="+cfgPath, "--web.enable-lifecycle")
 	metrics := func() string {
-		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		for deadline := time.Now().Add(2 * time.Minute); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
 			if code, _ := get(t, http.DefaultClient, http.MethodGet, base+"/readyz"); code == 200 {
 				break
 			}
@@ -101,7 +101,7 @@ func TestReload(t *testing.T) {
 	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+	for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(50 * time.Millisecond) {
 		body := metrics()
 		if strings.Contains(body, filepath.Join(dir, "b")) && !strings.Contains(body, `name="`+filepath.Join(dir, "a")+`"`) &&
 			strings.Contains(body, "meshcert_config_last_reload_successful 1") {
@@ -202,7 +202,7 @@ func TestConcurrentScrapes(t *testing.T) {
 	}
 	write(t, filepath.Join(dir, "ca.crt"), root.PEM())
 	base := startExporter(t, "http", http.DefaultClient, "--source.files="+dir)
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+	for deadline := time.Now().Add(2 * time.Minute); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
 		if code, _ := get(t, http.DefaultClient, http.MethodGet, base+"/readyz"); code == 200 {
 			break
 		}

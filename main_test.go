@@ -251,7 +251,7 @@ func TestSourceStates(t *testing.T) {
 func TestLandingPageLinksExist(t *testing.T) {
 	t.Setenv("KUBECONFIG", "")
 	base := startExporter(t, "http", http.DefaultClient, "--config.file=examples/meshcert.yaml")
-	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+	for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(50 * time.Millisecond) {
 		if code, _ := get(t, http.DefaultClient, http.MethodGet, base+"/readyz"); code == http.StatusOK {
 			break
 		}

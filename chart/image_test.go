@@ -234,7 +234,7 @@ func TestImageInCluster(t *testing.T) {
 			!strings.Contains(text, `meshcert_source_errors_total{reason="forbidden",source="secret"} 0`)
 	}
 	text := metricsText(denied)
-	for deadline := time.Now().Add(30 * time.Second); !forbidden(text) && time.Now().Before(deadline); text = metricsText(denied) {
+	for deadline := time.Now().Add(2 * time.Minute); !forbidden(text) && time.Now().Before(deadline); text = metricsText(denied) {
 		time.Sleep(200 * time.Millisecond)
 	}
 	if !forbidden(text) {
@@ -260,7 +260,7 @@ func configText(t *testing.T, objs []*unstructured.Unstructured) string {
 func waitForLines(t *testing.T, base string, want []string) {
 	t.Helper()
 	var text string
-	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(250 * time.Millisecond) {
+	for deadline := time.Now().Add(2 * time.Minute); time.Now().Before(deadline); time.Sleep(250 * time.Millisecond) {
 		text = metricsText(base)
 		missing := false
 		for _, w := range want {

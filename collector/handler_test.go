@@ -305,7 +305,7 @@ func TestHandlerRunRendersInTheBackground(t *testing.T) {
 		defer h.mu.Unlock()
 		return h.blocks.renders
 	}
-	for deadline := time.Now().Add(5 * time.Second); rendered() == 0; time.Sleep(5 * time.Millisecond) {
+	for deadline := time.Now().Add(2 * time.Minute); rendered() == 0; time.Sleep(5 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatal("nothing rendered in the background")
 		}

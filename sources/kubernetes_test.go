@@ -156,7 +156,7 @@ func (k *kubeTest) configMap(ns, name string, data map[string]string) {
 func eventually(t *testing.T, inv *inventory.Inventory, check func(s *model.Snapshot) string) {
 	t.Helper()
 	var last string
-	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+	for deadline := time.Now().Add(2 * time.Minute); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
 		if last = check(inv.Snapshot()); last == "" {
 			return
 		}
@@ -632,7 +632,7 @@ func TestKubeSurvivesAPIServerRestart(t *testing.T) {
 	k.admin = kubernetes.NewForConfigOrDie(controlPlane.AdminConfig())
 	after := issue("root after", true, nil)
 	k.secret(ns, "istio-ca-secret", "istio.io/ca-root", map[string][]byte{"ca-cert.pem": after.PEM(), "ca-key.pem": after.KeyPEM()})
-	for deadline := time.Now().Add(90 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+	for deadline := time.Now().Add(5 * time.Minute); ; time.Sleep(200 * time.Millisecond) {
 		s := inv.Snapshot()
 		if (snapshotView{s}).up() == "" && exported(s, "root after") {
 			for _, src := range s.Sources {

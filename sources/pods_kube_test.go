@@ -82,7 +82,7 @@ func TestShardsKeepTheirOwnPods(t *testing.T) {
 	waitFor := func(want []string) {
 		t.Helper()
 		var last string
-		for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		for deadline := time.Now().Add(2 * time.Minute); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
 			if last = check(want); last == "" {
 				return
 			}

@@ -290,7 +290,7 @@ scrape_configs:
 	// The trust-anchor page reaches the receiver with the right labels.
 	serial := istioRoot.X509.SerialNumber.Text(16)
 	var page map[string]string
-	for deadline := time.Now().Add(90 * time.Second); time.Now().Before(deadline) && page == nil; time.Sleep(500 * time.Millisecond) {
+	for deadline := time.Now().Add(3 * time.Minute); time.Now().Before(deadline) && page == nil; time.Sleep(500 * time.Millisecond) {
 		page = hook.find(map[string]string{"alertname": "MeshTrustAnchorExpiringCritical"})
 	}
 	if page == nil {
@@ -305,7 +305,7 @@ scrape_configs:
 
 	// Alerts that must not fire do not; the ones with a `for` are pending.
 	firing, pending := map[string][]map[string]any{}, map[string]bool{}
-	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(time.Second) {
+	for deadline := time.Now().Add(2 * time.Minute); time.Now().Before(deadline); time.Sleep(time.Second) {
 		res, err := query(t, promURL, "ALERTS")
 		if err != nil {
 			t.Fatal(err)
@@ -343,8 +343,8 @@ scrape_configs:
 		}
 	}
 
-	// Every panel query of every dashboard returns data from this Prometheus.
-	time.Sleep(3 * time.Second) // rates need two samples
+	// Every panel query of every dashboard returns data from this Prometheus (a rate needs two
+	// samples: each query is asked again until it answers, within a generous deadline).
 	boards, err := dashboards.Load("../../dashboards")
 	if err != nil {
 		t.Fatal(err)
@@ -352,7 +352,15 @@ scrape_configs:
 	for file, d := range boards {
 		for _, p := range d.Panels {
 			for _, tg := range p.Targets {
-				res, err := query(t, promURL, dashboards.Substitute(tg.Expr))
+				var (
+					res []map[string]any
+					err error
+				)
+				for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(500 * time.Millisecond) {
+					if res, err = query(t, promURL, dashboards.Substitute(tg.Expr)); err == nil && len(res) > 0 || time.Now().After(deadline) {
+						break
+					}
+				}
 				if err != nil || len(res) == 0 {
 					t.Errorf("%s/%s: %q returned %d series, error %v", file, p.Title, tg.Expr, len(res), err)
 				}
