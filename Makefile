@@ -1,13 +1,14 @@
-# The two commands: `make run` (the exporter on the sample PKI) and `make test` (everything CI runs).
+# The two commands: `make run` (the exporter on a demo PKI) and `make test` (everything CI runs).
 CACHE ?= $(or $(MESHCERT_CACHE),$(HOME)/.cache/meshcert-exporter)
 export PATH := $(CACHE)/bin:$(PATH)
 GO ?= go
 
 .PHONY: run test tools testenv lint unit bench bench-scale examples build image generate fuzz
 
-## run: serve the sample Istio and Linkerd PKI in examples/ on :9733.
+## run: serve a demo Istio and Linkerd PKI with problems to show (made now, dated from now) on :9733.
 run:
-	$(GO) run . --config.file=examples/meshcert.yaml
+	$(GO) run ./hack/gen-examples -demo -out $(CACHE)/demo
+	$(GO) run . --config.file=$(CACHE)/demo/meshcert.yaml
 
 ## build: a static binary (CGO off) with version information, in .build/<os>-<arch>/.
 GOOS ?= $(shell $(GO) env GOOS)

@@ -31,6 +31,10 @@ type FileTarget struct {
 	Path string `yaml:"path"`
 	// Mesh, when set, overrides the mesh detected from the file names.
 	Mesh model.Mesh `yaml:"mesh"`
+	// Copy marks a copy of the mesh's trust anchors handed to workloads (a mounted
+	// istio-ca-root-cert, a proxy's root bundle saved to disk): its trust bundles are compared with
+	// the mesh's current anchors, never trusted.
+	Copy bool `yaml:"copy"`
 }
 
 // DefaultFileSettings are the file source's defaults: no targets, checked every 15 seconds.
@@ -131,6 +135,8 @@ type dirSelection struct {
 	mesh  model.Mesh
 	// whole is true when the directory itself was selected, so its layout may require keys.
 	whole bool
+	// copy is true when a target marked it a copy of the trust anchors.
+	copy bool
 }
 
 // Refresh reads the targets once, re-reading only the files that changed.
@@ -144,8 +150,11 @@ func (f *Files) Refresh() {
 	for _, dir := range sortedKeys(dirs) {
 		sel := dirs[dir]
 		layout := f.env.Layouts(sel.mesh, sel.names)
-		if !sel.whole {
+		if !sel.whole || sel.copy {
 			layout.Missing = nil
+		}
+		if sel.copy {
+			layout = AsCopies(layout)
 		}
 		// A directory mounted without its private keys is complete: the exporter never needs
 		// a key, and a careful team mounts only a Secret's public items.
@@ -190,12 +199,14 @@ func (f *Files) expand() (map[string]*dirSelection, map[string]model.ErrorReason
 	dirs := map[string]*dirSelection{}
 	skips := map[string]model.ErrorReason{}
 	var errs []error
+	var copyTarget bool
 	selectIn := func(dir string, names []string, mesh model.Mesh, whole bool) {
 		d := dirs[dir]
 		if d == nil {
 			d = &dirSelection{mesh: mesh}
 			dirs[dir] = d
 		}
+		d.copy = d.copy || copyTarget
 		if d.mesh == model.MeshNone {
 			d.mesh = mesh
 		}
@@ -207,6 +218,7 @@ func (f *Files) expand() (map[string]*dirSelection, map[string]model.ErrorReason
 		}
 	}
 	for _, t := range f.targets {
+		copyTarget = t.Copy
 		matches, err := filepath.Glob(t.Path)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("bad pattern %q: %w", t.Path, err))

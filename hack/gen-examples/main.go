@@ -2,7 +2,8 @@
 // (as istiod mounts cacerts), a Linkerd trust-roots bundle and a Linkerd issuer directory. The
 // certificates are valid from 2026 for 50 to 100 years so the samples outlive the repository.
 // Like a careful team's mount of a Secret, the directories hold the public items only: the
-// exporter never needs a private key.
+// exporter never needs a private key. With -demo it writes instead a PKI with problems to show,
+// dated from now (writeDemo): what `make run` serves.
 package main
 
 import (
@@ -10,13 +11,19 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/meshcert/meshcert-exporter/internal/testpki"
 )
 
 func main() {
 	out := flag.String("out", "examples", "directory to write the sample PKI into")
+	demo := flag.Bool("demo", false, "write the demo PKI of `make run` (dated from now, with problems to show) and its configuration instead")
 	flag.Parse()
+	write := write
+	if *demo {
+		write = func(out string) error { return writeDemo(out, time.Now()) }
+	}
 	if err := write(*out); err != nil {
 		fmt.Fprintln(os.Stderr, "gen-examples:", err)
 		os.Exit(1)

@@ -58,8 +58,10 @@ type AnchorRadius struct {
 	// authoritative objects hold no CA but the anchors (a self-signed root that signs itself).
 	Signing bool
 	// Retired is true for an anchor no signing CA chains to while the mesh signs under another
-	// of its current anchors: the mesh has moved on, and the anchor only waits for its dependents
-	// to leave. An anchor of a mesh that cannot sign at all is never retired (see MeshSigning).
+	// of its current anchors that is not older (by NotBefore): the mesh has moved on, and the
+	// anchor only waits for its dependents to leave. An anchor newer than every anchor the mesh
+	// signs under is published ahead of a rotation's next step, not retired; an anchor of a mesh
+	// that cannot sign at all is never retired (see MeshSigning).
 	Retired bool
 }
 

@@ -61,11 +61,19 @@ func RotationAt(an model.Analysis, now time.Time) model.Rotation {
 		if len(m.Anchors) > 0 {
 			out.Signing = append(out.Signing, st)
 		}
+		// The newest anchor the mesh signs under: an anchor newer than it that signs nothing is
+		// published ahead of a rotation's next step, not retired.
+		var newestSigning time.Time
+		for _, a := range m.Anchors {
+			if signing[key{m.Mesh, a.Fingerprint}] && a.NotBefore().After(newestSigning) {
+				newestSigning = a.NotBefore()
+			}
+		}
 		for _, a := range m.Anchors {
 			k := key{m.Mesh, a.Fingerprint}
 			d, b := dependents[k].parts(), parts(bundles[k])
 			out.Anchors = append(out.Anchors, model.AnchorRadius{Mesh: m.Mesh, Anchor: a, Dependents: d[0], PodDependents: d[1], Bundles: b[0], PodBundles: b[1],
-				Signing: signing[k], Retired: st.CanSign && !signing[k]})
+				Signing: signing[k], Retired: st.CanSign && !signing[k] && !a.NotBefore().After(newestSigning)})
 		}
 		issuers := slices.Clone(m.Issuers)
 		for k, c := range signers {

@@ -301,6 +301,8 @@ func (issuerOnlyRules) AnchorsSign() bool { return false }
 // mesh is broken is not safe to remove.
 func TestMeshSigning(t *testing.T) {
 	p := newRotationPKI()
+	later := testpki.Issue(testpki.Spec{CommonName: "later root", CA: true, Serial: 0x40, NotBefore: testpki.From().AddDate(0, 6, 0), NotAfter: testpki.Until()})
+	laterInter := testpki.Issue(testpki.Spec{CommonName: "later intermediate", CA: true, Serial: 0x41, Issuer: later, NotBefore: testpki.From().AddDate(0, 6, 0), NotAfter: testpki.Until()})
 	expiredInter := testpki.Issue(testpki.Spec{CommonName: "expired intermediate", CA: true, Serial: 0x31, Issuer: p.newRoot,
 		NotBefore: testpki.From(), NotAfter: now.Add(-time.Hour)})
 	linkerdTrust := func(roots ...*testpki.Cert) *model.Object {
@@ -330,6 +332,12 @@ func TestMeshSigning(t *testing.T) {
 	}{
 		{"a plug-in CA in the middle of a rotation", meshIstio, []*model.Object{p.cacerts(p.newInter, p.oldRoot, p.newRoot)},
 			true, "", nil, []string{"CN=new root"}, []string{"CN=old root"}},
+		// Both roots published, still signing under the old one: the newer root is published
+		// ahead of the next step, not retired (a root of the same age would be).
+		{"a new root published, not signing yet", meshIstio, []*model.Object{p.cacerts(p.oldInter, p.oldRoot, later)},
+			true, "", nil, []string{"CN=old root"}, nil},
+		{"an older root next to the one signing", meshIstio, []*model.Object{p.cacerts(laterInter, p.oldRoot, later)},
+			true, "", nil, []string{"CN=later root"}, []string{"CN=old root"}},
 		{"istiod's self-signed root", meshIstio, []*model.Object{selfSigned(p.oldRoot)}, true, "", nil, []string{"CN=old root"}, nil},
 		{"an intermediate whose root was removed too early", meshIstio, []*model.Object{p.cacerts(p.oldInter, p.newRoot)},
 			false, model.SigningUnanchored, []string{"CN=old intermediate"}, nil, nil},

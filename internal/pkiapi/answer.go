@@ -89,8 +89,10 @@ type Anchor struct {
 	Bundles int `json:"bundles"`
 	// Signing is true while one of the mesh's valid signing CAs verifies up to it.
 	Signing bool `json:"signing"`
-	// Retired is true when the mesh signs under another of its anchors and not under this one:
-	// it waits for its dependents to leave. Never true in a mesh that cannot sign.
+	// Retired is true when the mesh signs under another of its anchors, not older than this one,
+	// and not under this one: it waits for its dependents to leave. Never true in a mesh that
+	// cannot sign, nor for an anchor newer than every anchor the mesh signs under (published
+	// ahead of a rotation's next step: signing and retired both false).
 	Retired bool     `json:"retired"`
 	Issuers []Issuer `json:"issuers"`
 }

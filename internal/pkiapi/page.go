@@ -157,6 +157,8 @@ func buildPage(snap *model.Snapshot, now time.Time, f Filter, filtered bool) pag
 				kind = "retired anchor"
 			case !m.Signing.CanSign:
 				kind = "anchor (the mesh cannot sign)"
+			case !a.Signing:
+				kind = "new anchor, not signing yet"
 			}
 			v.Rotation = append(v.Rotation, rotationRow{Mesh: m.Mesh, Kind: kind, Subject: a.Subject, Serial: a.Serial, Expired: a.Expired, Anchor: true,
 				Dependents: a.Dependents, Bundles: a.Bundles, Copies: m.TrustBundleCopies, Percent: percent(a.Bundles, m.TrustBundleCopies)})
