@@ -68,11 +68,11 @@ fuzz:
 	  $(GO) test $$pkg -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) -parallel 1; \
 	done
 
-## generate: copy the alert rules and dashboards into the chart, write the chart's template of the meshes' watches and docs/metrics.md's family reference from the code (their tests check they match).
+## generate: copy the alert rules and dashboards into the chart, write the chart's template of the meshes' watches, the RBAC tables of docs/security.md and chart/README.md, and docs/metrics.md's family reference from the code (their tests check they match).
 generate:
 	cp alerts/meshcert.rules.yml chart/files/meshcert.rules.yml
 	cp dashboards/*.json chart/files/dashboards/
-	$(GO) test ./chart -run '^TestMeshTemplateIsCurrent$$' -update
+	$(GO) test ./chart -run '^(TestMeshTemplateIsCurrent|TestRBACTablesAreCurrent)$$' -update
 	$(GO) test ./collector -run '^TestFamilyReferenceIsCurrent$$' -update
 
 ## examples: regenerate the sample PKI.
