@@ -103,8 +103,14 @@ func render(t *testing.T, files []string) []*unstructured.Unstructured {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return decodeObjects(t, out)
+}
+
+// decodeObjects decodes a stream of YAML documents (a rendered chart, a release's manifest).
+func decodeObjects(t *testing.T, text string) []*unstructured.Unstructured {
+	t.Helper()
 	var objs []*unstructured.Unstructured
-	dec := utilyaml.NewYAMLOrJSONDecoder(strings.NewReader(out), 4096)
+	dec := utilyaml.NewYAMLOrJSONDecoder(strings.NewReader(text), 4096)
 	for {
 		u := &unstructured.Unstructured{}
 		if err := dec.Decode(&u.Object); err != nil {
@@ -118,6 +124,19 @@ func render(t *testing.T, files []string) []*unstructured.Unstructured {
 		}
 	}
 	return objs
+}
+
+// rulesOf are the rules of a rendered Role or ClusterRole, normalized.
+func rulesOf(t *testing.T, o *unstructured.Unstructured) []rbacv1.PolicyRule {
+	t.Helper()
+	var role rbacv1.Role
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, &role); err != nil {
+		t.Fatal(err)
+	}
+	for i := range role.Rules {
+		role.Rules[i] = normalize(role.Rules[i])
+	}
+	return role.Rules
 }
 
 func TestLint(t *testing.T) {
@@ -185,13 +204,7 @@ func TestRBACFollowsTheConfiguration(t *testing.T) {
 				default:
 					continue
 				}
-				var role rbacv1.Role
-				if err := runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, &role); err != nil {
-					t.Fatal(err)
-				}
-				for _, r := range role.Rules {
-					got[ns] = append(got[ns], normalize(r))
-				}
+				got[ns] = append(got[ns], rulesOf(t, o)...)
 			}
 			for _, m := range []map[string][]rbacv1.PolicyRule{want, got} {
 				for ns := range m {

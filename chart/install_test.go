@@ -2,16 +2,12 @@ package chart
 
 import (
 	"context"
-	"errors"
-	"io"
 	"strings"
 	"testing"
 
 	authorizationv1 "k8s.io/api/authorization/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/discovery/cached/memory"
 	"k8s.io/client-go/dynamic"
@@ -92,20 +88,8 @@ func checkCreated(t *testing.T, ctx context.Context, cp *testenv.ControlPlane, m
 	cfg := cp.AdminConfig()
 	dyn := dynamic.NewForConfigOrDie(cfg)
 	mapper := restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(discovery.NewDiscoveryClientForConfigOrDie(cfg)))
-	dec := utilyaml.NewYAMLOrJSONDecoder(strings.NewReader(manifest), 4096)
-	n := 0
-	for {
-		u := &unstructured.Unstructured{}
-		if err := dec.Decode(&u.Object); err != nil {
-			if errors.Is(err, io.EOF) {
-				break
-			}
-			t.Fatal(err)
-		}
-		if len(u.Object) == 0 {
-			continue
-		}
-		n++
+	objs := decodeObjects(t, manifest)
+	for _, u := range objs {
 		mapping, err := mapper.RESTMapping(u.GroupVersionKind().GroupKind(), u.GroupVersionKind().Version)
 		if err != nil {
 			t.Errorf("%s: %v", u.GetKind(), err)
@@ -123,8 +107,8 @@ func checkCreated(t *testing.T, ctx context.Context, cp *testenv.ControlPlane, m
 			t.Errorf("%s %s/%s was not created: %v", u.GetKind(), u.GetNamespace(), u.GetName(), err)
 		}
 	}
-	if n < 5 {
-		t.Errorf("the release holds %d objects", n)
+	if len(objs) < 5 {
+		t.Errorf("the release holds %d objects", len(objs))
 	}
 }
 

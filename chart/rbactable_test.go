@@ -7,9 +7,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-
-	rbacv1 "k8s.io/api/rbac/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 )
 
 // rbacTable is the Markdown table of the rules the chart renders with files: where each is
@@ -27,12 +24,7 @@ func rbacTable(t *testing.T, files []string) string {
 		default:
 			continue
 		}
-		var role rbacv1.Role
-		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, &role); err != nil {
-			t.Fatal(err)
-		}
-		for _, r := range role.Rules {
-			r = normalize(r)
+		for _, r := range rulesOf(t, o) {
 			group := strings.Join(r.APIGroups, ", ")
 			if group == "" {
 				group = "core"

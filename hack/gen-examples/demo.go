@@ -42,14 +42,8 @@ func writeDemo(out string, now time.Time) error {
 		"linkerd-trust-roots/ca-bundle.crt": anchor.PEM(),
 		"linkerd-identity-issuer/crt.pem":   issuer.PEM(),
 	}
-	for name, data := range files {
-		path := filepath.Join(out, name)
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			return err
-		}
-		if err := os.WriteFile(path, data, 0o644); err != nil {
-			return err
-		}
+	if err := writeFiles(out, files); err != nil {
+		return err
 	}
 	abs, err := filepath.Abs(out)
 	if err != nil {

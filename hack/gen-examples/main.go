@@ -48,6 +48,12 @@ func write(out string) error {
 		"linkerd-trust-roots/ca-bundle.crt": linkerdAnchor.PEM(),
 		"linkerd-identity-issuer/crt.pem":   linkerdIssuer.PEM(),
 	}
+	return writeFiles(out, files)
+}
+
+// writeFiles writes each file of files (a path under out, and its content), public certificates
+// only, readable by all.
+func writeFiles(out string, files map[string][]byte) error {
 	for name, data := range files {
 		path := filepath.Join(out, name)
 		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {

@@ -33,13 +33,6 @@ func newNamesFixture() namesFixture {
 	f.linkerdIssuer = ca("identity.linkerd.cluster.local", 0x8f12, f.linkerdAnchor)
 	f.istioInter = ca("istio intermediate", 0x4d2, f.istioRoot)
 	f.decimalTwin = f.istioInter
-	certs := func(cs ...*testpki.Cert) []*model.Certificate {
-		var out []*model.Certificate
-		for _, c := range cs {
-			out = append(out, pki.NewCertificate(c.X509))
-		}
-		return out
-	}
 	objects := []*model.Object{
 		{Source: "configmap", Namespace: "linkerd", Name: "linkerd-identity-trust-roots", Mesh: model.MeshLinkerd, Authoritative: true,
 			Bundles: []model.Bundle{{Key: "ca-bundle.crt", Purpose: model.PurposeTrustBundle, Certificates: certs(f.linkerdAnchor)}}},
@@ -54,6 +47,15 @@ func newNamesFixture() namesFixture {
 	f.snap = &model.Snapshot{Analysis: an, Rotation: pki.RotationAt(an, testpki.Now()),
 		Sources: []model.SourceStatus{{Name: "secret", Up: true, Synced: true}, {Name: "configmap", Up: true, Synced: true}}}
 	return f
+}
+
+// certs are the model's certificates of cs.
+func certs(cs ...*testpki.Cert) []*model.Certificate {
+	var out []*model.Certificate
+	for _, c := range cs {
+		out = append(out, pki.NewCertificate(c.X509))
+	}
+	return out
 }
 
 // openSSLText is a serial as `openssl x509 -text` prints it: the DER integer's bytes, colon-separated.
@@ -296,13 +298,6 @@ func TestBrokenMeshIsNoRotation(t *testing.T) {
 	expiredIssuer := ca("identity.linkerd.cluster.local", 0x31, anchor, testpki.Now().Add(-2*time.Hour))
 	oldRoot, newRoot := ca("old istio root", 0x40, nil, testpki.Until()), ca("new istio root", 0x50, nil, testpki.Until())
 	orphan := ca("istio intermediate", 0x41, oldRoot, testpki.Until())
-	certs := func(cs ...*testpki.Cert) []*model.Certificate {
-		var out []*model.Certificate
-		for _, c := range cs {
-			out = append(out, pki.NewCertificate(c.X509))
-		}
-		return out
-	}
 	objects := []*model.Object{
 		{Source: "configmap", Namespace: "linkerd", Name: "linkerd-identity-trust-roots", Mesh: model.MeshLinkerd, Authoritative: true,
 			Bundles: []model.Bundle{{Key: "ca-bundle.crt", Purpose: model.PurposeTrustBundle, Certificates: certs(anchor)}}},
