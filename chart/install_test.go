@@ -2,6 +2,7 @@ package chart
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -25,17 +26,19 @@ type access struct {
 
 // TestHelmInstallOnTheClustersPeopleHave: `helm install` of the default chart (not a dry run)
 // against the real API server of a cluster with only Istio's namespace, only Linkerd's, and
-// both: every object is created, and the exporter's service account may read what the exporter
+// both, with the posture on (the default) or off: every object is created, and the exporter's service account may read what the exporter
 // needs, its meshes' objects by name, and nothing else (SubjectAccessReviews).
 func TestHelmInstallOnTheClustersPeopleHave(t *testing.T) {
 	h := helm(t)
 	for _, tt := range []struct {
 		name       string
 		namespaces []string
+		posture    bool
 	}{
-		{"istio only", []string{"istio-system"}},
-		{"linkerd only", []string{"linkerd"}},
-		{"istio and linkerd", []string{"istio-system", "linkerd"}},
+		{"istio only", []string{"istio-system"}, true},
+		{"linkerd only", []string{"linkerd"}, true},
+		{"istio and linkerd", []string{"istio-system", "linkerd"}, true},
+		{"istio only, posture off", []string{"istio-system"}, false},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			cp := testenv.StartForTest(t)
@@ -50,7 +53,8 @@ func TestHelmInstallOnTheClustersPeopleHave(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if out, err := run(t, h, "install", "meshcert", ".", "--namespace", releaseNamespace, "--create-namespace", "--kubeconfig", kubeconfig); err != nil {
+			if out, err := run(t, h, "install", "meshcert", ".", "--namespace", releaseNamespace, "--create-namespace", "--kubeconfig", kubeconfig,
+				"--set", fmt.Sprintf("config.posture.enabled=%v", tt.posture)); err != nil {
 				t.Fatalf("helm install: %v\n%s", err, out)
 			}
 			manifest, err := run(t, h, "get", "manifest", "meshcert", "--namespace", releaseNamespace, "--kubeconfig", kubeconfig)
@@ -65,7 +69,8 @@ func TestHelmInstallOnTheClustersPeopleHave(t *testing.T) {
 				{"get", "secrets", "linkerd", "linkerd-identity-issuer", true},
 				{"get", "configmaps", "linkerd", "linkerd-identity-trust-roots", true},
 				{"get", "configmaps", "shop", "istio-ca-root-cert", true},
-				{"list", "pods", "", "", true}, // the posture's bypass candidates (on by default)
+				{"list", "pods", "", "", tt.posture}, // the posture's bypass candidates (on by default)
+				{"list", "namespaces", "", "", tt.posture},
 				{"list", "secrets", "istio-system", "", false},
 				{"get", "secrets", "istio-system", "some-app-tls", false},
 				{"get", "secrets", "shop", "db-password", false},
