@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -85,13 +86,25 @@ func TestExporterRunsWithRenderedArgs(t *testing.T) {
 				}
 			}
 			env := map[string]string{"SHARD": "0", "NODE_NAME": "node-1"}
+			// The chart's listen address, moved to a free port: another test run on the machine
+			// may hold 9733.
+			addr := testenv.FreeAddr(t)
 			var args []string
 			for _, a := range c.Args {
 				a = strings.ReplaceAll(a, "/etc/meshcert", mounts)
 				for k, v := range env {
 					a = strings.ReplaceAll(a, "$("+k+")", v)
 				}
+				if listen, ok := strings.CutPrefix(a, "--web.listen-address="); ok {
+					if listen != ":9733" {
+						t.Errorf("the chart listens on %q, want :9733", listen)
+					}
+					a = "--web.listen-address=" + addr
+				}
 				args = append(args, a)
+			}
+			if !slices.ContainsFunc(args, func(a string) bool { return strings.HasPrefix(a, "--web.listen-address=") }) {
+				t.Error("the chart sets no --web.listen-address")
 			}
 			if n := strings.Count(strings.Join(args, " "), "--log.level="); n != 1 {
 				t.Fatalf("--log.level given %d times: %v", n, args)
@@ -110,8 +123,11 @@ func TestExporterRunsWithRenderedArgs(t *testing.T) {
 			if err := cmd.Start(); err != nil {
 				t.Fatal(err)
 			}
-			done := make(chan error, 1)
-			go func() { done <- cmd.Wait() }()
+			// done is closed once the exporter has exited, with its error in waitErr: both the
+			// wait below and the cleanup may read it.
+			var waitErr error
+			done := make(chan struct{})
+			go func() { waitErr = cmd.Wait(); close(done) }()
 			t.Cleanup(func() {
 				_ = cmd.Process.Signal(syscall.SIGTERM)
 				<-done
@@ -125,13 +141,13 @@ func TestExporterRunsWithRenderedArgs(t *testing.T) {
 			defer cancel()
 			for {
 				select {
-				case err := <-done:
-					t.Fatalf("the exporter exited with the chart's arguments: %v", err)
+				case <-done:
+					t.Fatalf("the exporter exited with the chart's arguments: %v", waitErr)
 				case <-ctx.Done():
 					t.Fatal("the exporter did not answer on the chart's port")
 				case <-time.After(200 * time.Millisecond):
 				}
-				req, _ := http.NewRequest(http.MethodGet, "http://127.0.0.1:9733/metrics", nil)
+				req, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/metrics", nil)
 				resp, err := http.DefaultClient.Do(req)
 				if err != nil {
 					continue
