@@ -11,6 +11,7 @@ import (
 	"time"
 
 	adminv3 "github.com/envoyproxy/go-control-plane/envoy/admin/v3"
+	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -77,6 +78,31 @@ func EnvoyDump(enc protojson.MarshalOptions, wrapped bool, secrets ...*tlsv3.Sec
 			dump.Configs = append(dump.Configs, mustAny(d))
 		}
 	}
+	out, err := enc.Marshal(dump)
+	if err != nil {
+		panic(err)
+	}
+	return out
+}
+
+// EnvoyFullDump renders /config_dump as an Envoy that ignores ?resource= answers it (older
+// Envoys, some admin proxies): every element of the dump, the secrets in a SecretsConfigDump among
+// the bootstrap, clusters, listeners, scoped routes and routes, in the order Envoy writes them.
+func EnvoyFullDump(enc protojson.MarshalOptions, secrets ...*tlsv3.Secret) []byte {
+	var dynamic []*adminv3.SecretsConfigDump_DynamicSecret
+	for _, s := range secrets {
+		dynamic = append(dynamic, &adminv3.SecretsConfigDump_DynamicSecret{Name: s.Name, VersionInfo: "2026-06-01T00:00:00Z/1",
+			LastUpdated: timestamppb.New(testpki.Date(2026, 6, 1)), Secret: mustAny(s)})
+	}
+	dump := &adminv3.ConfigDump{Configs: []*anypb.Any{
+		mustAny(&adminv3.BootstrapConfigDump{Bootstrap: &bootstrapv3.Bootstrap{Node: &corev3.Node{Id: "sidecar~10.0.0.1~web-1.shop~shop.svc.cluster.local"}},
+			LastUpdated: timestamppb.New(testpki.Date(2026, 6, 1))}),
+		mustAny(&adminv3.ClustersConfigDump{VersionInfo: "2026-06-01T00:00:00Z/1"}),
+		mustAny(&adminv3.ListenersConfigDump{VersionInfo: "2026-06-01T00:00:00Z/1"}),
+		mustAny(&adminv3.ScopedRoutesConfigDump{}),
+		mustAny(&adminv3.RoutesConfigDump{}),
+		mustAny(&adminv3.SecretsConfigDump{DynamicActiveSecrets: dynamic}),
+	}}
 	out, err := enc.Marshal(dump)
 	if err != nil {
 		panic(err)

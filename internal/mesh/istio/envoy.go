@@ -160,13 +160,16 @@ type envoyConfig struct {
 const (
 	typeDynamicSecret   = ".SecretsConfigDump.DynamicSecret"
 	typeSecretsDump     = ".SecretsConfigDump"
+	typeAdminPrefix     = "/envoy.admin.v3."
 	typeTLSSecret       = "/envoy.extensions.transport_sockets.tls.v3.Secret"
 	typeSPIFFEValidator = "/envoy.extensions.transport_sockets.tls.v3.SPIFFECertValidatorConfig"
 )
 
 // ParseEnvoyConfigDump reads the secrets of Envoy's
-// /config_dump?resource=dynamic_active_secrets, in both shapes Envoy answers with: one
-// DynamicSecret per element of "configs", or (with ?mask=) a SecretsConfigDump wrapping them.
+// /config_dump?resource=dynamic_active_secrets, in the shapes Envoy answers with: one
+// DynamicSecret per element of "configs", (with ?mask=) a SecretsConfigDump wrapping them, or (an
+// Envoy that ignores ?resource=) the whole dump, whose other admin elements are passed over. An
+// element of any other type is an unknown shape.
 // The workload certificate ("default") exports its leaf and keeps the rest of its chain for chain
 // building; the trust bundle ("ROOTCA", or the SPIFFE validator's per-trust-domain bundles) is a
 // copy compared with the mesh's anchors. Other secrets (a gateway's kubernetes:// certificates)
@@ -196,6 +199,9 @@ func ParseEnvoyConfigDump(cache *pki.Cache, body []byte) ([]model.Bundle, error)
 			secrets = append(secrets, c.DynamicActiveSecretsCamel...)
 			secrets = append(secrets, c.StaticSecrets...)
 			secrets = append(secrets, c.StaticSecretsCamel...)
+		case strings.Contains(c.Type, typeAdminPrefix) && strings.HasSuffix(c.Type, "ConfigDump"):
+			// The rest of a full dump (bootstrap, clusters, listeners, routes...), from an Envoy
+			// that ignores ?resource=: nothing the exporter reads.
 		default:
 			return nil, fmt.Errorf("%w: config_dump element of type %q", sources.ErrUnknownShape, c.Type)
 		}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -297,5 +298,33 @@ func TestEnvoyBytes(t *testing.T) {
 				t.Errorf("no error, got %q", b)
 			}
 		})
+	}
+}
+
+// TestEnvoyFullConfigDump: an Envoy that ignores ?resource= answers the whole dump (bootstrap,
+// clusters, listeners, routes and the secrets among them, as go-control-plane's admin types write
+// it): the secrets are read and the other elements passed over; an element of a type that is no
+// part of Envoy's admin dump is still an unknown shape.
+func TestEnvoyFullConfigDump(t *testing.T) {
+	root := testpki.Issue(testpki.Spec{CommonName: "root", CA: true, NotBefore: testpki.From(), NotAfter: testpki.Until()})
+	leaf := testpki.Issue(testpki.Spec{CommonName: "leaf", Issuer: root, NotBefore: testpki.From(), NotAfter: testpki.Until(),
+		URIs: []string{"spiffe://cluster.local/ns/shop/sa/web"}})
+	for name, enc := range map[string]protojson.MarshalOptions{"proto names": testadmin.EnvoyJSON(), "JSON names": testadmin.CamelJSON()} {
+		body := testadmin.EnvoyFullDump(enc, testadmin.WorkloadSecret(testpki.Bundle(leaf, root)), testadmin.RootSecret(root.PEM()))
+		bundles, err := ParseEnvoyConfigDump(testCache(), body)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		var keys []string
+		for _, b := range bundles {
+			keys = append(keys, fmt.Sprintf("%s:%d", b.Key, len(b.Certificates)))
+		}
+		if strings.Join(keys, " ") != "ROOTCA:1 default:2" {
+			t.Errorf("%s: bundles %v, want ROOTCA with the root and default with the chain", name, keys)
+		}
+	}
+	odd := []byte(`{"configs":[{"@type":"type.googleapis.com/envoy.admin.v3.BootstrapConfigDump","bootstrap":{}},{"@type":"type.googleapis.com/example.Other"}]}`)
+	if _, err := ParseEnvoyConfigDump(testCache(), odd); !errors.Is(err, sources.ErrUnknownShape) {
+		t.Errorf("an element of an unknown type: %v, want unknown_shape", err)
 	}
 }
