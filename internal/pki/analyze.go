@@ -241,11 +241,15 @@ func (a *Analyzer) analyse(o *model.Object, ctx *meshContext) *model.ObjectAnaly
 		if b.Presented {
 			presented = pools{bundlePool(b)}
 		}
+		// A CA's chain (a bundle holding a CA certificate) may list its root anywhere: a
+		// self-signed X.509 v1 certificate there, which is no CA anywhere else, is that root,
+		// never a workload leaf (a v3 self-signed CA is classified by its own constraints).
+		caChain := slices.ContainsFunc(b.Certificates, (*model.Certificate).IsCA)
 		for i, c := range b.Certificates {
 			if export == model.ExportNone || export == model.ExportFirst && i > 0 {
 				break
 			}
-			obs := model.CertificateFinding{Key: b.Key, Index: i, Role: Classify(c, b.RoleHint(), anchorPosition), Certificate: c}
+			obs := model.CertificateFinding{Key: b.Key, Index: i, Role: Classify(c, b.RoleHint(), anchorPosition || caChain && c.SelfSigned && !c.IsCA()), Certificate: c}
 			// Another trust domain's certificates chain to that domain's anchors, not to this mesh's.
 			if obs.Role != model.RoleTrustAnchor && !c.Partial && !b.NoChain && !federated {
 				if presented != nil {

@@ -610,3 +610,33 @@ func TestFreshLeafRemembersItsIssuer(t *testing.T) {
 		t.Errorf("a forged leaf: verified by %v, %d entries; want none and its failure remembered next to inter -> root", got[0].VerifiedBy, cache.sigs.size())
 	}
 }
+
+// TestCAChainInAnyOrder: a CA's chain file lists its certificates in any order (Istio's own
+// multi-level test PKI writes cert-chain.pem root first, with an X.509 v1 root, and istiod
+// accepts it): a self-signed certificate in a CA's chain is a root there, never a workload leaf
+// with a missing identity, and nothing in the plug-in CA is a problem.
+func TestCAChainInAnyOrder(t *testing.T) {
+	for _, v1 := range []bool{false, true} {
+		issue := testpki.Issue
+		if v1 {
+			issue = testpki.IssueV1
+		}
+		root := issue(testpki.Spec{CommonName: "root", CA: true, NotBefore: testpki.From(), NotAfter: testpki.Until()})
+		inter := testpki.Issue(testpki.Spec{CommonName: "inter", CA: true, Issuer: root, NotBefore: testpki.From(), NotAfter: testpki.Until()})
+		for name, chain := range map[string][]*testpki.Cert{"root first": {root, inter}, "root last": {inter, root}} {
+			o := obj("cacerts", meshIstio, model.Bundle{Key: "ca-cert.pem", Certificates: certs(inter)},
+				model.Bundle{Key: "cert-chain.pem", Certificates: certs(chain...)}, trust("root-cert.pem", root))
+			o.Authoritative = true
+			an := NewAnalyzer(testCache(), nil).Analyze([]*model.Object{o}, nil)
+			for _, c := range testmodel.Certificates(an) {
+				want := model.RoleIntermediate
+				if c.Certificate.Subject == "CN=root" {
+					want = model.RoleTrustAnchor
+				}
+				if c.Role != want || c.Identity != nil || c.Chain != nil && !c.Chain.Evaluate(c.Certificate, now).Valid {
+					t.Errorf("v1 root %v, %s: %s[%d] %s is a %s (identity %+v), want a valid %s", v1, name, c.Key, c.Index, c.Certificate.Subject, c.Role, c.Identity, want)
+				}
+			}
+		}
+	}
+}
