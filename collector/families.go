@@ -215,6 +215,26 @@ func renderedFamilies() []family {
 					return appendLabel(b, "source", o.Source, false)
 				})
 			}},
+		{Family: gauge("meshcert_proxy_identity_state",
+			"1 for each workload identity a node proxy (Istio's ztunnel) holds, with the state it reports for the identity's certificate: available, initializing (asking for its first certificate), unavailable (it could not get one; the reason is in the proxy's log). key is the identity.",
+			SubjectBundle, []string{"key", "mesh", "name", "namespace", "source", "state"}),
+			object: func(b []byte, name string, o *model.Object) []byte {
+				for i := range o.Bundles {
+					bundle := &o.Bundles[i]
+					if bundle.State == model.IdentityStateNone {
+						continue
+					}
+					b = appendSampleWith(b, name, nil, 1, func(b []byte) []byte {
+						b = appendLabel(b, "key", labelValue(bundle.Key), true)
+						b = appendLabel(b, "mesh", string(o.Mesh), false)
+						b = appendLabel(b, "name", labelValue(o.Name), false)
+						b = appendLabel(b, "namespace", labelValue(o.Namespace), false)
+						b = appendLabel(b, "source", o.Source, false)
+						return appendLabel(b, "state", bundle.State.Label(), false)
+					})
+				}
+				return b
+			}},
 		{Family: gauge("meshcert_proxy_up",
 			"1 when the last read of a proxy's admin endpoint worked, else 0. Proxies are read in the background on an interval; the certificates of a proxy that cannot be read are those of its last successful read.",
 			SubjectProxy, with(proxyLabels, "endpoint")),

@@ -53,6 +53,8 @@ func everyFamilySnapshot(t *testing.T) *model.Snapshot {
 			}},
 		{Source: "configmap", Namespace: "web", Name: "istio-ca-root-cert", Mesh: istio.Name,
 			Bundles: []model.Bundle{{Key: "root-cert.pem", Purpose: model.PurposeTrustBundleCopy, Certificates: parsed(old)}}},
+		{Source: "ztunnel", Namespace: "istio-system", Name: "ztunnel-a1b2c", Mesh: istio.Name, FromPods: true,
+			Bundles: []model.Bundle{{Key: "spiffe://cluster.local/ns/books/sa/batch", Export: model.ExportFirst, Presented: true, State: model.IdentityInitializing}}},
 		{Source: "linkerd-proxy", Namespace: "books", Name: "web-1", Mesh: linkerd.Name,
 			Bundles: []model.Bundle{{Key: "identity", NoIdentity: true, Certificates: []*model.Certificate{
 				pki.NewPartialCertificate(pki.PartialFacts{NotAfter: testpki.Date(2027, 6, 2), Origin: "books/web-1"})}}}},

@@ -190,9 +190,42 @@ type Bundle struct {
 	// TrustDomainKeyed marks a trust bundle held for one trust domain (Envoy's SPIFFE validator):
 	// the key's last path element names the domain (see TrustDomain).
 	TrustDomainKeyed bool
+	// State is the state a node proxy reports for the certificate of the workload identity the
+	// bundle is (ztunnel's certificates[].state); IdentityStateNone for every other bundle.
+	State IdentityState
 	// Expect, when set, overrides the object's expectation for this bundle (a node proxy holds one
 	// certificate per workload identity on its node).
 	Expect *Identity
+}
+
+// IdentityState is the state a node proxy reports for the certificate of one workload identity
+// it holds. It is a label value through Label, so only the constants below exist.
+type IdentityState uint8
+
+// The identity states.
+const (
+	// IdentityStateNone: the bundle is no node proxy's identity.
+	IdentityStateNone IdentityState = iota
+	// IdentityAvailable: the proxy holds a certificate for the identity.
+	IdentityAvailable
+	// IdentityInitializing: the proxy is still asking for the identity's first certificate.
+	IdentityInitializing
+	// IdentityUnavailable: the proxy could not get a certificate (its error text is logged,
+	// never a label).
+	IdentityUnavailable
+)
+
+// Label is the state's value of the state label; empty for IdentityStateNone.
+func (s IdentityState) Label() string {
+	switch s {
+	case IdentityAvailable:
+		return "available"
+	case IdentityInitializing:
+		return "initializing"
+	case IdentityUnavailable:
+		return "unavailable"
+	}
+	return ""
 }
 
 // RoleHint is the role of the bundle's CA certificates: RoleIssuer, or empty for the role their

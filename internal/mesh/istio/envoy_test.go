@@ -328,3 +328,53 @@ func TestEnvoyFullConfigDump(t *testing.T) {
 		t.Errorf("an element of an unknown type: %v, want unknown_shape", err)
 	}
 }
+
+// TestZtunnelIdentityStates: every identity keeps the state ztunnel reports, without its error
+// text: an identity still Initializing is kept (with no certificate), an Unavailable one keeps
+// the certificate it still holds and is a bundle error, and an Available one whose chain is empty
+// (a failed renewal, istio#56452) is a no_certificate error.
+func TestZtunnelIdentityStates(t *testing.T) {
+	now := time.Now()
+	root := testpki.Issue(testpki.Spec{CommonName: "root", CA: true, NotBefore: now.Add(-time.Hour), NotAfter: now.AddDate(1, 0, 0)})
+	old := testpki.Issue(testpki.Spec{Issuer: root, URIs: []string{"spiffe://cluster.local/ns/shop/sa/renewing"}, NotBefore: now.Add(-20 * time.Hour), NotAfter: now.Add(4 * time.Hour)})
+	failing := testadmin.ZtunnelIdentity("spiffe://cluster.local/ns/shop/sa/renewing", []*testpki.Cert{old}, root)
+	failing["state"] = "Unavailable: signing failed: connection refused"
+	body := testadmin.ZtunnelDump(
+		map[string]any{"identity": "spiffe://cluster.local/ns/shop/sa/new", "state": "Initializing", "certChain": []any{}, "rootCerts": []any{}},
+		failing,
+		map[string]any{"identity": "spiffe://cluster.local/ns/shop/sa/emptied", "state": "Available", "certChain": []any{}, "rootCerts": []any{}},
+	)
+	bundles, err := ParseZtunnelConfigDump(testCache(), body, "node-1", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type got struct {
+		state string
+		err   model.ErrorReason
+		certs int
+	}
+	states := map[string]got{}
+	for _, b := range bundles {
+		if b.State != model.IdentityStateNone {
+			states[strings.TrimPrefix(b.Key, "spiffe://cluster.local/ns/shop/sa/")] = got{b.State.Label(), b.Error, len(b.Certificates)}
+		}
+	}
+	want := map[string]got{
+		"new":      {"initializing", model.ReasonNone, 0},
+		"renewing": {"unavailable", model.ReasonUnavailable, 1},
+		"emptied":  {"available", model.ReasonNoCertificate, 0},
+	}
+	if len(states) != len(want) {
+		t.Errorf("states %+v, want %+v", states, want)
+	}
+	for id, w := range want {
+		if states[id] != w {
+			t.Errorf("%s: %+v, want %+v", id, states[id], w)
+		}
+	}
+	for _, b := range bundles {
+		if strings.Contains(b.Key, "connection refused") || strings.Contains(string(b.Error), "signing failed") {
+			t.Errorf("ztunnel's error text reached a bundle: %+v", b)
+		}
+	}
+}

@@ -44,9 +44,12 @@ type ztunnelIdentity struct {
 // roots. Each identity's leaf is exported and expected to carry that identity; its chain is a
 // presented one. The roots are a copy compared with the mesh's anchors (one bundle per distinct
 // root set); where a release wrote them at the end of the chain, the self-signed CAs there are the
-// roots. An identity whose certificate is not available is a bundle error. A dump without a
-// certificates list, or an available identity without a chain in any known shape, is an error
-// wrapping sources.ErrUnknownShape: a release this reader does not know, never an empty result.
+// roots. Each identity keeps ztunnel's state (Available, Initializing, or Unavailable with an
+// error whose text is not kept): an unavailable identity is also a bundle error, and an available
+// one whose chain is empty (a failed renewal, istio#56452) a no_certificate one; a certificate a
+// not-available identity still holds is read. A dump without a certificates list, or an available
+// identity without a chain in any known shape, is an error wrapping sources.ErrUnknownShape: a
+// release this reader does not know, never an empty result.
 // onNode reports whether a namespace and service account runs on the ztunnel's node.
 func ParseZtunnelConfigDump(cache *pki.Cache, body []byte, origin string, onNode func(namespace, serviceAccount string) bool) ([]model.Bundle, error) {
 	var dump struct {
@@ -61,29 +64,33 @@ func ParseZtunnelConfigDump(cache *pki.Cache, body []byte, origin string, onNode
 	var bundles []model.Bundle
 	rootSets := map[string]bool{}
 	for _, c := range *dump.Certificates {
-		b := model.Bundle{Key: c.Identity, Export: model.ExportFirst, Presented: true}
+		b := model.Bundle{Key: c.Identity, Export: model.ExportFirst, Presented: true, State: ztunnelState(c.State)}
+		chainCerts := either(c.CertChain, c.CertChainSnake)
 		switch {
-		case c.State == "Initializing":
-			continue
-		case c.State != "Available":
+		case b.State == model.IdentityUnavailable:
 			b.Error = model.ReasonUnavailable
+		case b.State == model.IdentityAvailable && chainCerts == nil:
+			return nil, fmt.Errorf("%w: ztunnel identity without a certificate chain", sources.ErrUnknownShape)
+		case b.State == model.IdentityAvailable && len(*chainCerts) == 0:
+			b.Error = model.ReasonNoCertificate // a failed renewal can leave the chain empty (istio#56452)
+		}
+		if chainCerts == nil || len(*chainCerts) == 0 {
+			// Not available, or without a certificate: the state says it, and no chain is read.
 			bundles = append(bundles, b)
 			continue
-		}
-		chainCerts := either(c.CertChain, c.CertChainSnake)
-		if chainCerts == nil {
-			return nil, fmt.Errorf("%w: ztunnel identity without a certificate chain", sources.ErrUnknownShape)
 		}
 		if id, err := pki.ParseSPIFFEID(c.Identity); err == nil {
 			if ns, sa, ok := id.Workload(); ok {
 				b.Expect = cache.Expectation(model.Identity{Namespace: ns, ServiceAccount: sa, NotOnNode: onNode != nil && !onNode(ns, sa)})
 			}
 		}
-		b.Certificates, b.Error = ztunnelCerts(cache, *chainCerts, origin, false)
-		var (
-			roots  []*model.Certificate
-			reason = model.ReasonNone
-		)
+		var reason model.ErrorReason
+		b.Certificates, reason = ztunnelCerts(cache, *chainCerts, origin, false)
+		if b.Error == model.ReasonNone {
+			b.Error = reason
+		}
+		var roots []*model.Certificate
+		reason = model.ReasonNone
 		if rc := either(c.RootCerts, c.CACert); rc != nil {
 			roots, reason = ztunnelCerts(cache, *rc, origin, true)
 		} else {
@@ -108,6 +115,18 @@ func ParseZtunnelConfigDump(cache *pki.Cache, body []byte, origin string, onNode
 		bundles = append(bundles, model.Bundle{Key: key, Purpose: model.PurposeTrustBundleCopy, Export: model.ExportNone, Certificates: roots, Error: reason})
 	}
 	return bundles, nil
+}
+
+// ztunnelState reads ztunnel's state of an identity: "Available", "Initializing", or
+// "Unavailable: <error>"; anything else is unavailable too.
+func ztunnelState(state string) model.IdentityState {
+	switch {
+	case state == "Available":
+		return model.IdentityAvailable
+	case state == "Initializing":
+		return model.IdentityInitializing
+	}
+	return model.IdentityUnavailable
 }
 
 // splitRoots separates the roots a chain ends with (self-signed CAs, after the leaf) from the
