@@ -158,14 +158,14 @@ type rotationCollector struct {
 
 // rotationDescs describe the rotation families; a Handler builds them once.
 type rotationDescs struct {
-	anchorDependents, anchorBundles, bundles, signing, canSign, issuerDependents *prometheus.Desc
+	anchorDependents, anchorBundles, bundles, signing, retired, canSign, issuerDependents *prometheus.Desc
 }
 
 func newRotationDescs() rotationDescs {
 	f := rotationFamilies()
 	desc := func(f Family) *prometheus.Desc { return prometheus.NewDesc(f.Name, f.Help, f.Labels, nil) }
-	return rotationDescs{anchorDependents: desc(f[0]), anchorBundles: desc(f[1]), bundles: desc(f[2]), signing: desc(f[3]), canSign: desc(f[4]),
-		issuerDependents: desc(f[5])}
+	return rotationDescs{anchorDependents: desc(f[0]), anchorBundles: desc(f[1]), bundles: desc(f[2]), signing: desc(f[3]), retired: desc(f[4]),
+		canSign: desc(f[5]), issuerDependents: desc(f[6])}
 }
 
 // Describe implements prometheus.Collector.
@@ -174,6 +174,7 @@ func (c rotationCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.anchorBundles
 	ch <- c.bundles
 	ch <- c.signing
+	ch <- c.retired
 	ch <- c.canSign
 	ch <- c.issuerDependents
 }
@@ -190,7 +191,7 @@ func (c rotationCollector) Collect(ch chan<- prometheus.Metric) {
 	share := labelValue(c.snap.Share)
 	// Each count in two parts: [0] shared, [1] from this replica's pods.
 	dependents, bundles := map[key]*[2]int{}, map[key]*[2]int{}
-	signing := map[key]bool{}
+	signing, retired := map[key]bool{}, map[key]bool{}
 	var anchors []key
 	add := func(m map[key]*[2]int, k key, total, pods int) {
 		if m[k] == nil {
@@ -211,12 +212,14 @@ func (c rotationCollector) Collect(ch chan<- prometheus.Metric) {
 		add(dependents, k, a.Dependents, a.PodDependents)
 		add(bundles, k, a.Bundles, a.PodBundles)
 		signing[k] = signing[k] || a.Signing
+		retired[k] = retired[k] || a.Retired
 	}
 	for _, k := range anchors {
 		mesh, serial := string(k.mesh), labelValue(k.serial)
 		emit(c.anchorDependents, dependents[k], mesh, serial)
 		emit(c.anchorBundles, bundles[k], mesh, serial)
 		ch <- prometheus.MustNewConstMetric(c.signing, prometheus.GaugeValue, boolValue(signing[k]), mesh, serial)
+		ch <- prometheus.MustNewConstMetric(c.retired, prometheus.GaugeValue, boolValue(retired[k] && !signing[k]), mesh, serial)
 	}
 	for _, b := range r.Bundles {
 		emit(c.bundles, &[2]int{b.Copies - b.PodCopies, b.PodCopies}, string(b.Mesh))

@@ -317,3 +317,34 @@ func TestPartialCertificateWithoutStart(t *testing.T) {
 		t.Errorf("a not-before series for a certificate without a known start:\n%s", body)
 	}
 }
+
+// TestRotationVerdicts: a mesh in a rotation's phase 3 and one that cannot sign, as the rotation
+// families write them: the anchor the mesh signs under, the older one it left (retired), a newer
+// one published ahead of the next step (neither), and a broken mesh's anchor (not retired).
+func TestRotationVerdicts(t *testing.T) {
+	ca := func(serial string) *model.Certificate { return &model.Certificate{Serial: serial} }
+	snap := &model.Snapshot{Share: "all", Rotation: model.Rotation{
+		Anchors: []model.AnchorRadius{
+			{Mesh: "istio", Anchor: ca("a1"), Dependents: 3, Retired: true},
+			{Mesh: "istio", Anchor: ca("b2"), Dependents: 5, Signing: true},
+			{Mesh: "istio", Anchor: ca("c3")},
+			{Mesh: "linkerd", Anchor: ca("d4"), Dependents: 2},
+		},
+		Signing: []model.MeshSigning{{Mesh: "istio", CanSign: true}, {Mesh: "linkerd", Reason: model.SigningExpired}},
+	}}
+	body := rendered(t, snap, testpki.Now())
+	for _, want := range []string{
+		`meshcert_trust_anchor_retired{anchor_serial="a1",mesh="istio"} 1`,
+		`meshcert_trust_anchor_retired{anchor_serial="b2",mesh="istio"} 0`,
+		`meshcert_trust_anchor_retired{anchor_serial="c3",mesh="istio"} 0`,
+		`meshcert_trust_anchor_retired{anchor_serial="d4",mesh="linkerd"} 0`,
+		`meshcert_trust_anchor_signing{anchor_serial="b2",mesh="istio"} 1`,
+		`meshcert_trust_anchor_signing{anchor_serial="c3",mesh="istio"} 0`,
+		`meshcert_mesh_can_sign{mesh="istio",reason=""} 1`,
+		`meshcert_mesh_can_sign{mesh="linkerd",reason="signing_ca_expired"} 0`,
+	} {
+		if !strings.Contains(body, want+"\n") {
+			t.Errorf("the exposition lacks %s", want)
+		}
+	}
+}
